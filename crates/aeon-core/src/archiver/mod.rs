@@ -1,0 +1,453 @@
+//! Backup: turns directory trees into blobs, trees and a recovery point.
+//!
+//! The pipeline, with a bounded queue between every stage so memory stays flat:
+//!
+//! ```text
+//! walker ──files──▶ readers (read, chunk, hash, dedup) ──new chunks──▶ compressors (zstd, seal)
+//!    │                    │ content ids                                        │ sealed blobs
+//!    └──entries──▶ finisher (assembles trees in order) ──tree blobs──▶ packer ◀─┘ (packs, index)
+//! ```
+//! Files unchanged since the parent recovery point (same size, mtime, ctime, inode) are not
+//! read: their content list is taken from the parent.
+
+mod walk;
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Read;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+
+use chrono::{DateTime, FixedOffset};
+use crossbeam_channel::{Receiver, Sender, bounded};
+
+use crate::blob::{self, BlobType, Compression};
+use crate::chunker::Chunker;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::progress::Progress;
+use crate::repository::{PackerStats, Repository};
+use crate::snapshot::{Snapshot, Summary};
+use crate::tree::{Node, Tree};
+
+pub use walk::absolute_source_paths;
+
+#[derive(Debug, Clone)]
+pub struct BackupOptions {
+    pub paths: Vec<PathBuf>,
+    pub hostname: String,
+    pub username: String,
+    pub tags: Vec<String>,
+    pub description: Option<String>,
+    pub category: Option<String>,
+    pub kind: Option<String>,
+    /// Overrides the repository's default compression for this backup.
+    pub compression: Option<Compression>,
+    /// The recovery point to compare against; `None` means no parent (read everything).
+    pub parent: Option<Id>,
+    /// Time recorded in the recovery point (default: now).
+    pub time: Option<DateTime<FixedOffset>>,
+    /// Worker threads for compression; readers use the same count.
+    pub threads: usize,
+    /// Walk the sources once ahead of the backup to report totals (for an ETA).
+    pub scan_totals: bool,
+}
+
+impl BackupOptions {
+    pub fn new(paths: Vec<PathBuf>) -> BackupOptions {
+        BackupOptions {
+            paths,
+            hostname: String::new(),
+            username: String::new(),
+            tags: Vec::new(),
+            description: None,
+            category: None,
+            kind: None,
+            compression: None,
+            parent: None,
+            time: None,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            scan_totals: false,
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct BackupResult {
+    pub snapshot_id: Id,
+    pub snapshot: Snapshot,
+    /// Items that could not be backed up; the recovery point was still written without them.
+    pub warnings: Vec<String>,
+    pub packer: PackerStats,
+}
+
+/// What a reader learned about one file.
+struct FileOutcome {
+    content: Vec<Id>,
+    size_read: u64,
+}
+
+struct FileJob {
+    path: PathBuf,
+    size_hint: u64,
+    done: Sender<Option<FileOutcome>>,
+}
+
+/// Messages from the walker to the finisher, in depth-first order.
+enum Item {
+    EnterDir,
+    Node(Node),
+    File(Node, Receiver<Option<FileOutcome>>),
+    LeaveDir(Node, Option<Id>),
+}
+
+struct ChunkJob {
+    id: Id,
+    data: Vec<u8>,
+}
+
+struct SealedBlob {
+    blob_type: BlobType,
+    id: Id,
+    sealed: Vec<u8>,
+    raw_len: u32,
+}
+
+/// State shared by every stage of one backup.
+struct Shared<'a> {
+    repo: &'a Repository,
+    progress: &'a dyn Progress,
+    compression: Compression,
+    /// Blobs this backup has already queued for storage.
+    queued: Mutex<HashSet<Id>>,
+    abort: AtomicBool,
+    fatal: Mutex<Option<Error>>,
+    warnings: Mutex<Vec<String>>,
+    counters: Counters,
+}
+
+#[derive(Default)]
+struct Counters {
+    files_new: AtomicU64,
+    files_changed: AtomicU64,
+    files_unchanged: AtomicU64,
+    dirs_new: AtomicU64,
+    dirs_changed: AtomicU64,
+    dirs_unchanged: AtomicU64,
+    bytes_read: AtomicU64,
+    total_bytes: AtomicU64,
+    errors: AtomicU64,
+}
+
+impl Shared<'_> {
+    fn fail(&self, e: Error) {
+        let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
+        if f.is_none() {
+            *f = Some(e);
+        }
+        self.abort.store(true, Ordering::SeqCst);
+    }
+
+    fn aborted(&self) -> bool {
+        self.abort.load(Ordering::Relaxed)
+    }
+
+    fn warn(&self, message: String) {
+        self.counters.errors.fetch_add(1, Ordering::Relaxed);
+        self.progress.warn(&message);
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(message);
+    }
+
+    /// True if the blob must be stored: not in the repository and not queued by this backup.
+    fn claim(&self, id: &Id) -> bool {
+        !self.repo.index().contains(id)
+            && self.queued.lock().unwrap_or_else(|p| p.into_inner()).insert(*id)
+    }
+}
+
+/// Backs up `opts.paths` into `repo` (whose index must be loaded) and writes a recovery point.
+pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+    let start = chrono::Local::now().fixed_offset();
+    let sources = absolute_source_paths(&opts.paths)?;
+    let parent_tree = match opts.parent {
+        Some(id) => Some(repo.load_snapshot(&id)?.tree),
+        None => None,
+    };
+    let shared = Shared {
+        repo,
+        progress,
+        compression: opts.compression.unwrap_or(repo.settings().compression),
+        queued: Mutex::new(HashSet::new()),
+        abort: AtomicBool::new(false),
+        fatal: Mutex::new(None),
+        warnings: Mutex::new(Vec::new()),
+        counters: Counters::default(),
+    };
+    let threads = opts.threads.max(1);
+    let (job_tx, job_rx) = bounded::<FileJob>(256);
+    let (item_tx, item_rx) = bounded::<Item>(4096);
+    let (chunk_tx, chunk_rx) = bounded::<ChunkJob>(threads * 2);
+    let (blob_tx, blob_rx) = bounded::<SealedBlob>(threads * 2);
+
+    let (root, packer_stats) = std::thread::scope(|s| {
+        let shared = &shared;
+        if opts.scan_totals {
+            let sources = &sources;
+            s.spawn(move || {
+                let (files, bytes) = walk::count(sources, &|| shared.aborted());
+                shared.progress.set_total(files, bytes);
+            });
+        }
+        let packer = s.spawn({
+            let blob_rx = blob_rx.clone();
+            move || run_packer(shared, blob_rx)
+        });
+        for _ in 0..threads {
+            let chunk_rx = chunk_rx.clone();
+            let blob_tx = blob_tx.clone();
+            s.spawn(move || run_compressor(shared, chunk_rx, blob_tx));
+        }
+        for _ in 0..threads {
+            let job_rx = job_rx.clone();
+            let chunk_tx = chunk_tx.clone();
+            s.spawn(move || run_reader(shared, job_rx, chunk_tx));
+        }
+        let finisher = s.spawn({
+            let blob_tx = blob_tx.clone();
+            move || run_finisher(shared, item_rx, blob_tx)
+        });
+        drop((chunk_tx, blob_tx, job_rx, chunk_rx, blob_rx));
+
+        let walker = walk::Walker { shared, jobs: job_tx, items: item_tx };
+        walker.run(&sources, parent_tree.as_ref());
+        drop(walker);
+
+        let root = finisher.join().unwrap_or(None);
+        let stats = packer.join().unwrap_or_default();
+        (root, stats)
+    });
+
+    if let Some(e) = shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+        return Err(e);
+    }
+    let root = root.ok_or(Error::Cancelled)?;
+    let c = &shared.counters;
+    let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let end = chrono::Local::now().fixed_offset();
+    let summary = Summary {
+        files_new: load(&c.files_new),
+        files_changed: load(&c.files_changed),
+        files_unchanged: load(&c.files_unchanged),
+        dirs_new: load(&c.dirs_new),
+        dirs_changed: load(&c.dirs_changed),
+        dirs_unchanged: load(&c.dirs_unchanged),
+        total_files: load(&c.files_new) + load(&c.files_changed) + load(&c.files_unchanged),
+        total_dirs: load(&c.dirs_new) + load(&c.dirs_changed) + load(&c.dirs_unchanged),
+        bytes_read: load(&c.bytes_read),
+        total_bytes: load(&c.total_bytes),
+        blobs_added: packer_stats.blobs_written,
+        data_added: packer_stats.raw_bytes,
+        data_added_stored: packer_stats.stored_bytes,
+        errors: load(&c.errors),
+        backup_start: Some(start),
+        backup_end: Some(end),
+    };
+    let snapshot = Snapshot {
+        time: opts.time.unwrap_or(start),
+        tree: root,
+        paths: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        hostname: opts.hostname.clone(),
+        username: opts.username.clone(),
+        uid: unsafe_free_uid(),
+        gid: unsafe_free_gid(),
+        tags: opts.tags.clone(),
+        parent: opts.parent,
+        description: opts.description.clone(),
+        category: opts.category.clone(),
+        kind: opts.kind.clone(),
+        program_version: format!("aeon {}", crate::VERSION),
+        summary,
+    };
+    // Written last: every blob it references is already durable and indexed.
+    let snapshot_id = repo.save_snapshot(&snapshot)?;
+    let warnings = shared.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(BackupResult { snapshot_id, snapshot, warnings, packer: packer_stats })
+}
+
+fn unsafe_free_uid() -> u32 {
+    // SAFETY: getuid has no preconditions and cannot fail.
+    unsafe { libc::getuid() }
+}
+fn unsafe_free_gid() -> u32 {
+    // SAFETY: getgid has no preconditions and cannot fail.
+    unsafe { libc::getgid() }
+}
+
+fn run_packer(shared: &Shared, rx: Receiver<SealedBlob>) -> PackerStats {
+    let mut packer = shared.repo.packer();
+    for b in rx.iter() {
+        if let Err(e) = packer.add(b.blob_type, b.id, &b.sealed, b.raw_len) {
+            shared.fail(e);
+            return packer.stats();
+        }
+    }
+    if shared.aborted() {
+        return packer.stats();
+    }
+    match packer.finish() {
+        Ok(stats) => stats,
+        Err(e) => {
+            shared.fail(e);
+            PackerStats::default()
+        }
+    }
+}
+
+fn run_compressor(shared: &Shared, rx: Receiver<ChunkJob>, tx: Sender<SealedBlob>) {
+    let cipher = shared.repo.cipher();
+    for job in rx.iter() {
+        if shared.aborted() {
+            return;
+        }
+        match blob::seal_blob(cipher, BlobType::Data, &job.id, &job.data, shared.compression) {
+            Ok(sealed) => {
+                let b = SealedBlob {
+                    blob_type: BlobType::Data,
+                    id: job.id,
+                    sealed,
+                    raw_len: job.data.len() as u32,
+                };
+                if tx.send(b).is_err() {
+                    return;
+                }
+            }
+            Err(e) => return shared.fail(e),
+        }
+    }
+}
+
+fn open_source(path: &std::path::Path) -> std::io::Result<File> {
+    // O_NOATIME keeps the backup from touching access times; only the owner (or root) may ask.
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+        other => other,
+    }
+}
+
+fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) {
+    let params = shared.repo.settings().chunker;
+    let seed = shared.repo.chunker_seed();
+    let hasher = shared.repo.hasher();
+    for job in rx.iter() {
+        if shared.aborted() {
+            return;
+        }
+        let mut content = Vec::new();
+        let mut size_read = 0u64;
+        let mut handle = |data: Vec<u8>| -> bool {
+            let id = hasher.hash(&data);
+            size_read += data.len() as u64;
+            shared.progress.add(0, data.len() as u64);
+            content.push(id);
+            if shared.claim(&id) {
+                return chunks.send(ChunkJob { id, data }).is_ok();
+            }
+            true
+        };
+        let result = (|| -> std::io::Result<bool> {
+            let mut file = open_source(&job.path)?;
+            if job.size_hint <= params.min_size as u64 {
+                // Too small for a cut point: one chunk, without the chunker's 8 MiB buffer.
+                let mut data = Vec::with_capacity(job.size_hint as usize);
+                file.read_to_end(&mut data)?;
+                if data.len() as u64 > params.min_size as u64 {
+                    // It grew since it was listed: chunk what we have like any large file.
+                    for c in Chunker::new(&data[..], params, seed) {
+                        if !handle(c?) {
+                            return Ok(false);
+                        }
+                    }
+                } else if !data.is_empty() && !handle(data) {
+                    return Ok(false);
+                }
+            } else {
+                for c in Chunker::new(file, params, seed) {
+                    if !handle(c?) {
+                        return Ok(false);
+                    }
+                }
+            }
+            Ok(true)
+        })();
+        shared.counters.bytes_read.fetch_add(size_read, Ordering::Relaxed);
+        shared.progress.add(1, 0);
+        match result {
+            Ok(true) => {
+                let _ = job.done.send(Some(FileOutcome { content, size_read }));
+            }
+            Ok(false) => return,
+            Err(e) => {
+                shared.warn(format!("{}: {e} (file skipped)", job.path.display()));
+                let _ = job.done.send(None);
+            }
+        }
+    }
+}
+
+fn run_finisher(shared: &Shared, rx: Receiver<Item>, blobs: Sender<SealedBlob>) -> Option<Id> {
+    let repo = shared.repo;
+    let mut stack: Vec<Vec<Node>> = Vec::new();
+    let c = &shared.counters;
+    for item in rx.iter() {
+        match item {
+            Item::EnterDir => stack.push(Vec::new()),
+            Item::Node(n) => stack.last_mut()?.push(n),
+            Item::File(mut n, done) => {
+                if let Ok(Some(outcome)) = done.recv() {
+                    n.content = outcome.content;
+                    n.size = outcome.size_read;
+                    c.total_bytes.fetch_add(n.size, Ordering::Relaxed);
+                    stack.last_mut()?.push(n);
+                }
+            }
+            Item::LeaveDir(mut node, parent_subtree) => {
+                let mut tree = Tree { nodes: stack.pop()? };
+                tree.sort();
+                let bytes = tree.encode();
+                let id = repo.hasher().hash(&bytes);
+                match parent_subtree {
+                    None => c.dirs_new.fetch_add(1, Ordering::Relaxed),
+                    Some(p) if p == id => c.dirs_unchanged.fetch_add(1, Ordering::Relaxed),
+                    Some(_) => c.dirs_changed.fetch_add(1, Ordering::Relaxed),
+                };
+                if shared.claim(&id) {
+                    match blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, shared.compression) {
+                        Ok(sealed) => {
+                            let b = SealedBlob {
+                                blob_type: BlobType::Tree,
+                                id,
+                                sealed,
+                                raw_len: bytes.len() as u32,
+                            };
+                            if blobs.send(b).is_err() {
+                                return None;
+                            }
+                        }
+                        Err(e) => {
+                            shared.fail(e);
+                            return None;
+                        }
+                    }
+                }
+                node.subtree = Some(id);
+                match stack.last_mut() {
+                    Some(parent) => parent.push(node),
+                    None => return Some(id),
+                }
+            }
+        }
+    }
+    None
+}

@@ -1,0 +1,321 @@
+//! The directory walk: turns source paths into an ordered stream of entries for the finisher
+//! and of file jobs for the readers.
+
+use std::collections::BTreeMap;
+use std::ffi::OsStr;
+use std::fs::Metadata;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::{FileTypeExt, MetadataExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::Ordering;
+
+use crossbeam_channel::{Sender, bounded};
+
+use super::{FileJob, Item, Shared};
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
+
+/// Makes every source path absolute and lexically normal, checks it exists, and drops paths
+/// already inside another source.
+pub fn absolute_source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    if paths.is_empty() {
+        return Err(Error::InvalidInput("nothing to back up: give at least one path".into()));
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    for p in paths {
+        let abs = std::path::absolute(p).map_err(|e| Error::io(p, e))?;
+        let mut norm = PathBuf::from("/");
+        for c in abs.components() {
+            match c {
+                Component::Normal(n) => norm.push(n),
+                Component::ParentDir => {
+                    norm.pop();
+                }
+                _ => {}
+            }
+        }
+        std::fs::symlink_metadata(&norm).map_err(|e| Error::io(&norm, e))?;
+        out.push(norm);
+    }
+    out.sort();
+    out.dedup();
+    let mut kept: Vec<PathBuf> = Vec::new();
+    for p in out {
+        if !kept.iter().any(|k| p.starts_with(k)) {
+            kept.push(p);
+        }
+    }
+    Ok(kept)
+}
+
+/// The directories above the sources: `/home/a` and `/home/b` share the virtual `home`.
+#[derive(Default)]
+struct VirtualDir {
+    children: BTreeMap<Vec<u8>, VirtualEntry>,
+}
+
+enum VirtualEntry {
+    Source(PathBuf),
+    Dir(PathBuf, VirtualDir),
+}
+
+fn build_virtual_root(sources: &[PathBuf]) -> VirtualDir {
+    let mut root = VirtualDir::default();
+    for src in sources {
+        let parts: Vec<&OsStr> = src
+            .components()
+            .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
+            .collect();
+        let mut dir = &mut root;
+        let mut path = PathBuf::from("/");
+        for (i, part) in parts.iter().enumerate() {
+            path.push(part);
+            let key = part.as_bytes().to_vec();
+            if i + 1 == parts.len() {
+                dir.children.insert(key, VirtualEntry::Source(path.clone()));
+                break;
+            }
+            let entry = dir
+                .children
+                .entry(key)
+                .or_insert_with(|| VirtualEntry::Dir(path.clone(), VirtualDir::default()));
+            match entry {
+                VirtualEntry::Dir(_, d) => dir = d,
+                VirtualEntry::Source(_) => break, // already covered by a source above it
+            }
+        }
+    }
+    root
+}
+
+fn timestamp(secs: i64, nsecs: i64) -> Timestamp {
+    Timestamp(secs, nsecs.clamp(0, 999_999_999) as u32)
+}
+
+/// Builds a tree node from `lstat` metadata (no content, target or subtree yet).
+pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
+    let ft = md.file_type();
+    let kind = if ft.is_dir() {
+        NodeKind::Dir
+    } else if ft.is_symlink() {
+        NodeKind::Symlink
+    } else if ft.is_fifo() {
+        NodeKind::Fifo
+    } else if ft.is_char_device() {
+        NodeKind::Chardev
+    } else if ft.is_block_device() {
+        NodeKind::Blockdev
+    } else if ft.is_socket() {
+        NodeKind::Socket
+    } else {
+        NodeKind::File
+    };
+    let mut n = Node::new(RawName(name.to_vec()), kind);
+    n.mode = md.mode() & 0o7777;
+    n.uid = md.uid();
+    n.gid = md.gid();
+    n.mtime = timestamp(md.mtime(), md.mtime_nsec());
+    n.atime = Some(timestamp(md.atime(), md.atime_nsec()));
+    n.ctime = Some(timestamp(md.ctime(), md.ctime_nsec()));
+    n.inode = md.ino();
+    n.device = md.dev();
+    n.links = md.nlink();
+    if kind == NodeKind::File {
+        n.size = md.size();
+    }
+    if matches!(kind, NodeKind::Chardev | NodeKind::Blockdev) {
+        n.rdev = Some(md.rdev());
+    }
+    n
+}
+
+pub(super) struct Walker<'s, 'a> {
+    pub shared: &'s Shared<'a>,
+    pub jobs: Sender<FileJob>,
+    pub items: Sender<Item>,
+}
+
+impl Walker<'_, '_> {
+    /// Walks every source; returns early (quietly) if the backup is aborted.
+    pub fn run(&self, sources: &[PathBuf], parent_root: Option<&Id>) {
+        let root = build_virtual_root(sources);
+        let parent_tree = parent_root.and_then(|id| self.load_parent_tree(id));
+        if self.send(Item::EnterDir) {
+            self.walk_virtual(&root, parent_tree.as_ref());
+        }
+        let root_node = Node::new(RawName(Vec::new()), NodeKind::Dir);
+        self.send(Item::LeaveDir(root_node, parent_root.copied()));
+    }
+
+    fn send(&self, item: Item) -> bool {
+        !self.shared.aborted() && self.items.send(item).is_ok()
+    }
+
+    fn load_parent_tree(&self, id: &Id) -> Option<Tree> {
+        // A parent that cannot be read only costs speed: everything is read afresh.
+        self.shared.repo.load_tree(id).ok()
+    }
+
+    fn parent_subtree(parent: Option<&Tree>, name: &[u8]) -> (Option<Node>, Option<Id>) {
+        let node = parent.and_then(|t| t.find(name)).cloned();
+        let subtree = node.as_ref().filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
+        (node, subtree)
+    }
+
+    fn walk_virtual(&self, dir: &VirtualDir, parent: Option<&Tree>) {
+        for (name, entry) in &dir.children {
+            let (parent_node, parent_subtree) = Self::parent_subtree(parent, name);
+            match entry {
+                VirtualEntry::Source(path) => self.walk_entry(path, name, parent_node.as_ref()),
+                VirtualEntry::Dir(path, children) => {
+                    let md = match std::fs::symlink_metadata(path) {
+                        Ok(md) => md,
+                        Err(e) => {
+                            self.shared.warn(format!("{}: {e}", path.display()));
+                            continue;
+                        }
+                    };
+                    let node = node_from_metadata(name, &md);
+                    let sub = parent_subtree.and_then(|id| self.load_parent_tree(&id));
+                    if !self.send(Item::EnterDir) {
+                        return;
+                    }
+                    self.walk_virtual(children, sub.as_ref());
+                    if !self.send(Item::LeaveDir(node, parent_subtree)) {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    fn walk_entry(&self, path: &Path, name: &[u8], parent_node: Option<&Node>) {
+        if self.shared.aborted() {
+            return;
+        }
+        let md = match std::fs::symlink_metadata(path) {
+            Ok(md) => md,
+            Err(e) => {
+                self.shared.warn(format!("{}: {e} (skipped)", path.display()));
+                return;
+            }
+        };
+        let mut node = node_from_metadata(name, &md);
+        let c = &self.shared.counters;
+        match node.kind {
+            NodeKind::Dir => self.walk_dir(path, node, parent_node),
+            NodeKind::File => {
+                let previous = parent_node.filter(|p| p.kind == NodeKind::File);
+                if let Some(p) = previous.filter(|p| self.unchanged(p, &node)) {
+                    c.files_unchanged.fetch_add(1, Ordering::Relaxed);
+                    c.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+                    self.shared.progress.add(1, node.size);
+                    node.content = p.content.clone();
+                    self.send(Item::Node(node));
+                    return;
+                }
+                if previous.is_some() { &c.files_changed } else { &c.files_new }
+                    .fetch_add(1, Ordering::Relaxed);
+                let (done_tx, done_rx) = bounded(1);
+                let job = FileJob { path: path.to_path_buf(), size_hint: node.size, done: done_tx };
+                if self.send(Item::File(node, done_rx)) && self.jobs.send(job).is_err() {
+                    self.shared.abort.store(true, Ordering::SeqCst);
+                }
+            }
+            NodeKind::Symlink => match std::fs::read_link(path) {
+                Ok(target) => {
+                    node.target = Some(RawName(target.as_os_str().as_bytes().to_vec()));
+                    self.send(Item::Node(node));
+                }
+                Err(e) => self.shared.warn(format!("{}: {e} (skipped)", path.display())),
+            },
+            _ => {
+                self.send(Item::Node(node));
+            }
+        }
+    }
+
+    /// Same size, mtime, ctime and inode as in the parent, and every blob still indexed.
+    fn unchanged(&self, previous: &Node, now: &Node) -> bool {
+        previous.size == now.size
+            && previous.mtime == now.mtime
+            && previous.ctime == now.ctime
+            && previous.inode == now.inode
+            && (previous.size == 0 || !previous.content.is_empty())
+            && previous.content.iter().all(|id| self.shared.repo.index().contains(id))
+    }
+
+    fn walk_dir(&self, path: &Path, node: Node, parent_node: Option<&Node>) {
+        let parent_subtree =
+            parent_node.filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
+        let parent_tree = parent_subtree.and_then(|id| self.load_parent_tree(&id));
+        if !self.send(Item::EnterDir) {
+            return;
+        }
+        match std::fs::read_dir(path) {
+            Ok(rd) => {
+                let mut names = Vec::new();
+                for entry in rd {
+                    match entry {
+                        Ok(e) => names.push(e.file_name()),
+                        Err(e) => {
+                            self.shared.warn(format!("{}: {e} (listing incomplete)", path.display()))
+                        }
+                    }
+                }
+                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                for name in names {
+                    let child_parent = parent_tree.as_ref().and_then(|t| t.find(name.as_bytes()));
+                    self.walk_entry(&path.join(&name), name.as_bytes(), child_parent);
+                    if self.shared.aborted() {
+                        return;
+                    }
+                }
+            }
+            Err(e) => self.shared.warn(format!("{}: {e} (contents skipped)", path.display())),
+        }
+        self.send(Item::LeaveDir(node, parent_subtree));
+    }
+}
+
+/// Counts files and bytes under the sources, for progress totals.
+pub fn count(sources: &[PathBuf], stop: &dyn Fn() -> bool) -> (u64, u64) {
+    let mut files = 0u64;
+    let mut bytes = 0u64;
+    let mut stack: Vec<PathBuf> = sources.to_vec();
+    while let Some(p) = stack.pop() {
+        if stop() {
+            break;
+        }
+        let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+        if md.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.flatten().map(|e| e.path()));
+            }
+        } else {
+            files += 1;
+            if md.is_file() {
+                bytes += md.len();
+            }
+        }
+    }
+    (files, bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn source_paths_are_normalised_and_nested_ones_dropped() {
+        let d = tempfile::tempdir().unwrap();
+        let a = d.path().join("a");
+        std::fs::create_dir_all(a.join("b")).unwrap();
+        let got = absolute_source_paths(&[a.join("b"), a.join("b/../b/."), a.clone()]).unwrap();
+        assert_eq!(got, vec![a.clone()]);
+        assert!(absolute_source_paths(&[d.path().join("missing")]).is_err());
+        let root = build_virtual_root(&got);
+        assert_eq!(root.children.len(), 1);
+    }
+}

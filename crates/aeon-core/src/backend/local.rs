@@ -1,0 +1,191 @@
+//! A repository in a local directory.
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use super::{Backend, FileType, ObjectInfo};
+use crate::error::{Error, Result};
+
+pub struct LocalBackend {
+    root: PathBuf,
+}
+
+impl LocalBackend {
+    pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
+        LocalBackend { root: root.into() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    fn path(&self, t: FileType, name: &str) -> PathBuf {
+        match t {
+            FileType::Config => self.root.join("config"),
+            // Packs fan out over 256 folders so that no folder grows past what file systems
+            // list quickly.
+            FileType::Pack if name.len() >= 2 => self.root.join("data").join(&name[..2]).join(name),
+            _ => self.root.join(t.dir()).join(name),
+        }
+    }
+
+    fn err(&self, path: &Path, e: std::io::Error) -> Error {
+        if e.kind() == ErrorKind::NotFound {
+            Error::ObjectNotFound { kind: "object", id: path.display().to_string() }
+        } else {
+            Error::Backend { path: path.display().to_string(), source: e }
+        }
+    }
+}
+
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+impl Backend for LocalBackend {
+    fn location(&self) -> String {
+        self.root.display().to_string()
+    }
+
+    fn create(&self) -> Result<()> {
+        let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
+        fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
+        for t in FileType::all_dirs() {
+            let d = self.root.join(t.dir());
+            fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+        }
+        for i in 0..=255u8 {
+            let d = self.root.join("data").join(format!("{i:02x}"));
+            fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+        }
+        sync_dir(&self.root).map_err(|e| io(&self.root, e))
+    }
+
+    fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>> {
+        let p = self.path(t, name);
+        match fs::metadata(&p) {
+            Ok(m) => Ok(Some(m.len())),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(self.err(&p, e)),
+        }
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        let p = self.path(t, name);
+        fs::read(&p).map_err(|e| self.err(&p, e))
+    }
+
+    fn read_range(&self, t: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        let p = self.path(t, name);
+        let f = File::open(&p).map_err(|e| self.err(&p, e))?;
+        let mut buf = vec![0u8; length as usize];
+        f.read_exact_at(&mut buf, offset).map_err(|e| {
+            if e.kind() == ErrorKind::UnexpectedEof {
+                Error::corrupt(
+                    format!("{} {}", t.dir(), name),
+                    format!("truncated: {length} bytes at offset {offset} are beyond its end"),
+                )
+            } else {
+                self.err(&p, e)
+            }
+        })?;
+        Ok(buf)
+    }
+
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        let p = self.path(t, name);
+        let dir = p.parent().expect("object paths have a parent");
+        if t == FileType::Pack {
+            // Pack fan-out folders may be missing in a repository copied without empty folders.
+            fs::create_dir_all(dir).map_err(|e| self.err(dir, e))?;
+        }
+        // Write beside the target, make it durable, then rename: readers see all or nothing.
+        let mut nonce = [0u8; 8];
+        crate::crypto::fill_random(&mut nonce)?;
+        let tmp = dir.join(format!(".tmp-{}-{}", name, hex::encode(nonce)));
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(data)?;
+            f.sync_all()?;
+            drop(f);
+            fs::rename(&tmp, &p)?;
+            sync_dir(dir)
+        })();
+        if let Err(e) = result {
+            let _ = fs::remove_file(&tmp);
+            return Err(self.err(&p, e));
+        }
+        Ok(())
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let mut list_dir = |d: &Path| -> Result<()> {
+            let rd = match fs::read_dir(d) {
+                Ok(rd) => rd,
+                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+                Err(e) => return Err(self.err(d, e)),
+            };
+            for entry in rd {
+                let entry = entry.map_err(|e| self.err(d, e))?;
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if name.starts_with('.') {
+                    continue;
+                }
+                let md = entry.metadata().map_err(|e| self.err(&entry.path(), e))?;
+                if md.is_file() {
+                    out.push(ObjectInfo { name, size: md.len() });
+                }
+            }
+            Ok(())
+        };
+        match t {
+            FileType::Config => {}
+            FileType::Pack => {
+                let data = self.root.join("data");
+                let rd = match fs::read_dir(&data) {
+                    Ok(rd) => rd,
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+                    Err(e) => return Err(self.err(&data, e)),
+                };
+                for sub in rd {
+                    let sub = sub.map_err(|e| self.err(&data, e))?;
+                    if sub.file_type().map(|ft| ft.is_dir()).unwrap_or(false) {
+                        list_dir(&sub.path())?;
+                    }
+                }
+            }
+            _ => list_dir(&self.root.join(t.dir()))?,
+        }
+        out.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(out)
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<()> {
+        let p = self.path(t, name);
+        fs::remove_file(&p).map_err(|e| self.err(&p, e))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn write_read_list_remove() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        b.write(FileType::Pack, "abcdef", b"0123456789").unwrap();
+        assert_eq!(b.read(FileType::Pack, "abcdef").unwrap(), b"0123456789");
+        assert_eq!(b.read_range(FileType::Pack, "abcdef", 2, 3).unwrap(), b"234");
+        assert!(b.read_range(FileType::Pack, "abcdef", 8, 5).unwrap_err().is_integrity());
+        assert_eq!(b.list(FileType::Pack).unwrap(), vec![ObjectInfo { name: "abcdef".into(), size: 10 }]);
+        assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), Some(10));
+        b.remove(FileType::Pack, "abcdef").unwrap();
+        assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), None);
+        assert!(matches!(b.read(FileType::Index, "x"), Err(Error::ObjectNotFound { .. })));
+    }
+}

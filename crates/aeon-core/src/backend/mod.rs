@@ -1,0 +1,68 @@
+//! Storage backends: the one narrow interface through which the engine reaches storage.
+//!
+//! Everything above this trait is storage-agnostic. Writes are all-or-nothing: a reader never
+//! sees a partly written object, which is what makes the write ordering in `docs/FORMAT.md`
+//! sufficient for crash consistency.
+
+mod local;
+
+pub use local::LocalBackend;
+
+use crate::error::Result;
+
+/// The kinds of object a repository stores, each in its own namespace (folder or prefix).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum FileType {
+    Config,
+    Key,
+    Pack,
+    Index,
+    Snapshot,
+    Lock,
+    Audit,
+    Parity,
+}
+
+impl FileType {
+    /// The folder or key prefix of this namespace.
+    pub fn dir(self) -> &'static str {
+        match self {
+            FileType::Config => "",
+            FileType::Key => "keys",
+            FileType::Pack => "data",
+            FileType::Index => "index",
+            FileType::Snapshot => "snapshots",
+            FileType::Lock => "locks",
+            FileType::Audit => "audit",
+            FileType::Parity => "parity",
+        }
+    }
+
+    pub fn all_dirs() -> [FileType; 7] {
+        use FileType::*;
+        [Key, Pack, Index, Snapshot, Lock, Audit, Parity]
+    }
+}
+
+/// A stored object's name and size, as listings return them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ObjectInfo {
+    pub name: String,
+    pub size: u64,
+}
+
+pub trait Backend: Send + Sync {
+    /// Where this backend points, for messages.
+    fn location(&self) -> String;
+    /// Creates the empty structure of a new repository.
+    fn create(&self) -> Result<()>;
+    /// Size of an object, or `None` if it does not exist.
+    fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>>;
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
+    /// Reads `length` bytes at `offset`; a short object is an error, never a short read.
+    fn read_range(&self, t: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+    /// Stores an object atomically and durably: when this returns, it survives a crash.
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
+    fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;
+    fn remove(&self, t: FileType, name: &str) -> Result<()>;
+}

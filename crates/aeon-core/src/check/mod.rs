@@ -1,0 +1,316 @@
+//! Integrity checks.
+//!
+//! Structure (always): every index file decrypts; every indexed pack exists with the size the
+//! index records; every recovery point decrypts; every tree they reach decrypts, and every blob
+//! a tree names is indexed. With `read_data`: every pack is read whole, its BLAKE3 compared with
+//! its name, its table compared with the index, and every blob decrypted and verified.
+//! Problems are collected, not fatal, and each names the object and the recovery points hit.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+
+use serde::Serialize;
+
+use crate::backend::FileType;
+use crate::blob;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::index::Index;
+use crate::pack;
+use crate::progress::Progress;
+use crate::repository::Repository;
+use crate::snapshot::SnapshotEntry;
+use crate::tree::NodeKind;
+
+#[derive(Debug, Clone)]
+pub struct CheckOptions {
+    pub read_data: bool,
+    pub threads: usize,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            read_data: false,
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Problem {
+    /// The damaged object, e.g. `pack 3fa2…` or `recovery point 81c0…`.
+    pub object: String,
+    pub message: String,
+}
+
+#[derive(Debug, Default, Serialize)]
+pub struct CheckReport {
+    pub problems: Vec<Problem>,
+    /// Notes that need no repair (e.g. packs left by an interrupted backup).
+    pub notes: Vec<String>,
+    /// Full ids of recovery points that reference damaged or missing data.
+    pub affected_snapshots: Vec<String>,
+    pub snapshots: usize,
+    pub packs: usize,
+    pub blobs: usize,
+    pub trees_checked: usize,
+    pub packs_read: u64,
+    pub bytes_read: u64,
+}
+
+impl CheckReport {
+    pub fn is_ok(&self) -> bool {
+        self.problems.is_empty()
+    }
+    fn problem(&mut self, object: impl Into<String>, message: impl Into<String>) {
+        self.problems.push(Problem { object: object.into(), message: message.into() });
+    }
+}
+
+/// Checks `repo`; loads its index itself. Only failures to reach storage at all are `Err`.
+pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
+    let mut index = Index::default();
+    for loaded in repo.read_index_files()? {
+        match loaded {
+            Ok((_, file)) => index.add_file(&file),
+            Err(e) => report.problem(error_object(&e, "index file"), error_message(&e)),
+        }
+    }
+
+    // Blob ids known to be unreadable: every blob of a damaged pack, and every missing blob.
+    let mut bad_blobs: HashSet<Id> = HashSet::new();
+    let mut bad_packs: HashSet<u32> = HashSet::new();
+
+    let stored: HashMap<String, u64> =
+        repo.backend().list(FileType::Pack)?.into_iter().map(|o| (o.name, o.size)).collect();
+    for (n, p) in index.packs().iter().enumerate() {
+        match stored.get(&p.id.to_hex()) {
+            None => {
+                report.problem(format!("pack {}", p.id), "missing from storage");
+                bad_packs.insert(n as u32);
+            }
+            Some(&size) if size != p.size => {
+                let how = if size < p.size { "truncated" } else { "larger than recorded" };
+                report.problem(
+                    format!("pack {}", p.id),
+                    format!("{how}: {size} bytes on storage, {} in the index", p.size),
+                );
+                bad_packs.insert(n as u32);
+            }
+            Some(_) => {}
+        }
+    }
+    let unindexed = stored.keys().filter(|k| k.parse::<Id>().map_or(true, |id| index.pack_number(&id).is_none())).count();
+    if unindexed > 0 {
+        report.notes.push(format!(
+            "{unindexed} pack(s) not in any index (left by an interrupted backup; harmless)"
+        ));
+    }
+    report.packs = index.packs().len();
+    report.blobs = index.blob_count();
+    repo.replace_index(index);
+
+    if opts.read_data {
+        read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
+    }
+    for (id, loc) in repo.index().blobs() {
+        if bad_packs.contains(&loc.pack) {
+            bad_blobs.insert(*id);
+        }
+    }
+
+    let (snapshots, unreadable) = repo.list_snapshots()?;
+    for (name, e) in unreadable {
+        report.problem(format!("recovery point {name}"), error_message(&e));
+    }
+    report.snapshots = snapshots.len();
+    let affected = walk_snapshots(repo, &snapshots, &bad_blobs, &mut report);
+    report.affected_snapshots = affected;
+    Ok(report)
+}
+
+fn error_object(e: &Error, fallback: &str) -> String {
+    match e {
+        Error::Corrupt { what, .. } => what.clone(),
+        _ => fallback.to_string(),
+    }
+}
+
+fn error_message(e: &Error) -> String {
+    match e {
+        Error::Corrupt { reason, .. } => reason.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn read_all_packs(
+    repo: &Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+    report: &mut CheckReport,
+    bad_packs: &mut HashSet<u32>,
+    bad_blobs: &mut HashSet<Id>,
+) {
+    let index = repo.index();
+    let todo: Vec<u32> =
+        (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
+    let mut expected: HashMap<u32, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
+    for (id, loc) in index.blobs() {
+        expected.entry(loc.pack).or_default().push((*id, *loc));
+    }
+    let total: u64 = todo.iter().map(|&p| index.pack(p).size).sum();
+    progress.set_total(todo.len() as u64, total);
+    let next = AtomicUsize::new(0);
+    let bytes = AtomicU64::new(0);
+    let found = Mutex::new(Vec::<(u32, Option<Id>, String)>::new());
+    std::thread::scope(|s| {
+        for _ in 0..opts.threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&p) = todo.get(i) else { break };
+                    let info = index.pack(p);
+                    let problems = verify_pack(repo, info.id, expected.get(&p).map(Vec::as_slice).unwrap_or(&[]));
+                    bytes.fetch_add(info.size, Ordering::Relaxed);
+                    progress.add(1, info.size);
+                    if !problems.is_empty() {
+                        let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
+                        f.extend(problems.into_iter().map(|(blob, msg)| (p, blob, msg)));
+                    }
+                }
+            });
+        }
+    });
+    report.packs_read = todo.len() as u64;
+    report.bytes_read = bytes.load(Ordering::Relaxed);
+    for (p, blob, msg) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
+        let pack_id = index.pack(p).id;
+        match blob {
+            Some(b) => {
+                bad_blobs.insert(b);
+                report.problem(format!("pack {pack_id}"), format!("blob {b}: {msg}"));
+            }
+            None => {
+                bad_packs.insert(p);
+                report.problem(format!("pack {pack_id}"), msg);
+            }
+        }
+    }
+}
+
+/// Reads one pack whole and verifies it; returns (blob, message) per problem, `None` for the
+/// pack as a whole.
+fn verify_pack(
+    repo: &Repository,
+    pack_id: Id,
+    expected: &[(Id, crate::index::BlobLocation)],
+) -> Vec<(Option<Id>, String)> {
+    let mut out = Vec::new();
+    let data = match repo.backend().read(FileType::Pack, &pack_id.to_hex()) {
+        Ok(d) => d,
+        Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
+    };
+    if Id::of_stored_bytes(&data) != pack_id {
+        out.push((None, "content does not match its name (the pack is damaged)".to_string()));
+    }
+    let what = format!("pack {pack_id}");
+    let table = match pack::read_table(repo.cipher(), &data, &what) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            out.push((None, format!("pack table: {}", error_message(&e))));
+            None
+        }
+    };
+    if let Some(table) = &table {
+        let in_table: HashMap<Id, &pack::PackEntry> = table.iter().map(|e| (e.id, e)).collect();
+        for (id, loc) in expected {
+            match in_table.get(id) {
+                Some(e) if e.offset == loc.offset && e.length == loc.length => {}
+                _ => out.push((Some(*id), "index and pack table disagree".to_string())),
+            }
+        }
+    }
+    for (id, loc) in expected {
+        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
+        let Some(sealed) = data.get(start..end) else {
+            out.push((Some(*id), "lies beyond the end of the pack".to_string()));
+            continue;
+        };
+        if let Err(e) = blob::open_blob(repo.cipher(), repo.hasher(), loc.blob_type, id, sealed, loc.raw_len) {
+            out.push((Some(*id), error_message(&e)));
+        }
+    }
+    out
+}
+
+/// Walks every recovery point's trees; reports unreadable trees and unindexed blobs, and
+/// returns the recovery points that reach any bad blob.
+fn walk_snapshots(
+    repo: &Repository,
+    snapshots: &[SnapshotEntry],
+    bad_blobs: &HashSet<Id>,
+    report: &mut CheckReport,
+) -> Vec<String> {
+    // Per tree: does anything below it reach a bad or missing blob?
+    let mut verdict: HashMap<Id, bool> = HashMap::new();
+    let mut affected = Vec::new();
+    for s in snapshots {
+        if tree_is_bad(repo, &s.snapshot.tree, bad_blobs, &mut verdict, report) {
+            affected.push(s.id.to_hex());
+        }
+    }
+    report.trees_checked = verdict.len();
+    affected
+}
+
+fn tree_is_bad(
+    repo: &Repository,
+    tree_id: &Id,
+    bad_blobs: &HashSet<Id>,
+    verdict: &mut HashMap<Id, bool>,
+    report: &mut CheckReport,
+) -> bool {
+    if let Some(&v) = verdict.get(tree_id) {
+        return v;
+    }
+    verdict.insert(*tree_id, false); // guards against cycles in a crafted repository
+    let tree = match repo.load_tree(tree_id) {
+        Ok(t) => t,
+        Err(e) => {
+            report.problem(error_object(&e, &format!("tree {tree_id}")), error_message(&e));
+            verdict.insert(*tree_id, true);
+            return true;
+        }
+    };
+    let mut bad = bad_blobs.contains(tree_id);
+    for node in &tree.nodes {
+        match node.kind {
+            NodeKind::File => {
+                for id in &node.content {
+                    if !repo.index().contains(id) {
+                        report.problem(
+                            format!("blob {id}"),
+                            format!("referenced by {:?} but not in the index", node.name),
+                        );
+                        bad = true;
+                    } else if bad_blobs.contains(id) {
+                        bad = true;
+                    }
+                }
+            }
+            NodeKind::Dir => match node.subtree {
+                Some(sub) => bad |= tree_is_bad(repo, &sub, bad_blobs, verdict, report),
+                None => {
+                    report.problem(format!("tree {tree_id}"), format!("directory {:?} has no subtree", node.name));
+                    bad = true;
+                }
+            },
+            _ => {}
+        }
+    }
+    verdict.insert(*tree_id, bad);
+    bad
+}

@@ -1,0 +1,147 @@
+//! Authenticated encryption and hashing primitives.
+//!
+//! Cipher: XChaCha20-Poly1305 with a random 192-bit nonce per message. Random nonces need no
+//! coordination between concurrent writers on different hosts, and at 192 bits a collision is
+//! negligible for any number of messages a repository will ever hold (AES-256-GCM's 96-bit
+//! nonce caps a key at about 2^32 random-nonce messages). The measured speed is in the README.
+
+use chacha20poly1305::aead::{AeadInOut, KeyInit};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use zeroize::{Zeroize, ZeroizeOnDrop};
+
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+pub const KEY_LEN: usize = 32;
+pub const NONCE_LEN: usize = 24;
+pub const TAG_LEN: usize = 16;
+/// Bytes a sealed box adds to its plaintext.
+pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
+
+/// A 256-bit secret key, wiped from memory when dropped.
+#[derive(Clone, Zeroize, ZeroizeOnDrop, PartialEq, Eq)]
+pub struct Key(pub [u8; KEY_LEN]);
+
+impl Key {
+    pub fn random() -> Result<Key> {
+        let mut k = [0u8; KEY_LEN];
+        fill_random(&mut k)?;
+        Ok(Key(k))
+    }
+}
+
+impl std::fmt::Debug for Key {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Key(..)")
+    }
+}
+
+pub fn fill_random(buf: &mut [u8]) -> Result<()> {
+    getrandom::fill(buf).map_err(|e| Error::InvalidInput(format!("no system randomness: {e}")))
+}
+
+/// A cipher instance for one key; cheap to share between threads.
+#[derive(Clone)]
+pub struct Cipher {
+    aead: XChaCha20Poly1305,
+}
+
+impl Cipher {
+    pub fn new(key: &Key) -> Cipher {
+        let aead = XChaCha20Poly1305::new_from_slice(&key.0).expect("key is 32 bytes");
+        Cipher { aead }
+    }
+
+    /// Encrypts `plaintext` into a sealed box `nonce || ciphertext || tag`, bound to `aad`.
+    pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        self.seal_into(aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`Cipher::seal`], appending to `out` (which may already hold other data).
+    pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        let mut nonce = [0u8; NONCE_LEN];
+        fill_random(&mut nonce)?;
+        let start = out.len();
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(plaintext);
+        let (head, body) = out.split_at_mut(start + NONCE_LEN);
+        let nonce = XNonce::try_from(&head[start..]).expect("nonce length");
+        let tag = self
+            .aead
+            .encrypt_inout_detached(&nonce, aad, body.into())
+            .map_err(|_| Error::InvalidInput("message too long to encrypt".into()))?;
+        out.extend_from_slice(&tag);
+        Ok(())
+    }
+
+    /// Decrypts and authenticates a sealed box. `what` names the object in the error.
+    pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
+        if sealed.len() < SEAL_OVERHEAD {
+            return Err(Error::corrupt(what, "sealed data shorter than nonce and tag"));
+        }
+        let (nonce, rest) = sealed.split_at(NONCE_LEN);
+        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
+        let nonce = XNonce::try_from(nonce).expect("nonce length");
+        let tag = chacha20poly1305::Tag::try_from(tag).expect("tag length");
+        let mut out = ciphertext.to_vec();
+        self.aead
+            .decrypt_inout_detached(&nonce, aad, out.as_mut_slice().into(), &tag)
+            .map_err(|_| {
+                Error::corrupt(what, "authentication failed (data altered or wrong key)")
+            })?;
+        Ok(out)
+    }
+}
+
+/// Keyed BLAKE3: the id of a blob's plaintext. The key is a repository secret, so ids reveal
+/// nothing about content to someone without it.
+#[derive(Clone)]
+pub struct IdHasher {
+    key: [u8; KEY_LEN],
+}
+
+impl IdHasher {
+    pub fn new(key: &Key) -> IdHasher {
+        IdHasher { key: key.0 }
+    }
+
+    pub fn hash(&self, data: &[u8]) -> Id {
+        Id(*blake3::keyed_hash(&self.key, data).as_bytes())
+    }
+}
+
+impl Drop for IdHasher {
+    fn drop(&mut self) {
+        self.key.zeroize();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seal_open_round_trip_and_tamper() {
+        let c = Cipher::new(&Key::random().unwrap());
+        let sealed = c.seal(b"aad", b"hello").unwrap();
+        assert_eq!(sealed.len(), 5 + SEAL_OVERHEAD);
+        assert_eq!(c.open(b"aad", &sealed, "t").unwrap(), b"hello");
+        assert!(c.open(b"other", &sealed, "t").is_err());
+        let mut bad = sealed.clone();
+        bad[NONCE_LEN] ^= 1;
+        assert!(c.open(b"aad", &bad, "t").is_err());
+        assert!(c.open(b"aad", &sealed[..10], "t").is_err());
+        let other = Cipher::new(&Key::random().unwrap());
+        assert!(other.open(b"aad", &sealed, "t").is_err());
+    }
+
+    #[test]
+    fn keyed_ids_depend_on_key() {
+        let a = IdHasher::new(&Key::random().unwrap());
+        let b = IdHasher::new(&Key::random().unwrap());
+        assert_eq!(a.hash(b"x"), a.hash(b"x"));
+        assert_ne!(a.hash(b"x"), b.hash(b"x"));
+    }
+}

@@ -1,0 +1,254 @@
+//! The index: which pack holds each blob, and where.
+//!
+//! On storage it is a set of index files (`index/<id>`), each describing some packs; in memory
+//! it is one map from blob id to a compact [`BlobLocation`].
+
+use std::collections::HashMap;
+
+use crate::blob::{self, BlobType, Compression};
+use crate::crypto::Cipher;
+use crate::error::{Error, Result};
+use crate::format::{self, ObjectKind, Reader};
+use crate::id::Id;
+use crate::pack::PackEntry;
+
+const INDEX_VERSION: u8 = 1;
+/// Most bytes an index file may claim to decompress to (1 GiB: about 20 million blobs).
+const MAX_INDEX_PLAINTEXT: u32 = 1 << 30;
+
+/// One pack as an index file records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexPack {
+    pub id: Id,
+    pub size: u64,
+    pub blobs: Vec<PackEntry>,
+}
+
+/// The content of one index file.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IndexFile {
+    /// Index files whose content this one replaces (written by prune; empty from backup).
+    pub supersedes: Vec<Id>,
+    pub packs: Vec<IndexPack>,
+}
+
+impl IndexFile {
+    pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
+        let mut plain = Vec::new();
+        plain.push(INDEX_VERSION);
+        plain.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
+        for id in &self.supersedes {
+            plain.extend_from_slice(&id.0);
+        }
+        plain.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
+        for p in &self.packs {
+            plain.extend_from_slice(&p.id.0);
+            plain.extend_from_slice(&p.size.to_le_bytes());
+            plain.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+            for b in &p.blobs {
+                plain.push(b.blob_type as u8);
+                plain.extend_from_slice(&b.id.0);
+                plain.extend_from_slice(&b.offset.to_le_bytes());
+                plain.extend_from_slice(&b.length.to_le_bytes());
+                plain.extend_from_slice(&b.raw_len.to_le_bytes());
+            }
+        }
+        let mut payload = (plain.len() as u32).to_le_bytes().to_vec();
+        blob::encode_payload(Compression::default(), &plain, &mut payload);
+        let header = format::header(ObjectKind::Index);
+        let mut out = header.to_vec();
+        cipher.seal_into(&header, &payload, &mut out)?;
+        Ok(out)
+    }
+
+    pub fn decode(cipher: &Cipher, data: &[u8], what: &str) -> Result<IndexFile> {
+        let sealed = format::check_header(data, ObjectKind::Index, what)?;
+        let payload = cipher.open(&data[..format::HEADER_LEN], sealed, what)?;
+        let mut r = Reader::new(&payload, what);
+        let raw_len = r.u32()?;
+        if raw_len > MAX_INDEX_PLAINTEXT {
+            return Err(r.error("implausible index size"));
+        }
+        let plain = blob::decode_payload(r.rest(), raw_len, what)?;
+        Self::decode_plaintext(&plain, what)
+    }
+
+    /// Decodes the plaintext table (public for the fuzz targets).
+    pub fn decode_plaintext(plain: &[u8], what: &str) -> Result<IndexFile> {
+        let mut r = Reader::new(plain, what);
+        if r.u8()? != INDEX_VERSION {
+            return Err(r.error("unknown index encoding version"));
+        }
+        let n = r.u32()? as usize;
+        let mut supersedes = Vec::with_capacity(n.min(plain.len() / 32));
+        for _ in 0..n {
+            supersedes.push(Id(r.array()?));
+        }
+        let npacks = r.u32()? as usize;
+        let mut packs = Vec::with_capacity(npacks.min(plain.len() / 44));
+        for _ in 0..npacks {
+            let id = Id(r.array()?);
+            let size = r.u64()?;
+            let nblobs = r.u32()? as usize;
+            let mut blobs = Vec::with_capacity(nblobs.min(plain.len() / 45));
+            for _ in 0..nblobs {
+                let blob_type = BlobType::from_u8(r.u8()?)
+                    .ok_or_else(|| r.error("unknown blob type in index"))?;
+                let e = PackEntry {
+                    blob_type,
+                    id: Id(r.array()?),
+                    offset: r.u32()?,
+                    length: r.u32()?,
+                    raw_len: r.u32()?,
+                };
+                if e.offset as u64 + e.length as u64 > size {
+                    return Err(r.error(format!("blob {} lies beyond the end of pack {id}", e.id)));
+                }
+                blobs.push(e);
+            }
+            packs.push(IndexPack { id, size, blobs });
+        }
+        if !r.is_empty() {
+            return Err(r.error("trailing bytes after index"));
+        }
+        Ok(IndexFile { supersedes, packs })
+    }
+}
+
+/// Where a blob is stored: 20 bytes per blob beside its 32-byte id in the map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BlobLocation {
+    pub pack: u32,
+    pub offset: u32,
+    pub length: u32,
+    pub raw_len: u32,
+    pub blob_type: BlobType,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackInfo {
+    pub id: Id,
+    pub size: u64,
+}
+
+/// The in-memory index of a repository.
+#[derive(Debug, Default)]
+pub struct Index {
+    packs: Vec<PackInfo>,
+    pack_numbers: HashMap<Id, u32>,
+    blobs: HashMap<Id, BlobLocation>,
+}
+
+impl Index {
+    pub fn add_pack(&mut self, pack: &IndexPack) {
+        let n = *self.pack_numbers.entry(pack.id).or_insert_with(|| {
+            self.packs.push(PackInfo { id: pack.id, size: pack.size });
+            (self.packs.len() - 1) as u32
+        });
+        for b in &pack.blobs {
+            self.blobs.entry(b.id).or_insert(BlobLocation {
+                pack: n,
+                offset: b.offset,
+                length: b.length,
+                raw_len: b.raw_len,
+                blob_type: b.blob_type,
+            });
+        }
+    }
+
+    pub fn add_file(&mut self, file: &IndexFile) {
+        for p in &file.packs {
+            self.add_pack(p);
+        }
+    }
+
+    pub fn get(&self, id: &Id) -> Option<BlobLocation> {
+        self.blobs.get(id).copied()
+    }
+
+    pub fn contains(&self, id: &Id) -> bool {
+        self.blobs.contains_key(id)
+    }
+
+    pub fn pack(&self, n: u32) -> PackInfo {
+        self.packs[n as usize]
+    }
+
+    pub fn pack_number(&self, id: &Id) -> Option<u32> {
+        self.pack_numbers.get(id).copied()
+    }
+
+    pub fn packs(&self) -> &[PackInfo] {
+        &self.packs
+    }
+
+    pub fn blob_count(&self) -> usize {
+        self.blobs.len()
+    }
+
+    pub fn blobs(&self) -> impl Iterator<Item = (&Id, &BlobLocation)> {
+        self.blobs.iter()
+    }
+
+    /// Every blob recorded for pack number `n`, in offset order.
+    pub fn blobs_in_pack(&self, n: u32) -> Vec<(Id, BlobLocation)> {
+        let mut v: Vec<_> =
+            self.blobs.iter().filter(|(_, l)| l.pack == n).map(|(id, l)| (*id, *l)).collect();
+        v.sort_by_key(|(_, l)| l.offset);
+        v
+    }
+}
+
+/// Errors that an index load hits are reported per file, so one bad file does not hide the rest.
+pub type IndexLoadErrors = Vec<(Id, Error)>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Key;
+    use proptest::prelude::*;
+
+    fn arb_entry() -> impl Strategy<Value = PackEntry> {
+        (any::<[u8; 32]>(), 9u32..1000, 0u32..1000, any::<u32>(), any::<bool>()).prop_map(
+            |(id, offset, length, raw_len, tree)| PackEntry {
+                blob_type: if tree { BlobType::Tree } else { BlobType::Data },
+                id: Id(id),
+                offset,
+                length,
+                raw_len,
+            },
+        )
+    }
+
+    proptest! {
+        #[test]
+        fn index_file_round_trip(
+            packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..10)), 0..5),
+            sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+        ) {
+            let f = IndexFile {
+                supersedes: sup.into_iter().map(Id).collect(),
+                packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: Id(id), size: 2000, blobs }).collect(),
+            };
+            let cipher = Cipher::new(&Key::random().unwrap());
+            let bytes = f.encode(&cipher).unwrap();
+            prop_assert_eq!(IndexFile::decode(&cipher, &bytes, "i").unwrap(), f);
+        }
+
+        #[test]
+        fn decode_plaintext_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = IndexFile::decode_plaintext(&data, "i");
+        }
+    }
+
+    #[test]
+    fn in_memory_index_lookup() {
+        let e = PackEntry { blob_type: BlobType::Data, id: Id([1; 32]), offset: 9, length: 5, raw_len: 3 };
+        let mut idx = Index::default();
+        idx.add_pack(&IndexPack { id: Id([2; 32]), size: 100, blobs: vec![e] });
+        let loc = idx.get(&Id([1; 32])).unwrap();
+        assert_eq!(idx.pack(loc.pack).id, Id([2; 32]));
+        assert_eq!(idx.blobs_in_pack(loc.pack).len(), 1);
+        assert!(!idx.contains(&Id([3; 32])));
+    }
+}

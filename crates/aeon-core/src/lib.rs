@@ -1,0 +1,31 @@
+//! `aeon-core`: the engine of the Aeon backup system.
+//!
+//! This crate has no CLI, terminal or async-runtime concerns. Every concept lives in the
+//! module named after it: [`chunker`], [`crypto`], [`keys`], [`blob`], [`pack`], [`index`],
+//! [`tree`], [`snapshot`], [`backend`], [`repository`], [`archiver`], [`restorer`], [`check`].
+//! The on-storage format is specified byte by byte in `docs/FORMAT.md`.
+
+pub mod archiver;
+pub mod backend;
+pub mod blob;
+pub mod check;
+pub mod chunker;
+pub mod crypto;
+pub mod error;
+pub mod format;
+pub mod id;
+pub mod index;
+pub mod keys;
+pub mod pack;
+pub mod progress;
+pub mod repository;
+pub mod restorer;
+pub mod snapshot;
+pub mod tree;
+
+pub use error::{Error, Result};
+pub use id::Id;
+pub use repository::Repository;
+
+/// Version of this library, recorded in every recovery point it writes.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

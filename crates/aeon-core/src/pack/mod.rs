@@ -1,0 +1,199 @@
+//! Pack files: many sealed blobs in one storage object, followed by a sealed table of contents.
+//!
+//! ```text
+//! header(8, kind=Pack) | key mode(1) | blob... | sealed table | table length (u32 LE)
+//! ```
+//! The table repeats what the index says about the pack, so a lost index can be rebuilt from
+//! the packs alone. See `docs/FORMAT.md`, "Pack files".
+
+use crate::blob::{BlobType, MAX_BLOB_LEN};
+use crate::crypto::Cipher;
+use crate::error::{Error, Result};
+use crate::format::{self, HEADER_LEN, ObjectKind, Reader};
+use crate::id::Id;
+
+/// Blobs sealed with the repository data key. Mode 1 (sealed to a public key, for write-only
+/// clients) is reserved.
+pub const KEY_MODE_REPOSITORY: u8 = 0;
+const TABLE_VERSION: u8 = 1;
+const TABLE_ENTRY_LEN: usize = 1 + 32 + 4 + 4 + 4;
+const TABLE_AAD: &[u8] = b"aeon pack table";
+/// Offset of the first blob in a key-mode-0 pack.
+pub const FIRST_BLOB_OFFSET: u32 = HEADER_LEN as u32 + 1;
+
+/// Where a blob sits in a pack, as the pack table and the index record it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PackEntry {
+    pub blob_type: BlobType,
+    pub id: Id,
+    /// Offset of the sealed blob from the start of the pack file.
+    pub offset: u32,
+    /// Length of the sealed blob.
+    pub length: u32,
+    /// Length of the plaintext.
+    pub raw_len: u32,
+}
+
+/// Accumulates sealed blobs in memory until the pack is finished.
+pub struct PackWriter {
+    buf: Vec<u8>,
+    entries: Vec<PackEntry>,
+    raw_bytes: u64,
+}
+
+impl Default for PackWriter {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl PackWriter {
+    pub fn new() -> PackWriter {
+        let mut buf = format::header(ObjectKind::Pack).to_vec();
+        buf.push(KEY_MODE_REPOSITORY);
+        PackWriter { buf, entries: Vec::new(), raw_bytes: 0 }
+    }
+
+    pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
+        let offset = u32::try_from(self.buf.len())
+            .map_err(|_| Error::InvalidInput("pack exceeds 4 GiB".into()))?;
+        let length = u32::try_from(sealed.len())
+            .map_err(|_| Error::InvalidInput("blob exceeds 4 GiB".into()))?;
+        self.buf.extend_from_slice(sealed);
+        self.entries.push(PackEntry { blob_type, id, offset, length, raw_len });
+        self.raw_bytes += raw_len as u64;
+        Ok(())
+    }
+
+    pub fn size(&self) -> usize {
+        self.buf.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+    pub fn raw_bytes(&self) -> u64 {
+        self.raw_bytes
+    }
+
+    /// Appends the sealed table and returns the finished pack, its id and its entries.
+    pub fn finish(mut self, cipher: &Cipher) -> Result<(Vec<u8>, Id, Vec<PackEntry>)> {
+        let table = encode_table(&self.entries);
+        let before = self.buf.len();
+        cipher.seal_into(TABLE_AAD, &table, &mut self.buf)?;
+        let table_len = (self.buf.len() - before) as u32;
+        self.buf.extend_from_slice(&table_len.to_le_bytes());
+        let id = Id::of_stored_bytes(&self.buf);
+        Ok((self.buf, id, self.entries))
+    }
+}
+
+fn encode_table(entries: &[PackEntry]) -> Vec<u8> {
+    let mut t = Vec::with_capacity(5 + entries.len() * TABLE_ENTRY_LEN);
+    t.push(TABLE_VERSION);
+    t.extend_from_slice(&(entries.len() as u32).to_le_bytes());
+    for e in entries {
+        t.push(e.blob_type as u8);
+        t.extend_from_slice(&e.id.0);
+        t.extend_from_slice(&e.offset.to_le_bytes());
+        t.extend_from_slice(&e.length.to_le_bytes());
+        t.extend_from_slice(&e.raw_len.to_le_bytes());
+    }
+    t
+}
+
+/// Decodes a plaintext pack table, checking every entry lies inside a pack of `pack_len` bytes.
+pub fn decode_table(table: &[u8], pack_len: u64, what: &str) -> Result<Vec<PackEntry>> {
+    let mut r = Reader::new(table, what);
+    if r.u8()? != TABLE_VERSION {
+        return Err(r.error("unknown pack table version"));
+    }
+    let count = r.u32()? as usize;
+    if count.saturating_mul(TABLE_ENTRY_LEN) != table.len() - 5 {
+        return Err(r.error("pack table length does not match its entry count"));
+    }
+    let mut entries = Vec::with_capacity(count);
+    for _ in 0..count {
+        let blob_type =
+            BlobType::from_u8(r.u8()?).ok_or_else(|| r.error("unknown blob type in pack table"))?;
+        let e = PackEntry {
+            blob_type,
+            id: Id(r.array()?),
+            offset: r.u32()?,
+            length: r.u32()?,
+            raw_len: r.u32()?,
+        };
+        if (e.offset as u64 + e.length as u64) > pack_len
+            || e.offset < FIRST_BLOB_OFFSET
+            || e.raw_len > MAX_BLOB_LEN
+        {
+            return Err(r.error(format!("entry for blob {} lies outside the pack", e.id)));
+        }
+        entries.push(e);
+    }
+    Ok(entries)
+}
+
+/// Reads the table of a whole pack file held in memory.
+pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEntry>> {
+    let body = format::check_header(pack, ObjectKind::Pack, what)?;
+    let mut r = Reader::new(body, what);
+    let mode = r.u8()?;
+    if mode != KEY_MODE_REPOSITORY {
+        return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
+    }
+    if pack.len() < FIRST_BLOB_OFFSET as usize + 4 {
+        return Err(Error::corrupt(what, "too short to hold a pack table"));
+    }
+    let len_pos = pack.len() - 4;
+    let table_len = u32::from_le_bytes(pack[len_pos..].try_into().expect("4 bytes")) as usize;
+    let table_start = len_pos
+        .checked_sub(table_len)
+        .filter(|&s| s >= FIRST_BLOB_OFFSET as usize)
+        .ok_or_else(|| Error::corrupt(what, "pack table length points outside the pack"))?;
+    let table = cipher.open(TABLE_AAD, &pack[table_start..len_pos], what)?;
+    decode_table(&table, table_start as u64, what)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::crypto::Key;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..20)) {
+            let cipher = Cipher::new(&Key::random().unwrap());
+            let mut w = PackWriter::new();
+            for (i, b) in blobs.iter().enumerate() {
+                let id = Id::of_stored_bytes(&[i as u8]);
+                w.add(if i % 2 == 0 { BlobType::Data } else { BlobType::Tree }, id, b, b.len() as u32 * 2).unwrap();
+            }
+            let (bytes, id, entries) = w.finish(&cipher).unwrap();
+            prop_assert_eq!(id, Id::of_stored_bytes(&bytes));
+            let table = read_table(&cipher, &bytes, "p").unwrap();
+            prop_assert_eq!(&table, &entries);
+            for (e, b) in table.iter().zip(&blobs) {
+                prop_assert_eq!(&bytes[e.offset as usize..(e.offset + e.length) as usize], &b[..]);
+            }
+        }
+
+        #[test]
+        fn read_table_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
+            let cipher = Cipher::new(&Key([1; 32]));
+            let _ = read_table(&cipher, &data, "p");
+            let _ = decode_table(&data, 1000, "p");
+        }
+    }
+
+    #[test]
+    fn truncated_pack_is_an_error() {
+        let cipher = Cipher::new(&Key::random().unwrap());
+        let mut w = PackWriter::new();
+        w.add(BlobType::Data, Id::ZERO, b"abc", 3).unwrap();
+        let (bytes, _, _) = w.finish(&cipher).unwrap();
+        for cut in [0, 5, 12, bytes.len() - 1] {
+            assert!(read_table(&cipher, &bytes[..cut], "p").is_err());
+        }
+    }
+}

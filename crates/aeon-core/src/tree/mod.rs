@@ -1,0 +1,217 @@
+//! Directory trees: one blob per directory, listing its entries sorted by name.
+//!
+//! Encoded as CBOR maps with named keys; absent optional keys take their defaults, so new
+//! metadata (xattrs, ACLs, sparse maps, ...) is added without a format version change.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::error::Result;
+use crate::format;
+use crate::id::Id;
+
+/// A file name or symlink target as raw bytes: POSIX names need not be UTF-8.
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
+pub struct RawName(pub Vec<u8>);
+
+impl RawName {
+    pub fn to_string_lossy(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
+    pub fn as_os_str(&self) -> &std::ffi::OsStr {
+        use std::os::unix::ffi::OsStrExt;
+        std::ffi::OsStr::from_bytes(&self.0)
+    }
+}
+
+impl std::fmt::Debug for RawName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.to_string_lossy())
+    }
+}
+
+impl Serialize for RawName {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        if !s.is_human_readable() {
+            return s.serialize_bytes(&self.0);
+        }
+        match std::str::from_utf8(&self.0) {
+            Ok(text) => s.serialize_str(text),
+            // JSON cannot hold arbitrary bytes; show them losslessly as hex.
+            Err(_) => s.serialize_str(&format!("hex:{}", hex::encode(&self.0))),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RawName {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        if d.is_human_readable() {
+            Ok(RawName(String::deserialize(d)?.into_bytes()))
+        } else {
+            Ok(RawName(serde_bytes::ByteBuf::deserialize(d)?.into_vec()))
+        }
+    }
+}
+
+/// Seconds and nanoseconds since the Unix epoch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Default, Serialize, Deserialize)]
+pub struct Timestamp(pub i64, pub u32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeKind {
+    File,
+    Dir,
+    Symlink,
+    Fifo,
+    Chardev,
+    Blockdev,
+    Socket,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
+}
+
+/// One directory entry with its metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub name: RawName,
+    #[serde(rename = "type")]
+    pub kind: NodeKind,
+    /// Permission bits including setuid, setgid and sticky (`st_mode & 0o7777`).
+    pub mode: u32,
+    pub uid: u32,
+    pub gid: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub group: Option<String>,
+    pub mtime: Timestamp,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub atime: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ctime: Option<Timestamp>,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub size: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub inode: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub device: u64,
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub links: u64,
+    /// Data blob ids of a regular file, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub content: Vec<Id>,
+    /// Tree blob id of a directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subtree: Option<Id>,
+    /// Target of a symlink, as stored in the link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target: Option<RawName>,
+    /// Device number of a character or block device.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rdev: Option<u64>,
+}
+
+impl Node {
+    pub fn new(name: RawName, kind: NodeKind) -> Node {
+        Node {
+            name,
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            user: None,
+            group: None,
+            mtime: Timestamp::default(),
+            atime: None,
+            ctime: None,
+            size: 0,
+            inode: 0,
+            device: 0,
+            links: 0,
+            content: Vec::new(),
+            subtree: None,
+            target: None,
+            rdev: None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tree {
+    pub nodes: Vec<Node>,
+}
+
+impl Tree {
+    /// Sorts entries by name bytes: the canonical order that makes equal directories encode,
+    /// and so deduplicate, identically.
+    pub fn sort(&mut self) {
+        self.nodes.sort_by(|a, b| a.name.cmp(&b.name));
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        format::to_cbor(self)
+    }
+
+    pub fn decode(data: &[u8], what: &str) -> Result<Tree> {
+        format::from_cbor(data, what)
+    }
+
+    pub fn find(&self, name: &[u8]) -> Option<&Node> {
+        self.nodes.binary_search_by(|n| n.name.0.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn arb_node() -> impl Strategy<Value = Node> {
+        (
+            proptest::collection::vec(any::<u8>(), 1..20),
+            0u32..0o7777,
+            any::<i64>(),
+            0u32..1_000_000_000,
+            any::<u64>(),
+            proptest::collection::vec(any::<[u8; 32]>(), 0..4),
+            proptest::option::of(proptest::collection::vec(any::<u8>(), 0..30)),
+        )
+            .prop_map(|(name, mode, s, ns, size, content, target)| {
+                let mut n = Node::new(RawName(name), NodeKind::File);
+                n.mode = mode;
+                n.mtime = Timestamp(s, ns);
+                n.size = size;
+                n.content = content.into_iter().map(Id).collect();
+                n.target = target.map(RawName);
+                n
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn tree_round_trip(nodes in proptest::collection::vec(arb_node(), 0..10)) {
+            let mut t = Tree { nodes };
+            t.sort();
+            let bytes = t.encode();
+            prop_assert_eq!(Tree::decode(&bytes, "t").unwrap(), t.clone());
+            prop_assert_eq!(t.encode(), bytes, "encoding is deterministic");
+        }
+
+        #[test]
+        fn tree_decode_never_panics(data in proptest::collection::vec(any::<u8>(), 0..300)) {
+            let _ = Tree::decode(&data, "t");
+        }
+    }
+
+    #[test]
+    fn non_utf8_names_survive_and_show_as_hex_in_json() {
+        let mut t = Tree { nodes: vec![Node::new(RawName(vec![0xff, b'a', b'\n']), NodeKind::Dir)] };
+        t.sort();
+        let back = Tree::decode(&t.encode(), "t").unwrap();
+        assert_eq!(back.nodes[0].name.0, vec![0xff, b'a', b'\n']);
+        let json = serde_json::to_string(&t).unwrap();
+        assert!(json.contains("hex:ff610a"), "{json}");
+    }
+}
