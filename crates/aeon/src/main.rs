@@ -1,3 +1,154 @@
-fn main() {
-    println!("Hello, world!");
+//! `aeon`: the command-line front end of aeon-core.
+
+mod cli;
+mod commands;
+mod password;
+mod progress;
+mod timefmt;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use aeon_core::backend::{Backend, LocalBackend};
+use aeon_core::{Error, Repository};
+use anyhow::{Context as _, Result};
+use clap::Parser;
+
+use cli::{Cli, Command, GlobalOpts};
+
+/// Exit codes, documented in the README and in `aeon --help`.
+pub mod exit {
+    pub const ERROR: u8 = 1;
+    pub const INCOMPLETE: u8 = 3;
+    pub const DAMAGE: u8 = 4;
+    pub const NO_REPOSITORY: u8 = 10;
+    pub const WRONG_PASSWORD: u8 = 12;
+}
+
+/// What every command needs: the global options and a way to open the repository.
+pub struct Ctx {
+    pub global: GlobalOpts,
+}
+
+impl Ctx {
+    pub fn backend(&self) -> Result<Arc<dyn Backend>> {
+        let repo = self.global.repo.as_deref().filter(|r| !r.is_empty()).context(
+            "no repository given: use --repo PATH or set AEON_REPOSITORY",
+        )?;
+        Ok(Arc::new(LocalBackend::new(repo)))
+    }
+
+    /// Opens the repository (checking it exists and its version before asking for a password).
+    pub fn open(&self) -> Result<Repository> {
+        let backend = self.backend()?;
+        Repository::probe(backend.as_ref())?;
+        let password = password::get(&self.global, false)?;
+        Ok(Repository::open(backend, password.as_bytes())?)
+    }
+
+    pub fn open_with_index(&self) -> Result<Repository> {
+        let mut repo = self.open()?;
+        repo.load_index()?;
+        Ok(repo)
+    }
+
+    pub fn threads(&self) -> usize {
+        self.global
+            .threads
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
+            .max(1)
+    }
+
+    pub fn progress_visible(&self) -> bool {
+        !self.global.quiet && !self.global.json
+    }
+
+    /// Prints a line of normal output unless --quiet.
+    pub fn say(&self, line: impl AsRef<str>) {
+        if !self.global.quiet {
+            println!("{}", line.as_ref());
+        }
+    }
+
+    pub fn print_json<T: serde::Serialize>(&self, value: &T) -> Result<()> {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        Ok(())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse_from(version_aware_args());
+    let ctx = Ctx { global: cli.global };
+    let result = match cli.command {
+        Command::Init(a) => commands::init::run(&ctx, a),
+        Command::Backup(a) => commands::backup::run(&ctx, a),
+        Command::Snapshots(a) => commands::snapshots::run(&ctx, a),
+        Command::Restore(a) => commands::restore::run(&ctx, a),
+        Command::Ls(a) => commands::ls::run(&ctx, a),
+        Command::Cat(a) => commands::cat::run(&ctx, a),
+        Command::Check(a) => commands::check::run(&ctx, a),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            let (code, hint) = classify(&e);
+            eprintln!("aeon: error: {}", one_line(&e));
+            if let Some(h) = hint {
+                eprintln!("hint: {h}");
+            }
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// `aeon --version` must print `aeon X.Y.Z` even without a subcommand.
+fn version_aware_args() -> Vec<std::ffi::OsString> {
+    let args: Vec<_> = std::env::args_os().collect();
+    if args.len() == 2 && (args[1] == "--version" || args[1] == "-V") {
+        println!("aeon {}", env!("CARGO_PKG_VERSION"));
+        std::process::exit(0);
+    }
+    args
+}
+
+/// The error and its causes on one line.
+fn one_line(e: &anyhow::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let s = cause.to_string();
+        if !parts.iter().any(|p| p.contains(&s)) {
+            parts.push(s);
+        }
+    }
+    parts.join(": ")
+}
+
+fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
+    let Some(core) = e.chain().find_map(|c| c.downcast_ref::<Error>()) else {
+        return (exit::ERROR, None);
+    };
+    match core {
+        Error::RepositoryNotFound(_) => (
+            exit::NO_REPOSITORY,
+            Some("create one with `aeon init --repo PATH`, or check --repo / AEON_REPOSITORY"),
+        ),
+        Error::NotARepository(..) => {
+            (exit::NO_REPOSITORY, Some("--repo must name the folder that `aeon init` created"))
+        }
+        Error::WrongPassword => (
+            exit::WRONG_PASSWORD,
+            Some("check AEON_PASSWORD, AEON_PASSWORD_FILE or AEON_PASSWORD_COMMAND"),
+        ),
+        Error::UnsupportedVersion { .. } => {
+            (exit::ERROR, Some("this repository was written by a newer aeon; install it to read it"))
+        }
+        Error::Corrupt { .. } => {
+            (exit::DAMAGE, Some("run `aeon check --read-data` to list everything that is damaged"))
+        }
+        Error::NoMatch { .. } | Error::Ambiguous { .. } => {
+            (exit::ERROR, Some("`aeon snapshots` lists the recovery point ids"))
+        }
+        Error::AlreadyExists(_) => (exit::ERROR, Some("choose an empty or new folder")),
+        _ => (exit::ERROR, None),
+    }
 }

@@ -63,6 +63,10 @@ impl Backend for LocalBackend {
         sync_dir(&self.root).map_err(|e| io(&self.root, e))
     }
 
+    fn location_exists(&self) -> Result<bool> {
+        Ok(fs::symlink_metadata(&self.root).is_ok())
+    }
+
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>> {
         let p = self.path(t, name);
         match fs::metadata(&p) {

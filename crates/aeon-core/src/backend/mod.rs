@@ -56,6 +56,8 @@ pub trait Backend: Send + Sync {
     fn location(&self) -> String;
     /// Creates the empty structure of a new repository.
     fn create(&self) -> Result<()>;
+    /// Whether anything exists at this location (a folder, a bucket prefix), repository or not.
+    fn location_exists(&self) -> Result<bool>;
     /// Size of an object, or `None` if it does not exist.
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>>;
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;

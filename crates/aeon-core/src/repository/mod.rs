@@ -141,9 +141,7 @@ impl Repository {
         let raw = match backend.read(FileType::Config, "config") {
             Ok(raw) => raw,
             Err(Error::ObjectNotFound { .. }) => {
-                return Err(if backend.stat(FileType::Config, "")?.is_some()
-                    || !backend.list(FileType::Key)?.is_empty()
-                {
+                return Err(if backend.location_exists()? {
                     Error::NotARepository(backend.location(), "it has no config file".into())
                 } else {
                     Error::RepositoryNotFound(backend.location())

@@ -46,6 +46,8 @@ pub struct RestoreSummary {
     pub bytes: u64,
     /// One message per item that could not be restored exactly.
     pub errors: Vec<String>,
+    /// Files left out because their stored data was missing or failed verification.
+    pub integrity_errors: u64,
 }
 
 struct FilePlan {
@@ -251,6 +253,7 @@ pub fn restore(
     let is_root = unsafe_is_root();
     for f in &files {
         if f.failed.load(Ordering::Relaxed) {
+            summary.integrity_errors += 1;
             // Never leave a file with content that could not be verified.
             let _ = fs::remove_file(&f.path);
             continue;

@@ -1,0 +1,187 @@
+//! Command-line definitions.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+const AFTER_HELP: &str = "\
+Password: AEON_PASSWORD, AEON_PASSWORD_FILE, AEON_PASSWORD_COMMAND, or a prompt on a terminal.
+Exit codes: 0 ok, 1 error, 2 usage, 3 backup incomplete (some files unreadable; recovery point
+written), 4 damage found (check failed, or restore met data that failed verification),
+10 no repository, 12 wrong password.
+
+Start here:
+  aeon init -r /srv/backup
+  aeon backup -r /srv/backup ~/Documents
+  aeon snapshots -r /srv/backup
+  aeon restore -r /srv/backup latest --target /tmp/restored";
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "aeon",
+    version,
+    about = "Fast, verifiable, deduplicated and encrypted backups",
+    after_help = AFTER_HELP,
+    disable_version_flag = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalOpts,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct GlobalOpts {
+    /// Repository location (a local folder)
+    #[arg(short = 'r', long = "repo", env = "AEON_REPOSITORY", global = true, value_name = "REPO")]
+    pub repo: Option<String>,
+
+    /// Read the password from the first line of this file
+    #[arg(long, env = "AEON_PASSWORD_FILE", global = true, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+
+    /// Run this shell command and use its output as the password
+    #[arg(long, env = "AEON_PASSWORD_COMMAND", global = true, value_name = "CMD")]
+    pub password_command: Option<String>,
+
+    /// Print machine-readable JSON instead of text
+    #[arg(long, global = true)]
+    pub json: bool,
+
+    /// Print only errors and warnings
+    #[arg(short, long, global = true)]
+    pub quiet: bool,
+
+    /// Print more detail (repeat for more)
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+
+    /// Worker threads (default: one per core)
+    #[arg(long, global = true, value_name = "N")]
+    pub threads: Option<usize>,
+
+    /// Print the version and exit
+    #[arg(long = "version", short = 'V', action = clap::ArgAction::SetTrue)]
+    pub version: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Create a new repository
+    Init(InitArgs),
+    /// Back up files and directories into a new recovery point
+    Backup(BackupArgs),
+    /// List recovery points
+    Snapshots(SnapshotsArgs),
+    /// Restore a recovery point, a directory or one file
+    Restore(RestoreArgs),
+    /// List files in a recovery point
+    Ls(LsArgs),
+    /// Print repository objects, decrypted, as JSON (for debugging)
+    Cat(CatArgs),
+    /// Verify the repository; --read-data reads and verifies every byte
+    Check(CheckArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct InitArgs {
+    /// Default compression of the repository: zstd, zstd:LEVEL (1-22), lz4 or none
+    #[arg(long, default_value = "zstd:3")]
+    pub compression: String,
+    /// Target pack size in MiB
+    #[arg(long, default_value_t = 16, value_name = "MIB")]
+    pub pack_size: u32,
+    /// Argon2id memory for the password slot, in MiB
+    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    pub kdf_memory: u32,
+    /// Argon2id passes for the password slot
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub kdf_iterations: u32,
+}
+
+#[derive(Args, Debug)]
+pub struct BackupArgs {
+    /// Files and directories to back up
+    #[arg(required = true, value_name = "PATH")]
+    pub paths: Vec<PathBuf>,
+    /// Host name to record (default: this machine's)
+    #[arg(long = "host", value_name = "NAME")]
+    pub host: Option<String>,
+    /// Tag the recovery point (repeatable)
+    #[arg(long = "tag", value_name = "TAG")]
+    pub tags: Vec<String>,
+    /// Free-text description
+    #[arg(long)]
+    pub description: Option<String>,
+    /// Category: full, config, critical, incremental, emergency, pre-deploy, post-deploy
+    #[arg(long, value_parser = ["full", "config", "critical", "incremental", "emergency", "pre-deploy", "post-deploy"])]
+    pub category: Option<String>,
+    /// Kind of state: system, config, data, application, database
+    #[arg(long, value_parser = ["system", "config", "data", "application", "database"])]
+    pub kind: Option<String>,
+    /// Compression for this backup (default: the repository's)
+    #[arg(long)]
+    pub compression: Option<String>,
+    /// Compare against this recovery point instead of the latest one of the same host and paths
+    #[arg(long, value_name = "ID")]
+    pub parent: Option<String>,
+    /// Read every file, even ones unchanged since the parent
+    #[arg(long)]
+    pub force: bool,
+    /// Time to record, e.g. "2026-11-20 14:00:00" (UTC) or RFC 3339 (default: now)
+    #[arg(long)]
+    pub time: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotsArgs {
+    /// Only recovery points of this host
+    #[arg(long = "host")]
+    pub host: Option<String>,
+    /// Only recovery points with this tag (repeatable: all must match)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only recovery points that include this path
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct RestoreArgs {
+    /// Recovery point: ID, ID prefix or "latest", optionally with :PATH inside it
+    #[arg(value_name = "ID[:PATH]")]
+    pub snapshot: String,
+    /// Folder to restore into (created if missing)
+    #[arg(long, short = 't', value_name = "DIR")]
+    pub target: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct LsArgs {
+    /// Recovery point: ID, ID prefix or "latest", optionally with :PATH inside it
+    #[arg(value_name = "ID[:PATH]")]
+    pub snapshot: String,
+    /// Long listing: mode, owner, size, time
+    #[arg(short = 'l', long)]
+    pub long: bool,
+    /// List everything below the path, not just its entries
+    #[arg(short = 'R', long)]
+    pub recursive: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct CatArgs {
+    /// config | snapshot ID | tree ID-or-ID:PATH | index | keys
+    #[arg(value_name = "WHAT")]
+    pub what: String,
+    #[arg(value_name = "ID")]
+    pub id: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct CheckArgs {
+    /// Read, decrypt and verify every byte of every pack
+    #[arg(long)]
+    pub read_data: bool,
+}

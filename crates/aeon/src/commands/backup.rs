@@ -1,0 +1,102 @@
+use aeon_core::archiver::{self, BackupOptions};
+use aeon_core::id::Id;
+use anyhow::Result;
+use serde_json::json;
+
+use crate::cli::BackupArgs;
+use crate::progress::{Bar, bytes};
+use crate::{Ctx, exit, timefmt};
+
+pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
+    let repo = ctx.open_with_index()?;
+    let mut opts = BackupOptions::new(args.paths.clone());
+    opts.hostname = args.host.clone().unwrap_or_else(super::host_name);
+    opts.username = super::user_name();
+    opts.tags = args.tags.clone();
+    opts.description = args.description.clone();
+    opts.category = args.category.clone();
+    opts.kind = args.kind.clone();
+    opts.threads = ctx.threads();
+    opts.compression = args.compression.as_deref().map(str::parse).transpose()?;
+    opts.time = args.time.as_deref().map(timefmt::parse).transpose()?;
+    opts.scan_totals = ctx.progress_visible();
+    opts.parent = if args.force {
+        None
+    } else if let Some(p) = &args.parent {
+        Some(repo.find_snapshot(p)?.id)
+    } else {
+        latest_with_same_sources(&repo, &opts)?
+    };
+
+    let bar = Bar::new(ctx.progress_visible(), "files");
+    let started = std::time::Instant::now();
+    let result = archiver::backup(&repo, &opts, &bar);
+    bar.finish();
+    let result = result?;
+    let s = &result.snapshot.summary;
+    let secs = started.elapsed().as_secs_f64();
+    if ctx.global.json {
+        ctx.print_json(&json!({
+            "snapshot_id": result.snapshot_id.to_hex(),
+            "short_id": result.snapshot_id.short(),
+            "parent": result.snapshot.parent.map(|p| p.to_hex()),
+            "time": result.snapshot.time.to_rfc3339(),
+            "files_new": s.files_new,
+            "files_changed": s.files_changed,
+            "files_unchanged": s.files_unchanged,
+            "dirs_new": s.dirs_new,
+            "dirs_changed": s.dirs_changed,
+            "dirs_unchanged": s.dirs_unchanged,
+            "total_files": s.total_files,
+            "total_bytes": s.total_bytes,
+            "bytes_read": s.bytes_read,
+            "blobs_added": s.blobs_added,
+            "data_added": s.data_added,
+            "data_added_stored": s.data_added_stored,
+            "errors": s.errors,
+            "warnings": result.warnings,
+            "duration_seconds": secs,
+        }))?;
+    } else {
+        if let Some(p) = result.snapshot.parent {
+            if ctx.global.verbose > 0 {
+                ctx.say(format!("parent recovery point {}", p.short()));
+            }
+        }
+        ctx.say(format!(
+            "Files: {} new, {} changed, {} unchanged\nDirs:  {} new, {} changed, {} unchanged",
+            s.files_new, s.files_changed, s.files_unchanged, s.dirs_new, s.dirs_changed, s.dirs_unchanged
+        ));
+        ctx.say(format!(
+            "Added to the repository: {} ({} stored)\nProcessed {} files, {} in {:.2}s",
+            bytes(s.data_added),
+            bytes(s.data_added_stored),
+            s.total_files,
+            bytes(s.total_bytes),
+            secs
+        ));
+        ctx.say(format!("recovery point {} saved", result.snapshot_id.short()));
+    }
+    if !result.warnings.is_empty() {
+        eprintln!(
+            "warning: {} item(s) could not be backed up; the recovery point was saved without them",
+            result.warnings.len()
+        );
+        return Ok(exit::INCOMPLETE);
+    }
+    Ok(0)
+}
+
+/// The newest recovery point of the same host with the same paths.
+fn latest_with_same_sources(repo: &aeon_core::Repository, opts: &BackupOptions) -> Result<Option<Id>> {
+    let paths: Vec<String> = archiver::absolute_source_paths(&opts.paths)?
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let (entries, _) = repo.list_snapshots()?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.snapshot.hostname == opts.hostname && e.snapshot.paths == paths)
+        .max_by_key(|e| e.snapshot.time)
+        .map(|e| e.id))
+}

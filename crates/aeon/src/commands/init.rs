@@ -1,0 +1,40 @@
+use aeon_core::Repository;
+use aeon_core::keys::KdfParams;
+use aeon_core::repository::InitOptions;
+use anyhow::{Result, bail};
+
+use crate::Ctx;
+use crate::cli::InitArgs;
+
+pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
+    let backend = ctx.backend()?;
+    if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
+        return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
+    }
+    if args.kdf_memory == 0 || args.kdf_iterations == 0 {
+        bail!("--kdf-memory and --kdf-iterations must be at least 1");
+    }
+    let password = crate::password::get(&ctx.global, true)?;
+    let opts = InitOptions {
+        compression: args.compression.parse()?,
+        pack_size: args.pack_size.saturating_mul(1024 * 1024),
+        kdf: KdfParams {
+            memory_kib: args.kdf_memory.saturating_mul(1024),
+            iterations: args.kdf_iterations,
+            parallelism: 1,
+        },
+        key_label: format!("{}@{}", super::user_name(), super::host_name()),
+        ..InitOptions::default()
+    };
+    let repo = Repository::init(backend.clone(), password.as_bytes(), opts)?;
+    if ctx.global.json {
+        ctx.print_json(&serde_json::json!({
+            "repository_id": repo.repository_id(),
+            "location": backend.location(),
+        }))?;
+    } else {
+        ctx.say(format!("created aeon repository {} at {}", &repo.repository_id()[..10], backend.location()));
+        ctx.say("Keep the password safe: without it the data cannot be recovered.");
+    }
+    Ok(0)
+}

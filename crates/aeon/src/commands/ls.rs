@@ -1,0 +1,100 @@
+use aeon_core::Repository;
+use aeon_core::tree::{Node, NodeKind};
+use anyhow::Result;
+use serde_json::{Value, json};
+
+use crate::cli::LsArgs;
+use crate::{Ctx, timefmt};
+
+pub fn run(ctx: &Ctx, args: LsArgs) -> Result<u8> {
+    let repo = ctx.open_with_index()?;
+    let (_, path, node) = super::resolve_target(&repo, &args.snapshot)?;
+    let base = format!("/{}", path.trim_matches('/'));
+    let mut rows = Vec::new();
+    if node.kind == NodeKind::Dir {
+        collect(&repo, &node, &base, args.recursive, &mut rows)?;
+    } else {
+        rows.push((base, node));
+    }
+    if ctx.global.json {
+        let list: Vec<Value> = rows.iter().map(|(p, n)| node_json(p, n)).collect();
+        ctx.print_json(&list)?;
+    } else {
+        for (p, n) in &rows {
+            if args.long {
+                println!("{}", long_line(p, n));
+            } else {
+                println!("{p}");
+            }
+        }
+    }
+    Ok(0)
+}
+
+fn collect(repo: &Repository, dir: &Node, base: &str, recursive: bool, out: &mut Vec<(String, Node)>) -> Result<()> {
+    let Some(sub) = dir.subtree else { return Ok(()) };
+    let tree = repo.load_tree(&sub)?;
+    for n in tree.nodes {
+        let p = format!("{}/{}", base.trim_end_matches('/'), n.name.to_string_lossy());
+        let is_dir = n.kind == NodeKind::Dir;
+        out.push((p.clone(), n.clone()));
+        if recursive && is_dir {
+            collect(repo, &n, &p, true, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn kind_name(k: NodeKind) -> &'static str {
+    match k {
+        NodeKind::File => "file",
+        NodeKind::Dir => "dir",
+        NodeKind::Symlink => "symlink",
+        NodeKind::Fifo => "fifo",
+        NodeKind::Chardev => "chardev",
+        NodeKind::Blockdev => "blockdev",
+        NodeKind::Socket => "socket",
+    }
+}
+
+fn node_json(path: &str, n: &Node) -> Value {
+    json!({
+        "path": path,
+        "name": n.name.to_string_lossy(),
+        "type": kind_name(n.kind),
+        "size": n.size,
+        "mode": format!("{:o}", n.mode),
+        "uid": n.uid,
+        "gid": n.gid,
+        "mtime": timefmt::rfc3339_nanos(n.mtime),
+        "target": n.target.as_ref().map(|t| t.to_string_lossy()),
+    })
+}
+
+fn mode_string(n: &Node) -> String {
+    let t = match n.kind {
+        NodeKind::Dir => 'd',
+        NodeKind::Symlink => 'l',
+        NodeKind::Fifo => 'p',
+        NodeKind::Chardev => 'c',
+        NodeKind::Blockdev => 'b',
+        NodeKind::Socket => 's',
+        NodeKind::File => '-',
+    };
+    let mut s = String::from(t);
+    for shift in [6, 3, 0] {
+        let bits = (n.mode >> shift) & 7;
+        s.push(if bits & 4 != 0 { 'r' } else { '-' });
+        s.push(if bits & 2 != 0 { 'w' } else { '-' });
+        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+    }
+    s
+}
+
+fn long_line(path: &str, n: &Node) -> String {
+    let time = timefmt::from_timestamp(n.mtime)
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .unwrap_or_default();
+    let link = n.target.as_ref().map(|t| format!(" -> {}", t.to_string_lossy())).unwrap_or_default();
+    format!("{} {:>6} {:>6} {:>12} {} {}{}", mode_string(n), n.uid, n.gid, n.size, time, path, link)
+}

@@ -1,0 +1,135 @@
+//! Damage to stored data is found, named, and never restored as wrong bytes.
+
+mod common;
+
+use std::collections::BTreeSet;
+use std::fs;
+use std::path::PathBuf;
+
+use common::*;
+
+struct Damaged {
+    env: Env,
+    safe_dir: PathBuf,
+    victim_dir: PathBuf,
+    first: String,
+    second: String,
+    /// The data pack written by the second backup only (it holds the victim's content).
+    victim_pack: PathBuf,
+}
+
+fn pack_names(env: &Env) -> BTreeSet<PathBuf> {
+    env.packs().into_iter().collect()
+}
+
+/// Two backups whose new data lands in different packs: damage to the second's pack must not
+/// stop the first's files from restoring.
+fn setup() -> Damaged {
+    let env = Env::new();
+    let safe_dir = env.path("safe");
+    let victim_dir = env.path("victim");
+    fs::create_dir_all(&safe_dir).unwrap();
+    fs::create_dir_all(&victim_dir).unwrap();
+    let mut rng = Rng::new(99);
+    fs::write(safe_dir.join("keep.bin"), rng.content(3 << 20)).unwrap();
+    let first = env.backup(&safe_dir);
+    let before = pack_names(&env);
+    fs::write(victim_dir.join("hit.bin"), rng.content(3 << 20)).unwrap();
+    let second = env.backup(&victim_dir);
+    let new: Vec<PathBuf> = pack_names(&env).difference(&before).cloned().collect();
+    let victim_pack = new
+        .into_iter()
+        .max_by_key(|p| fs::metadata(p).unwrap().len())
+        .expect("the second backup wrote a pack");
+    Damaged { env, safe_dir, victim_dir, first, second, victim_pack }
+}
+
+fn pack_id(p: &std::path::Path) -> String {
+    p.file_name().unwrap().to_string_lossy().into_owned()
+}
+
+#[test]
+fn flipped_byte_is_named_by_check_and_refused_by_restore() {
+    let d = setup();
+    let mut bytes = fs::read(&d.victim_pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    fs::write(&d.victim_pack, &bytes).unwrap();
+
+    let out = d.env.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{err}");
+    assert!(err.contains(&d.second), "the affected recovery point is named: {err}");
+    assert!(!err.contains(&d.first), "the untouched recovery point is not: {err}");
+
+    // Restoring the damaged file fails clearly and leaves no wrong data behind.
+    let target = d.env.path("restore-victim");
+    let spec = format!("{}:{}", d.second, d.victim_dir.display());
+    let out = d.env.run(&["restore", &spec, "--target", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("hit.bin") && err.contains(&pack_id(&d.victim_pack)), "{err}");
+    assert!(!target.join("hit.bin").exists(), "a file with unverified data was left behind");
+
+    // Files in undamaged packs still restore bit for bit.
+    let target = d.env.path("restore-safe");
+    let spec = format!("{}:{}", d.first, d.safe_dir.display());
+    d.env.run_ok(&["restore", &spec, "--target", target.to_str().unwrap()]);
+    assert_trees_equal(&d.safe_dir, &target);
+}
+
+#[test]
+fn truncated_pack_is_found_without_reading_data() {
+    let d = setup();
+    let len = fs::metadata(&d.victim_pack).unwrap().len();
+    let f = fs::OpenOptions::new().write(true).open(&d.victim_pack).unwrap();
+    f.set_len(len / 3).unwrap();
+    let out = d.env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = stderr(&out);
+    assert!(err.contains(&pack_id(&d.victim_pack)) && err.contains("truncated"), "{err}");
+    assert!(err.contains(&d.second), "{err}");
+
+    let target = d.env.path("r");
+    let spec = format!("{}:{}", d.second, d.victim_dir.display());
+    let out = d.env.run(&["restore", &spec, "--target", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(!target.join("hit.bin").exists());
+}
+
+#[test]
+fn deleted_pack_is_reported_missing() {
+    let d = setup();
+    fs::remove_file(&d.victim_pack).unwrap();
+    let out = d.env.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = stderr(&out);
+    assert!(err.contains(&pack_id(&d.victim_pack)) && err.contains("missing"), "{err}");
+    assert!(err.contains(&d.second) && !err.contains(&d.first), "{err}");
+}
+
+#[test]
+fn altered_snapshot_object_is_named() {
+    let d = setup();
+    let path = d.env.repo.join("snapshots").join(&d.first);
+    let mut bytes = fs::read(&path).unwrap();
+    let last = bytes.len() - 5;
+    bytes[last] ^= 0x80;
+    fs::write(&path, &bytes).unwrap();
+    let out = d.env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(4));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("recovery point {}", d.first)), "{err}");
+    // Listing still works and warns about the damaged one.
+    let out = d.env.run(&["snapshots"]);
+    assert!(out.status.success());
+    assert!(stderr(&out).contains(&d.first));
+}
+
+#[test]
+fn intact_repository_passes_read_data_check() {
+    let d = setup();
+    let out = d.env.run_ok(&["check", "--read-data"]);
+    assert!(out.contains("no errors were found"), "{out}");
+}
