@@ -34,7 +34,13 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOpts {
     /// Repository location (a local folder)
-    #[arg(short = 'r', long = "repo", env = "AEON_REPOSITORY", global = true, value_name = "REPO")]
+    #[arg(
+        short = 'r',
+        long = "repo",
+        env = "AEON_REPOSITORY",
+        global = true,
+        value_name = "REPO"
+    )]
     pub repo: Option<String>,
 
     /// Read the password from the first line of this file

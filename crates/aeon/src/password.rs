@@ -37,7 +37,8 @@ pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<String> {
         if !out.status.success() {
             bail!("password command {cmd:?} failed with {}", out.status);
         }
-        let text = String::from_utf8(out.stdout).context("password command printed non-UTF-8 output")?;
+        let text =
+            String::from_utf8(out.stdout).context("password command printed non-UTF-8 output")?;
         return Ok(trim_line_end(text));
     }
     if std::io::stdin().is_terminal() {

@@ -18,7 +18,9 @@ pub fn parse(text: &str) -> Result<DateTime<FixedOffset>> {
 }
 
 pub fn local(t: &DateTime<FixedOffset>) -> String {
-    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
+    t.with_timezone(&Local)
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string()
 }
 
 pub fn from_timestamp(t: Timestamp) -> Option<DateTime<Utc>> {
@@ -27,6 +29,9 @@ pub fn from_timestamp(t: Timestamp) -> Option<DateTime<Utc>> {
 
 pub fn rfc3339_nanos(t: Timestamp) -> String {
     from_timestamp(t)
-        .map(|d| d.with_timezone(&Local).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false))
+        .map(|d| {
+            d.with_timezone(&Local)
+                .to_rfc3339_opts(chrono::SecondsFormat::Nanos, false)
+        })
         .unwrap_or_else(|| format!("{}.{:09}", t.0, t.1))
 }

@@ -68,7 +68,9 @@ impl BackupOptions {
             compression: None,
             parent: None,
             time: None,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
             scan_totals: false,
         }
     }
@@ -157,18 +159,29 @@ impl Shared<'_> {
     fn warn(&self, message: String) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.progress.warn(&message);
-        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(message);
+        self.warnings
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(message);
     }
 
     /// True if the blob must be stored: not in the repository and not queued by this backup.
     fn claim(&self, id: &Id) -> bool {
         !self.repo.index().contains(id)
-            && self.queued.lock().unwrap_or_else(|p| p.into_inner()).insert(*id)
+            && self
+                .queued
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(*id)
     }
 }
 
 /// Backs up `opts.paths` into `repo` (whose index must be loaded) and writes a recovery point.
-pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) -> Result<BackupResult> {
+pub fn backup(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
     let start = chrono::Local::now().fixed_offset();
     let sources = absolute_source_paths(&opts.paths)?;
     let parent_tree = match opts.parent {
@@ -220,7 +233,11 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         });
         drop((chunk_tx, blob_tx, job_rx, chunk_rx, blob_rx));
 
-        let walker = walk::Walker { shared, jobs: job_tx, items: item_tx };
+        let walker = walk::Walker {
+            shared,
+            jobs: job_tx,
+            items: item_tx,
+        };
         walker.run(&sources, parent_tree.as_ref());
         drop(walker);
 
@@ -229,7 +246,12 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
         (root, stats)
     });
 
-    if let Some(e) = shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
+    if let Some(e) = shared
+        .fatal
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .take()
+    {
         return Err(e);
     }
     let root = root.ok_or(Error::Cancelled)?;
@@ -257,7 +279,10 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     let snapshot = Snapshot {
         time: opts.time.unwrap_or(start),
         tree: root,
-        paths: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        paths: sources
+            .iter()
+            .map(|p| p.to_string_lossy().into_owned())
+            .collect(),
         hostname: opts.hostname.clone(),
         username: opts.username.clone(),
         uid: unsafe_free_uid(),
@@ -272,8 +297,16 @@ pub fn backup(repo: &Repository, opts: &BackupOptions, progress: &dyn Progress) 
     };
     // Written last: every blob it references is already durable and indexed.
     let snapshot_id = repo.save_snapshot(&snapshot)?;
-    let warnings = shared.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok(BackupResult { snapshot_id, snapshot, warnings, packer: packer_stats })
+    let warnings = shared
+        .warnings
+        .into_inner()
+        .unwrap_or_else(|p| p.into_inner());
+    Ok(BackupResult {
+        snapshot_id,
+        snapshot,
+        warnings,
+        packer: packer_stats,
+    })
 }
 
 fn unsafe_free_uid() -> u32 {
@@ -311,7 +344,13 @@ fn run_compressor(shared: &Shared, rx: Receiver<ChunkJob>, tx: Sender<SealedBlob
         if shared.aborted() {
             return;
         }
-        match blob::seal_blob(cipher, BlobType::Data, &job.id, &job.data, shared.compression) {
+        match blob::seal_blob(
+            cipher,
+            BlobType::Data,
+            &job.id,
+            &job.data,
+            shared.compression,
+        ) {
             Ok(sealed) => {
                 let b = SealedBlob {
                     blob_type: BlobType::Data,
@@ -330,7 +369,11 @@ fn run_compressor(shared: &Shared, rx: Receiver<ChunkJob>, tx: Sender<SealedBlob
 
 fn open_source(path: &std::path::Path) -> std::io::Result<File> {
     // O_NOATIME keeps the backup from touching access times; only the owner (or root) may ask.
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
+    match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path)
+    {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         other => other,
     }
@@ -381,7 +424,10 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             }
             Ok(true)
         })();
-        shared.counters.bytes_read.fetch_add(size_read, Ordering::Relaxed);
+        shared
+            .counters
+            .bytes_read
+            .fetch_add(size_read, Ordering::Relaxed);
         shared.progress.add(1, 0);
         match result {
             Ok(true) => {
@@ -413,7 +459,9 @@ fn run_finisher(shared: &Shared, rx: Receiver<Item>, blobs: Sender<SealedBlob>) 
                 }
             }
             Item::LeaveDir(mut node, parent_subtree) => {
-                let mut tree = Tree { nodes: stack.pop()? };
+                let mut tree = Tree {
+                    nodes: stack.pop()?,
+                };
                 tree.sort();
                 let bytes = tree.encode();
                 let id = repo.hasher().hash(&bytes);
@@ -423,7 +471,13 @@ fn run_finisher(shared: &Shared, rx: Receiver<Item>, blobs: Sender<SealedBlob>) 
                     Some(_) => c.dirs_changed.fetch_add(1, Ordering::Relaxed),
                 };
                 if shared.claim(&id) {
-                    match blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, shared.compression) {
+                    match blob::seal_blob(
+                        repo.cipher(),
+                        BlobType::Tree,
+                        &id,
+                        &bytes,
+                        shared.compression,
+                    ) {
                         Ok(sealed) => {
                             let b = SealedBlob {
                                 blob_type: BlobType::Tree,

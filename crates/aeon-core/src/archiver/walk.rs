@@ -20,7 +20,9 @@ use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 /// already inside another source.
 pub fn absolute_source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
-        return Err(Error::InvalidInput("nothing to back up: give at least one path".into()));
+        return Err(Error::InvalidInput(
+            "nothing to back up: give at least one path".into(),
+        ));
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
@@ -65,7 +67,13 @@ fn build_virtual_root(sources: &[PathBuf]) -> VirtualDir {
     for src in sources {
         let parts: Vec<&OsStr> = src
             .components()
-            .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
+            .filter_map(|c| {
+                if let Component::Normal(n) = c {
+                    Some(n)
+                } else {
+                    None
+                }
+            })
             .collect();
         let mut dir = &mut root;
         let mut path = PathBuf::from("/");
@@ -159,7 +167,10 @@ impl Walker<'_, '_> {
 
     fn parent_subtree(parent: Option<&Tree>, name: &[u8]) -> (Option<Node>, Option<Id>) {
         let node = parent.and_then(|t| t.find(name)).cloned();
-        let subtree = node.as_ref().filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
+        let subtree = node
+            .as_ref()
+            .filter(|n| n.kind == NodeKind::Dir)
+            .and_then(|n| n.subtree);
         (node, subtree)
     }
 
@@ -197,7 +208,8 @@ impl Walker<'_, '_> {
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
             Err(e) => {
-                self.shared.warn(format!("{}: {e} (skipped)", path.display()));
+                self.shared
+                    .warn(format!("{}: {e} (skipped)", path.display()));
                 return;
             }
         };
@@ -215,10 +227,18 @@ impl Walker<'_, '_> {
                     self.send(Item::Node(node));
                     return;
                 }
-                if previous.is_some() { &c.files_changed } else { &c.files_new }
-                    .fetch_add(1, Ordering::Relaxed);
+                if previous.is_some() {
+                    &c.files_changed
+                } else {
+                    &c.files_new
+                }
+                .fetch_add(1, Ordering::Relaxed);
                 let (done_tx, done_rx) = bounded(1);
-                let job = FileJob { path: path.to_path_buf(), size_hint: node.size, done: done_tx };
+                let job = FileJob {
+                    path: path.to_path_buf(),
+                    size_hint: node.size,
+                    done: done_tx,
+                };
                 if self.send(Item::File(node, done_rx)) && self.jobs.send(job).is_err() {
                     self.shared.abort.store(true, Ordering::SeqCst);
                 }
@@ -228,7 +248,9 @@ impl Walker<'_, '_> {
                     node.target = Some(RawName(target.as_os_str().as_bytes().to_vec()));
                     self.send(Item::Node(node));
                 }
-                Err(e) => self.shared.warn(format!("{}: {e} (skipped)", path.display())),
+                Err(e) => self
+                    .shared
+                    .warn(format!("{}: {e} (skipped)", path.display())),
             },
             _ => {
                 self.send(Item::Node(node));
@@ -243,12 +265,16 @@ impl Walker<'_, '_> {
             && previous.ctime == now.ctime
             && previous.inode == now.inode
             && (previous.size == 0 || !previous.content.is_empty())
-            && previous.content.iter().all(|id| self.shared.repo.index().contains(id))
+            && previous
+                .content
+                .iter()
+                .all(|id| self.shared.repo.index().contains(id))
     }
 
     fn walk_dir(&self, path: &Path, node: Node, parent_node: Option<&Node>) {
-        let parent_subtree =
-            parent_node.filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
+        let parent_subtree = parent_node
+            .filter(|n| n.kind == NodeKind::Dir)
+            .and_then(|n| n.subtree);
         let parent_tree = parent_subtree.and_then(|id| self.load_parent_tree(&id));
         if !self.send(Item::EnterDir) {
             return;
@@ -259,9 +285,9 @@ impl Walker<'_, '_> {
                 for entry in rd {
                     match entry {
                         Ok(e) => names.push(e.file_name()),
-                        Err(e) => {
-                            self.shared.warn(format!("{}: {e} (listing incomplete)", path.display()))
-                        }
+                        Err(e) => self
+                            .shared
+                            .warn(format!("{}: {e} (listing incomplete)", path.display())),
                     }
                 }
                 names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
@@ -273,7 +299,9 @@ impl Walker<'_, '_> {
                     }
                 }
             }
-            Err(e) => self.shared.warn(format!("{}: {e} (contents skipped)", path.display())),
+            Err(e) => self
+                .shared
+                .warn(format!("{}: {e} (contents skipped)", path.display())),
         }
         self.send(Item::LeaveDir(node, parent_subtree));
     }
@@ -288,7 +316,9 @@ pub fn count(sources: &[PathBuf], stop: &dyn Fn() -> bool) -> (u64, u64) {
         if stop() {
             break;
         }
-        let Ok(md) = std::fs::symlink_metadata(&p) else { continue };
+        let Ok(md) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
         if md.is_dir() {
             if let Ok(rd) = std::fs::read_dir(&p) {
                 stack.extend(rd.flatten().map(|e| e.path()));

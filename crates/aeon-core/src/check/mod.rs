@@ -33,7 +33,9 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             read_data: false,
-            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
         }
     }
 }
@@ -65,12 +67,19 @@ impl CheckReport {
         self.problems.is_empty()
     }
     fn problem(&mut self, object: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem { object: object.into(), message: message.into() });
+        self.problems.push(Problem {
+            object: object.into(),
+            message: message.into(),
+        });
     }
 }
 
 /// Checks `repo`; loads its index itself. Only failures to reach storage at all are `Err`.
-pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &dyn Progress) -> Result<CheckReport> {
+pub fn check(
+    repo: &mut Repository,
+    opts: &CheckOptions,
+    progress: &dyn Progress,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
     let mut index = Index::default();
     for loaded in repo.read_index_files()? {
@@ -84,8 +93,12 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &dyn Progress
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut bad_packs: HashSet<u32> = HashSet::new();
 
-    let stored: HashMap<String, u64> =
-        repo.backend().list(FileType::Pack)?.into_iter().map(|o| (o.name, o.size)).collect();
+    let stored: HashMap<String, u64> = repo
+        .backend()
+        .list(FileType::Pack)?
+        .into_iter()
+        .map(|o| (o.name, o.size))
+        .collect();
     for (n, p) in index.packs().iter().enumerate() {
         match stored.get(&p.id.to_hex()) {
             None => {
@@ -93,7 +106,11 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &dyn Progress
                 bad_packs.insert(n as u32);
             }
             Some(&size) if size != p.size => {
-                let how = if size < p.size { "truncated" } else { "larger than recorded" };
+                let how = if size < p.size {
+                    "truncated"
+                } else {
+                    "larger than recorded"
+                };
                 report.problem(
                     format!("pack {}", p.id),
                     format!("{how}: {size} bytes on storage, {} in the index", p.size),
@@ -103,7 +120,13 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &dyn Progress
             Some(_) => {}
         }
     }
-    let unindexed = stored.keys().filter(|k| k.parse::<Id>().map_or(true, |id| index.pack_number(&id).is_none())).count();
+    let unindexed = stored
+        .keys()
+        .filter(|k| {
+            k.parse::<Id>()
+                .map_or(true, |id| index.pack_number(&id).is_none())
+        })
+        .count();
     if unindexed > 0 {
         report.notes.push(format!(
             "{unindexed} pack(s) not in any index (left by an interrupted backup; harmless)"
@@ -114,7 +137,14 @@ pub fn check(repo: &mut Repository, opts: &CheckOptions, progress: &dyn Progress
     repo.replace_index(index);
 
     if opts.read_data {
-        read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
+        read_all_packs(
+            repo,
+            opts,
+            progress,
+            &mut report,
+            &mut bad_packs,
+            &mut bad_blobs,
+        );
     }
     for (id, loc) in repo.index().blobs() {
         if bad_packs.contains(&loc.pack) {
@@ -155,8 +185,9 @@ fn read_all_packs(
     bad_blobs: &mut HashSet<Id>,
 ) {
     let index = repo.index();
-    let todo: Vec<u32> =
-        (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
+    let todo: Vec<u32> = (0..index.packs().len() as u32)
+        .filter(|p| !bad_packs.contains(p))
+        .collect();
     let mut expected: HashMap<u32, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
     for (id, loc) in index.blobs() {
         expected.entry(loc.pack).or_default().push((*id, *loc));
@@ -173,7 +204,11 @@ fn read_all_packs(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&p) = todo.get(i) else { break };
                     let info = index.pack(p);
-                    let problems = verify_pack(repo, info.id, expected.get(&p).map(Vec::as_slice).unwrap_or(&[]));
+                    let problems = verify_pack(
+                        repo,
+                        info.id,
+                        expected.get(&p).map(Vec::as_slice).unwrap_or(&[]),
+                    );
                     bytes.fetch_add(info.size, Ordering::Relaxed);
                     progress.add(1, info.size);
                     if !problems.is_empty() {
@@ -214,7 +249,10 @@ fn verify_pack(
         Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
     };
     if Id::of_stored_bytes(&data) != pack_id {
-        out.push((None, "content does not match its name (the pack is damaged)".to_string()));
+        out.push((
+            None,
+            "content does not match its name (the pack is damaged)".to_string(),
+        ));
     }
     let what = format!("pack {pack_id}");
     let table = match pack::read_table(repo.cipher(), &data, &what) {
@@ -234,12 +272,22 @@ fn verify_pack(
         }
     }
     for (id, loc) in expected {
-        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
+        let (start, end) = (
+            loc.offset as usize,
+            loc.offset as usize + loc.length as usize,
+        );
         let Some(sealed) = data.get(start..end) else {
             out.push((Some(*id), "lies beyond the end of the pack".to_string()));
             continue;
         };
-        if let Err(e) = blob::open_blob(repo.cipher(), repo.hasher(), loc.blob_type, id, sealed, loc.raw_len) {
+        if let Err(e) = blob::open_blob(
+            repo.cipher(),
+            repo.hasher(),
+            loc.blob_type,
+            id,
+            sealed,
+            loc.raw_len,
+        ) {
             out.push((Some(*id), error_message(&e)));
         }
     }
@@ -280,7 +328,10 @@ fn tree_is_bad(
     let tree = match repo.load_tree(tree_id) {
         Ok(t) => t,
         Err(e) => {
-            report.problem(error_object(&e, &format!("tree {tree_id}")), error_message(&e));
+            report.problem(
+                error_object(&e, &format!("tree {tree_id}")),
+                error_message(&e),
+            );
             verdict.insert(*tree_id, true);
             return true;
         }
@@ -304,7 +355,10 @@ fn tree_is_bad(
             NodeKind::Dir => match node.subtree {
                 Some(sub) => bad |= tree_is_bad(repo, &sub, bad_blobs, verdict, report),
                 None => {
-                    report.problem(format!("tree {tree_id}"), format!("directory {:?} has no subtree", node.name));
+                    report.problem(
+                        format!("tree {tree_id}"),
+                        format!("directory {:?} has no subtree", node.name),
+                    );
                     bad = true;
                 }
             },

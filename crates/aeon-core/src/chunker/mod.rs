@@ -19,7 +19,11 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// 512 KiB / 1 MiB / 8 MiB: see the README's "Why these defaults" for the measurements.
     fn default() -> Self {
-        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
+        ChunkerParams {
+            min_size: 512 * 1024,
+            avg_size: 1024 * 1024,
+            max_size: 8 * 1024 * 1024,
+        }
     }
 }
 
@@ -28,7 +32,11 @@ impl ChunkerParams {
         use fastcdc::v2020::{
             AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
         };
-        let (min, avg, max) = (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
+        let (min, avg, max) = (
+            self.min_size as usize,
+            self.avg_size as usize,
+            self.max_size as usize,
+        );
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
@@ -40,7 +48,10 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::corrupt("config", format!("invalid chunker parameters {self:?}")))
+            Err(Error::corrupt(
+                "config",
+                format!("invalid chunker parameters {self:?}"),
+            ))
         }
     }
 }
@@ -83,10 +94,16 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SMALL: ChunkerParams = ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 };
+    const SMALL: ChunkerParams = ChunkerParams {
+        min_size: 256,
+        avg_size: 1024,
+        max_size: 4096,
+    };
 
     fn chunks(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
-        Chunker::new(data, SMALL, seed).map(|c| c.unwrap()).collect()
+        Chunker::new(data, SMALL, seed)
+            .map(|c| c.unwrap())
+            .collect()
     }
 
     proptest! {
@@ -103,20 +120,37 @@ mod tests {
 
     #[test]
     fn seed_changes_boundaries_and_insertions_resync() {
-        let data: Vec<u8> = (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..200_000u32)
+            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
+            .collect();
         let a = chunks(&data, 1);
         let b = chunks(&data, 2);
-        assert_ne!(a.iter().map(Vec::len).collect::<Vec<_>>(), b.iter().map(Vec::len).collect::<Vec<_>>());
+        assert_ne!(
+            a.iter().map(Vec::len).collect::<Vec<_>>(),
+            b.iter().map(Vec::len).collect::<Vec<_>>()
+        );
         let mut edited = data.clone();
         edited.splice(100_000..100_000, b"inserted bytes".iter().copied());
         let e = chunks(&edited, 1);
         let shared = e.iter().filter(|c| a.contains(c)).count();
-        assert!(shared * 10 >= a.len() * 8, "only {shared} of {} chunks survive an insertion", a.len());
+        assert!(
+            shared * 10 >= a.len() * 8,
+            "only {shared} of {} chunks survive an insertion",
+            a.len()
+        );
     }
 
     #[test]
     fn default_params_are_valid() {
         ChunkerParams::default().validate().unwrap();
-        assert!(ChunkerParams { min_size: 1, avg_size: 2, max_size: 3 }.validate().is_err());
+        assert!(
+            ChunkerParams {
+                min_size: 1,
+                avg_size: 2,
+                max_size: 3
+            }
+            .validate()
+            .is_err()
+        );
     }
 }

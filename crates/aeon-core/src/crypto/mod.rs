@@ -79,7 +79,10 @@ impl Cipher {
     /// Decrypts and authenticates a sealed box. `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(what, "sealed data shorter than nonce and tag"));
+            return Err(Error::corrupt(
+                what,
+                "sealed data shorter than nonce and tag",
+            ));
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);

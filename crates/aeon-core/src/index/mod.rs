@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use crate::blob::{self, BlobType, Compression};
 use crate::crypto::Cipher;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::format::{self, ObjectKind, Reader};
 use crate::id::Id;
 use crate::pack::PackEntry;
@@ -142,7 +142,10 @@ pub struct Index {
 impl Index {
     pub fn add_pack(&mut self, pack: &IndexPack) {
         let n = *self.pack_numbers.entry(pack.id).or_insert_with(|| {
-            self.packs.push(PackInfo { id: pack.id, size: pack.size });
+            self.packs.push(PackInfo {
+                id: pack.id,
+                size: pack.size,
+            });
             (self.packs.len() - 1) as u32
         });
         for b in &pack.blobs {
@@ -192,15 +195,16 @@ impl Index {
 
     /// Every blob recorded for pack number `n`, in offset order.
     pub fn blobs_in_pack(&self, n: u32) -> Vec<(Id, BlobLocation)> {
-        let mut v: Vec<_> =
-            self.blobs.iter().filter(|(_, l)| l.pack == n).map(|(id, l)| (*id, *l)).collect();
+        let mut v: Vec<_> = self
+            .blobs
+            .iter()
+            .filter(|(_, l)| l.pack == n)
+            .map(|(id, l)| (*id, *l))
+            .collect();
         v.sort_by_key(|(_, l)| l.offset);
         v
     }
 }
-
-/// Errors that an index load hits are reported per file, so one bad file does not hide the rest.
-pub type IndexLoadErrors = Vec<(Id, Error)>;
 
 #[cfg(test)]
 mod tests {
@@ -209,15 +213,20 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_entry() -> impl Strategy<Value = PackEntry> {
-        (any::<[u8; 32]>(), 9u32..1000, 0u32..1000, any::<u32>(), any::<bool>()).prop_map(
-            |(id, offset, length, raw_len, tree)| PackEntry {
+        (
+            any::<[u8; 32]>(),
+            9u32..1000,
+            0u32..1000,
+            any::<u32>(),
+            any::<bool>(),
+        )
+            .prop_map(|(id, offset, length, raw_len, tree)| PackEntry {
                 blob_type: if tree { BlobType::Tree } else { BlobType::Data },
                 id: Id(id),
                 offset,
                 length,
                 raw_len,
-            },
-        )
+            })
     }
 
     proptest! {
@@ -243,9 +252,19 @@ mod tests {
 
     #[test]
     fn in_memory_index_lookup() {
-        let e = PackEntry { blob_type: BlobType::Data, id: Id([1; 32]), offset: 9, length: 5, raw_len: 3 };
+        let e = PackEntry {
+            blob_type: BlobType::Data,
+            id: Id([1; 32]),
+            offset: 9,
+            length: 5,
+            raw_len: 3,
+        };
         let mut idx = Index::default();
-        idx.add_pack(&IndexPack { id: Id([2; 32]), size: 100, blobs: vec![e] });
+        idx.add_pack(&IndexPack {
+            id: Id([2; 32]),
+            size: 100,
+            blobs: vec![e],
+        });
         let loc = idx.get(&Id([1; 32])).unwrap();
         assert_eq!(idx.pack(loc.pack).id, Id([2; 32]));
         assert_eq!(idx.blobs_in_pack(loc.pack).len(), 1);

@@ -51,7 +51,11 @@ impl PackWriter {
     pub fn new() -> PackWriter {
         let mut buf = format::header(ObjectKind::Pack).to_vec();
         buf.push(KEY_MODE_REPOSITORY);
-        PackWriter { buf, entries: Vec::new(), raw_bytes: 0 }
+        PackWriter {
+            buf,
+            entries: Vec::new(),
+            raw_bytes: 0,
+        }
     }
 
     pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
@@ -60,7 +64,13 @@ impl PackWriter {
         let length = u32::try_from(sealed.len())
             .map_err(|_| Error::InvalidInput("blob exceeds 4 GiB".into()))?;
         self.buf.extend_from_slice(sealed);
-        self.entries.push(PackEntry { blob_type, id, offset, length, raw_len });
+        self.entries.push(PackEntry {
+            blob_type,
+            id,
+            offset,
+            length,
+            raw_len,
+        });
         self.raw_bytes += raw_len as u64;
         Ok(())
     }
@@ -139,7 +149,9 @@ pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEn
     let mut r = Reader::new(body, what);
     let mode = r.u8()?;
     if mode != KEY_MODE_REPOSITORY {
-        return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
+        return Err(r.error(format!(
+            "pack key mode {mode} is not supported by this version"
+        )));
     }
     if pack.len() < FIRST_BLOB_OFFSET as usize + 4 {
         return Err(Error::corrupt(what, "too short to hold a pack table"));

@@ -22,6 +22,9 @@ use crate::keys::{KdfParams, KeySlot, MasterKey};
 use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::{Node, NodeKind, Tree};
 
+/// Objects that could not be read, by name, with why.
+pub type UnreadableObjects = Vec<(String, Error)>;
+
 /// Target pack size: 16 MiB (see the README's "Why these defaults").
 pub const DEFAULT_PACK_SIZE: u32 = 16 * 1024 * 1024;
 
@@ -88,13 +91,19 @@ pub struct Repository {
 
 impl Repository {
     /// Creates a new repository and returns it opened.
-    pub fn init(backend: Arc<dyn Backend>, password: &[u8], opts: InitOptions) -> Result<Repository> {
+    pub fn init(
+        backend: Arc<dyn Backend>,
+        password: &[u8],
+        opts: InitOptions,
+    ) -> Result<Repository> {
         if backend.stat(FileType::Config, "config")?.is_some() {
             return Err(Error::AlreadyExists(backend.location()));
         }
         opts.chunker.validate()?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > 1024 * 1024 * 1024 {
-            return Err(Error::InvalidInput("pack size must be between 1 MiB and 1 GiB".into()));
+            return Err(Error::InvalidInput(
+                "pack size must be between 1 MiB and 1 GiB".into(),
+            ));
         }
         backend.create()?;
         let mut repository_id = [0u8; 32];
@@ -169,7 +178,9 @@ impl Repository {
         let mut key = None;
         for info in backend.list(FileType::Key)? {
             let data = backend.read(FileType::Key, &info.name)?;
-            let Ok(slot) = KeySlot::decode(&data) else { continue };
+            let Ok(slot) = KeySlot::decode(&data) else {
+                continue;
+            };
             if slot.repository_id != header.repository_id {
                 continue;
             }
@@ -251,10 +262,22 @@ impl Repository {
         let pack = self.index.pack(loc.pack);
         let sealed = self
             .backend
-            .read_range(FileType::Pack, &pack.id.to_hex(), loc.offset as u64, loc.length as u64)
+            .read_range(
+                FileType::Pack,
+                &pack.id.to_hex(),
+                loc.offset as u64,
+                loc.length as u64,
+            )
             .map_err(|e| annotate_pack_error(e, &pack.id))?;
-        blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
-            .map_err(|e| annotate_pack_error(e, &pack.id))
+        blob::open_blob(
+            &self.cipher,
+            &self.hasher,
+            blob_type,
+            id,
+            &sealed,
+            loc.raw_len,
+        )
+        .map_err(|e| annotate_pack_error(e, &pack.id))
     }
 
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {
@@ -278,7 +301,9 @@ impl Repository {
             };
             let tree = self.load_tree(&subtree)?;
             node = tree.find(part.as_bytes()).cloned().ok_or_else(|| {
-                Error::InvalidInput(format!("{path}: no such file or directory in the recovery point"))
+                Error::InvalidInput(format!(
+                    "{path}: no such file or directory in the recovery point"
+                ))
             })?;
         }
         Ok(node)
@@ -287,7 +312,8 @@ impl Repository {
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let data = snap.encode(&self.cipher)?;
         let id = Id::of_stored_bytes(&data);
-        self.backend.write(FileType::Snapshot, &id.to_hex(), &data)?;
+        self.backend
+            .write(FileType::Snapshot, &id.to_hex(), &data)?;
         Ok(id)
     }
 
@@ -302,14 +328,14 @@ impl Repository {
     }
 
     /// Every recovery point, oldest first, with the ones that could not be read listed apart.
-    pub fn list_snapshots(&self) -> Result<(Vec<SnapshotEntry>, Vec<(String, Error)>)> {
+    pub fn list_snapshots(&self) -> Result<(Vec<SnapshotEntry>, UnreadableObjects)> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for info in self.backend.list(FileType::Snapshot)? {
-            let loaded = info
-                .name
-                .parse::<Id>()
-                .and_then(|id| self.load_snapshot(&id).map(|s| SnapshotEntry { id, snapshot: s }));
+            let loaded = info.name.parse::<Id>().and_then(|id| {
+                self.load_snapshot(&id)
+                    .map(|s| SnapshotEntry { id, snapshot: s })
+            });
             match loaded {
                 Ok(e) => good.push(e),
                 Err(e) => bad.push((info.name, e)),
@@ -327,16 +353,23 @@ impl Repository {
 
     /// A packer that writes new blobs into this repository.
     pub fn packer(&self) -> Packer {
-        Packer::new(self.backend.clone(), self.cipher.clone(), self.settings.pack_size)
+        Packer::new(
+            self.backend.clone(),
+            self.cipher.clone(),
+            self.settings.pack_size,
+        )
     }
 }
 
 fn annotate_pack_error(e: Error, pack: &Id) -> Error {
     match e {
-        Error::Corrupt { what, reason } if !what.contains("pack") => {
-            Error::Corrupt { what: format!("{what} in pack {pack}"), reason }
+        Error::Corrupt { what, reason } if !what.contains("pack") => Error::Corrupt {
+            what: format!("{what} in pack {pack}"),
+            reason,
+        },
+        Error::ObjectNotFound { .. } => {
+            Error::corrupt(format!("pack {pack}"), "missing from storage")
         }
-        Error::ObjectNotFound { .. } => Error::corrupt(format!("pack {pack}"), "missing from storage"),
         other => other,
     }
 }

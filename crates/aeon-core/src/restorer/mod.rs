@@ -34,7 +34,11 @@ pub struct RestoreOptions {
 
 impl Default for RestoreOptions {
     fn default() -> Self {
-        RestoreOptions { threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2) }
+        RestoreOptions {
+            threads: std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(2),
+        }
     }
 }
 
@@ -78,7 +82,10 @@ fn safe_name(node: &Node) -> Result<&std::ffi::OsStr> {
     if n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') || n.contains(&0) {
         return Err(Error::corrupt(
             "tree",
-            format!("unsafe file name {:?} in recovery point", node.name.to_string_lossy()),
+            format!(
+                "unsafe file name {:?} in recovery point",
+                node.name.to_string_lossy()
+            ),
         ));
     }
     Ok(node.name.as_os_str())
@@ -99,7 +106,10 @@ impl Planner<'_> {
         for node in tree.nodes {
             let name = safe_name(&node)?;
             if !seen.insert(node.name.0.clone()) {
-                return Err(Error::corrupt("tree", format!("duplicate name {:?}", node.name)));
+                return Err(Error::corrupt(
+                    "tree",
+                    format!("duplicate name {:?}", node.name),
+                ));
             }
             let path = dir.join(name);
             self.plan_node(node, path)?;
@@ -118,7 +128,11 @@ impl Planner<'_> {
                 self.dirs.push((path, node));
             }
             NodeKind::File => {
-                self.files.push(FilePlan { path, node, failed: AtomicBool::new(false) });
+                self.files.push(FilePlan {
+                    path,
+                    node,
+                    failed: AtomicBool::new(false),
+                });
             }
             NodeKind::Symlink => {
                 let target = node.target.clone().unwrap_or_default();
@@ -130,9 +144,11 @@ impl Planner<'_> {
             }
             NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {
                 // Special files come with the fidelity work; say so rather than skip silently.
-                self.summary
-                    .errors
-                    .push(format!("{}: {:?} not restored by this version", path.display(), node.kind));
+                self.summary.errors.push(format!(
+                    "{}: {:?} not restored by this version",
+                    path.display(),
+                    node.kind
+                ));
             }
         }
         Ok(())
@@ -181,8 +197,13 @@ pub fn restore(
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
     fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-    let mut planner =
-        Planner { repo, files: Vec::new(), dirs: Vec::new(), links: Vec::new(), summary: RestoreSummary::default() };
+    let mut planner = Planner {
+        repo,
+        files: Vec::new(),
+        dirs: Vec::new(),
+        links: Vec::new(),
+        summary: RestoreSummary::default(),
+    };
     match node.kind {
         NodeKind::Dir => {
             if let Some(sub) = node.subtree {
@@ -194,7 +215,13 @@ pub fn restore(
             planner.plan_node(node.clone(), target.join(name))?;
         }
     }
-    let Planner { files, mut dirs, links, mut summary, .. } = planner;
+    let Planner {
+        files,
+        mut dirs,
+        links,
+        mut summary,
+        ..
+    } = planner;
 
     // Map blobs to where they go, grouped by pack.
     let index = repo.index();
@@ -205,17 +232,24 @@ pub fn restore(
         let mut offset = 0u64;
         for id in &f.node.content {
             let Some(loc) = index.get(id) else {
-                summary.errors.push(format!("{}: blob {id} is not in the index", f.path.display()));
+                summary.errors.push(format!(
+                    "{}: blob {id} is not in the index",
+                    f.path.display()
+                ));
                 f.failed.store(true, Ordering::Relaxed);
                 break;
             };
-            let plan = by_pack.entry(loc.pack).or_default().entry(*id).or_insert(BlobPlan {
-                id: *id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_len: loc.raw_len,
-                targets: Vec::new(),
-            });
+            let plan = by_pack
+                .entry(loc.pack)
+                .or_default()
+                .entry(*id)
+                .or_insert(BlobPlan {
+                    id: *id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_len: loc.raw_len,
+                    targets: Vec::new(),
+                });
             plan.targets.push(Target { file: i, offset });
             offset += loc.raw_len as u64;
         }
@@ -241,13 +275,17 @@ pub fn restore(
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack, blobs)) = packs.get(i) else { break };
+                    let Some((pack, blobs)) = packs.get(i) else {
+                        break;
+                    };
                     restore_pack(repo, *pack, blobs, &files, &errors, &written, progress);
                 }
             });
         }
     });
-    summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+    summary
+        .errors
+        .extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
     summary.bytes = written.load(Ordering::Relaxed);
 
     let is_root = unsafe_is_root();
@@ -319,7 +357,12 @@ fn restore_pack(
             .unwrap_or(range_start);
         let read = repo
             .backend()
-            .read_range(FileType::Pack, &pack_id.to_hex(), range_start, range_end - range_start)
+            .read_range(
+                FileType::Pack,
+                &pack_id.to_hex(),
+                range_start,
+                range_end - range_start,
+            )
             .map_err(|e| match e {
                 Error::ObjectNotFound { .. } => {
                     Error::corrupt(format!("pack {pack_id}"), "missing from storage")

@@ -159,7 +159,10 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes.binary_search_by(|n| n.name.0.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+        self.nodes
+            .binary_search_by(|n| n.name.0.as_slice().cmp(name))
+            .ok()
+            .map(|i| &self.nodes[i])
     }
 }
 
@@ -207,7 +210,9 @@ mod tests {
 
     #[test]
     fn non_utf8_names_survive_and_show_as_hex_in_json() {
-        let mut t = Tree { nodes: vec![Node::new(RawName(vec![0xff, b'a', b'\n']), NodeKind::Dir)] };
+        let mut t = Tree {
+            nodes: vec![Node::new(RawName(vec![0xff, b'a', b'\n']), NodeKind::Dir)],
+        };
         t.sort();
         let back = Tree::decode(&t.encode(), "t").unwrap();
         assert_eq!(back.nodes[0].name.0, vec![0xff, b'a', b'\n']);

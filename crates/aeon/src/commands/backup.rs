@@ -58,14 +58,17 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
             "duration_seconds": secs,
         }))?;
     } else {
-        if let Some(p) = result.snapshot.parent {
-            if ctx.global.verbose > 0 {
-                ctx.say(format!("parent recovery point {}", p.short()));
-            }
+        if let Some(p) = result.snapshot.parent.filter(|_| ctx.global.verbose > 0) {
+            ctx.say(format!("parent recovery point {}", p.short()));
         }
         ctx.say(format!(
             "Files: {} new, {} changed, {} unchanged\nDirs:  {} new, {} changed, {} unchanged",
-            s.files_new, s.files_changed, s.files_unchanged, s.dirs_new, s.dirs_changed, s.dirs_unchanged
+            s.files_new,
+            s.files_changed,
+            s.files_unchanged,
+            s.dirs_new,
+            s.dirs_changed,
+            s.dirs_unchanged
         ));
         ctx.say(format!(
             "Added to the repository: {} ({} stored)\nProcessed {} files, {} in {:.2}s",
@@ -75,7 +78,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
             bytes(s.total_bytes),
             secs
         ));
-        ctx.say(format!("recovery point {} saved", result.snapshot_id.short()));
+        ctx.say(format!(
+            "recovery point {} saved",
+            result.snapshot_id.short()
+        ));
     }
     if !result.warnings.is_empty() {
         eprintln!(
@@ -88,7 +94,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
 }
 
 /// The newest recovery point of the same host with the same paths.
-fn latest_with_same_sources(repo: &aeon_core::Repository, opts: &BackupOptions) -> Result<Option<Id>> {
+fn latest_with_same_sources(
+    repo: &aeon_core::Repository,
+    opts: &BackupOptions,
+) -> Result<Option<Id>> {
     let paths: Vec<String> = archiver::absolute_source_paths(&opts.paths)?
         .iter()
         .map(|p| p.to_string_lossy().into_owned())

@@ -8,7 +8,10 @@ use crate::cli::InitArgs;
 
 pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
     let backend = ctx.backend()?;
-    if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
+    if backend
+        .stat(aeon_core::backend::FileType::Config, "config")?
+        .is_some()
+    {
         return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
     }
     if args.kdf_memory == 0 || args.kdf_iterations == 0 {
@@ -33,7 +36,11 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
             "location": backend.location(),
         }))?;
     } else {
-        ctx.say(format!("created aeon repository {} at {}", &repo.repository_id()[..10], backend.location()));
+        ctx.say(format!(
+            "created aeon repository {} at {}",
+            &repo.repository_id()[..10],
+            backend.location()
+        ));
         ctx.say("Keep the password safe: without it the data cannot be recovered.");
     }
     Ok(0)

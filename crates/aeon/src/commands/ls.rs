@@ -31,11 +31,23 @@ pub fn run(ctx: &Ctx, args: LsArgs) -> Result<u8> {
     Ok(0)
 }
 
-fn collect(repo: &Repository, dir: &Node, base: &str, recursive: bool, out: &mut Vec<(String, Node)>) -> Result<()> {
-    let Some(sub) = dir.subtree else { return Ok(()) };
+fn collect(
+    repo: &Repository,
+    dir: &Node,
+    base: &str,
+    recursive: bool,
+    out: &mut Vec<(String, Node)>,
+) -> Result<()> {
+    let Some(sub) = dir.subtree else {
+        return Ok(());
+    };
     let tree = repo.load_tree(&sub)?;
     for n in tree.nodes {
-        let p = format!("{}/{}", base.trim_end_matches('/'), n.name.to_string_lossy());
+        let p = format!(
+            "{}/{}",
+            base.trim_end_matches('/'),
+            n.name.to_string_lossy()
+        );
         let is_dir = n.kind == NodeKind::Dir;
         out.push((p.clone(), n.clone()));
         if recursive && is_dir {
@@ -93,8 +105,25 @@ fn mode_string(n: &Node) -> String {
 
 fn long_line(path: &str, n: &Node) -> String {
     let time = timefmt::from_timestamp(n.mtime)
-        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
+        .map(|t| {
+            t.with_timezone(&chrono::Local)
+                .format("%Y-%m-%d %H:%M:%S")
+                .to_string()
+        })
         .unwrap_or_default();
-    let link = n.target.as_ref().map(|t| format!(" -> {}", t.to_string_lossy())).unwrap_or_default();
-    format!("{} {:>6} {:>6} {:>12} {} {}{}", mode_string(n), n.uid, n.gid, n.size, time, path, link)
+    let link = n
+        .target
+        .as_ref()
+        .map(|t| format!(" -> {}", t.to_string_lossy()))
+        .unwrap_or_default();
+    format!(
+        "{} {:>6} {:>6} {:>12} {} {}{}",
+        mode_string(n),
+        n.uid,
+        n.gid,
+        n.size,
+        time,
+        path,
+        link
+    )
 }

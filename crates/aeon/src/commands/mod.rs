@@ -31,8 +31,10 @@ pub fn host_name() -> String {
 }
 
 pub fn user_name() -> String {
-    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
-        // SAFETY: getuid has no preconditions.
-        unsafe { libc::getuid() }.to_string()
-    })
+    std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| {
+            // SAFETY: getuid has no preconditions.
+            unsafe { libc::getuid() }.to_string()
+        })
 }

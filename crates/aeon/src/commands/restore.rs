@@ -11,7 +11,15 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
     let (entry, path, node) = super::resolve_target(&repo, &args.snapshot)?;
     let bar = Bar::new(ctx.progress_visible(), "files");
     let started = std::time::Instant::now();
-    let summary = restorer::restore(&repo, &node, &args.target, &RestoreOptions { threads: ctx.threads() }, &bar);
+    let summary = restorer::restore(
+        &repo,
+        &node,
+        &args.target,
+        &RestoreOptions {
+            threads: ctx.threads(),
+        },
+        &bar,
+    );
     bar.finish();
     let summary = summary?;
     let secs = started.elapsed().as_secs_f64();
@@ -51,7 +59,10 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         return Ok(exit::DAMAGE);
     }
     if !summary.errors.is_empty() {
-        eprintln!("aeon: error: {} item(s) could not be restored", summary.errors.len());
+        eprintln!(
+            "aeon: error: {} item(s) could not be restored",
+            summary.errors.len()
+        );
         return Ok(exit::ERROR);
     }
     Ok(0)

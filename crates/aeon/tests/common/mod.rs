@@ -29,7 +29,11 @@ impl Env {
     pub fn empty() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("repo");
-        Env { dir, repo, run_as: None }
+        Env {
+            dir,
+            repo,
+            run_as: None,
+        }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -85,7 +89,10 @@ impl Env {
     /// The one pack file holding data blobs (largest first).
     pub fn packs(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
-        for sub in fs::read_dir(self.repo.join("data")).expect("data dir").flatten() {
+        for sub in fs::read_dir(self.repo.join("data"))
+            .expect("data dir")
+            .flatten()
+        {
             for f in fs::read_dir(sub.path()).expect("fan-out dir").flatten() {
                 v.push(f.path());
             }
@@ -113,7 +120,9 @@ pub fn dir_size(p: &Path) -> u64 {
     let mut total = 0;
     let mut stack = vec![p.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(md) = fs::symlink_metadata(&d) else { continue };
+        let Ok(md) = fs::symlink_metadata(&d) else {
+            continue;
+        };
         if md.is_dir() {
             for e in fs::read_dir(&d).expect("read_dir").flatten() {
                 stack.push(e.path());
@@ -144,8 +153,16 @@ impl Rng {
     /// Half text-like (compressible), half random bytes.
     pub fn content(&mut self, len: usize) -> Vec<u8> {
         let mut out = Vec::with_capacity(len);
-        let words: [&[u8]; 8] =
-            [b"backup ", b"restore ", b"chunk ", b"aeon ", b"fn main() {\n", b"}\n", b"let x = 42;\n", b"// note\n"];
+        let words: [&[u8]; 8] = [
+            b"backup ",
+            b"restore ",
+            b"chunk ",
+            b"aeon ",
+            b"fn main() {\n",
+            b"}\n",
+            b"let x = 42;\n",
+            b"// note\n",
+        ];
         while out.len() < len {
             if self.below(2) == 0 {
                 for _ in 0..64 {
@@ -187,7 +204,10 @@ pub fn generate_tree(root: &Path, seed: u64, files: usize, max_file: usize) {
         fs::write(&p, rng.content(size)).expect("write");
         let mode = [0o644, 0o600, 0o755, 0o444, 0o640][rng.below(5) as usize];
         fs::set_permissions(&p, fs::Permissions::from_mode(mode)).expect("chmod");
-        let t = filetime::FileTime::from_unix_time(1_600_000_000 + rng.below(100_000_000) as i64, rng.below(1_000_000_000) as u32);
+        let t = filetime::FileTime::from_unix_time(
+            1_600_000_000 + rng.below(100_000_000) as i64,
+            rng.below(1_000_000_000) as u32,
+        );
         filetime::set_file_mtime(&p, t).expect("mtime");
     }
     std::os::unix::fs::symlink("file0.dat", root.join("rel-link")).expect("symlink");
@@ -234,19 +254,31 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
         } else {
             None
         };
-        let link = if ft.is_symlink() { Some(fs::read_link(&p).expect("readlink")) } else { None };
+        let link = if ft.is_symlink() {
+            Some(fs::read_link(&p).expect("readlink"))
+        } else {
+            None
+        };
         if ft.is_dir() {
             for e in fs::read_dir(&p).expect("read_dir").flatten() {
                 stack.push(e.path());
             }
         }
         // The root's own times are not part of the comparison (the restore target is ours).
-        let mtime = if rel.as_os_str().is_empty() { (0, 0) } else { (md.mtime(), md.mtime_nsec()) };
+        let mtime = if rel.as_os_str().is_empty() {
+            (0, 0)
+        } else {
+            (md.mtime(), md.mtime_nsec())
+        };
         out.insert(
             rel,
             Entry {
                 kind,
-                mode: if ft.is_symlink() { 0 } else { md.mode() & 0o7777 },
+                mode: if ft.is_symlink() {
+                    0
+                } else {
+                    md.mode() & 0o7777
+                },
                 uid: md.uid(),
                 gid: md.gid(),
                 mtime,

@@ -1,0 +1,11 @@
+//! Index files: the sealed container and the plaintext table.
+#![no_main]
+use aeon_core::crypto::{Cipher, Key};
+use aeon_core::index::IndexFile;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let cipher = Cipher::new(&Key([7; 32]));
+    let _ = IndexFile::decode(&cipher, data, "fuzz");
+    let _ = IndexFile::decode_plaintext(data, "fuzz");
+});

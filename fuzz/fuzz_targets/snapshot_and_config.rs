@@ -1,0 +1,15 @@
+//! Recovery point objects, config settings and the common object header.
+#![no_main]
+use aeon_core::crypto::{Cipher, Key};
+use aeon_core::format::{self, ObjectKind};
+use aeon_core::repository::Settings;
+use aeon_core::snapshot::Snapshot;
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let cipher = Cipher::new(&Key([7; 32]));
+    let _ = Snapshot::decode(&cipher, data, "fuzz");
+    let _ = format::from_cbor::<Snapshot>(data, "fuzz");
+    let _ = format::from_cbor::<Settings>(data, "fuzz");
+    let _ = format::check_header(data, ObjectKind::Config, "fuzz");
+});
