@@ -1,0 +1,81 @@
+//! A repository written by format version 1, committed to the project, must keep opening,
+//! checking and restoring byte for byte in every later version.
+
+mod common;
+
+use std::os::unix::fs::MetadataExt;
+use std::path::Path;
+
+use common::*;
+
+const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/repo-v1");
+const FIXTURE_PASSWORD: &str = "fixture-password";
+
+/// Copies the fixture so that tests never modify the committed files.
+fn fixture_env() -> Env {
+    let env = Env::empty();
+    let status = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(FIXTURE)
+        .arg(&env.repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env
+}
+
+fn run(env: &Env, args: &[&str]) -> std::process::Output {
+    env.cmd()
+        .env("AEON_PASSWORD", FIXTURE_PASSWORD)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn version_one_repository_opens_checks_and_restores() {
+    let env = fixture_env();
+    let out = run(&env, &["snapshots", "--json"]);
+    assert_success(&out);
+    let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s = &list[0];
+    assert_eq!(s["host"], "fixture-host");
+    assert_eq!(s["tags"], serde_json::json!(["v1"]));
+    assert_eq!(s["paths"], serde_json::json!(["/tmp/fixture-src/docs"]));
+    assert_eq!(s["time"], "2026-01-02T03:04:05+00:00");
+
+    assert_success(&run(&env, &["check", "--read-data"]));
+
+    let target = env.path("out");
+    let out = run(
+        &env,
+        &[
+            "restore",
+            "latest:/tmp/fixture-src/docs",
+            "--target",
+            target.to_str().unwrap(),
+        ],
+    );
+    assert_success(&out);
+    assert_eq!(
+        std::fs::read(target.join("readme.txt")).unwrap(),
+        b"Aeon format v1 fixture\n"
+    );
+    let pattern: Vec<u8> = (0..700_000u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
+    assert_eq!(std::fs::read(target.join("pattern.bin")).unwrap(), pattern);
+    assert_eq!(
+        std::fs::read_link(target.join("link")).unwrap(),
+        Path::new("readme.txt")
+    );
+    assert!(target.join("empty").is_dir());
+    let md = std::fs::metadata(target.join("readme.txt")).unwrap();
+    assert_eq!(md.mode() & 0o7777, 0o640);
+    assert_eq!(md.mtime_nsec(), 123_456_789);
+
+    // A new backup into the old repository works and the result still checks.
+    let src = env.path("src");
+    generate_tree(&src, 21, 5, 10_000);
+    let out = run(&env, &["backup", src.to_str().unwrap()]);
+    assert_success(&out);
+    assert_success(&run(&env, &["check", "--read-data"]));
+}
