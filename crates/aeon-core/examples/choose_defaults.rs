@@ -27,10 +27,11 @@ fn collect(dir: &Path, out: &mut Vec<u8>) {
         };
         if md.is_dir() {
             collect(&p, out);
-        } else if md.is_file() && md.len() < 64 << 20 {
-            if let Ok(d) = std::fs::read(&p) {
-                out.extend_from_slice(&d);
-            }
+        } else if md.is_file()
+            && md.len() < 64 << 20
+            && let Ok(d) = std::fs::read(&p)
+        {
+            out.extend_from_slice(&d);
         }
     }
 }
