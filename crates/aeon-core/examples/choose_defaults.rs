@@ -42,11 +42,7 @@ fn mbps(bytes: usize, secs: f64) -> f64 {
 
 fn main() {
     let dirs: Vec<PathBuf> = std::env::args().skip(1).map(PathBuf::from).collect();
-    let dirs = if dirs.is_empty() {
-        vec!["/usr/share".into(), "/usr/lib".into()]
-    } else {
-        dirs
-    };
+    let dirs = if dirs.is_empty() { vec!["/usr/share".into(), "/usr/lib".into()] } else { dirs };
     let mut sample = Vec::new();
     for d in &dirs {
         collect(d, &mut sample);
@@ -61,31 +57,16 @@ fn main() {
     for c in &chunks {
         std::hint::black_box(cipher.seal(b"aad", c).unwrap());
     }
-    println!(
-        "XChaCha20-Poly1305: {:.0} MB/s",
-        mbps(sample.len(), t.elapsed().as_secs_f64())
-    );
+    println!("XChaCha20-Poly1305: {:.0} MB/s", mbps(sample.len(), t.elapsed().as_secs_f64()));
     {
         use aes_gcm::aead::{Aead, KeyInit, Payload};
         let aes = aes_gcm::Aes256Gcm::new_from_slice(&[3; 32]).unwrap();
         let nonce = aes_gcm::Nonce::try_from(&[0u8; 12][..]).unwrap();
         let t = Instant::now();
         for c in &chunks {
-            std::hint::black_box(
-                aes.encrypt(
-                    &nonce,
-                    Payload {
-                        msg: c,
-                        aad: b"aad",
-                    },
-                )
-                .unwrap(),
-            );
+            std::hint::black_box(aes.encrypt(&nonce, Payload { msg: c, aad: b"aad" }).unwrap());
         }
-        println!(
-            "AES-256-GCM:        {:.0} MB/s",
-            mbps(sample.len(), t.elapsed().as_secs_f64())
-        );
+        println!("AES-256-GCM:        {:.0} MB/s", mbps(sample.len(), t.elapsed().as_secs_f64()));
     }
 
     println!("\n## Compression (1 MiB blocks, one core)");
@@ -98,11 +79,8 @@ fn main() {
         Compression::Zstd(9),
         Compression::Zstd(19),
     ] {
-        let take = if matches!(c, Compression::Zstd(19)) {
-            chunks.len().min(32)
-        } else {
-            chunks.len()
-        };
+        let take =
+            if matches!(c, Compression::Zstd(19)) { chunks.len().min(32) } else { chunks.len() };
         let input: usize = chunks[..take].iter().map(|c| c.len()).sum();
         let t = Instant::now();
         let mut outs = Vec::with_capacity(take);
@@ -139,17 +117,10 @@ fn main() {
     println!(
         "| min/avg/max | chunks | new bytes after edits | index entries per TiB |\n|---|---|---|---|"
     );
-    for (min, avg, max) in [
-        (64u32, 256u32, 1024u32),
-        (256, 1024, 4096),
-        (512, 1024, 8192),
-        (1024, 4096, 16384),
-    ] {
-        let p = ChunkerParams {
-            min_size: min << 10,
-            avg_size: avg << 10,
-            max_size: max << 10,
-        };
+    for (min, avg, max) in
+        [(64u32, 256u32, 1024u32), (256, 1024, 4096), (512, 1024, 8192), (1024, 4096, 16384)]
+    {
+        let p = ChunkerParams { min_size: min << 10, avg_size: avg << 10, max_size: max << 10 };
         let ids = |d: &[u8]| -> Vec<(blake3::Hash, usize)> {
             Chunker::new(d, p, 42)
                 .map(|c| c.unwrap())
@@ -159,11 +130,7 @@ fn main() {
         let a = ids(&sample);
         let known: std::collections::HashSet<_> = a.iter().map(|(h, _)| *h).collect();
         let b = ids(&edited);
-        let new: usize = b
-            .iter()
-            .filter(|(h, _)| !known.contains(h))
-            .map(|(_, l)| l)
-            .sum();
+        let new: usize = b.iter().filter(|(h, _)| !known.contains(h)).map(|(_, l)| l).sum();
         let per_tib = (1u64 << 40) / (sample.len() as u64 / a.len() as u64);
         println!(
             "| {min}K/{avg}K/{max}K | {} | {:.1} MiB ({:.2}%) | {per_tib} |",
@@ -184,9 +151,7 @@ fn main() {
         let n = 512 / mib;
         let t = Instant::now();
         for i in 0..n {
-            backend
-                .write(FileType::Pack, &format!("{mib:04}{i:060}"), &buf)
-                .unwrap();
+            backend.write(FileType::Pack, &format!("{mib:04}{i:060}"), &buf).unwrap();
         }
         println!(
             "{mib:>3} MiB packs: {:.0} MB/s, {} files per TiB",

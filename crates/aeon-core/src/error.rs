@@ -36,11 +36,7 @@ pub enum Error {
     NoMatch { kind: &'static str, prefix: String },
 
     #[error("{prefix:?} is ambiguous: it matches {count} {kind}s; give more characters")]
-    Ambiguous {
-        kind: &'static str,
-        prefix: String,
-        count: usize,
-    },
+    Ambiguous { kind: &'static str, prefix: String, count: usize },
 
     #[error("blob {0} is not in the index")]
     BlobNotIndexed(Id),
@@ -68,17 +64,11 @@ pub enum Error {
 
 impl Error {
     pub fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Corrupt {
-            what: what.into(),
-            reason: reason.into(),
-        }
+        Error::Corrupt { what: what.into(), reason: reason.into() }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        Error::Io {
-            path: path.into(),
-            source,
-        }
+        Error::Io { path: path.into(), source }
     }
 
     /// True when the error means stored data failed authentication or parsing.

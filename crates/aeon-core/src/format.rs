@@ -47,16 +47,7 @@ impl ObjectKind {
 }
 
 pub fn header(kind: ObjectKind) -> [u8; HEADER_LEN] {
-    [
-        MAGIC[0],
-        MAGIC[1],
-        MAGIC[2],
-        MAGIC[3],
-        FORMAT_VERSION,
-        kind as u8,
-        0,
-        0,
-    ]
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], FORMAT_VERSION, kind as u8, 0, 0]
 }
 
 /// Checks the header of `data` and returns the bytes after it.
@@ -69,10 +60,7 @@ pub fn check_header<'a>(data: &'a [u8], expected: ObjectKind, what: &str) -> Res
     }
     let version = data[4];
     if version > FORMAT_VERSION {
-        return Err(Error::UnsupportedVersion {
-            found: version,
-            supported: FORMAT_VERSION,
-        });
+        return Err(Error::UnsupportedVersion { found: version, supported: FORMAT_VERSION });
     }
     if version == 0 {
         return Err(Error::corrupt(what, "format version 0 is invalid"));
@@ -106,16 +94,9 @@ impl<'a> Reader<'a> {
     }
 
     pub fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        let end = self
-            .pos
-            .checked_add(n)
-            .filter(|&e| e <= self.data.len())
-            .ok_or_else(|| {
-                Error::corrupt(
-                    self.what,
-                    format!("truncated at byte {} (needed {n} more)", self.pos),
-                )
-            })?;
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len()).ok_or_else(|| {
+            Error::corrupt(self.what, format!("truncated at byte {} (needed {n} more)", self.pos))
+        })?;
         let out = &self.data[self.pos..end];
         self.pos = end;
         Ok(out)
@@ -179,10 +160,7 @@ mod tests {
         let mut h = header(ObjectKind::Index).to_vec();
         h.extend_from_slice(b"body");
         assert_eq!(check_header(&h, ObjectKind::Index, "x").unwrap(), b"body");
-        assert!(matches!(
-            check_header(&h, ObjectKind::Pack, "x"),
-            Err(Error::Corrupt { .. })
-        ));
+        assert!(matches!(check_header(&h, ObjectKind::Pack, "x"), Err(Error::Corrupt { .. })));
         h[4] = FORMAT_VERSION + 1;
         assert!(matches!(
             check_header(&h, ObjectKind::Index, "x"),

@@ -34,13 +34,7 @@ pub struct Cli {
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOpts {
     /// Repository location (a local folder)
-    #[arg(
-        short = 'r',
-        long = "repo",
-        env = "AEON_REPOSITORY",
-        global = true,
-        value_name = "REPO"
-    )]
+    #[arg(short = 'r', long = "repo", env = "AEON_REPOSITORY", global = true, value_name = "REPO")]
     pub repo: Option<String>,
 
     /// Read the password from the first line of this file
@@ -138,6 +132,44 @@ pub struct BackupArgs {
     /// Time to record, e.g. "2026-11-20 14:00:00" (UTC) or RFC 3339 (default: now)
     #[arg(long)]
     pub time: Option<String>,
+    /// Leave out paths matching this pattern (repeatable; see "Patterns" in the README)
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Like --exclude, ignoring case
+    #[arg(long = "iexclude", value_name = "PATTERN")]
+    pub iexcludes: Vec<String>,
+    /// Read --exclude patterns from a file (one per line, # comments)
+    #[arg(long = "exclude-file", value_name = "FILE")]
+    pub exclude_files: Vec<PathBuf>,
+    /// Keep only the NAME file of directories that contain one
+    #[arg(long = "exclude-if-present", value_name = "NAME")]
+    pub exclude_if_present: Vec<String>,
+    /// Keep only CACHEDIR.TAG of directories tagged as caches
+    #[arg(long)]
+    pub exclude_caches: bool,
+    /// Leave out files larger than SIZE (e.g. 500M, 2G)
+    #[arg(long, value_name = "SIZE")]
+    pub exclude_larger_than: Option<String>,
+    /// Do not cross into other file systems below a source path
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Read more source paths from a file (one per line, # comments)
+    #[arg(long = "files-from", value_name = "FILE")]
+    pub files_from: Vec<PathBuf>,
+}
+
+/// Chooses a recovery point by time instead of by id.
+#[derive(Args, Debug, Clone)]
+pub struct AtArgs {
+    /// Use the newest recovery point at or before this time ("2026-11-20 14:00", "2 hours ago")
+    #[arg(long, value_name = "TIME")]
+    pub at: Option<String>,
+    /// With --at: only recovery points of this host
+    #[arg(long = "host", value_name = "HOST")]
+    pub host: Option<String>,
+    /// With --at: only recovery points that include this path
+    #[arg(long = "path", value_name = "PATH")]
+    pub path: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -156,18 +188,41 @@ pub struct SnapshotsArgs {
 #[derive(Args, Debug)]
 pub struct RestoreArgs {
     /// Recovery point: ID, ID prefix or "latest", optionally with :PATH inside it
+    /// (with --at: just :PATH, or nothing)
     #[arg(value_name = "ID[:PATH]")]
-    pub snapshot: String,
+    pub snapshot: Option<String>,
+    #[command(flatten)]
+    pub at: AtArgs,
     /// Folder to restore into (created if missing)
     #[arg(long, short = 't', value_name = "DIR")]
     pub target: PathBuf,
+    /// Existing files: always rewrite, rewrite if-changed (size or mtime), or never touch
+    #[arg(long, default_value = "if-changed", value_parser = ["always", "if-changed", "never"])]
+    pub overwrite: String,
+    /// Delete files in the target that the recovery point does not have
+    #[arg(long)]
+    pub delete: bool,
+    /// Restore only paths matching this pattern (repeatable)
+    #[arg(long = "include", short = 'i', value_name = "PATTERN")]
+    pub includes: Vec<String>,
+    /// Do not restore paths matching this pattern (repeatable)
+    #[arg(long = "exclude", short = 'e', value_name = "PATTERN")]
+    pub excludes: Vec<String>,
+    /// Set owners by uid/gid only, ignoring recorded user and group names
+    #[arg(long)]
+    pub numeric_owner: bool,
+    /// Read every restored file back and check it against the repository
+    #[arg(long)]
+    pub verify: bool,
 }
 
 #[derive(Args, Debug)]
 pub struct LsArgs {
     /// Recovery point: ID, ID prefix or "latest", optionally with :PATH inside it
     #[arg(value_name = "ID[:PATH]")]
-    pub snapshot: String,
+    pub snapshot: Option<String>,
+    #[command(flatten)]
+    pub at: AtArgs,
     /// Long listing: mode, owner, size, time
     #[arg(short = 'l', long)]
     pub long: bool,

@@ -58,11 +58,7 @@ impl Ctx {
     pub fn threads(&self) -> usize {
         self.global
             .threads
-            .unwrap_or_else(|| {
-                std::thread::available_parallelism()
-                    .map(|n| n.get())
-                    .unwrap_or(2)
-            })
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
             .max(1)
     }
 
@@ -139,10 +135,9 @@ fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
             exit::NO_REPOSITORY,
             Some("create one with `aeon init --repo PATH`, or check --repo / AEON_REPOSITORY"),
         ),
-        Error::NotARepository(..) => (
-            exit::NO_REPOSITORY,
-            Some("--repo must name the folder that `aeon init` created"),
-        ),
+        Error::NotARepository(..) => {
+            (exit::NO_REPOSITORY, Some("--repo must name the folder that `aeon init` created"))
+        }
         Error::WrongPassword => (
             exit::WRONG_PASSWORD,
             Some("check AEON_PASSWORD, AEON_PASSWORD_FILE or AEON_PASSWORD_COMMAND"),
@@ -151,14 +146,12 @@ fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
             exit::ERROR,
             Some("this repository was written by a newer aeon; install it to read it"),
         ),
-        Error::Corrupt { .. } => (
-            exit::DAMAGE,
-            Some("run `aeon check --read-data` to list everything that is damaged"),
-        ),
-        Error::NoMatch { .. } | Error::Ambiguous { .. } => (
-            exit::ERROR,
-            Some("`aeon snapshots` lists the recovery point ids"),
-        ),
+        Error::Corrupt { .. } => {
+            (exit::DAMAGE, Some("run `aeon check --read-data` to list everything that is damaged"))
+        }
+        Error::NoMatch { .. } | Error::Ambiguous { .. } => {
+            (exit::ERROR, Some("`aeon snapshots` lists the recovery point ids"))
+        }
         Error::AlreadyExists(_) => (exit::ERROR, Some("choose an empty or new folder")),
         _ => (exit::ERROR, None),
     }

@@ -28,12 +28,7 @@ impl Bar {
         } else {
             ProgressBar::hidden()
         };
-        Bar {
-            bar,
-            files: AtomicU64::new(0),
-            total_files: AtomicU64::new(0),
-            noun,
-        }
+        Bar { bar, files: AtomicU64::new(0), total_files: AtomicU64::new(0), noun }
     }
 
     pub fn finish(&self) {
@@ -55,8 +50,7 @@ impl aeon_core::progress::Progress for Bar {
             let done = self.files.fetch_add(files, Ordering::Relaxed) + files;
             let total = self.total_files.load(Ordering::Relaxed);
             if total > 0 {
-                self.bar
-                    .set_message(format!("{done}/{total} {}", self.noun));
+                self.bar.set_message(format!("{done}/{total} {}", self.noun));
             } else {
                 self.bar.set_message(format!("{done} {}", self.noun));
             }

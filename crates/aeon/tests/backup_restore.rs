@@ -38,10 +38,7 @@ fn subpath_single_file_latest_and_abbreviated_ids() {
     let out = env.path("one");
     let spec = format!("{}:{}/added.txt", &second[..6], src.display());
     env.run_ok(&["restore", &spec, "--target", out.to_str().unwrap()]);
-    assert_eq!(
-        std::fs::read(out.join("added.txt")).unwrap(),
-        b"second generation"
-    );
+    assert_eq!(std::fs::read(out.join("added.txt")).unwrap(), b"second generation");
 
     // The first recovery point does not have it.
     let spec = format!("{}:{}/added.txt", &first[..8], src.display());
@@ -54,11 +51,7 @@ fn subpath_single_file_latest_and_abbreviated_ids() {
     assert_eq!(v["id"], second);
     let bad = env.run(&["ls", "zz"]);
     assert_eq!(bad.status.code(), Some(1));
-    assert!(
-        stderr(&bad).contains("not a recovery point id"),
-        "{}",
-        stderr(&bad)
-    );
+    assert!(stderr(&bad).contains("not a recovery point id"), "{}", stderr(&bad));
 }
 
 #[test]
@@ -66,14 +59,7 @@ fn snapshots_and_ls_json_carry_the_documented_fields() {
     let env = Env::new();
     let src = env.path("src");
     generate_tree(&src, 3, 10, 100_000);
-    let v = env.json(&[
-        "backup",
-        src.to_str().unwrap(),
-        "--host",
-        "web-01",
-        "--tag",
-        "nightly",
-    ]);
+    let v = env.json(&["backup", src.to_str().unwrap(), "--host", "web-01", "--tag", "nightly"]);
     let id = v["snapshot_id"].as_str().unwrap().to_string();
     assert_eq!(v["files_new"].as_u64().unwrap() as usize, 10);
 
@@ -95,39 +81,21 @@ fn snapshots_and_ls_json_carry_the_documented_fields() {
 
     let spec = format!("latest:{}", src.display());
     let entries = env.json(&["ls", &spec]);
-    let names: Vec<&str> = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["name"].as_str().unwrap())
-        .collect();
-    assert!(
-        names.contains(&"rel-link") && names.contains(&"empty"),
-        "{names:?}"
-    );
-    let link = entries
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "rel-link")
-        .unwrap();
+    let names: Vec<&str> =
+        entries.as_array().unwrap().iter().map(|e| e["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"rel-link") && names.contains(&"empty"), "{names:?}");
+    let link = entries.as_array().unwrap().iter().find(|e| e["name"] == "rel-link").unwrap();
     assert_eq!(link["type"], "symlink");
     assert_eq!(link["target"], "file0.dat");
 
     let recursive = env.json(&["ls", &spec, "--recursive"]);
     assert!(recursive.as_array().unwrap().len() > entries.as_array().unwrap().len());
     let text = env.run_ok(&["ls", "-l", &spec]);
-    assert!(
-        text.contains("lrwxrwxrwx") && text.contains("-> file0.dat"),
-        "{text}"
-    );
+    assert!(text.contains("lrwxrwxrwx") && text.contains("-> file0.dat"), "{text}");
 }
 
 fn chrono_like(t: &str) {
-    assert!(
-        t.len() >= 20 && t.as_bytes()[4] == b'-' && t.contains('T'),
-        "not RFC 3339: {t}"
-    );
+    assert!(t.len() >= 20 && t.as_bytes()[4] == b'-' && t.contains('T'), "not RFC 3339: {t}");
 }
 
 #[test]
@@ -163,12 +131,7 @@ fn compression_choices_round_trip() {
         let env = Env::new();
         let src = env.path("src");
         generate_tree(&src, 5, 12, 1 << 20);
-        let v = env.json(&[
-            "backup",
-            src.to_str().unwrap(),
-            "--compression",
-            compression,
-        ]);
+        let v = env.json(&["backup", src.to_str().unwrap(), "--compression", compression]);
         assert_eq!(v["errors"], 0);
         let out = env.path("out");
         let spec = format!("latest:{}", src.display());
@@ -187,12 +150,7 @@ fn several_sources_share_one_recovery_point() {
     generate_tree(&b, 7, 5, 10_000);
     let v = env.json(&["backup", a.to_str().unwrap(), b.to_str().unwrap()]);
     let out = env.path("out");
-    env.run_ok(&[
-        "restore",
-        v["snapshot_id"].as_str().unwrap(),
-        "--target",
-        out.to_str().unwrap(),
-    ]);
+    env.run_ok(&["restore", v["snapshot_id"].as_str().unwrap(), "--target", out.to_str().unwrap()]);
     assert_trees_equal(&a, &out.join(a.strip_prefix("/").unwrap()));
     assert_trees_equal(&b, &out.join(b.strip_prefix("/").unwrap()));
 }

@@ -10,12 +10,7 @@ use common::*;
 #[test]
 fn wrong_password() {
     let env = Env::new();
-    let out = env
-        .cmd()
-        .env("AEON_PASSWORD", "not it")
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let out = env.cmd().env("AEON_PASSWORD", "not it").arg("snapshots").output().unwrap();
     assert_eq!(out.status.code(), Some(12));
     assert!(stderr(&out).contains("wrong password"), "{}", stderr(&out));
 }
@@ -25,30 +20,18 @@ fn missing_repository_and_not_a_repository() {
     let env = Env::empty();
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(10));
-    assert!(
-        stderr(&out).contains("no repository at"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("no repository at"), "{}", stderr(&out));
 
     fs::create_dir_all(&env.repo).unwrap();
     fs::write(env.repo.join("notes.txt"), b"just a folder").unwrap();
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(10));
-    assert!(
-        stderr(&out).contains("is not an Aeon repository"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("is not an Aeon repository"), "{}", stderr(&out));
 
     fs::write(env.repo.join("config"), b"{\"version\": 2}").unwrap();
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(10));
-    assert!(
-        stderr(&out).contains("does not start with the AEON magic"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("does not start with the AEON magic"), "{}", stderr(&out));
 }
 
 #[test]
@@ -61,10 +44,7 @@ fn newer_format_version_is_refused_by_name() {
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(
-        err.contains("format version 2 is newer than this aeon supports (up to 1)"),
-        "{err}"
-    );
+    assert!(err.contains("format version 2 is newer than this aeon supports (up to 1)"), "{err}");
 }
 
 #[test]
@@ -80,18 +60,9 @@ fn init_refuses_an_existing_repository_and_harms_nothing() {
 #[test]
 fn no_password_source_without_a_terminal() {
     let env = Env::new();
-    let out = env
-        .cmd()
-        .env_remove("AEON_PASSWORD")
-        .arg("snapshots")
-        .output()
-        .unwrap();
+    let out = env.cmd().env_remove("AEON_PASSWORD").arg("snapshots").output().unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("no password given"),
-        "{}",
-        stderr(&out)
-    );
+    assert!(stderr(&out).contains("no password given"), "{}", stderr(&out));
 }
 
 #[test]
@@ -140,10 +111,7 @@ fn unreadable_file_is_skipped_with_exit_code_3_and_the_point_is_written() {
     assert!(stderr(&out).contains("secret.txt"), "{}", stderr(&out));
     let spec = format!("latest:{}", src.display());
     let listing = env.run_ok(&["ls", &spec]);
-    assert!(
-        listing.contains("ok.txt") && !listing.contains("secret.txt"),
-        "{listing}"
-    );
+    assert!(listing.contains("ok.txt") && !listing.contains("secret.txt"), "{listing}");
 }
 
 #[test]
@@ -153,17 +121,8 @@ fn bad_arguments_are_usage_errors() {
     assert_eq!(out.status.code(), Some(2));
     let out = env.run(&["backup", "/definitely/not/here"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(
-        stderr(&out).contains("/definitely/not/here"),
-        "{}",
-        stderr(&out)
-    );
-    let out = env.run(&[
-        "backup",
-        env.dir.path().to_str().unwrap(),
-        "--compression",
-        "gzip",
-    ]);
+    assert!(stderr(&out).contains("/definitely/not/here"), "{}", stderr(&out));
+    let out = env.run(&["backup", env.dir.path().to_str().unwrap(), "--compression", "gzip"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("invalid compression"));
     let out = env.cmd().arg("--version").output().unwrap();

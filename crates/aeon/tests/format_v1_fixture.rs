@@ -14,22 +14,14 @@ const FIXTURE_PASSWORD: &str = "fixture-password";
 /// Copies the fixture so that tests never modify the committed files.
 fn fixture_env() -> Env {
     let env = Env::empty();
-    let status = std::process::Command::new("cp")
-        .arg("-a")
-        .arg(FIXTURE)
-        .arg(&env.repo)
-        .status()
-        .unwrap();
+    let status =
+        std::process::Command::new("cp").arg("-a").arg(FIXTURE).arg(&env.repo).status().unwrap();
     assert!(status.success());
     env
 }
 
 fn run(env: &Env, args: &[&str]) -> std::process::Output {
-    env.cmd()
-        .env("AEON_PASSWORD", FIXTURE_PASSWORD)
-        .args(args)
-        .output()
-        .unwrap()
+    env.cmd().env("AEON_PASSWORD", FIXTURE_PASSWORD).args(args).output().unwrap()
 }
 
 #[test]
@@ -49,24 +41,13 @@ fn version_one_repository_opens_checks_and_restores() {
     let target = env.path("out");
     let out = run(
         &env,
-        &[
-            "restore",
-            "latest:/tmp/fixture-src/docs",
-            "--target",
-            target.to_str().unwrap(),
-        ],
+        &["restore", "latest:/tmp/fixture-src/docs", "--target", target.to_str().unwrap()],
     );
     assert_success(&out);
-    assert_eq!(
-        std::fs::read(target.join("readme.txt")).unwrap(),
-        b"Aeon format v1 fixture\n"
-    );
+    assert_eq!(std::fs::read(target.join("readme.txt")).unwrap(), b"Aeon format v1 fixture\n");
     let pattern: Vec<u8> = (0..700_000u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
     assert_eq!(std::fs::read(target.join("pattern.bin")).unwrap(), pattern);
-    assert_eq!(
-        std::fs::read_link(target.join("link")).unwrap(),
-        Path::new("readme.txt")
-    );
+    assert_eq!(std::fs::read_link(target.join("link")).unwrap(), Path::new("readme.txt"));
     assert!(target.join("empty").is_dir());
     let md = std::fs::metadata(target.join("readme.txt")).unwrap();
     assert_eq!(md.mode() & 0o7777, 0o640);

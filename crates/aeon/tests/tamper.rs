@@ -41,14 +41,7 @@ fn setup() -> Damaged {
         .into_iter()
         .max_by_key(|p| fs::metadata(p).unwrap().len())
         .expect("the second backup wrote a pack");
-    Damaged {
-        env,
-        safe_dir,
-        victim_dir,
-        first,
-        second,
-        victim_pack,
-    }
+    Damaged { env, safe_dir, victim_dir, first, second, victim_pack }
 }
 
 fn pack_id(p: &std::path::Path) -> String {
@@ -66,41 +59,23 @@ fn flipped_byte_is_named_by_check_and_refused_by_restore() {
     let out = d.env.run(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains(&format!("pack {}", pack_id(&d.victim_pack))),
-        "{err}"
-    );
-    assert!(
-        err.contains(&d.second),
-        "the affected recovery point is named: {err}"
-    );
-    assert!(
-        !err.contains(&d.first),
-        "the untouched recovery point is not: {err}"
-    );
+    assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{err}");
+    assert!(err.contains(&d.second), "the affected recovery point is named: {err}");
+    assert!(!err.contains(&d.first), "the untouched recovery point is not: {err}");
 
     // Restoring the damaged file fails clearly and leaves no wrong data behind.
     let target = d.env.path("restore-victim");
     let spec = format!("{}:{}", d.second, d.victim_dir.display());
-    let out = d
-        .env
-        .run(&["restore", &spec, "--target", target.to_str().unwrap()]);
+    let out = d.env.run(&["restore", &spec, "--target", target.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(
-        err.contains("hit.bin") && err.contains(&pack_id(&d.victim_pack)),
-        "{err}"
-    );
-    assert!(
-        !target.join("hit.bin").exists(),
-        "a file with unverified data was left behind"
-    );
+    assert!(err.contains("hit.bin") && err.contains(&pack_id(&d.victim_pack)), "{err}");
+    assert!(!target.join("hit.bin").exists(), "a file with unverified data was left behind");
 
     // Files in undamaged packs still restore bit for bit.
     let target = d.env.path("restore-safe");
     let spec = format!("{}:{}", d.first, d.safe_dir.display());
-    d.env
-        .run_ok(&["restore", &spec, "--target", target.to_str().unwrap()]);
+    d.env.run_ok(&["restore", &spec, "--target", target.to_str().unwrap()]);
     assert_trees_equal(&d.safe_dir, &target);
 }
 
@@ -108,25 +83,17 @@ fn flipped_byte_is_named_by_check_and_refused_by_restore() {
 fn truncated_pack_is_found_without_reading_data() {
     let d = setup();
     let len = fs::metadata(&d.victim_pack).unwrap().len();
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .open(&d.victim_pack)
-        .unwrap();
+    let f = fs::OpenOptions::new().write(true).open(&d.victim_pack).unwrap();
     f.set_len(len / 3).unwrap();
     let out = d.env.run(&["check"]);
     assert_eq!(out.status.code(), Some(4));
     let err = stderr(&out);
-    assert!(
-        err.contains(&pack_id(&d.victim_pack)) && err.contains("truncated"),
-        "{err}"
-    );
+    assert!(err.contains(&pack_id(&d.victim_pack)) && err.contains("truncated"), "{err}");
     assert!(err.contains(&d.second), "{err}");
 
     let target = d.env.path("r");
     let spec = format!("{}:{}", d.second, d.victim_dir.display());
-    let out = d
-        .env
-        .run(&["restore", &spec, "--target", target.to_str().unwrap()]);
+    let out = d.env.run(&["restore", &spec, "--target", target.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     assert!(!target.join("hit.bin").exists());
 }
@@ -138,10 +105,7 @@ fn deleted_pack_is_reported_missing() {
     let out = d.env.run(&["check", "--read-data"]);
     assert_eq!(out.status.code(), Some(4));
     let err = stderr(&out);
-    assert!(
-        err.contains(&pack_id(&d.victim_pack)) && err.contains("missing"),
-        "{err}"
-    );
+    assert!(err.contains(&pack_id(&d.victim_pack)) && err.contains("missing"), "{err}");
     assert!(err.contains(&d.second) && !err.contains(&d.first), "{err}");
 }
 
@@ -156,10 +120,7 @@ fn altered_snapshot_object_is_named() {
     let out = d.env.run(&["check"]);
     assert_eq!(out.status.code(), Some(4));
     let err = stderr(&out);
-    assert!(
-        err.contains(&format!("recovery point {}", d.first)),
-        "{err}"
-    );
+    assert!(err.contains(&format!("recovery point {}", d.first)), "{err}");
     // Listing still works and warns about the damaged one.
     let out = d.env.run(&["snapshots"]);
     assert!(out.status.success());

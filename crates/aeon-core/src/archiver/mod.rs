@@ -12,7 +12,7 @@
 
 mod walk;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
@@ -26,11 +26,13 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 use crate::blob::{self, BlobType, Compression};
 use crate::chunker::Chunker;
 use crate::error::{Error, Result};
+use crate::filter::PathFilter;
 use crate::id::Id;
+use crate::metadata::{OwnerNames, SparseReader};
 use crate::progress::Progress;
 use crate::repository::{PackerStats, Repository};
 use crate::snapshot::{Snapshot, Summary};
-use crate::tree::{Node, Tree};
+use crate::tree::{Node, Timestamp, Tree};
 
 pub use walk::absolute_source_paths;
 
@@ -53,6 +55,16 @@ pub struct BackupOptions {
     pub threads: usize,
     /// Walk the sources once ahead of the backup to report totals (for an ETA).
     pub scan_totals: bool,
+    /// Paths matching these patterns are left out (with everything below them).
+    pub excludes: PathFilter,
+    /// Directories holding a file of one of these names keep only that file.
+    pub exclude_if_present: Vec<String>,
+    /// Directories with a valid CACHEDIR.TAG keep only the tag (<https://bford.info/cachedir/>).
+    pub exclude_caches: bool,
+    /// Files larger than this many bytes are left out.
+    pub exclude_larger_than: Option<u64>,
+    /// Do not descend into directories on another file system than their source path.
+    pub one_file_system: bool,
 }
 
 impl BackupOptions {
@@ -68,10 +80,13 @@ impl BackupOptions {
             compression: None,
             parent: None,
             time: None,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
             scan_totals: false,
+            excludes: PathFilter::default(),
+            exclude_if_present: Vec::new(),
+            exclude_caches: false,
+            exclude_larger_than: None,
+            one_file_system: false,
         }
     }
 }
@@ -93,8 +108,23 @@ struct FileOutcome {
 
 struct FileJob {
     path: PathBuf,
-    size_hint: u64,
+    /// What `lstat` said before reading: compared afterwards to detect changes during the read.
+    before: FileState,
+    sparse: bool,
     done: Sender<Option<FileOutcome>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FileState {
+    size: u64,
+    mtime: Timestamp,
+    ctime: Option<Timestamp>,
+}
+
+impl FileState {
+    fn of(node: &Node) -> FileState {
+        FileState { size: node.size, mtime: node.mtime, ctime: node.ctime }
+    }
 }
 
 /// Messages from the walker to the finisher, in depth-first order.
@@ -128,6 +158,8 @@ struct Shared<'a> {
     fatal: Mutex<Option<Error>>,
     warnings: Mutex<Vec<String>>,
     counters: Counters,
+    owners: OwnerNames,
+    opts: &'a BackupOptions,
 }
 
 #[derive(Default)]
@@ -159,20 +191,13 @@ impl Shared<'_> {
     fn warn(&self, message: String) {
         self.counters.errors.fetch_add(1, Ordering::Relaxed);
         self.progress.warn(&message);
-        self.warnings
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .push(message);
+        self.warnings.lock().unwrap_or_else(|p| p.into_inner()).push(message);
     }
 
     /// True if the blob must be stored: not in the repository and not queued by this backup.
     fn claim(&self, id: &Id) -> bool {
         !self.repo.index().contains(id)
-            && self
-                .queued
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(*id)
+            && self.queued.lock().unwrap_or_else(|p| p.into_inner()).insert(*id)
     }
 }
 
@@ -197,6 +222,8 @@ pub fn backup(
         fatal: Mutex::new(None),
         warnings: Mutex::new(Vec::new()),
         counters: Counters::default(),
+        owners: OwnerNames::default(),
+        opts,
     };
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = bounded::<FileJob>(256);
@@ -233,11 +260,7 @@ pub fn backup(
         });
         drop((chunk_tx, blob_tx, job_rx, chunk_rx, blob_rx));
 
-        let walker = walk::Walker {
-            shared,
-            jobs: job_tx,
-            items: item_tx,
-        };
+        let walker = walk::Walker { shared, jobs: job_tx, items: item_tx };
         walker.run(&sources, parent_tree.as_ref());
         drop(walker);
 
@@ -246,12 +269,7 @@ pub fn backup(
         (root, stats)
     });
 
-    if let Some(e) = shared
-        .fatal
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .take()
-    {
+    if let Some(e) = shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
     let root = root.ok_or(Error::Cancelled)?;
@@ -279,10 +297,7 @@ pub fn backup(
     let snapshot = Snapshot {
         time: opts.time.unwrap_or(start),
         tree: root,
-        paths: sources
-            .iter()
-            .map(|p| p.to_string_lossy().into_owned())
-            .collect(),
+        paths: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
         hostname: opts.hostname.clone(),
         username: opts.username.clone(),
         uid: unsafe_free_uid(),
@@ -297,16 +312,8 @@ pub fn backup(
     };
     // Written last: every blob it references is already durable and indexed.
     let snapshot_id = repo.save_snapshot(&snapshot)?;
-    let warnings = shared
-        .warnings
-        .into_inner()
-        .unwrap_or_else(|p| p.into_inner());
-    Ok(BackupResult {
-        snapshot_id,
-        snapshot,
-        warnings,
-        packer: packer_stats,
-    })
+    let warnings = shared.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(BackupResult { snapshot_id, snapshot, warnings, packer: packer_stats })
 }
 
 fn unsafe_free_uid() -> u32 {
@@ -344,13 +351,7 @@ fn run_compressor(shared: &Shared, rx: Receiver<ChunkJob>, tx: Sender<SealedBlob
         if shared.aborted() {
             return;
         }
-        match blob::seal_blob(
-            cipher,
-            BlobType::Data,
-            &job.id,
-            &job.data,
-            shared.compression,
-        ) {
+        match blob::seal_blob(cipher, BlobType::Data, &job.id, &job.data, shared.compression) {
             Ok(sealed) => {
                 let b = SealedBlob {
                     blob_type: BlobType::Data,
@@ -369,11 +370,7 @@ fn run_compressor(shared: &Shared, rx: Receiver<ChunkJob>, tx: Sender<SealedBlob
 
 fn open_source(path: &std::path::Path) -> std::io::Result<File> {
     // O_NOATIME keeps the backup from touching access times; only the owner (or root) may ask.
-    match std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME)
-        .open(path)
-    {
+    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
         Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
         other => other,
     }
@@ -383,6 +380,8 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
     let params = shared.repo.settings().chunker;
     let seed = shared.repo.chunker_seed();
     let hasher = shared.repo.hasher();
+    // Holes and zero runs give the same all-zero chunks again and again: hash them once.
+    let mut zero_ids: HashMap<usize, Id> = HashMap::new();
     for job in rx.iter() {
         if shared.aborted() {
             return;
@@ -390,7 +389,11 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
         let mut content = Vec::new();
         let mut size_read = 0u64;
         let mut handle = |data: Vec<u8>| -> bool {
-            let id = hasher.hash(&data);
+            let id = if data.len() >= 64 * 1024 && data.iter().all(|&b| b == 0) {
+                *zero_ids.entry(data.len()).or_insert_with(|| hasher.hash(&data))
+            } else {
+                hasher.hash(&data)
+            };
             size_read += data.len() as u64;
             shared.progress.add(0, data.len() as u64);
             content.push(id);
@@ -399,41 +402,63 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             }
             true
         };
-        let result = (|| -> std::io::Result<bool> {
+        let result = (|| -> std::io::Result<(bool, File)> {
             let mut file = open_source(&job.path)?;
-            if job.size_hint <= params.min_size as u64 {
+            let size_hint = job.before.size;
+            if job.sparse {
+                let reader = SparseReader::new(file.try_clone()?, size_hint);
+                for c in Chunker::new(reader, params, seed) {
+                    if !handle(c?) {
+                        return Ok((false, file));
+                    }
+                }
+            } else if size_hint <= params.min_size as u64 {
                 // Too small for a cut point: one chunk, without the chunker's 8 MiB buffer.
-                let mut data = Vec::with_capacity(job.size_hint as usize);
-                file.read_to_end(&mut data)?;
+                let mut data = Vec::with_capacity(size_hint as usize);
+                (&mut file).read_to_end(&mut data)?;
                 if data.len() as u64 > params.min_size as u64 {
                     // It grew since it was listed: chunk what we have like any large file.
                     for c in Chunker::new(&data[..], params, seed) {
                         if !handle(c?) {
-                            return Ok(false);
+                            return Ok((false, file));
                         }
                     }
                 } else if !data.is_empty() && !handle(data) {
-                    return Ok(false);
+                    return Ok((false, file));
                 }
             } else {
-                for c in Chunker::new(file, params, seed) {
+                for c in Chunker::new(&mut file, params, seed) {
                     if !handle(c?) {
-                        return Ok(false);
+                        return Ok((false, file));
                     }
                 }
             }
-            Ok(true)
+            Ok((true, file))
         })();
-        shared
-            .counters
-            .bytes_read
-            .fetch_add(size_read, Ordering::Relaxed);
+        shared.counters.bytes_read.fetch_add(size_read, Ordering::Relaxed);
         shared.progress.add(1, 0);
         match result {
-            Ok(true) => {
+            Ok((true, file)) => {
+                if let Ok(md) = file.metadata() {
+                    let mut after = walk::node_from_metadata(b"", &md);
+                    after.size = md.len();
+                    let after = FileState::of(&after);
+                    if after != job.before || size_read != after.size {
+                        shared.warn(format!(
+                            "{}: changed while being read (recorded as read: {} bytes)",
+                            job.path.display(),
+                            size_read
+                        ));
+                    }
+                }
                 let _ = job.done.send(Some(FileOutcome { content, size_read }));
             }
-            Ok(false) => return,
+            Ok((false, _)) => return,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                shared
+                    .warn(format!("{}: vanished during the backup (skipped)", job.path.display()));
+                let _ = job.done.send(None);
+            }
             Err(e) => {
                 shared.warn(format!("{}: {e} (file skipped)", job.path.display()));
                 let _ = job.done.send(None);
@@ -459,9 +484,7 @@ fn run_finisher(shared: &Shared, rx: Receiver<Item>, blobs: Sender<SealedBlob>) 
                 }
             }
             Item::LeaveDir(mut node, parent_subtree) => {
-                let mut tree = Tree {
-                    nodes: stack.pop()?,
-                };
+                let mut tree = Tree { nodes: stack.pop()? };
                 tree.sort();
                 let bytes = tree.encode();
                 let id = repo.hasher().hash(&bytes);

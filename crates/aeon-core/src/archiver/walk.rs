@@ -20,9 +20,7 @@ use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 /// already inside another source.
 pub fn absolute_source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     if paths.is_empty() {
-        return Err(Error::InvalidInput(
-            "nothing to back up: give at least one path".into(),
-        ));
+        return Err(Error::InvalidInput("nothing to back up: give at least one path".into()));
     }
     let mut out: Vec<PathBuf> = Vec::new();
     for p in paths {
@@ -51,6 +49,9 @@ pub fn absolute_source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     Ok(kept)
 }
 
+/// The first 43 bytes of a valid CACHEDIR.TAG.
+const CACHEDIR_SIGNATURE: &[u8] = b"Signature: 8a477f597d28d172789f06886806bc55";
+
 /// The directories above the sources: `/home/a` and `/home/b` share the virtual `home`.
 #[derive(Default)]
 struct VirtualDir {
@@ -67,13 +68,7 @@ fn build_virtual_root(sources: &[PathBuf]) -> VirtualDir {
     for src in sources {
         let parts: Vec<&OsStr> = src
             .components()
-            .filter_map(|c| {
-                if let Component::Normal(n) = c {
-                    Some(n)
-                } else {
-                    None
-                }
-            })
+            .filter_map(|c| if let Component::Normal(n) = c { Some(n) } else { None })
             .collect();
         let mut dir = &mut root;
         let mut path = PathBuf::from("/");
@@ -167,10 +162,7 @@ impl Walker<'_, '_> {
 
     fn parent_subtree(parent: Option<&Tree>, name: &[u8]) -> (Option<Node>, Option<Id>) {
         let node = parent.and_then(|t| t.find(name)).cloned();
-        let subtree = node
-            .as_ref()
-            .filter(|n| n.kind == NodeKind::Dir)
-            .and_then(|n| n.subtree);
+        let subtree = node.as_ref().filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
         (node, subtree)
     }
 
@@ -178,7 +170,10 @@ impl Walker<'_, '_> {
         for (name, entry) in &dir.children {
             let (parent_node, parent_subtree) = Self::parent_subtree(parent, name);
             match entry {
-                VirtualEntry::Source(path) => self.walk_entry(path, name, parent_node.as_ref()),
+                VirtualEntry::Source(path) => {
+                    let device = std::fs::symlink_metadata(path).map(|m| m.dev()).ok();
+                    self.walk_entry(path, name, parent_node.as_ref(), device)
+                }
                 VirtualEntry::Dir(path, children) => {
                     let md = match std::fs::symlink_metadata(path) {
                         Ok(md) => md,
@@ -187,7 +182,7 @@ impl Walker<'_, '_> {
                             continue;
                         }
                     };
-                    let node = node_from_metadata(name, &md);
+                    let node = self.describe(path, name, &md);
                     let sub = parent_subtree.and_then(|id| self.load_parent_tree(&id));
                     if !self.send(Item::EnterDir) {
                         return;
@@ -201,22 +196,56 @@ impl Walker<'_, '_> {
         }
     }
 
-    fn walk_entry(&self, path: &Path, name: &[u8], parent_node: Option<&Node>) {
+    /// The node for `path` with everything the backup records: owner names and xattrs too.
+    fn describe(&self, path: &Path, name: &[u8], md: &Metadata) -> Node {
+        let mut node = node_from_metadata(name, md);
+        node.user = self.shared.owners.user(node.uid);
+        node.group = self.shared.owners.group(node.gid);
+        match crate::metadata::read_xattrs(path) {
+            Ok(x) => node.xattrs = x,
+            Err(e) => {
+                self.shared.warn(format!("{}: extended attributes not read: {e}", path.display()))
+            }
+        }
+        node
+    }
+
+    fn walk_entry(
+        &self,
+        path: &Path,
+        name: &[u8],
+        parent_node: Option<&Node>,
+        root_device: Option<u64>,
+    ) {
         if self.shared.aborted() {
+            return;
+        }
+        let opts = self.shared.opts;
+        if opts.excludes.matches(path) {
             return;
         }
         let md = match std::fs::symlink_metadata(path) {
             Ok(md) => md,
-            Err(e) => {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.shared
-                    .warn(format!("{}: {e} (skipped)", path.display()));
+                    .warn(format!("{}: vanished during the backup (skipped)", path.display()));
+                return;
+            }
+            Err(e) => {
+                self.shared.warn(format!("{}: {e} (skipped)", path.display()));
                 return;
             }
         };
-        let mut node = node_from_metadata(name, &md);
+        if md.is_file() && opts.exclude_larger_than.is_some_and(|limit| md.len() > limit) {
+            return;
+        }
+        let mut node = self.describe(path, name, &md);
         let c = &self.shared.counters;
         match node.kind {
-            NodeKind::Dir => self.walk_dir(path, node, parent_node),
+            NodeKind::Dir => {
+                let other_fs = opts.one_file_system && root_device.is_some_and(|d| d != md.dev());
+                self.walk_dir(path, node, parent_node, root_device, other_fs)
+            }
             NodeKind::File => {
                 let previous = parent_node.filter(|p| p.kind == NodeKind::File);
                 if let Some(p) = previous.filter(|p| self.unchanged(p, &node)) {
@@ -227,16 +256,13 @@ impl Walker<'_, '_> {
                     self.send(Item::Node(node));
                     return;
                 }
-                if previous.is_some() {
-                    &c.files_changed
-                } else {
-                    &c.files_new
-                }
-                .fetch_add(1, Ordering::Relaxed);
+                if previous.is_some() { &c.files_changed } else { &c.files_new }
+                    .fetch_add(1, Ordering::Relaxed);
                 let (done_tx, done_rx) = bounded(1);
                 let job = FileJob {
                     path: path.to_path_buf(),
-                    size_hint: node.size,
+                    before: super::FileState::of(&node),
+                    sparse: crate::metadata::SparseReader::looks_sparse(&md),
                     done: done_tx,
                 };
                 if self.send(Item::File(node, done_rx)) && self.jobs.send(job).is_err() {
@@ -248,9 +274,7 @@ impl Walker<'_, '_> {
                     node.target = Some(RawName(target.as_os_str().as_bytes().to_vec()));
                     self.send(Item::Node(node));
                 }
-                Err(e) => self
-                    .shared
-                    .warn(format!("{}: {e} (skipped)", path.display())),
+                Err(e) => self.shared.warn(format!("{}: {e} (skipped)", path.display())),
             },
             _ => {
                 self.send(Item::Node(node));
@@ -265,21 +289,48 @@ impl Walker<'_, '_> {
             && previous.ctime == now.ctime
             && previous.inode == now.inode
             && (previous.size == 0 || !previous.content.is_empty())
-            && previous
-                .content
-                .iter()
-                .all(|id| self.shared.repo.index().contains(id))
+            && previous.content.iter().all(|id| self.shared.repo.index().contains(id))
     }
 
-    fn walk_dir(&self, path: &Path, node: Node, parent_node: Option<&Node>) {
-        let parent_subtree = parent_node
-            .filter(|n| n.kind == NodeKind::Dir)
-            .and_then(|n| n.subtree);
+    /// Whether a directory is marked to keep only its marker file, and which one.
+    fn marker_in(&self, dir: &Path) -> Option<Vec<u8>> {
+        let opts = self.shared.opts;
+        for name in &opts.exclude_if_present {
+            if std::fs::symlink_metadata(dir.join(name)).is_ok() {
+                return Some(name.as_bytes().to_vec());
+            }
+        }
+        if opts.exclude_caches {
+            let tag = dir.join("CACHEDIR.TAG");
+            let mut head = [0u8; 43];
+            if let Ok(mut f) = std::fs::File::open(&tag) {
+                use std::io::Read;
+                if f.read_exact(&mut head).is_ok() && &head[..] == CACHEDIR_SIGNATURE {
+                    return Some(b"CACHEDIR.TAG".to_vec());
+                }
+            }
+        }
+        None
+    }
+
+    fn walk_dir(
+        &self,
+        path: &Path,
+        node: Node,
+        parent_node: Option<&Node>,
+        root_device: Option<u64>,
+        other_file_system: bool,
+    ) {
+        let parent_subtree =
+            parent_node.filter(|n| n.kind == NodeKind::Dir).and_then(|n| n.subtree);
         let parent_tree = parent_subtree.and_then(|id| self.load_parent_tree(&id));
         if !self.send(Item::EnterDir) {
             return;
         }
+        let marker = if other_file_system { None } else { self.marker_in(path) };
         match std::fs::read_dir(path) {
+            // A mount point of another file system is recorded, its contents are not.
+            _ if other_file_system => {}
             Ok(rd) => {
                 let mut names = Vec::new();
                 for entry in rd {
@@ -291,17 +342,18 @@ impl Walker<'_, '_> {
                     }
                 }
                 names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                if let Some(keep) = &marker {
+                    names.retain(|n| n.as_bytes() == keep.as_slice());
+                }
                 for name in names {
                     let child_parent = parent_tree.as_ref().and_then(|t| t.find(name.as_bytes()));
-                    self.walk_entry(&path.join(&name), name.as_bytes(), child_parent);
+                    self.walk_entry(&path.join(&name), name.as_bytes(), child_parent, root_device);
                     if self.shared.aborted() {
                         return;
                     }
                 }
             }
-            Err(e) => self
-                .shared
-                .warn(format!("{}: {e} (contents skipped)", path.display())),
+            Err(e) => self.shared.warn(format!("{}: {e} (contents skipped)", path.display())),
         }
         self.send(Item::LeaveDir(node, parent_subtree));
     }

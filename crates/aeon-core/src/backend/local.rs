@@ -33,15 +33,9 @@ impl LocalBackend {
 
     fn err(&self, path: &Path, e: std::io::Error) -> Error {
         if e.kind() == ErrorKind::NotFound {
-            Error::ObjectNotFound {
-                kind: "object",
-                id: path.display().to_string(),
-            }
+            Error::ObjectNotFound { kind: "object", id: path.display().to_string() }
         } else {
-            Error::Backend {
-                path: path.display().to_string(),
-                source: e,
-            }
+            Error::Backend { path: path.display().to_string(), source: e }
         }
     }
 }
@@ -56,10 +50,7 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<()> {
-        let io = |p: &Path, e| Error::Backend {
-            path: p.display().to_string(),
-            source: e,
-        };
+        let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
         fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
         for t in FileType::all_dirs() {
             let d = self.root.join(t.dir());
@@ -149,10 +140,7 @@ impl Backend for LocalBackend {
                 }
                 let md = entry.metadata().map_err(|e| self.err(&entry.path(), e))?;
                 if md.is_file() {
-                    out.push(ObjectInfo {
-                        name,
-                        size: md.len(),
-                    });
+                    out.push(ObjectInfo { name, size: md.len() });
                 }
             }
             Ok(())
@@ -196,28 +184,15 @@ mod tests {
         b.create().unwrap();
         b.write(FileType::Pack, "abcdef", b"0123456789").unwrap();
         assert_eq!(b.read(FileType::Pack, "abcdef").unwrap(), b"0123456789");
-        assert_eq!(
-            b.read_range(FileType::Pack, "abcdef", 2, 3).unwrap(),
-            b"234"
-        );
-        assert!(
-            b.read_range(FileType::Pack, "abcdef", 8, 5)
-                .unwrap_err()
-                .is_integrity()
-        );
+        assert_eq!(b.read_range(FileType::Pack, "abcdef", 2, 3).unwrap(), b"234");
+        assert!(b.read_range(FileType::Pack, "abcdef", 8, 5).unwrap_err().is_integrity());
         assert_eq!(
             b.list(FileType::Pack).unwrap(),
-            vec![ObjectInfo {
-                name: "abcdef".into(),
-                size: 10
-            }]
+            vec![ObjectInfo { name: "abcdef".into(), size: 10 }]
         );
         assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), Some(10));
         b.remove(FileType::Pack, "abcdef").unwrap();
         assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), None);
-        assert!(matches!(
-            b.read(FileType::Index, "x"),
-            Err(Error::ObjectNotFound { .. })
-        ));
+        assert!(matches!(b.read(FileType::Index, "x"), Err(Error::ObjectNotFound { .. })));
     }
 }

@@ -84,11 +84,7 @@ impl FromStr for Compression {
             _ => {
                 let level = s.strip_prefix("zstd:").ok_or_else(bad)?;
                 let level: i32 = level.parse().map_err(|_| bad())?;
-                if (1..=22).contains(&level) {
-                    Ok(Compression::Zstd(level))
-                } else {
-                    Err(bad())
-                }
+                if (1..=22).contains(&level) { Ok(Compression::Zstd(level)) } else { Err(bad()) }
             }
         }
     }
@@ -147,14 +143,10 @@ pub fn encode_payload(compression: Compression, data: &[u8], out: &mut Vec<u8>) 
 
 /// Inverse of [`encode_payload`]; `raw_len` is the plaintext length recorded in the index.
 pub fn decode_payload(payload: &[u8], raw_len: u32, what: &str) -> Result<Vec<u8>> {
-    let (&codec, body) = payload
-        .split_first()
-        .ok_or_else(|| Error::corrupt(what, "empty blob payload"))?;
+    let (&codec, body) =
+        payload.split_first().ok_or_else(|| Error::corrupt(what, "empty blob payload"))?;
     if raw_len > MAX_BLOB_LEN {
-        return Err(Error::corrupt(
-            what,
-            format!("implausible blob length {raw_len}"),
-        ));
+        return Err(Error::corrupt(what, format!("implausible blob length {raw_len}")));
     }
     let raw_len = raw_len as usize;
     let out = match codec {
@@ -164,10 +156,7 @@ pub fn decode_payload(payload: &[u8], raw_len: u32, what: &str) -> Result<Vec<u8
         CODEC_LZ4 => lz4_flex::block::decompress(body, raw_len)
             .map_err(|e| Error::corrupt(what, format!("lz4: {e}")))?,
         other => {
-            return Err(Error::corrupt(
-                what,
-                format!("unknown compression codec {other}"),
-            ));
+            return Err(Error::corrupt(what, format!("unknown compression codec {other}")));
         }
     };
     if out.len() != raw_len {
@@ -257,10 +246,7 @@ mod tests {
 
     #[test]
     fn compression_spec_parsing() {
-        assert_eq!(
-            "zstd:9".parse::<Compression>().unwrap(),
-            Compression::Zstd(9)
-        );
+        assert_eq!("zstd:9".parse::<Compression>().unwrap(), Compression::Zstd(9));
         assert_eq!("lz4".parse::<Compression>().unwrap(), Compression::Lz4);
         assert!("zstd:99".parse::<Compression>().is_err());
         assert!("gzip".parse::<Compression>().is_err());

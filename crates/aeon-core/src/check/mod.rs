@@ -33,9 +33,7 @@ impl Default for CheckOptions {
     fn default() -> Self {
         CheckOptions {
             read_data: false,
-            threads: std::thread::available_parallelism()
-                .map(|n| n.get())
-                .unwrap_or(2),
+            threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
         }
     }
 }
@@ -67,10 +65,7 @@ impl CheckReport {
         self.problems.is_empty()
     }
     fn problem(&mut self, object: impl Into<String>, message: impl Into<String>) {
-        self.problems.push(Problem {
-            object: object.into(),
-            message: message.into(),
-        });
+        self.problems.push(Problem { object: object.into(), message: message.into() });
     }
 }
 
@@ -93,12 +88,8 @@ pub fn check(
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut bad_packs: HashSet<u32> = HashSet::new();
 
-    let stored: HashMap<String, u64> = repo
-        .backend()
-        .list(FileType::Pack)?
-        .into_iter()
-        .map(|o| (o.name, o.size))
-        .collect();
+    let stored: HashMap<String, u64> =
+        repo.backend().list(FileType::Pack)?.into_iter().map(|o| (o.name, o.size)).collect();
     for (n, p) in index.packs().iter().enumerate() {
         match stored.get(&p.id.to_hex()) {
             None => {
@@ -106,11 +97,7 @@ pub fn check(
                 bad_packs.insert(n as u32);
             }
             Some(&size) if size != p.size => {
-                let how = if size < p.size {
-                    "truncated"
-                } else {
-                    "larger than recorded"
-                };
+                let how = if size < p.size { "truncated" } else { "larger than recorded" };
                 report.problem(
                     format!("pack {}", p.id),
                     format!("{how}: {size} bytes on storage, {} in the index", p.size),
@@ -122,10 +109,7 @@ pub fn check(
     }
     let unindexed = stored
         .keys()
-        .filter(|k| {
-            k.parse::<Id>()
-                .map_or(true, |id| index.pack_number(&id).is_none())
-        })
+        .filter(|k| k.parse::<Id>().map_or(true, |id| index.pack_number(&id).is_none()))
         .count();
     if unindexed > 0 {
         report.notes.push(format!(
@@ -137,14 +121,7 @@ pub fn check(
     repo.replace_index(index);
 
     if opts.read_data {
-        read_all_packs(
-            repo,
-            opts,
-            progress,
-            &mut report,
-            &mut bad_packs,
-            &mut bad_blobs,
-        );
+        read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
     }
     for (id, loc) in repo.index().blobs() {
         if bad_packs.contains(&loc.pack) {
@@ -185,9 +162,8 @@ fn read_all_packs(
     bad_blobs: &mut HashSet<Id>,
 ) {
     let index = repo.index();
-    let todo: Vec<u32> = (0..index.packs().len() as u32)
-        .filter(|p| !bad_packs.contains(p))
-        .collect();
+    let todo: Vec<u32> =
+        (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
     let mut expected: HashMap<u32, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
     for (id, loc) in index.blobs() {
         expected.entry(loc.pack).or_default().push((*id, *loc));
@@ -249,10 +225,7 @@ fn verify_pack(
         Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
     };
     if Id::of_stored_bytes(&data) != pack_id {
-        out.push((
-            None,
-            "content does not match its name (the pack is damaged)".to_string(),
-        ));
+        out.push((None, "content does not match its name (the pack is damaged)".to_string()));
     }
     let what = format!("pack {pack_id}");
     let table = match pack::read_table(repo.cipher(), &data, &what) {
@@ -272,22 +245,14 @@ fn verify_pack(
         }
     }
     for (id, loc) in expected {
-        let (start, end) = (
-            loc.offset as usize,
-            loc.offset as usize + loc.length as usize,
-        );
+        let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
         let Some(sealed) = data.get(start..end) else {
             out.push((Some(*id), "lies beyond the end of the pack".to_string()));
             continue;
         };
-        if let Err(e) = blob::open_blob(
-            repo.cipher(),
-            repo.hasher(),
-            loc.blob_type,
-            id,
-            sealed,
-            loc.raw_len,
-        ) {
+        if let Err(e) =
+            blob::open_blob(repo.cipher(), repo.hasher(), loc.blob_type, id, sealed, loc.raw_len)
+        {
             out.push((Some(*id), error_message(&e)));
         }
     }
@@ -328,10 +293,7 @@ fn tree_is_bad(
     let tree = match repo.load_tree(tree_id) {
         Ok(t) => t,
         Err(e) => {
-            report.problem(
-                error_object(&e, &format!("tree {tree_id}")),
-                error_message(&e),
-            );
+            report.problem(error_object(&e, &format!("tree {tree_id}")), error_message(&e));
             verdict.insert(*tree_id, true);
             return true;
         }

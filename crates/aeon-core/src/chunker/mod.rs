@@ -19,11 +19,7 @@ pub struct ChunkerParams {
 impl Default for ChunkerParams {
     /// 512 KiB / 1 MiB / 8 MiB: see the README's "Why these defaults" for the measurements.
     fn default() -> Self {
-        ChunkerParams {
-            min_size: 512 * 1024,
-            avg_size: 1024 * 1024,
-            max_size: 8 * 1024 * 1024,
-        }
+        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
     }
 }
 
@@ -32,11 +28,8 @@ impl ChunkerParams {
         use fastcdc::v2020::{
             AVERAGE_MAX, AVERAGE_MIN, MAXIMUM_MAX, MAXIMUM_MIN, MINIMUM_MAX, MINIMUM_MIN,
         };
-        let (min, avg, max) = (
-            self.min_size as usize,
-            self.avg_size as usize,
-            self.max_size as usize,
-        );
+        let (min, avg, max) =
+            (self.min_size as usize, self.avg_size as usize, self.max_size as usize);
         let ok = (MINIMUM_MIN..=MINIMUM_MAX).contains(&min)
             && (AVERAGE_MIN..=AVERAGE_MAX).contains(&avg)
             && (MAXIMUM_MIN..=MAXIMUM_MAX).contains(&max)
@@ -48,10 +41,7 @@ impl ChunkerParams {
         if ok {
             Ok(())
         } else {
-            Err(Error::corrupt(
-                "config",
-                format!("invalid chunker parameters {self:?}"),
-            ))
+            Err(Error::corrupt("config", format!("invalid chunker parameters {self:?}")))
         }
     }
 }
@@ -94,16 +84,10 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    const SMALL: ChunkerParams = ChunkerParams {
-        min_size: 256,
-        avg_size: 1024,
-        max_size: 4096,
-    };
+    const SMALL: ChunkerParams = ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 };
 
     fn chunks(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
-        Chunker::new(data, SMALL, seed)
-            .map(|c| c.unwrap())
-            .collect()
+        Chunker::new(data, SMALL, seed).map(|c| c.unwrap()).collect()
     }
 
     proptest! {
@@ -120,9 +104,8 @@ mod tests {
 
     #[test]
     fn seed_changes_boundaries_and_insertions_resync() {
-        let data: Vec<u8> = (0..200_000u32)
-            .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
-            .collect();
+        let data: Vec<u8> =
+            (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
         let a = chunks(&data, 1);
         let b = chunks(&data, 2);
         assert_ne!(
@@ -143,14 +126,6 @@ mod tests {
     #[test]
     fn default_params_are_valid() {
         ChunkerParams::default().validate().unwrap();
-        assert!(
-            ChunkerParams {
-                min_size: 1,
-                avg_size: 2,
-                max_size: 3
-            }
-            .validate()
-            .is_err()
-        );
+        assert!(ChunkerParams { min_size: 1, avg_size: 2, max_size: 3 }.validate().is_err());
     }
 }

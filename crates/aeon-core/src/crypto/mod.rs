@@ -79,21 +79,16 @@ impl Cipher {
     /// Decrypts and authenticates a sealed box. `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
         if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(
-                what,
-                "sealed data shorter than nonce and tag",
-            ));
+            return Err(Error::corrupt(what, "sealed data shorter than nonce and tag"));
         }
         let (nonce, rest) = sealed.split_at(NONCE_LEN);
         let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
         let nonce = XNonce::try_from(nonce).expect("nonce length");
         let tag = chacha20poly1305::Tag::try_from(tag).expect("tag length");
         let mut out = ciphertext.to_vec();
-        self.aead
-            .decrypt_inout_detached(&nonce, aad, out.as_mut_slice().into(), &tag)
-            .map_err(|_| {
-                Error::corrupt(what, "authentication failed (data altered or wrong key)")
-            })?;
+        self.aead.decrypt_inout_detached(&nonce, aad, out.as_mut_slice().into(), &tag).map_err(
+            |_| Error::corrupt(what, "authentication failed (data altered or wrong key)"),
+        )?;
         Ok(out)
     }
 }

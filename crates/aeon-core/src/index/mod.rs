@@ -142,10 +142,7 @@ pub struct Index {
 impl Index {
     pub fn add_pack(&mut self, pack: &IndexPack) {
         let n = *self.pack_numbers.entry(pack.id).or_insert_with(|| {
-            self.packs.push(PackInfo {
-                id: pack.id,
-                size: pack.size,
-            });
+            self.packs.push(PackInfo { id: pack.id, size: pack.size });
             (self.packs.len() - 1) as u32
         });
         for b in &pack.blobs {
@@ -195,12 +192,8 @@ impl Index {
 
     /// Every blob recorded for pack number `n`, in offset order.
     pub fn blobs_in_pack(&self, n: u32) -> Vec<(Id, BlobLocation)> {
-        let mut v: Vec<_> = self
-            .blobs
-            .iter()
-            .filter(|(_, l)| l.pack == n)
-            .map(|(id, l)| (*id, *l))
-            .collect();
+        let mut v: Vec<_> =
+            self.blobs.iter().filter(|(_, l)| l.pack == n).map(|(id, l)| (*id, *l)).collect();
         v.sort_by_key(|(_, l)| l.offset);
         v
     }
@@ -213,20 +206,15 @@ mod tests {
     use proptest::prelude::*;
 
     fn arb_entry() -> impl Strategy<Value = PackEntry> {
-        (
-            any::<[u8; 32]>(),
-            9u32..1000,
-            0u32..1000,
-            any::<u32>(),
-            any::<bool>(),
-        )
-            .prop_map(|(id, offset, length, raw_len, tree)| PackEntry {
+        (any::<[u8; 32]>(), 9u32..1000, 0u32..1000, any::<u32>(), any::<bool>()).prop_map(
+            |(id, offset, length, raw_len, tree)| PackEntry {
                 blob_type: if tree { BlobType::Tree } else { BlobType::Data },
                 id: Id(id),
                 offset,
                 length,
                 raw_len,
-            })
+            },
+        )
     }
 
     proptest! {
@@ -260,11 +248,7 @@ mod tests {
             raw_len: 3,
         };
         let mut idx = Index::default();
-        idx.add_pack(&IndexPack {
-            id: Id([2; 32]),
-            size: 100,
-            blobs: vec![e],
-        });
+        idx.add_pack(&IndexPack { id: Id([2; 32]), size: 100, blobs: vec![e] });
         let loc = idx.get(&Id([1; 32])).unwrap();
         assert_eq!(idx.pack(loc.pack).id, Id([2; 32]));
         assert_eq!(idx.blobs_in_pack(loc.pack).len(), 1);

@@ -70,11 +70,7 @@ impl MasterKey {
         if r.u8()? != MASTER_KEY_ENCODING_VERSION || data.len() != MASTER_KEY_LEN {
             return Err(r.error("unknown master key encoding"));
         }
-        Ok(MasterKey {
-            data_key: Key(r.array()?),
-            id_key: Key(r.array()?),
-            chunker_seed: r.u64()?,
-        })
+        Ok(MasterKey { data_key: Key(r.array()?), id_key: Key(r.array()?), chunker_seed: r.u64()? })
     }
 }
 
@@ -89,23 +85,15 @@ pub struct KdfParams {
 impl Default for KdfParams {
     /// 64 MiB, 3 passes, 1 lane: RFC 9106's second recommended setting; about 0.15 s here.
     fn default() -> Self {
-        KdfParams {
-            memory_kib: 64 * 1024,
-            iterations: 3,
-            parallelism: 1,
-        }
+        KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 1 }
     }
 }
 
 impl KdfParams {
     fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Key> {
-        let params = argon2::Params::new(
-            self.memory_kib,
-            self.iterations,
-            self.parallelism,
-            Some(KEY_LEN),
-        )
-        .map_err(|e| Error::InvalidInput(format!("invalid Argon2id parameters: {e}")))?;
+        let params =
+            argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(KEY_LEN))
+                .map_err(|e| Error::InvalidInput(format!("invalid Argon2id parameters: {e}")))?;
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = [0u8; KEY_LEN];
@@ -118,10 +106,7 @@ impl KdfParams {
     /// Rejects parameters a hostile slot could use to exhaust memory or time.
     fn check_sane(&self) -> Result<()> {
         if self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 64 {
-            return Err(Error::corrupt(
-                "key slot",
-                "Argon2id parameters out of range",
-            ));
+            return Err(Error::corrupt("key slot", "Argon2id parameters out of range"));
         }
         Ok(())
     }
@@ -188,11 +173,7 @@ impl KeySlot {
         let created_unix = r.i64()?;
         let label_len = r.u16()? as usize;
         let label = String::from_utf8_lossy(r.take(label_len)?).into_owned();
-        let kdf = KdfParams {
-            memory_kib: r.u32()?,
-            iterations: r.u32()?,
-            parallelism: r.u32()?,
-        };
+        let kdf = KdfParams { memory_kib: r.u32()?, iterations: r.u32()?, parallelism: r.u32()? };
         let salt = r.array()?;
         let prefix_len = format::HEADER_LEN + r.position();
         let sealed_master_key = r.rest().to_vec();
@@ -231,11 +212,7 @@ impl KeySlot {
 mod tests {
     use super::*;
 
-    const CHEAP: KdfParams = KdfParams {
-        memory_kib: 64,
-        iterations: 1,
-        parallelism: 1,
-    };
+    const CHEAP: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
 
     #[test]
     fn password_slot_round_trip() {

@@ -51,11 +51,7 @@ impl PackWriter {
     pub fn new() -> PackWriter {
         let mut buf = format::header(ObjectKind::Pack).to_vec();
         buf.push(KEY_MODE_REPOSITORY);
-        PackWriter {
-            buf,
-            entries: Vec::new(),
-            raw_bytes: 0,
-        }
+        PackWriter { buf, entries: Vec::new(), raw_bytes: 0 }
     }
 
     pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
@@ -64,13 +60,7 @@ impl PackWriter {
         let length = u32::try_from(sealed.len())
             .map_err(|_| Error::InvalidInput("blob exceeds 4 GiB".into()))?;
         self.buf.extend_from_slice(sealed);
-        self.entries.push(PackEntry {
-            blob_type,
-            id,
-            offset,
-            length,
-            raw_len,
-        });
+        self.entries.push(PackEntry { blob_type, id, offset, length, raw_len });
         self.raw_bytes += raw_len as u64;
         Ok(())
     }
@@ -149,19 +139,18 @@ pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEn
     let mut r = Reader::new(body, what);
     let mode = r.u8()?;
     if mode != KEY_MODE_REPOSITORY {
-        return Err(r.error(format!(
-            "pack key mode {mode} is not supported by this version"
-        )));
+        return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
     }
     if pack.len() < FIRST_BLOB_OFFSET as usize + 4 {
         return Err(Error::corrupt(what, "too short to hold a pack table"));
     }
     let len_pos = pack.len() - 4;
     let table_len = u32::from_le_bytes(pack[len_pos..].try_into().expect("4 bytes")) as usize;
-    let table_start = len_pos
-        .checked_sub(table_len)
-        .filter(|&s| s >= FIRST_BLOB_OFFSET as usize)
-        .ok_or_else(|| Error::corrupt(what, "pack table length points outside the pack"))?;
+    let table_start =
+        len_pos
+            .checked_sub(table_len)
+            .filter(|&s| s >= FIRST_BLOB_OFFSET as usize)
+            .ok_or_else(|| Error::corrupt(what, "pack table length points outside the pack"))?;
     let table = cipher.open(TABLE_AAD, &pack[table_start..len_pos], what)?;
     decode_table(&table, table_start as u64, what)
 }

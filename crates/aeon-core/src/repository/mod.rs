@@ -101,9 +101,7 @@ impl Repository {
         }
         opts.chunker.validate()?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > 1024 * 1024 * 1024 {
-            return Err(Error::InvalidInput(
-                "pack size must be between 1 MiB and 1 GiB".into(),
-            ));
+            return Err(Error::InvalidInput("pack size must be between 1 MiB and 1 GiB".into()));
         }
         backend.create()?;
         let mut repository_id = [0u8; 32];
@@ -262,22 +260,10 @@ impl Repository {
         let pack = self.index.pack(loc.pack);
         let sealed = self
             .backend
-            .read_range(
-                FileType::Pack,
-                &pack.id.to_hex(),
-                loc.offset as u64,
-                loc.length as u64,
-            )
+            .read_range(FileType::Pack, &pack.id.to_hex(), loc.offset as u64, loc.length as u64)
             .map_err(|e| annotate_pack_error(e, &pack.id))?;
-        blob::open_blob(
-            &self.cipher,
-            &self.hasher,
-            blob_type,
-            id,
-            &sealed,
-            loc.raw_len,
-        )
-        .map_err(|e| annotate_pack_error(e, &pack.id))
+        blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
+            .map_err(|e| annotate_pack_error(e, &pack.id))
     }
 
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {
@@ -312,8 +298,7 @@ impl Repository {
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         let data = snap.encode(&self.cipher)?;
         let id = Id::of_stored_bytes(&data);
-        self.backend
-            .write(FileType::Snapshot, &id.to_hex(), &data)?;
+        self.backend.write(FileType::Snapshot, &id.to_hex(), &data)?;
         Ok(id)
     }
 
@@ -332,10 +317,10 @@ impl Repository {
         let mut good = Vec::new();
         let mut bad = Vec::new();
         for info in self.backend.list(FileType::Snapshot)? {
-            let loaded = info.name.parse::<Id>().and_then(|id| {
-                self.load_snapshot(&id)
-                    .map(|s| SnapshotEntry { id, snapshot: s })
-            });
+            let loaded = info
+                .name
+                .parse::<Id>()
+                .and_then(|id| self.load_snapshot(&id).map(|s| SnapshotEntry { id, snapshot: s }));
             match loaded {
                 Ok(e) => good.push(e),
                 Err(e) => bad.push((info.name, e)),
@@ -353,20 +338,15 @@ impl Repository {
 
     /// A packer that writes new blobs into this repository.
     pub fn packer(&self) -> Packer {
-        Packer::new(
-            self.backend.clone(),
-            self.cipher.clone(),
-            self.settings.pack_size,
-        )
+        Packer::new(self.backend.clone(), self.cipher.clone(), self.settings.pack_size)
     }
 }
 
 fn annotate_pack_error(e: Error, pack: &Id) -> Error {
     match e {
-        Error::Corrupt { what, reason } if !what.contains("pack") => Error::Corrupt {
-            what: format!("{what} in pack {pack}"),
-            reason,
-        },
+        Error::Corrupt { what, reason } if !what.contains("pack") => {
+            Error::Corrupt { what: format!("{what} in pack {pack}"), reason }
+        }
         Error::ObjectNotFound { .. } => {
             Error::corrupt(format!("pack {pack}"), "missing from storage")
         }

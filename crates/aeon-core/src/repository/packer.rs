@@ -79,11 +79,7 @@ impl Packer {
         self.backend.write(FileType::Pack, &id.to_hex(), &bytes)?;
         self.stats.packs_written += 1;
         self.stats.stored_bytes += bytes.len() as u64;
-        self.pending.packs.push(IndexPack {
-            id,
-            size: bytes.len() as u64,
-            blobs,
-        });
+        self.pending.packs.push(IndexPack { id, size: bytes.len() as u64, blobs });
         if self.pending.packs.len() >= PACKS_PER_INDEX_FILE {
             self.flush_index()?;
         }
@@ -96,11 +92,7 @@ impl Packer {
         }
         let file = std::mem::take(&mut self.pending);
         let bytes = file.encode(&self.cipher)?;
-        self.backend.write(
-            FileType::Index,
-            &Id::of_stored_bytes(&bytes).to_hex(),
-            &bytes,
-        )?;
+        self.backend.write(FileType::Index, &Id::of_stored_bytes(&bytes).to_hex(), &bytes)?;
         self.stats.index_files_written += 1;
         self.stats.stored_bytes += bytes.len() as u64;
         Ok(())

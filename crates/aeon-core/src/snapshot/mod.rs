@@ -87,10 +87,7 @@ pub fn resolve<'a>(entries: &'a [SnapshotEntry], spec: &str) -> Result<&'a Snaps
         return entries
             .iter()
             .max_by_key(|e| e.snapshot.time)
-            .ok_or_else(|| Error::NoMatch {
-                kind: "recovery point",
-                prefix: spec.into(),
-            });
+            .ok_or_else(|| Error::NoMatch { kind: "recovery point", prefix: spec.into() });
     }
     let prefix = spec.to_ascii_lowercase();
     if prefix.is_empty() || !prefix.bytes().all(|b| b.is_ascii_hexdigit()) {
@@ -98,21 +95,11 @@ pub fn resolve<'a>(entries: &'a [SnapshotEntry], spec: &str) -> Result<&'a Snaps
             "{spec:?} is not a recovery point id; use a hex id, a prefix of one, or \"latest\""
         )));
     }
-    let matches: Vec<_> = entries
-        .iter()
-        .filter(|e| e.id.to_hex().starts_with(&prefix))
-        .collect();
+    let matches: Vec<_> = entries.iter().filter(|e| e.id.to_hex().starts_with(&prefix)).collect();
     match matches.len() {
         1 => Ok(matches[0]),
-        0 => Err(Error::NoMatch {
-            kind: "recovery point",
-            prefix: spec.into(),
-        }),
-        n => Err(Error::Ambiguous {
-            kind: "recovery point",
-            prefix: spec.into(),
-            count: n,
-        }),
+        0 => Err(Error::NoMatch { kind: "recovery point", prefix: spec.into() }),
+        n => Err(Error::Ambiguous { kind: "recovery point", prefix: spec.into(), count: n }),
     }
 }
 
@@ -153,10 +140,7 @@ mod tests {
 
     #[test]
     fn resolve_latest_prefix_and_ambiguity() {
-        let e = |b: u8, t| SnapshotEntry {
-            id: Id([b; 32]),
-            snapshot: snap(t),
-        };
+        let e = |b: u8, t| SnapshotEntry { id: Id([b; 32]), snapshot: snap(t) };
         let list = vec![
             e(0xab, "2026-01-01T00:00:00Z"),
             e(0xac, "2026-01-03T00:00:00Z"),
@@ -165,10 +149,7 @@ mod tests {
         assert_eq!(resolve(&list, "latest").unwrap().id, Id([0xac; 32]));
         assert_eq!(resolve(&list, "12").unwrap().id, Id([0x12; 32]));
         assert_eq!(resolve(&list, "ABAB").unwrap().id, Id([0xab; 32]));
-        assert!(matches!(
-            resolve(&list, "a"),
-            Err(Error::Ambiguous { count: 2, .. })
-        ));
+        assert!(matches!(resolve(&list, "a"), Err(Error::Ambiguous { count: 2, .. })));
         assert!(matches!(resolve(&list, "ff"), Err(Error::NoMatch { .. })));
         assert!(matches!(resolve(&list, "xyz"), Err(Error::InvalidInput(_))));
     }

@@ -111,6 +111,17 @@ pub struct Node {
     /// Device number of a character or block device.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rdev: Option<u64>,
+    /// Extended attributes in every readable namespace, POSIX ACLs included
+    /// (`system.posix_acl_access`, `system.posix_acl_default`), sorted by name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub xattrs: Vec<Xattr>,
+}
+
+/// One extended attribute, name and value as raw bytes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Xattr {
+    pub name: RawName,
+    pub value: RawName,
 }
 
 impl Node {
@@ -134,6 +145,7 @@ impl Node {
             subtree: None,
             target: None,
             rdev: None,
+            xattrs: Vec::new(),
         }
     }
 }
@@ -159,10 +171,7 @@ impl Tree {
     }
 
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
-        self.nodes
-            .binary_search_by(|n| n.name.0.as_slice().cmp(name))
-            .ok()
-            .map(|i| &self.nodes[i])
+        self.nodes.binary_search_by(|n| n.name.0.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
     }
 }
 
@@ -210,9 +219,8 @@ mod tests {
 
     #[test]
     fn non_utf8_names_survive_and_show_as_hex_in_json() {
-        let mut t = Tree {
-            nodes: vec![Node::new(RawName(vec![0xff, b'a', b'\n']), NodeKind::Dir)],
-        };
+        let mut t =
+            Tree { nodes: vec![Node::new(RawName(vec![0xff, b'a', b'\n']), NodeKind::Dir)] };
         t.sort();
         let back = Tree::decode(&t.encode(), "t").unwrap();
         assert_eq!(back.nodes[0].name.0, vec![0xff, b'a', b'\n']);

@@ -1,6 +1,7 @@
 use aeon_core::archiver::{self, BackupOptions};
+use aeon_core::filter::PathFilter;
 use aeon_core::id::Id;
-use anyhow::Result;
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::cli::BackupArgs;
@@ -9,7 +10,22 @@ use crate::{Ctx, exit, timefmt};
 
 pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     let repo = ctx.open_with_index()?;
-    let mut opts = BackupOptions::new(args.paths.clone());
+    let mut paths = args.paths.clone();
+    for list in &args.files_from {
+        paths.extend(
+            PathFilter::patterns_from_file(list)?.into_iter().map(std::path::PathBuf::from),
+        );
+    }
+    let mut opts = BackupOptions::new(paths);
+    let mut excludes = args.excludes.clone();
+    for f in &args.exclude_files {
+        excludes.extend(PathFilter::patterns_from_file(f)?);
+    }
+    opts.excludes = PathFilter::new(&excludes, &args.iexcludes)?;
+    opts.exclude_if_present = args.exclude_if_present.clone();
+    opts.exclude_caches = args.exclude_caches;
+    opts.exclude_larger_than = args.exclude_larger_than.as_deref().map(parse_size).transpose()?;
+    opts.one_file_system = args.one_file_system;
     opts.hostname = args.host.clone().unwrap_or_else(super::host_name);
     opts.username = super::user_name();
     opts.tags = args.tags.clone();
@@ -78,10 +94,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
             bytes(s.total_bytes),
             secs
         ));
-        ctx.say(format!(
-            "recovery point {} saved",
-            result.snapshot_id.short()
-        ));
+        ctx.say(format!("recovery point {} saved", result.snapshot_id.short()));
     }
     if !result.warnings.is_empty() {
         eprintln!(
@@ -108,4 +121,33 @@ fn latest_with_same_sources(
         .filter(|e| e.snapshot.hostname == opts.hostname && e.snapshot.paths == paths)
         .max_by_key(|e| e.snapshot.time)
         .map(|e| e.id))
+}
+
+/// "500", "500K", "20M", "2G", "1T" (powers of 1024; an optional trailing "B" or "iB").
+pub fn parse_size(text: &str) -> Result<u64> {
+    let t = text.trim().to_ascii_uppercase();
+    let t = t.trim_end_matches("IB").trim_end_matches('B');
+    let (digits, mult) = match t.chars().last() {
+        Some('K') => (&t[..t.len() - 1], 1u64 << 10),
+        Some('M') => (&t[..t.len() - 1], 1 << 20),
+        Some('G') => (&t[..t.len() - 1], 1 << 30),
+        Some('T') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    match digits.trim().parse::<u64>() {
+        Ok(n) => Ok(n.saturating_mul(mult)),
+        Err(_) => bail!("invalid size {text:?}: use a number with an optional K, M, G or T"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("500").unwrap(), 500);
+        assert_eq!(super::parse_size("2k").unwrap(), 2048);
+        assert_eq!(super::parse_size("1GiB").unwrap(), 1 << 30);
+        assert_eq!(super::parse_size("3MB").unwrap(), 3 << 20);
+        assert!(super::parse_size("lots").is_err());
+    }
 }

@@ -8,11 +8,7 @@ use crate::Ctx;
 use crate::cli::CatArgs;
 
 pub fn run(ctx: &Ctx, args: CatArgs) -> Result<u8> {
-    let need_id = || {
-        args.id
-            .as_deref()
-            .context("this object needs an ID argument")
-    };
+    let need_id = || args.id.as_deref().context("this object needs an ID argument");
     let value: Value = match args.what.as_str() {
         "config" => {
             let repo = ctx.open()?;

@@ -7,10 +7,7 @@ use crate::{Ctx, exit};
 
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     let mut repo = ctx.open()?;
-    let opts = CheckOptions {
-        read_data: args.read_data,
-        threads: ctx.threads(),
-    };
+    let opts = CheckOptions { read_data: args.read_data, threads: ctx.threads() };
     let bar = Bar::new(ctx.progress_visible() && args.read_data, "packs");
     let started = std::time::Instant::now();
     let report = check::check(&mut repo, &opts, &bar);
@@ -32,11 +29,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
             }
         }
         let what = if args.read_data {
-            format!(
-                ", read {} in {} packs",
-                bytes(report.bytes_read),
-                report.packs_read
-            )
+            format!(", read {} in {} packs", bytes(report.bytes_read), report.packs_read)
         } else {
             String::new()
         };
@@ -56,10 +49,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
         }
         Ok(0)
     } else {
-        eprintln!(
-            "aeon: error: check found {} problem(s)",
-            report.problems.len()
-        );
+        eprintln!("aeon: error: check found {} problem(s)", report.problems.len());
         Ok(exit::DAMAGE)
     }
 }

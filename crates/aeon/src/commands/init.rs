@@ -8,10 +8,7 @@ use crate::cli::InitArgs;
 
 pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
     let backend = ctx.backend()?;
-    if backend
-        .stat(aeon_core::backend::FileType::Config, "config")?
-        .is_some()
-    {
+    if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
         return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
     }
     if args.kdf_memory == 0 || args.kdf_iterations == 0 {

@@ -8,7 +8,7 @@ use crate::{Ctx, timefmt};
 
 pub fn run(ctx: &Ctx, args: LsArgs) -> Result<u8> {
     let repo = ctx.open_with_index()?;
-    let (_, path, node) = super::resolve_target(&repo, &args.snapshot)?;
+    let (_, path, node) = super::resolve_target_at(&repo, args.snapshot.as_deref(), &args.at)?;
     let base = format!("/{}", path.trim_matches('/'));
     let mut rows = Vec::new();
     if node.kind == NodeKind::Dir {
@@ -43,11 +43,7 @@ fn collect(
     };
     let tree = repo.load_tree(&sub)?;
     for n in tree.nodes {
-        let p = format!(
-            "{}/{}",
-            base.trim_end_matches('/'),
-            n.name.to_string_lossy()
-        );
+        let p = format!("{}/{}", base.trim_end_matches('/'), n.name.to_string_lossy());
         let is_dir = n.kind == NodeKind::Dir;
         out.push((p.clone(), n.clone()));
         if recursive && is_dir {
@@ -105,25 +101,9 @@ fn mode_string(n: &Node) -> String {
 
 fn long_line(path: &str, n: &Node) -> String {
     let time = timefmt::from_timestamp(n.mtime)
-        .map(|t| {
-            t.with_timezone(&chrono::Local)
-                .format("%Y-%m-%d %H:%M:%S")
-                .to_string()
-        })
+        .map(|t| t.with_timezone(&chrono::Local).format("%Y-%m-%d %H:%M:%S").to_string())
         .unwrap_or_default();
-    let link = n
-        .target
-        .as_ref()
-        .map(|t| format!(" -> {}", t.to_string_lossy()))
-        .unwrap_or_default();
-    format!(
-        "{} {:>6} {:>6} {:>12} {} {}{}",
-        mode_string(n),
-        n.uid,
-        n.gid,
-        n.size,
-        time,
-        path,
-        link
-    )
+    let link =
+        n.target.as_ref().map(|t| format!(" -> {}", t.to_string_lossy())).unwrap_or_default();
+    format!("{} {:>6} {:>6} {:>12} {} {}{}", mode_string(n), n.uid, n.gid, n.size, time, path, link)
 }

@@ -9,15 +9,43 @@ pub mod snapshots;
 use aeon_core::Repository;
 use aeon_core::snapshot::SnapshotEntry;
 use aeon_core::tree::Node;
-use anyhow::Result;
+use anyhow::{Context, Result, bail};
 
 /// Splits `ID[:PATH]`, resolves the recovery point, and finds the node at PATH.
 pub fn resolve_target(repo: &Repository, spec: &str) -> Result<(SnapshotEntry, String, Node)> {
+    resolve_target_at(repo, Some(spec), &crate::cli::AtArgs { at: None, host: None, path: None })
+}
+
+/// Like [`resolve_target`], where `--at TIME` may stand for the id: the newest recovery point
+/// taken at or before TIME (of `--host`, including `--path`).
+pub fn resolve_target_at(
+    repo: &Repository,
+    spec: Option<&str>,
+    at: &crate::cli::AtArgs,
+) -> Result<(SnapshotEntry, String, Node)> {
+    let spec = spec.unwrap_or("");
     let (id, path) = match spec.split_once(':') {
         Some((id, path)) => (id, path.to_string()),
         None => (spec, String::new()),
     };
-    let entry = repo.find_snapshot(id)?;
+    let entry = match (&at.at, id) {
+        (Some(time), "" | "latest") => {
+            let when = crate::timefmt::parse(time)?;
+            let (entries, _) = repo.list_snapshots()?;
+            entries
+                .into_iter()
+                .filter(|e| at.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
+                .filter(|e| {
+                    at.path.as_ref().is_none_or(|p| e.snapshot.paths.iter().any(|sp| sp == p))
+                })
+                .filter(|e| e.snapshot.time <= when)
+                .max_by_key(|e| e.snapshot.time)
+                .with_context(|| format!("no recovery point was taken at or before {when}"))?
+        }
+        (Some(_), _) => bail!("give either a recovery point id or --at, not both"),
+        (None, "") => bail!("name a recovery point (ID, ID prefix or \"latest\") or use --at TIME"),
+        (None, id) => repo.find_snapshot(id)?,
+    };
     let node = repo.find_node(&entry.snapshot.tree, &path)?;
     Ok((entry, path, node))
 }
@@ -31,10 +59,8 @@ pub fn host_name() -> String {
 }
 
 pub fn user_name() -> String {
-    std::env::var("USER")
-        .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| {
-            // SAFETY: getuid has no preconditions.
-            unsafe { libc::getuid() }.to_string()
-        })
+    std::env::var("USER").or_else(|_| std::env::var("LOGNAME")).unwrap_or_else(|_| {
+        // SAFETY: getuid has no preconditions.
+        unsafe { libc::getuid() }.to_string()
+    })
 }

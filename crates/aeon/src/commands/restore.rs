@@ -1,3 +1,4 @@
+use aeon_core::filter::PathFilter;
 use aeon_core::restorer::{self, RestoreOptions};
 use anyhow::Result;
 use serde_json::json;
@@ -8,18 +9,20 @@ use crate::{Ctx, exit};
 
 pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
     let repo = ctx.open_with_index()?;
-    let (entry, path, node) = super::resolve_target(&repo, &args.snapshot)?;
+    let (entry, path, node) = super::resolve_target_at(&repo, args.snapshot.as_deref(), &args.at)?;
+    let opts = RestoreOptions {
+        threads: ctx.threads(),
+        overwrite: args.overwrite.parse()?,
+        delete: args.delete,
+        includes: PathFilter::new(&args.includes, &[])?,
+        excludes: PathFilter::new(&args.excludes, &[])?,
+        numeric_owner: args.numeric_owner,
+        verify: args.verify,
+    };
+    let node_path = format!("/{}", path.trim_matches('/'));
     let bar = Bar::new(ctx.progress_visible(), "files");
     let started = std::time::Instant::now();
-    let summary = restorer::restore(
-        &repo,
-        &node,
-        &args.target,
-        &RestoreOptions {
-            threads: ctx.threads(),
-        },
-        &bar,
-    );
+    let summary = restorer::restore(&repo, &node, &node_path, &args.target, &opts, &bar);
     bar.finish();
     let summary = summary?;
     let secs = started.elapsed().as_secs_f64();
@@ -29,26 +32,39 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
     if ctx.global.json {
         ctx.print_json(&json!({
             "snapshot_id": entry.id.to_hex(),
-            "path": path,
+            "path": node_path,
             "target": args.target,
             "files": summary.files,
+            "files_unchanged": summary.files_unchanged,
             "dirs": summary.dirs,
             "links": summary.links,
+            "hardlinks": summary.hardlinks,
+            "special": summary.special,
+            "deleted": summary.deleted,
             "bytes": summary.bytes,
+            "bytes_verified": summary.bytes_verified,
             "errors": summary.errors,
+            "notes": summary.notes,
             "duration_seconds": secs,
         }))?;
     } else {
+        for n in &summary.notes {
+            ctx.say(format!("note: {n}"));
+        }
         ctx.say(format!(
-            "restored {} files, {} dirs, {} links, {} from {} to {} in {:.2}s",
+            "restored {} files ({} already up to date), {} dirs, {} links, {} from {} to {} in {:.2}s",
             summary.files,
+            summary.files_unchanged,
             summary.dirs,
-            summary.links,
+            summary.links + summary.hardlinks,
             bytes(summary.bytes),
             entry.id.short(),
             args.target.display(),
             secs
         ));
+        if opts.verify {
+            ctx.say(format!("verified {} against the repository", bytes(summary.bytes_verified)));
+        }
     }
     if summary.integrity_errors > 0 {
         eprintln!(
@@ -59,10 +75,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         return Ok(exit::DAMAGE);
     }
     if !summary.errors.is_empty() {
-        eprintln!(
-            "aeon: error: {} item(s) could not be restored",
-            summary.errors.len()
-        );
+        eprintln!("aeon: error: {} item(s) could not be restored", summary.errors.len());
         return Ok(exit::ERROR);
     }
     Ok(0)

@@ -14,11 +14,7 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
         .iter()
         .filter(|e| args.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
         .filter(|e| args.tags.iter().all(|t| e.snapshot.tags.contains(t)))
-        .filter(|e| {
-            args.paths
-                .iter()
-                .all(|p| e.snapshot.paths.iter().any(|sp| sp == p))
-        })
+        .filter(|e| args.paths.iter().all(|p| e.snapshot.paths.iter().any(|sp| sp == p)))
         .collect();
     if ctx.global.json {
         let list: Vec<_> = selected
@@ -46,10 +42,7 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
         ctx.print_json(&list)?;
         return Ok(0);
     }
-    println!(
-        "{:<8}  {:<19}  {:<16}  {:<16}  Paths",
-        "ID", "Time", "Host", "Tags"
-    );
+    println!("{:<8}  {:<19}  {:<16}  {:<16}  Paths", "ID", "Time", "Host", "Tags");
     println!("{}", "-".repeat(80));
     for e in &selected {
         let s = &e.snapshot;

@@ -29,11 +29,7 @@ impl Env {
     pub fn empty() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("repo");
-        Env {
-            dir,
-            repo,
-            run_as: None,
-        }
+        Env { dir, repo, run_as: None }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -89,10 +85,7 @@ impl Env {
     /// The one pack file holding data blobs (largest first).
     pub fn packs(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
-        for sub in fs::read_dir(self.repo.join("data"))
-            .expect("data dir")
-            .flatten()
-        {
+        for sub in fs::read_dir(self.repo.join("data")).expect("data dir").flatten() {
             for f in fs::read_dir(sub.path()).expect("fan-out dir").flatten() {
                 v.push(f.path());
             }
@@ -254,31 +247,19 @@ pub fn snapshot_tree(root: &Path) -> BTreeMap<PathBuf, Entry> {
         } else {
             None
         };
-        let link = if ft.is_symlink() {
-            Some(fs::read_link(&p).expect("readlink"))
-        } else {
-            None
-        };
+        let link = if ft.is_symlink() { Some(fs::read_link(&p).expect("readlink")) } else { None };
         if ft.is_dir() {
             for e in fs::read_dir(&p).expect("read_dir").flatten() {
                 stack.push(e.path());
             }
         }
         // The root's own times are not part of the comparison (the restore target is ours).
-        let mtime = if rel.as_os_str().is_empty() {
-            (0, 0)
-        } else {
-            (md.mtime(), md.mtime_nsec())
-        };
+        let mtime = if rel.as_os_str().is_empty() { (0, 0) } else { (md.mtime(), md.mtime_nsec()) };
         out.insert(
             rel,
             Entry {
                 kind,
-                mode: if ft.is_symlink() {
-                    0
-                } else {
-                    md.mode() & 0o7777
-                },
+                mode: if ft.is_symlink() { 0 } else { md.mode() & 0o7777 },
                 uid: md.uid(),
                 gid: md.gid(),
                 mtime,

@@ -1,0 +1,57 @@
+//! File-system metadata beyond `lstat`: owner names, extended attributes (and the POSIX ACLs
+//! stored in them), and the data extents of sparse files.
+
+mod owners;
+mod sparse;
+
+pub use owners::OwnerNames;
+pub use sparse::SparseReader;
+
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
+
+use crate::tree::{RawName, Xattr};
+
+fn unsupported(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTSUP) | Some(libc::ENODATA))
+}
+
+/// Reads every extended attribute of `path` without following a symlink. File systems without
+/// xattr support yield none; other errors are returned so the caller can warn.
+pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
+    let names = match xattr::list(path) {
+        Ok(names) => names,
+        Err(e) if unsupported(&e) => return Ok(Vec::new()),
+        Err(e) => return Err(e),
+    };
+    let mut out = Vec::new();
+    for name in names {
+        match xattr::get(path, &name) {
+            Ok(Some(value)) => {
+                out.push(Xattr { name: RawName(name.as_bytes().to_vec()), value: RawName(value) })
+            }
+            Ok(None) => {}
+            Err(e) if unsupported(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Sets extended attributes on `path` (not following a symlink) and removes ones it has that
+/// are not in `xattrs`, so that an in-place restore ends with exactly the recorded set.
+pub fn write_xattrs(path: &Path, xattrs: &[Xattr]) -> std::io::Result<()> {
+    if let Ok(existing) = xattr::list(path) {
+        for name in existing {
+            let keep = xattrs.iter().any(|x| x.name.0 == name.as_bytes());
+            if !keep {
+                let _ = xattr::remove(path, &name);
+            }
+        }
+    }
+    for x in xattrs {
+        xattr::set(path, x.name.as_os_str(), &x.value.0)?;
+    }
+    Ok(())
+}
