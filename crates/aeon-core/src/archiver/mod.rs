@@ -415,7 +415,7 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             } else if size_hint <= params.min_size as u64 {
                 // Too small for a cut point: one chunk, without the chunker's 8 MiB buffer.
                 let mut data = Vec::with_capacity(size_hint as usize);
-                (&mut file).read_to_end(&mut data)?;
+                file.read_to_end(&mut data)?;
                 if data.len() as u64 > params.min_size as u64 {
                     // It grew since it was listed: chunk what we have like any large file.
                     for c in Chunker::new(&data[..], params, seed) {

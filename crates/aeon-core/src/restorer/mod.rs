@@ -212,6 +212,12 @@ pub fn restore(
         }
     }
 
+    // Restoring a directory's contents makes the target a copy of that directory, so it takes
+    // the directory's own metadata too (the virtual root above the sources has none).
+    if node.kind == NodeKind::Dir && !node.name.0.is_empty() {
+        finish.push((target.to_path_buf(), node.clone()));
+    }
+
     write_data(repo, &files, opts, progress, &mut summary);
 
     for (path, primary) in &hardlinks {
@@ -391,14 +397,12 @@ fn restore_pack(
                     continue;
                 }
             };
-            // Files are created empty at their full length: zeros are already there, as holes.
-            let zeros = plain.iter().all(|&x| x == 0);
             for t in &b.targets {
                 let f = &files[t.file];
                 if f.failed.load(Ordering::Relaxed) {
                     continue;
                 }
-                let result = if zeros { Ok(()) } else { write_at(&f.path, t.offset, &plain) };
+                let result = write_at(&f.path, t.offset, &plain);
                 match result {
                     Err(e) => fail(b, &e),
                     Ok(()) => {
@@ -449,7 +453,13 @@ fn verify_files(
 /// Reads a restored file back and checks each stretch against its blob id.
 fn verify_file(repo: &Repository, path: &Path, node: &Node) -> std::result::Result<u64, String> {
     let fail = |why: String| format!("{}: verification failed: {why}", path.display());
-    let mut f = fs::File::open(path).map_err(|e| fail(e.to_string()))?;
+    // O_NOATIME: reading back must not change the access time just restored.
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
+        .open(path)
+        .or_else(|_| fs::File::open(path))
+        .map_err(|e| fail(e.to_string()))?;
     let mut total = 0u64;
     let mut buf = Vec::new();
     for id in &node.content {
@@ -558,13 +568,38 @@ fn create_special(path: &Path, node: &Node) -> Result<()> {
     Ok(())
 }
 
+/// Block size below which zero runs are written rather than skipped.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `data` at `offset`, skipping all-zero 4 KiB blocks: files are created empty at their
+/// full length, so the zeros are already there, as holes. This is what recreates sparse files.
 fn write_at(path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+    if data.iter().all(|&b| b == 0) {
+        return Ok(());
+    }
     let f = OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_NOFOLLOW)
         .open(path)
         .map_err(|e| Error::io(path, e))?;
-    f.write_all_at(data, offset).map_err(|e| Error::io(path, e))
+    let mut run_start: Option<usize> = None;
+    for (i, block) in data.chunks(HOLE_BLOCK).enumerate() {
+        let at = i * HOLE_BLOCK;
+        let zero = block.len() == HOLE_BLOCK && block.iter().all(|&b| b == 0);
+        match (zero, run_start) {
+            (false, None) => run_start = Some(at),
+            (true, Some(start)) => {
+                f.write_all_at(&data[start..at], offset + start as u64)
+                    .map_err(|e| Error::io(path, e))?;
+                run_start = None;
+            }
+            _ => {}
+        }
+    }
+    if let Some(start) = run_start {
+        f.write_all_at(&data[start..], offset + start as u64).map_err(|e| Error::io(path, e))?;
+    }
+    Ok(())
 }
 
 fn to_filetime(t: Timestamp) -> filetime::FileTime {
