@@ -57,6 +57,20 @@ pub fn parse_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>>
     )
 }
 
+pub fn local(t: &DateTime<FixedOffset>) -> String {
+    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
+}
+
+pub fn from_timestamp(t: Timestamp) -> Option<DateTime<Utc>> {
+    DateTime::from_timestamp(t.0, t.1)
+}
+
+pub fn rfc3339_nanos(t: Timestamp) -> String {
+    from_timestamp(t)
+        .map(|d| d.with_timezone(&Local).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false))
+        .unwrap_or_else(|| format!("{}.{:09}", t.0, t.1))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -76,18 +90,4 @@ mod tests {
         assert!(parse_at("next tuesday", now).is_err());
         assert!(parse_at("3 fortnights ago", now).is_err());
     }
-}
-
-pub fn local(t: &DateTime<FixedOffset>) -> String {
-    t.with_timezone(&Local).format("%Y-%m-%d %H:%M:%S").to_string()
-}
-
-pub fn from_timestamp(t: Timestamp) -> Option<DateTime<Utc>> {
-    DateTime::from_timestamp(t.0, t.1)
-}
-
-pub fn rfc3339_nanos(t: Timestamp) -> String {
-    from_timestamp(t)
-        .map(|d| d.with_timezone(&Local).to_rfc3339_opts(chrono::SecondsFormat::Nanos, false))
-        .unwrap_or_else(|| format!("{}.{:09}", t.0, t.1))
 }
