@@ -102,9 +102,18 @@ pub struct InitArgs {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and directories to back up
-    #[arg(required = true, value_name = "PATH")]
+    /// Files and directories to back up (with --stdin-from-command: the command and its arguments, after --)
+    #[arg(required_unless_present_any = ["stdin", "files_from"], value_name = "PATH")]
     pub paths: Vec<PathBuf>,
+    /// Back up standard input as one file (named by --stdin-filename)
+    #[arg(long, conflicts_with = "stdin_from_command")]
+    pub stdin: bool,
+    /// Run the command given after -- and back up its output; the recovery point is kept only if it exits 0
+    #[arg(long)]
+    pub stdin_from_command: bool,
+    /// File name of the stream in the recovery point
+    #[arg(long, default_value = "stdin", value_name = "NAME")]
+    pub stdin_filename: String,
     /// Host name to record (default: this machine's)
     #[arg(long = "host", value_name = "NAME")]
     pub host: Option<String>,

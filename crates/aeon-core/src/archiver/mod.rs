@@ -32,7 +32,7 @@ use crate::metadata::{OwnerNames, SparseReader};
 use crate::progress::Progress;
 use crate::repository::{PackerStats, Repository};
 use crate::snapshot::{Snapshot, Summary};
-use crate::tree::{Node, Timestamp, Tree};
+use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
 pub use walk::absolute_source_paths;
 
@@ -175,7 +175,22 @@ struct Counters {
     errors: AtomicU64,
 }
 
-impl Shared<'_> {
+impl<'a> Shared<'a> {
+    fn new(repo: &'a Repository, opts: &'a BackupOptions, progress: &'a dyn Progress) -> Self {
+        Shared {
+            repo,
+            progress,
+            compression: opts.compression.unwrap_or(repo.settings().compression),
+            queued: Mutex::new(HashSet::new()),
+            abort: AtomicBool::new(false),
+            fatal: Mutex::new(None),
+            warnings: Mutex::new(Vec::new()),
+            counters: Counters::default(),
+            owners: OwnerNames::default(),
+            opts,
+        }
+    }
+
     fn fail(&self, e: Error) {
         let mut f = self.fatal.lock().unwrap_or_else(|p| p.into_inner());
         if f.is_none() {
@@ -213,18 +228,7 @@ pub fn backup(
         Some(id) => Some(repo.load_snapshot(&id)?.tree),
         None => None,
     };
-    let shared = Shared {
-        repo,
-        progress,
-        compression: opts.compression.unwrap_or(repo.settings().compression),
-        queued: Mutex::new(HashSet::new()),
-        abort: AtomicBool::new(false),
-        fatal: Mutex::new(None),
-        warnings: Mutex::new(Vec::new()),
-        counters: Counters::default(),
-        owners: OwnerNames::default(),
-        opts,
-    };
+    let shared = Shared::new(repo, opts, progress);
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = bounded::<FileJob>(256);
     let (item_tx, item_rx) = bounded::<Item>(4096);
@@ -269,10 +273,128 @@ pub fn backup(
         (root, stats)
     });
 
+    let paths = sources.iter().map(|p| p.to_string_lossy().into_owned()).collect();
+    commit(shared, root, packer_stats, start, paths, &mut || Ok(()))
+}
+
+/// Backs up one stream (stdin, a command's output) as the file `/NAME` of a new recovery
+/// point, reading it once and holding only a few chunks in memory. `check_source` runs after
+/// the stream ends and before the recovery point is written: if it fails (the command exited
+/// non-zero), no recovery point is written and its error is returned.
+pub fn backup_stream(
+    repo: &Repository,
+    opts: &BackupOptions,
+    name: &str,
+    source: &mut dyn Read,
+    check_source: &mut dyn FnMut() -> Result<()>,
+    progress: &dyn Progress,
+) -> Result<BackupResult> {
+    let start = chrono::Local::now().fixed_offset();
+    if name.is_empty() || name.contains('/') || name == "." || name == ".." {
+        return Err(Error::InvalidInput(format!("invalid stream file name {name:?}")));
+    }
+    let shared = Shared::new(repo, opts, progress);
+    let threads = opts.threads.max(1);
+    let (chunk_tx, chunk_rx) = bounded::<ChunkJob>(threads * 2);
+    let (blob_tx, blob_rx) = bounded::<SealedBlob>(threads * 2);
+    let (root, packer_stats) = std::thread::scope(|s| {
+        let shared = &shared;
+        let packer = s.spawn({
+            let blob_rx = blob_rx.clone();
+            move || run_packer(shared, blob_rx)
+        });
+        for _ in 0..threads {
+            let chunk_rx = chunk_rx.clone();
+            let blob_tx = blob_tx.clone();
+            s.spawn(move || run_compressor(shared, chunk_rx, blob_tx));
+        }
+        drop((chunk_rx, blob_rx));
+        let root = stream_tree(shared, name, source, chunk_tx, &blob_tx);
+        drop(blob_tx);
+        let stats = packer.join().unwrap_or_default();
+        (root, stats)
+    });
+    commit(shared, root, packer_stats, start, vec![format!("/{name}")], check_source)
+}
+
+/// Reads and chunks the stream, then stores the one-file root tree; `None` if it failed.
+fn stream_tree(
+    shared: &Shared,
+    name: &str,
+    source: &mut dyn Read,
+    chunks: Sender<ChunkJob>,
+    blobs: &Sender<SealedBlob>,
+) -> Option<Id> {
+    let repo = shared.repo;
+    let mut node = Node::new(RawName(name.as_bytes().to_vec()), NodeKind::File);
+    for c in Chunker::new(source, repo.settings().chunker, repo.chunker_seed()) {
+        let data = match c {
+            Ok(d) => d,
+            Err(e) => {
+                shared.fail(Error::InvalidInput(format!("reading the stream: {e}")));
+                return None;
+            }
+        };
+        let id = repo.hasher().hash(&data);
+        node.size += data.len() as u64;
+        shared.progress.add(0, data.len() as u64);
+        node.content.push(id);
+        if shared.claim(&id) && chunks.send(ChunkJob { id, data }).is_err() {
+            return None;
+        }
+    }
+    drop(chunks);
+    let now = chrono::Utc::now();
+    node.mode = 0o600;
+    node.uid = unsafe_free_uid();
+    node.gid = unsafe_free_gid();
+    node.user = shared.owners.user(node.uid);
+    node.group = shared.owners.group(node.gid);
+    node.mtime = Timestamp(now.timestamp(), now.timestamp_subsec_nanos());
+    let c = &shared.counters;
+    c.files_new.fetch_add(1, Ordering::Relaxed);
+    c.bytes_read.fetch_add(node.size, Ordering::Relaxed);
+    c.total_bytes.fetch_add(node.size, Ordering::Relaxed);
+    c.dirs_new.fetch_add(1, Ordering::Relaxed);
+    let tree = Tree { nodes: vec![node] };
+    let bytes = tree.encode();
+    let id = repo.hasher().hash(&bytes);
+    if shared.claim(&id) {
+        match blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, shared.compression) {
+            Ok(sealed) => {
+                let b = SealedBlob {
+                    blob_type: BlobType::Tree,
+                    id,
+                    sealed,
+                    raw_len: bytes.len() as u32,
+                };
+                blobs.send(b).ok()?;
+            }
+            Err(e) => {
+                shared.fail(e);
+                return None;
+            }
+        }
+    }
+    Some(id)
+}
+
+/// Writes the recovery point once every stage is done, if nothing failed and `check_source`
+/// agrees (for a command's output: that the command succeeded).
+fn commit(
+    shared: Shared,
+    root: Option<Id>,
+    packer_stats: PackerStats,
+    start: DateTime<FixedOffset>,
+    paths: Vec<String>,
+    check_source: &mut dyn FnMut() -> Result<()>,
+) -> Result<BackupResult> {
     if let Some(e) = shared.fatal.lock().unwrap_or_else(|p| p.into_inner()).take() {
         return Err(e);
     }
     let root = root.ok_or(Error::Cancelled)?;
+    check_source()?;
+    let (repo, opts) = (shared.repo, shared.opts);
     let c = &shared.counters;
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
     let end = chrono::Local::now().fixed_offset();
@@ -297,7 +419,7 @@ pub fn backup(
     let snapshot = Snapshot {
         time: opts.time.unwrap_or(start),
         tree: root,
-        paths: sources.iter().map(|p| p.to_string_lossy().into_owned()).collect(),
+        paths,
         hostname: opts.hostname.clone(),
         username: opts.username.clone(),
         uid: unsafe_free_uid(),

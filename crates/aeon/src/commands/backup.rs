@@ -1,7 +1,7 @@
 use aeon_core::archiver::{self, BackupOptions};
 use aeon_core::filter::PathFilter;
 use aeon_core::id::Id;
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde_json::json;
 
 use crate::cli::BackupArgs;
@@ -36,7 +36,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     opts.compression = args.compression.as_deref().map(str::parse).transpose()?;
     opts.time = args.time.as_deref().map(timefmt::parse).transpose()?;
     opts.scan_totals = ctx.progress_visible();
-    opts.parent = if args.force {
+    opts.parent = if args.force || args.stdin || args.stdin_from_command {
         None
     } else if let Some(p) = &args.parent {
         Some(repo.find_snapshot(p)?.id)
@@ -46,7 +46,11 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
 
     let bar = Bar::new(ctx.progress_visible(), "files");
     let started = std::time::Instant::now();
-    let result = archiver::backup(&repo, &opts, &bar);
+    let result = if args.stdin || args.stdin_from_command {
+        backup_stream(&repo, &opts, &args, &bar)
+    } else {
+        archiver::backup(&repo, &opts, &bar).map_err(anyhow::Error::from)
+    };
     bar.finish();
     let result = result?;
     let s = &result.snapshot.summary;
@@ -104,6 +108,52 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         return Ok(exit::INCOMPLETE);
     }
     Ok(0)
+}
+
+/// Backs up standard input or a command's output as one file.
+fn backup_stream(
+    repo: &aeon_core::Repository,
+    opts: &BackupOptions,
+    args: &BackupArgs,
+    bar: &Bar,
+) -> Result<archiver::BackupResult> {
+    if args.stdin {
+        if !args.paths.is_empty() {
+            bail!("--stdin backs up standard input only; give no paths");
+        }
+        let mut input = std::io::stdin().lock();
+        return Ok(archiver::backup_stream(
+            repo,
+            opts,
+            &args.stdin_filename,
+            &mut input,
+            &mut || Ok(()),
+            bar,
+        )?);
+    }
+    let (program, rest) = args
+        .paths
+        .split_first()
+        .with_context(|| "--stdin-from-command needs a command after --")?;
+    let shown = args.paths.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(" ");
+    let mut child = std::process::Command::new(program)
+        .args(rest)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .with_context(|| format!("cannot run {shown:?}"))?;
+    let mut stdout = child.stdout.take().context("no stdout from the command")?;
+    let mut check = || -> aeon_core::Result<()> {
+        let status = child.wait().map_err(|e| aeon_core::Error::io(program, e))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(aeon_core::Error::InvalidInput(format!(
+                "{shown:?} failed ({status}); no recovery point was written"
+            )))
+        }
+    };
+    Ok(archiver::backup_stream(repo, opts, &args.stdin_filename, &mut stdout, &mut check, bar)?)
 }
 
 /// The newest recovery point of the same host with the same paths.

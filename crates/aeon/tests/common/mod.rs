@@ -67,8 +67,9 @@ impl Env {
     }
 
     pub fn json(&self, args: &[&str]) -> serde_json::Value {
+        // Right after the subcommand: anything after `--` belongs to a command, not to aeon.
         let mut all = args.to_vec();
-        all.push("--json");
+        all.insert(1.min(all.len()), "--json");
         serde_json::from_str(&self.run_ok(&all)).expect("valid JSON")
     }
 
