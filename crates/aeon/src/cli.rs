@@ -82,6 +82,61 @@ pub enum Command {
     Cat(CatArgs),
     /// Verify the repository; --read-data reads and verifies every byte
     Check(CheckArgs),
+    /// Find files by name or path in every recovery point
+    Find(FindArgs),
+    /// Show what changed between two recovery points, or against the live file system
+    Diff(DiffArgs),
+    /// Write a file (or a directory, as tar) from a recovery point to standard output
+    Dump(DumpArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct FindArgs {
+    /// Name or path pattern: `*.conf`, `nginx.conf`, `/etc/**/*.pem`
+    #[arg(value_name = "PATTERN")]
+    pub pattern: String,
+    /// Ignore case
+    #[arg(long, short = 'i')]
+    pub ignore_case: bool,
+    /// Only entries modified at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub newer: Option<String>,
+    /// Only entries modified at or before this time
+    #[arg(long, value_name = "TIME")]
+    pub older: Option<String>,
+    /// File size: N (exactly), +N (at least), -N (at most), with K/M/G suffixes
+    #[arg(long, value_name = "SIZE", allow_hyphen_values = true)]
+    pub size: Option<String>,
+    /// Only recovery points of this host
+    #[arg(long = "host")]
+    pub host: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// The older recovery point (ID, prefix, latest; optional :PATH)
+    #[arg(value_name = "ID1[:PATH]")]
+    pub first: Option<String>,
+    /// The newer recovery point
+    #[arg(value_name = "ID2")]
+    pub second: Option<String>,
+    /// Compare the first recovery point with this live path instead
+    #[arg(long, value_name = "PATH")]
+    pub live: Option<PathBuf>,
+    #[command(flatten)]
+    pub at: AtArgs,
+    /// Show metadata-only changes too (default: yes; --content-only hides them)
+    #[arg(long)]
+    pub content_only: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct DumpArgs {
+    /// ID:PATH of a file or directory (with --at: :PATH)
+    #[arg(value_name = "ID:PATH")]
+    pub target: Option<String>,
+    #[command(flatten)]
+    pub at: AtArgs,
 }
 
 #[derive(Args, Debug)]
@@ -192,6 +247,21 @@ pub struct SnapshotsArgs {
     /// Only recovery points that include this path
     #[arg(long = "path")]
     pub paths: Vec<String>,
+    /// Only recovery points of this category
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Only recovery points of this kind
+    #[arg(long)]
+    pub kind: Option<String>,
+    /// Only recovery points taken at or after this time
+    #[arg(long, value_name = "TIME")]
+    pub since: Option<String>,
+    /// Only recovery points taken at or before this time
+    #[arg(long, value_name = "TIME")]
+    pub until: Option<String>,
+    /// Group the list by host, paths and/or tags (comma separated)
+    #[arg(long, value_name = "FIELDS")]
+    pub group_by: Option<String>,
 }
 
 #[derive(Args, Debug)]

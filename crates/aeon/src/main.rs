@@ -90,6 +90,9 @@ fn main() -> ExitCode {
         Command::Ls(a) => commands::ls::run(&ctx, a),
         Command::Cat(a) => commands::cat::run(&ctx, a),
         Command::Check(a) => commands::check::run(&ctx, a),
+        Command::Find(a) => commands::find::run(&ctx, a),
+        Command::Diff(a) => commands::diff::run(&ctx, a),
+        Command::Dump(a) => commands::dump::run(&ctx, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -34,7 +34,7 @@ use crate::repository::{PackerStats, Repository};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
-pub use walk::absolute_source_paths;
+pub use walk::{absolute_source_paths, node_from_metadata};
 
 #[derive(Debug, Clone)]
 pub struct BackupOptions {

@@ -28,6 +28,10 @@ impl Default for PathFilter {
 }
 
 fn build(patterns: &[String], case_insensitive: bool) -> Result<GlobSet> {
+    build_with(patterns, case_insensitive, true)
+}
+
+fn build_with(patterns: &[String], case_insensitive: bool, descendants: bool) -> Result<GlobSet> {
     let mut b = GlobSetBuilder::new();
     for p in patterns {
         let p = p.trim_end_matches('/');
@@ -36,7 +40,8 @@ fn build(patterns: &[String], case_insensitive: bool) -> Result<GlobSet> {
         }
         let full = if p.starts_with('/') { p.to_string() } else { format!("**/{p}") };
         // The pattern itself, and everything below what it matches.
-        for g in [full.clone(), format!("{full}/**")] {
+        let globs = if descendants { vec![full.clone(), format!("{full}/**")] } else { vec![full] };
+        for g in globs {
             let glob = GlobBuilder::new(&g)
                 .literal_separator(true)
                 .case_insensitive(case_insensitive)
@@ -56,6 +61,13 @@ impl PathFilter {
             insensitive: build(case_insensitive_patterns, true)?,
             empty: patterns.is_empty() && case_insensitive_patterns.is_empty(),
         })
+    }
+
+    /// Like [`PathFilter::new`], but a directory's match does not extend to what is below it
+    /// (for `find`, which lists the matching entries themselves).
+    pub fn exact(patterns: &[String], case_insensitive: bool) -> Result<PathFilter> {
+        let set = build_with(patterns, case_insensitive, false)?;
+        Ok(PathFilter { sensitive: set, insensitive: GlobSet::empty(), empty: patterns.is_empty() })
     }
 
     /// Reads patterns from a file: one per line; blank lines and `#` comments are skipped.

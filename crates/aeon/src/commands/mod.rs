@@ -1,6 +1,9 @@
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod diff;
+pub mod dump;
+pub mod find;
 pub mod init;
 pub mod ls;
 pub mod restore;

@@ -1,3 +1,4 @@
+use aeon_core::snapshot::SnapshotEntry;
 use anyhow::Result;
 use serde_json::json;
 
@@ -10,41 +11,105 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
     for (name, e) in &unreadable {
         eprintln!("warning: recovery point {name} cannot be read: {e}");
     }
+    let since = args.since.as_deref().map(timefmt::parse).transpose()?;
+    let until = args.until.as_deref().map(timefmt::parse).transpose()?;
     let selected: Vec<_> = entries
         .iter()
+        .filter(|e| args.category.as_ref().is_none_or(|c| e.snapshot.category.as_ref() == Some(c)))
+        .filter(|e| args.kind.as_ref().is_none_or(|k| e.snapshot.kind.as_ref() == Some(k)))
+        .filter(|e| since.is_none_or(|t| e.snapshot.time >= t))
+        .filter(|e| until.is_none_or(|t| e.snapshot.time <= t))
         .filter(|e| args.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
         .filter(|e| args.tags.iter().all(|t| e.snapshot.tags.contains(t)))
         .filter(|e| args.paths.iter().all(|p| e.snapshot.paths.iter().any(|sp| sp == p)))
         .collect();
+    let groups = group(&selected, args.group_by.as_deref())?;
     if ctx.global.json {
-        let list: Vec<_> = selected
-            .iter()
-            .map(|e| {
-                let s = &e.snapshot;
-                json!({
-                    "id": e.id.to_hex(),
-                    "short_id": e.id.short(),
-                    "time": s.time.to_rfc3339(),
-                    "host": s.hostname,
-                    "username": s.username,
-                    "paths": s.paths,
-                    "tags": s.tags,
-                    "parent": s.parent.map(|p| p.to_hex()),
-                    "tree": s.tree.to_hex(),
-                    "description": s.description,
-                    "category": s.category,
-                    "kind": s.kind,
-                    "program_version": s.program_version,
-                    "summary": s.summary,
+        let as_json = |list: &[&SnapshotEntry]| -> Vec<serde_json::Value> {
+            list.iter()
+                .map(|e| {
+                    let s = &e.snapshot;
+                    json!({
+                        "id": e.id.to_hex(),
+                        "short_id": e.id.short(),
+                        "time": s.time.to_rfc3339(),
+                        "host": s.hostname,
+                        "username": s.username,
+                        "paths": s.paths,
+                        "tags": s.tags,
+                        "parent": s.parent.map(|p| p.to_hex()),
+                        "tree": s.tree.to_hex(),
+                        "description": s.description,
+                        "category": s.category,
+                        "kind": s.kind,
+                        "program_version": s.program_version,
+                        "summary": s.summary,
+                    })
                 })
-            })
-            .collect();
-        ctx.print_json(&list)?;
+                .collect()
+        };
+        if args.group_by.is_some() {
+            let list: Vec<_> = groups
+                .iter()
+                .map(|(key, members)| json!({"group_key": key, "snapshots": as_json(members)}))
+                .collect();
+            ctx.print_json(&list)?;
+        } else {
+            ctx.print_json(&as_json(&selected))?;
+        }
         return Ok(0);
     }
+    for (key, members) in &groups {
+        if args.group_by.is_some() {
+            let shown: Vec<String> = key.iter().map(|(k, v)| format!("{k} {v}")).collect();
+            println!("group: {}", shown.join(", "));
+        }
+        print_table(members);
+    }
+    Ok(0)
+}
+
+type GroupKey = Vec<(String, String)>;
+
+/// Groups by the chosen fields (none: one group), keeping time order within each.
+fn group<'a>(
+    list: &[&'a SnapshotEntry],
+    by: Option<&str>,
+) -> Result<Vec<(GroupKey, Vec<&'a SnapshotEntry>)>> {
+    let fields: Vec<&str> = by
+        .map(|b| b.split(',').map(str::trim).filter(|f| !f.is_empty()).collect())
+        .unwrap_or_default();
+    if let Some(bad) = fields.iter().find(|f| !["host", "paths", "tags"].contains(f)) {
+        anyhow::bail!("cannot group by {bad:?}: use host, paths and/or tags");
+    }
+    let mut groups: Vec<(GroupKey, Vec<&SnapshotEntry>)> = Vec::new();
+    for e in list {
+        let key: GroupKey = fields
+            .iter()
+            .map(|f| {
+                let v = match *f {
+                    "host" => e.snapshot.hostname.clone(),
+                    "paths" => e.snapshot.paths.join(","),
+                    _ => e.snapshot.tags.join(","),
+                };
+                (f.to_string(), v)
+            })
+            .collect();
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, members)) => members.push(e),
+            None => groups.push((key, vec![e])),
+        }
+    }
+    if groups.is_empty() {
+        groups.push((Vec::new(), Vec::new()));
+    }
+    Ok(groups)
+}
+
+fn print_table(selected: &[&SnapshotEntry]) {
     println!("{:<8}  {:<19}  {:<16}  {:<16}  Paths", "ID", "Time", "Host", "Tags");
     println!("{}", "-".repeat(80));
-    for e in &selected {
+    for e in selected {
         let s = &e.snapshot;
         println!(
             "{:<8}  {:<19}  {:<16}  {:<16}  {}",
@@ -57,5 +122,4 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
     }
     println!("{}", "-".repeat(80));
     println!("{} recovery point(s)", selected.len());
-    Ok(0)
 }
