@@ -15,8 +15,24 @@ fi
 if [ "$FUZZ_SECONDS" != 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
-# setpriv runs one test as an unprivileged user when the suite runs as root (util-linux).
-command -v setpriv >/dev/null || { echo "setpriv (util-linux) is required" >&2; exit 1; }
+# Oracles and helpers the end-to-end tests use: setfacl (ACLs), rsync (second opinion on
+# restores), setpriv (running aeon as an unprivileged user), tar, mkfifo, mount.
+need=()
+for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount; do
+    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+done
+if [ ${#need[@]} -gt 0 ]; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing tools (install as root): ${need[*]}" >&2; exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-upgrade "${need[@]}"
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "the suite must run as root: it tests devices, owners, trusted.* xattrs and mounts" >&2
+    exit 1
+fi
 
 step "format and lints"
 cargo fmt --all -- --check
