@@ -74,6 +74,8 @@ fn node_json(path: &str, n: &Node) -> Value {
         "mode": format!("{:o}", n.mode),
         "uid": n.uid,
         "gid": n.gid,
+        "user": n.user,
+        "group": n.group,
         "mtime": timefmt::rfc3339_nanos(n.mtime),
         "target": n.target.as_ref().map(|t| t.to_string_lossy()),
     })
@@ -90,11 +92,19 @@ fn mode_string(n: &Node) -> String {
         NodeKind::File => '-',
     };
     let mut s = String::from(t);
-    for shift in [6, 3, 0] {
+    // setuid, setgid and sticky show in the execute positions, as ls does.
+    let special = [(0o4000, 's', 'S'), (0o2000, 's', 'S'), (0o1000, 't', 'T')];
+    for (i, shift) in [6, 3, 0].into_iter().enumerate() {
         let bits = (n.mode >> shift) & 7;
         s.push(if bits & 4 != 0 { 'r' } else { '-' });
         s.push(if bits & 2 != 0 { 'w' } else { '-' });
-        s.push(if bits & 1 != 0 { 'x' } else { '-' });
+        let (flag, with_x, without_x) = special[i];
+        s.push(match (n.mode & flag != 0, bits & 1 != 0) {
+            (true, true) => with_x,
+            (true, false) => without_x,
+            (false, true) => 'x',
+            (false, false) => '-',
+        });
     }
     s
 }
@@ -105,5 +115,7 @@ fn long_line(path: &str, n: &Node) -> String {
         .unwrap_or_default();
     let link =
         n.target.as_ref().map(|t| format!(" -> {}", t.to_string_lossy())).unwrap_or_default();
-    format!("{} {:>6} {:>6} {:>12} {} {}{}", mode_string(n), n.uid, n.gid, n.size, time, path, link)
+    let user = n.user.clone().unwrap_or_else(|| n.uid.to_string());
+    let group = n.group.clone().unwrap_or_else(|| n.gid.to_string());
+    format!("{} {:>8} {:>8} {:>12} {} {}{}", mode_string(n), user, group, n.size, time, path, link)
 }
