@@ -116,6 +116,7 @@ pub fn check(
             "{unindexed} pack(s) not in any index (left by an interrupted backup; harmless)"
         ));
     }
+    index.seal();
     report.packs = index.packs().len();
     report.blobs = index.blob_count();
     repo.replace_index(index);
@@ -125,7 +126,7 @@ pub fn check(
     }
     for (id, loc) in repo.index().blobs() {
         if bad_packs.contains(&loc.pack) {
-            bad_blobs.insert(*id);
+            bad_blobs.insert(id);
         }
     }
 
@@ -166,7 +167,7 @@ fn read_all_packs(
         (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
     let mut expected: HashMap<u32, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
     for (id, loc) in index.blobs() {
-        expected.entry(loc.pack).or_default().push((*id, *loc));
+        expected.entry(loc.pack).or_default().push((id, loc));
     }
     let total: u64 = todo.iter().map(|&p| index.pack(p).size).sum();
     progress.set_total(todo.len() as u64, total);

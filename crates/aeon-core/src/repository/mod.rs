@@ -231,6 +231,7 @@ impl Repository {
         for f in self.read_index_files()? {
             index.add_file(&f?.1);
         }
+        index.seal();
         self.index = index;
         Ok(())
     }

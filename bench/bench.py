@@ -1,0 +1,376 @@
+#!/usr/bin/env python3
+"""Aeon against restic, borg and rustic, side by side in one run.
+
+Every tool runs with its default settings into a local repository on the same file system as
+the data. The tools are interleaved (A B C D, A B C D, ...) for REPS repetitions and the
+medians reported. The page cache is dropped before every timed phase. Wall time, CPU time and
+peak RSS come from /usr/bin/time; repository size from the bytes on disk.
+
+Usage: bench/run.sh (installs the peers and builds Aeon first), or
+       bench/bench.py [--reps N] [--datasets src,large,small] [--tools aeon,restic,rustic,borg]
+"""
+import argparse
+import csv
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+WORK = HERE / "work"
+RESULTS = HERE / "results"
+AEON = ROOT / "target" / "release" / "aeon"
+PASSWORD = "bench-password"
+
+ENV = dict(os.environ, AEON_PASSWORD=PASSWORD, RESTIC_PASSWORD=PASSWORD, RUSTIC_PASSWORD=PASSWORD,
+           BORG_PASSPHRASE=PASSWORD, BORG_RELOCATED_REPO_ACCESS_IS_OK="yes",
+           BORG_UNKNOWN_UNENCRYPTED_REPO_ACCESS_IS_OK="yes", BORG_CHECK_I_KNOW_WHAT_I_AM_DOING="YES",
+           RESTIC_CACHE_DIR=str(WORK / "cache-restic"), BORG_BASE_DIR=str(WORK / "borg-base"),
+           XDG_CACHE_HOME=str(WORK / "cache-xdg"))
+
+
+def drop_caches():
+    subprocess.run(["sync"], check=True)
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError as e:
+        sys.exit(f"cannot drop the page cache ({e}); run as root")
+
+
+def du(path):
+    total = 0
+    for dirpath, _, files in os.walk(path):
+        for f in files:
+            try:
+                total += os.lstat(os.path.join(dirpath, f)).st_size
+            except OSError:
+                pass
+    return total
+
+
+# ---------------------------------------------------------------------------------------- data
+
+def copy_tree(src, dst):
+    if dst.exists():
+        shutil.rmtree(dst)
+    subprocess.run(["cp", "-a", str(src), str(dst)], check=True)
+
+
+def make_src_tree(dst):
+    """A source-tree-like set: a copy of /usr/share (tens of thousands of real text files)."""
+    copy_tree(Path("/usr/share"), dst)
+    # Dangling links and odd files in /usr/share are fine; sockets are not expected.
+
+
+def make_next_day(day1, day2, seed=4):
+    """1% of files deleted, 3% modified (bytes inserted in the middle, or appended), 1% new."""
+    copy_tree(day1, day2)
+    rng = random.Random(seed)
+    files = sorted(p for p in day2.rglob("*") if p.is_file() and not p.is_symlink())
+    rng.shuffle(files)
+    n = len(files)
+    deleted, modified = files[: n // 100], files[n // 100: n // 100 + 3 * n // 100]
+    for p in deleted:
+        p.unlink()
+    for i, p in enumerate(modified):
+        data = p.read_bytes()
+        insert = rng.randbytes(rng.randint(1, 200))
+        if i % 2 == 0:
+            mid = len(data) // 2
+            data = data[:mid] + insert + data[mid:]
+        else:
+            data = data + insert
+        p.write_bytes(data)
+    dirs = sorted({p.parent for p in files[n // 10:]})
+    for i in range(n // 100):
+        d = dirs[rng.randrange(len(dirs))]
+        if d.exists():
+            (d / f"new-file-{i}.txt").write_bytes(rng.randbytes(rng.randint(100, 20000)).hex().encode())
+
+
+def make_large(dst, seed=2):
+    """2 GiB in a few large files: incompressible, compressible, and runs of zeros."""
+    dst.mkdir(parents=True)
+    rng = random.Random(seed)
+    words = [bytes(rng.choice(b"abcdefghijklmnopqrstuvwxyz") for _ in range(rng.randint(2, 10))) for _ in range(3000)]
+    text = b" ".join(rng.choice(words) for _ in range(4_000_000))
+    mib = 1 << 20
+    for name, parts in [("disk.img", [("rand", 512), ("zero", 128), ("text", 256)]),
+                        ("database.db", [("text", 384), ("rand", 256), ("zero", 64)]),
+                        ("video.mp4", [("rand", 448)])]:
+        with open(dst / name, "wb") as f:
+            for kind, size in parts:
+                for _ in range(size):
+                    if kind == "rand":
+                        f.write(rng.randbytes(mib))
+                    elif kind == "zero":
+                        f.write(bytes(mib))
+                    else:
+                        start = rng.randrange(len(text) - mib)
+                        f.write(text[start:start + mib])
+
+
+def make_small(dst, count=200_000, seed=3):
+    """200,000 small files (0-8 KiB, mostly text) in nested directories."""
+    rng = random.Random(seed)
+    dirs = []
+    for a in range(20):
+        for b in range(25):
+            d = dst / f"d{a:02}" / f"e{b:02}"
+            d.mkdir(parents=True)
+            dirs.append(d)
+    pool = rng.randbytes(1 << 20)
+    for i in range(count):
+        d = dirs[i % len(dirs)]
+        size = int(rng.expovariate(1 / 2000)) % 8192
+        if i % 3 == 0:
+            data = rng.randbytes(size)
+        else:
+            start = rng.randrange(len(pool) - size - 1)
+            data = pool[start:start + size].hex().encode()[:size]
+        (d / f"f{i:06}.txt").write_bytes(data)
+
+
+DATASETS = {
+    "src": ("source tree (/usr/share copy)", make_src_tree),
+    "large": ("large files (2 GiB)", make_large),
+    "small": ("200,000 small files", make_small),
+}
+
+
+def prepare(datasets):
+    WORK.mkdir(exist_ok=True)
+    for key in datasets:
+        path = WORK / "data" / key
+        if not (path / ".complete").exists():
+            print(f"generating dataset {key}...", flush=True)
+            if path.exists():
+                shutil.rmtree(path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            DATASETS[key][1](path)
+            if key == "src":
+                make_next_day(path, WORK / "data" / "src-day2")
+            (path / ".complete").write_text("ok")
+
+
+# --------------------------------------------------------------------------------------- tools
+
+class Tool:
+    name = ""
+
+    def __init__(self):
+        self.borg_counter = 0
+
+    def cmd(self, phase, repo, data, target):
+        raise NotImplementedError
+
+
+class Aeon(Tool):
+    name = "aeon"
+
+    def cmd(self, phase, repo, data, target):
+        a = [str(AEON), "-r", str(repo), "-q"]
+        return {"init": a + ["init"],
+                "backup": a + ["backup", str(data)],
+                "restore": a + ["restore", f"latest:{data}", "--target", str(target)],
+                "check": a + ["check", "--read-data"]}[phase]
+
+
+class Restic(Tool):
+    name = "restic"
+
+    def cmd(self, phase, repo, data, target):
+        a = ["restic", "-r", str(repo), "-q"]
+        return {"init": a + ["init"],
+                "backup": a + ["backup", str(data)],
+                "restore": a + ["restore", f"latest:{data}", "--target", str(target)],
+                "check": a + ["check", "--read-data"]}[phase]
+
+
+class Rustic(Tool):
+    name = "rustic"
+
+    def cmd(self, phase, repo, data, target):
+        a = ["rustic", "-r", str(repo), "--no-progress"]
+        return {"init": a + ["init"],
+                "backup": a + ["backup", str(data)],
+                "restore": a + ["restore", f"latest:{data}", str(target)],
+                "check": a + ["check", "--read-data"]}[phase]
+
+
+class Borg(Tool):
+    name = "borg"
+
+    def cmd(self, phase, repo, data, target):
+        if phase == "init":
+            return ["borg", "init", "--encryption=repokey-blake2", str(repo)]
+        if phase == "backup":
+            self.borg_counter += 1
+            return ["borg", "create", f"{repo}::a{self.borg_counter}", str(data)]
+        if phase == "restore":
+            # borg extracts relative to the working directory (set by the runner).
+            return ["borg", "extract", f"{repo}::a{self.borg_counter}"]
+        return ["borg", "check", "--verify-data", str(repo)]
+
+
+TOOLS = {t.name: t for t in (Aeon, Restic, Rustic, Borg)}
+
+
+def timed(argv, cwd=None):
+    """Runs argv; returns (wall s, cpu s, peak RSS KiB)."""
+    out = WORK / "time.out"
+    full = ["/usr/bin/time", "-f", "%e %U %S %M", "-o", str(out)] + argv
+    p = subprocess.run(full, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, stdin=subprocess.DEVNULL)
+    if p.returncode not in (0, 3):
+        raise RuntimeError(f"{' '.join(argv)} failed ({p.returncode}): {p.stderr.decode()[-2000:]}")
+    wall, user, sys_, rss = out.read_text().split()[-4:]
+    return float(wall), float(user) + float(sys_), int(rss)
+
+
+def run_tool(tool, dataset, rep, rows):
+    live = WORK / "live" / dataset
+    repo = WORK / "repos" / f"{tool.name}-{dataset}"
+    target = WORK / "restore"
+    for p in (repo, target):
+        if p.exists():
+            shutil.rmtree(p)
+    repo.parent.mkdir(parents=True, exist_ok=True)
+    # The same path for every tool, so that each finds its parent by path.
+    subprocess.run(["rsync", "-a", "--delete", f"{WORK / 'data' / dataset}/", f"{live}/"], check=True)
+    subprocess.run(tool.cmd("init", repo, live, target), env=ENV, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    size = du(live)
+
+    def phase(name, argv, cwd=None):
+        drop_caches()
+        wall, cpu, rss = timed(argv, cwd)
+        rows.append(dict(dataset=dataset, phase=name, tool=tool.name, rep=rep, wall_s=wall, cpu_s=cpu,
+                         rss_kib=rss, data_bytes=size, repo_bytes=du(repo)))
+        print(f"  {dataset:6} {name:14} {tool.name:7} rep {rep}: {wall:7.2f}s cpu {cpu:7.2f}s rss {rss // 1024:5} MiB", flush=True)
+
+    phase("backup-first", tool.cmd("backup", repo, live, target))
+    phase("backup-nochange", tool.cmd("backup", repo, live, target))
+    if dataset == "src":
+        subprocess.run(["rsync", "-a", "--delete", f"{WORK / 'data' / 'src-day2'}/", f"{live}/"], check=True)
+        size = du(live)
+        phase("backup-nextday", tool.cmd("backup", repo, live, target))
+    target.mkdir()
+    phase("restore", tool.cmd("restore", repo, live, target), cwd=target)
+    phase("check-read-data", tool.cmd("check", repo, live, target))
+    shutil.rmtree(target)
+    shutil.rmtree(repo)
+
+
+def median_rows(rows):
+    groups = {}
+    for r in rows:
+        groups.setdefault((r["dataset"], r["phase"], r["tool"]), []).append(r)
+    out = {}
+    for k, rs in groups.items():
+        out[k] = {f: statistics.median(r[f] for r in rs) for f in ("wall_s", "cpu_s", "rss_kib", "repo_bytes", "data_bytes")}
+    return out
+
+
+def save_raw(rows):
+    RESULTS.mkdir(exist_ok=True)
+    with open(RESULTS / "raw.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
+        w.writeheader()
+        w.writerows(rows)
+
+
+def report(rows, tools, datasets, extra):
+    save_raw(rows)
+    med = median_rows(rows)
+    peers = [t for t in tools if t != "aeon"]
+    lines = ["# Aeon vs restic, borg, rustic", "",
+             f"Run {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())} on {machine()}.", "",
+             "Medians of the repetitions; ratios: time and RSS = peer / Aeon (above 1 means Aeon is better), "
+             "repository = Aeon / peer (below 1 means Aeon is smaller).", ""]
+    summary = []
+    for ds in datasets:
+        lines += [f"## {DATASETS[ds][0]}", "",
+                  "| phase | " + " | ".join(f"{t} s" for t in tools) + " | Aeon MB/s | "
+                  + " | ".join(f"×{p} time" for p in peers) + " | " + " | ".join(f"{t} RSS MiB" for t in tools)
+                  + " | " + " | ".join(f"×{p} RSS" for p in peers) + " |",
+                  "|" + "---|" * (1 + 2 * len(tools) + 1 + 2 * len(peers))]
+        phases = [p for p in ("backup-first", "backup-nochange", "backup-nextday", "restore", "check-read-data")
+                  if (ds, p, "aeon") in med]
+        for ph in phases:
+            a = med[(ds, ph, "aeon")]
+            walls = [med[(ds, ph, t)]["wall_s"] for t in tools]
+            rss = [med[(ds, ph, t)]["rss_kib"] / 1024 for t in tools]
+            t_ratio = [med[(ds, ph, p)]["wall_s"] / a["wall_s"] for p in peers]
+            r_ratio = [med[(ds, ph, p)]["rss_kib"] / a["rss_kib"] for p in peers]
+            mbps = a["data_bytes"] / a["wall_s"] / 1e6
+            lines.append(f"| {ph} | " + " | ".join(f"{w:.2f}" for w in walls) + f" | {mbps:.0f} | "
+                         + " | ".join(f"{r:.2f}" for r in t_ratio) + " | " + " | ".join(f"{r:.0f}" for r in rss)
+                         + " | " + " | ".join(f"{r:.2f}" for r in r_ratio) + " |")
+            for p, tr, rr in zip(peers, t_ratio, r_ratio):
+                summary.append(dict(dataset=ds, phase=ph, peer=p, time_ratio=round(tr, 3), rss_ratio=round(rr, 3),
+                                    aeon_wall_s=a["wall_s"], peer_wall_s=med[(ds, ph, p)]["wall_s"],
+                                    aeon_rss_kib=a["rss_kib"], peer_rss_kib=med[(ds, ph, p)]["rss_kib"],
+                                    aeon_repo_bytes=a["repo_bytes"], peer_repo_bytes=med[(ds, ph, p)]["repo_bytes"],
+                                    repo_ratio=round(a["repo_bytes"] / max(1, med[(ds, ph, p)]["repo_bytes"]), 3)))
+        first = "backup-first"
+        sizes = {t: med[(ds, first, t)]["repo_bytes"] for t in tools}
+        lines += ["", "Repository after the first backup: " + ", ".join(f"{t} {sizes[t] / 1e6:.1f} MB" for t in tools)
+                  + f" (data {med[(ds, first, 'aeon')]['data_bytes'] / 1e6:.1f} MB); Aeon / peer: "
+                  + ", ".join(f"{p} {sizes['aeon'] / sizes[p]:.2f}" for p in peers), ""]
+    lines += extra
+    (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
+    with open(RESULTS / "latest.csv", "w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(summary[0].keys()))
+        w.writeheader()
+        w.writerows(summary)
+    print("\n".join(lines))
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+    mem = next((l.split()[1] for l in open("/proc/meminfo") if l.startswith("MemTotal")), "0")
+    return f"{cpu}, {os.cpu_count()} cores, {int(mem) // 1024 // 1024} GiB, {platform.release()}"
+
+
+def versions(tools):
+    out = []
+    for t, argv in (("aeon", [str(AEON), "--version"]), ("restic", ["restic", "version"]),
+                    ("rustic", ["rustic", "--version"]), ("borg", ["borg", "--version"])):
+        if t in tools:
+            out.append(subprocess.run(argv, capture_output=True, text=True).stdout.strip().splitlines()[0])
+    return out
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--datasets", default="src,large,small")
+    ap.add_argument("--tools", default="aeon,restic,rustic,borg")
+    args = ap.parse_args()
+    datasets = args.datasets.split(",")
+    tools = args.tools.split(",")
+    prepare(datasets)
+    (RESULTS).mkdir(exist_ok=True)
+    (RESULTS / "machine.txt").write_text(machine() + "\n" + "\n".join(versions(tools)) + "\n")
+    rows = []
+    for ds in datasets:
+        for rep in range(1, args.reps + 1):
+            order = tools if rep % 2 else list(reversed(tools))  # A B C D, D C B A, ...
+            for t in order:
+                run_tool(TOOLS[t](), ds, rep, rows)
+                save_raw(rows)  # a run cut short still leaves its measurements
+    extra = ["## Versions", ""] + [f"- {v}" for v in versions(tools)] + [""]
+    limits = RESULTS / "limits.md"
+    if limits.exists():
+        extra += limits.read_text().splitlines()
+    report(rows, tools, datasets, extra)
+
+
+if __name__ == "__main__":
+    main()
