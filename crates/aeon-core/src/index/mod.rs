@@ -222,7 +222,7 @@ impl Index {
             self.sorted.append(&mut self.pending);
         }
         // Stable: among equal ids the earlier entry stays first and survives the dedup.
-        self.sorted.sort_by(|a, b| a.id.cmp(&b.id));
+        self.sorted.sort_by_key(|e| e.id);
         self.sorted.dedup_by(|later, earlier| later.id == earlier.id);
         self.sorted.shrink_to_fit();
         self.pending = Vec::new();
