@@ -178,7 +178,7 @@ class Aeon(Tool):
         a = [str(AEON), "-r", str(repo), "-q"]
         return {"init": a + ["init"],
                 "backup": a + ["backup", str(data)],
-                "restore": a + ["restore", f"latest:{data}", "--target", str(target)],
+                "restore": a + ["restore", "latest", "--target", str(target)],
                 "check": a + ["check", "--read-data"]}[phase]
 
 
@@ -189,7 +189,7 @@ class Restic(Tool):
         a = ["restic", "-r", str(repo), "-q"]
         return {"init": a + ["init"],
                 "backup": a + ["backup", str(data)],
-                "restore": a + ["restore", f"latest:{data}", "--target", str(target)],
+                "restore": a + ["restore", "latest", "--target", str(target)],
                 "check": a + ["check", "--read-data"]}[phase]
 
 
@@ -200,7 +200,7 @@ class Rustic(Tool):
         a = ["rustic", "-r", str(repo), "--no-progress"]
         return {"init": a + ["init"],
                 "backup": a + ["backup", str(data)],
-                "restore": a + ["restore", f"latest:{data}", str(target)],
+                "restore": a + ["restore", "latest", str(target)],
                 "check": a + ["check", "--read-data"]}[phase]
 
 
@@ -241,6 +241,7 @@ def run_tool(tool, dataset, rep, rows):
         if p.exists():
             shutil.rmtree(p)
     repo.parent.mkdir(parents=True, exist_ok=True)
+    live.parent.mkdir(parents=True, exist_ok=True)
     # The same path for every tool, so that each finds its parent by path.
     subprocess.run(["rsync", "-a", "--delete", f"{WORK / 'data' / dataset}/", f"{live}/"], check=True)
     subprocess.run(tool.cmd("init", repo, live, target), env=ENV, check=True,
@@ -365,6 +366,8 @@ def main():
             for t in order:
                 run_tool(TOOLS[t](), ds, rep, rows)
                 save_raw(rows)  # a run cut short still leaves its measurements
+        done = datasets[: datasets.index(ds) + 1]
+        report(rows, tools, done, ["(partial: datasets still running)"] if done != datasets else [])
     extra = ["## Versions", ""] + [f"- {v}" for v in versions(tools)] + [""]
     limits = RESULTS / "limits.md"
     if limits.exists():

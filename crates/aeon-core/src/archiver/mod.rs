@@ -51,7 +51,7 @@ pub struct BackupOptions {
     pub parent: Option<Id>,
     /// Time recorded in the recovery point (default: now).
     pub time: Option<DateTime<FixedOffset>>,
-    /// Worker threads for compression; readers use the same count.
+    /// Worker threads for compression; four times as many read files.
     pub threads: usize,
     /// Walk the sources once ahead of the backup to report totals (for an ETA).
     pub scan_totals: bool,
@@ -160,6 +160,38 @@ struct Shared<'a> {
     counters: Counters,
     owners: OwnerNames,
     opts: &'a BackupOptions,
+    /// Readers inside a file larger than one chunk (each holds an 8 MiB chunker buffer): at
+    /// most one per compressor, so that many readers cost memory only for small files.
+    large_files: Slots,
+}
+
+/// A counting semaphore.
+struct Slots {
+    free: Mutex<usize>,
+    freed: std::sync::Condvar,
+}
+
+impl Slots {
+    fn new(n: usize) -> Slots {
+        Slots { free: Mutex::new(n.max(1)), freed: std::sync::Condvar::new() }
+    }
+    fn acquire(&self) -> SlotGuard<'_> {
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free == 0 {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= 1;
+        SlotGuard(self)
+    }
+}
+
+struct SlotGuard<'a>(&'a Slots);
+
+impl Drop for SlotGuard<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.freed.notify_one();
+    }
 }
 
 #[derive(Default)]
@@ -188,6 +220,7 @@ impl<'a> Shared<'a> {
             counters: Counters::default(),
             owners: OwnerNames::default(),
             opts,
+            large_files: Slots::new(opts.threads),
         }
     }
 
@@ -253,7 +286,9 @@ pub fn backup(
             let blob_tx = blob_tx.clone();
             s.spawn(move || run_compressor(shared, chunk_rx, blob_tx));
         }
-        for _ in 0..threads {
+        // Reading many small files waits on the kernel more than on the CPU: more readers than
+        // cores keep the compressors fed (200,000 small files: 16 s with 2 readers, 8.5 s with 8).
+        for _ in 0..(threads * 4).min(32) {
             let job_rx = job_rx.clone();
             let chunk_tx = chunk_tx.clone();
             s.spawn(move || run_reader(shared, job_rx, chunk_tx));
@@ -525,8 +560,9 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             true
         };
         let result = (|| -> std::io::Result<(bool, File)> {
-            let mut file = open_source(&job.path)?;
             let size_hint = job.before.size;
+            let _slot = (size_hint > params.min_size as u64).then(|| shared.large_files.acquire());
+            let mut file = open_source(&job.path)?;
             if job.sparse {
                 let reader = SparseReader::new(file.try_clone()?, size_hint);
                 for c in Chunker::new(reader, params, seed) {
