@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use aeon_core::blob::{self, BlobType, Compression};
-use aeon_core::chunker::{Chunker, ChunkerParams};
+use aeon_core::chunker::{ChunkerParams, chunk_slice};
 use aeon_core::crypto::{Cipher, IdHasher, Key};
 
 fn files(dir: &Path, out: &mut Vec<PathBuf>) {
@@ -25,10 +25,9 @@ fn files(dir: &Path, out: &mut Vec<PathBuf>) {
 /// Chunk, hash, compress and encrypt one buffer; returns the sealed bytes (to keep it honest).
 fn process(data: &[u8], cipher: &Cipher, hasher: &IdHasher) -> usize {
     let mut sealed = 0;
-    for c in Chunker::new(data, ChunkerParams::default(), 7) {
-        let c = c.expect("in-memory read");
-        let id = hasher.hash(&c);
-        sealed += blob::seal_blob(cipher, BlobType::Data, &id, &c, Compression::default())
+    for c in chunk_slice(data, ChunkerParams::default(), 7) {
+        let id = hasher.hash(c);
+        sealed += blob::seal_blob(cipher, BlobType::Data, &id, c, Compression::default())
             .expect("seal")
             .len();
     }

@@ -24,7 +24,7 @@ use chrono::{DateTime, FixedOffset};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::blob::{self, BlobType, Compression};
-use crate::chunker::Chunker;
+use crate::chunker::{Chunker, chunk_slice};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
@@ -99,6 +99,10 @@ pub struct BackupResult {
     pub warnings: Vec<String>,
     pub packer: PackerStats,
 }
+
+/// Files up to this size are read whole into a reader's reused buffer and cut in place; larger
+/// ones are streamed (their chunker allocates an 8 MiB buffer, which is negligible per such file).
+const WHOLE_READ_LIMIT: u64 = 16 << 20;
 
 /// What a reader learned about one file.
 struct FileOutcome {
@@ -539,6 +543,7 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
     let hasher = shared.repo.hasher();
     // Holes and zero runs give the same all-zero chunks again and again: hash them once.
     let mut zero_ids: HashMap<usize, Id> = HashMap::new();
+    let mut buffer: Vec<u8> = Vec::new();
     for job in rx.iter() {
         if shared.aborted() {
             return;
@@ -561,32 +566,44 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
         };
         let result = (|| -> std::io::Result<(bool, File)> {
             let size_hint = job.before.size;
-            let _slot = (size_hint > params.min_size as u64).then(|| shared.large_files.acquire());
+            let large = size_hint > params.min_size as u64;
+            let _slot = large.then(|| shared.large_files.acquire());
             let mut file = open_source(&job.path)?;
-            if job.sparse {
-                let reader = SparseReader::new(file.try_clone()?, size_hint);
+            if job.sparse || size_hint > WHOLE_READ_LIMIT {
+                // Huge or sparse: stream it through the chunker's own buffer.
+                let reader: Box<dyn Read> = if job.sparse {
+                    Box::new(SparseReader::new(file.try_clone()?, size_hint))
+                } else {
+                    Box::new(file.try_clone()?)
+                };
                 for c in Chunker::new(reader, params, seed) {
                     if !handle(c?) {
                         return Ok((false, file));
                     }
                 }
-            } else if size_hint <= params.min_size as u64 {
-                // Too small for a cut point: one chunk, without the chunker's 8 MiB buffer.
-                let mut data = Vec::with_capacity(size_hint as usize);
-                file.read_to_end(&mut data)?;
-                if data.len() as u64 > params.min_size as u64 {
-                    // It grew since it was listed: chunk what we have like any large file.
-                    for c in Chunker::new(&data[..], params, seed) {
-                        if !handle(c?) {
-                            return Ok((false, file));
-                        }
+                return Ok((true, file));
+            }
+            // Read it whole into this reader's reused buffer, then cut it in place.
+            buffer.clear();
+            (&mut file).take(WHOLE_READ_LIMIT + 1).read_to_end(&mut buffer)?;
+            if buffer.len() as u64 > WHOLE_READ_LIMIT {
+                // It grew past the limit since it was listed: stream the rest after what we have.
+                let rest = std::mem::take(&mut buffer);
+                let reader = std::io::Cursor::new(rest).chain(file.try_clone()?);
+                for c in Chunker::new(reader, params, seed) {
+                    if !handle(c?) {
+                        return Ok((false, file));
                     }
-                } else if !data.is_empty() && !handle(data) {
+                }
+                return Ok((true, file));
+            }
+            if buffer.len() as u64 <= params.min_size as u64 {
+                if !buffer.is_empty() && !handle(buffer.clone()) {
                     return Ok((false, file));
                 }
             } else {
-                for c in Chunker::new(&mut file, params, seed) {
-                    if !handle(c?) {
+                for c in chunk_slice(&buffer, params, seed) {
+                    if !handle(c.to_vec()) {
                         return Ok((false, file));
                     }
                 }

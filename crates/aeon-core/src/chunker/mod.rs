@@ -46,6 +46,20 @@ impl ChunkerParams {
     }
 }
 
+/// Splits data already in memory: the same cut points as [`Chunker`] on the same bytes, with
+/// no buffer of its own (so nothing to allocate and zero per file).
+pub fn chunk_slice(data: &[u8], params: ChunkerParams, seed: u64) -> impl Iterator<Item = &[u8]> {
+    fastcdc::v2020::FastCDC::with_level_and_seed(
+        data,
+        params.min_size as usize,
+        params.avg_size as usize,
+        params.max_size as usize,
+        Normalization::Level1,
+        seed,
+    )
+    .map(move |c| &data[c.offset..c.offset + c.length])
+}
+
 /// Splits a stream into chunks. Memory use is one `max_size` buffer plus the chunk handed out.
 pub struct Chunker<R: Read> {
     inner: StreamCDC<R>,
@@ -121,6 +135,15 @@ mod tests {
             "only {shared} of {} chunks survive an insertion",
             a.len()
         );
+    }
+
+    proptest! {
+        #[test]
+        fn slice_and_stream_cut_alike(data in proptest::collection::vec(any::<u8>(), 0..20_000), seed: u64) {
+            let streamed = chunks(&data, seed);
+            let sliced: Vec<Vec<u8>> = chunk_slice(&data, SMALL, seed).map(<[u8]>::to_vec).collect();
+            prop_assert_eq!(streamed, sliced);
+        }
     }
 
     #[test]
