@@ -583,8 +583,13 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
                 }
                 return Ok((true, file));
             }
-            // Read it whole into this reader's reused buffer, then cut it in place.
-            buffer.clear();
+            // Read it whole, then cut it in place. Small files reuse this reader's buffer; a
+            // large one gets its own, freed afterwards, so that idle readers hold no big buffers.
+            if large {
+                buffer = Vec::with_capacity(size_hint as usize + 1);
+            } else {
+                buffer.clear();
+            }
             (&mut file).take(WHOLE_READ_LIMIT + 1).read_to_end(&mut buffer)?;
             if buffer.len() as u64 > WHOLE_READ_LIMIT {
                 // It grew past the limit since it was listed: stream the rest after what we have.
@@ -610,6 +615,9 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             }
             Ok((true, file))
         })();
+        if buffer.capacity() > params.min_size as usize * 2 {
+            buffer = Vec::new();
+        }
         shared.counters.bytes_read.fetch_add(size_read, Ordering::Relaxed);
         shared.progress.add(1, 0);
         match result {
