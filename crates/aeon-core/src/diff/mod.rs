@@ -221,37 +221,24 @@ fn compare_live(
                 }
             }
         }
-        NodeKind::File => {
-            let quick_same = old.size == now.size && old.mtime == now.mtime;
-            let content_same =
-                quick_same || live_content(repo, live).is_ok_and(|ids| ids == old.content);
-            if !content_same {
-                out.push(Change {
-                    path: path.into(),
-                    change: ChangeKind::Modified,
-                    kind: old.kind,
-                });
+        kind => {
+            // Files whose size and mtime match are taken as unchanged (as rsync does); others
+            // are chunked to tell a content change from a metadata-only one.
+            let content_same = if kind == NodeKind::File {
+                (old.size == now.size && old.mtime == now.mtime)
+                    || live_content(repo, live).is_ok_and(|ids| ids == old.content)
+            } else {
+                same_content(old, now)
+            };
+            let change = if !content_same {
+                Some(ChangeKind::Modified)
             } else if !same_metadata(old, now) {
-                out.push(Change {
-                    path: path.into(),
-                    change: ChangeKind::Metadata,
-                    kind: old.kind,
-                });
-            }
-        }
-        _ => {
-            if !same_content(old, now) {
-                out.push(Change {
-                    path: path.into(),
-                    change: ChangeKind::Modified,
-                    kind: old.kind,
-                });
-            } else if !same_metadata(old, now) {
-                out.push(Change {
-                    path: path.into(),
-                    change: ChangeKind::Metadata,
-                    kind: old.kind,
-                });
+                Some(ChangeKind::Metadata)
+            } else {
+                None
+            };
+            if let Some(change) = change {
+                out.push(Change { path: path.into(), change, kind });
             }
         }
     }
