@@ -60,6 +60,17 @@ pub enum Error {
 
     #[error("operation cancelled")]
     Cancelled,
+
+    #[error("the repository is locked by {0}")]
+    Locked(String),
+
+    #[error(
+        "lost the repository lock ({0}): it could not be refreshed, so others may judge it stale"
+    )]
+    LockLost(String),
+
+    #[error("storage quota exceeded: {used} bytes used of {limit}, and {needed} more are needed")]
+    QuotaExceeded { used: u64, limit: u64, needed: u64 },
 }
 
 impl Error {
@@ -69,6 +80,16 @@ impl Error {
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io { path: path.into(), source }
+    }
+
+    /// True when storage reported that it is full (ENOSPC, EDQUOT).
+    pub fn is_storage_full(&self) -> bool {
+        match self {
+            Error::Backend { source, .. } | Error::Io { source, .. } => {
+                matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+            }
+            _ => false,
+        }
     }
 
     /// True when the error means stored data failed authentication or parsing.

@@ -2,7 +2,8 @@
 //!
 //! This crate has no CLI, terminal or async-runtime concerns. Every concept lives in the
 //! module named after it: [`chunker`], [`crypto`], [`keys`], [`blob`], [`pack`], [`index`],
-//! [`tree`], [`snapshot`], [`backend`], [`repository`], [`archiver`], [`restorer`], [`check`].
+//! [`tree`], [`snapshot`], [`backend`], [`repository`], [`lock`], [`archiver`], [`restorer`], [`check`],
+//! [`retention`] (which recovery points to keep), [`prune`] (garbage collection), [`stats`].
 //! The on-storage format is specified byte by byte in `docs/FORMAT.md`.
 
 pub mod archiver;
@@ -20,12 +21,16 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod lock;
 pub mod metadata;
 pub mod pack;
 pub mod progress;
+pub mod prune;
 pub mod repository;
 pub mod restorer;
+pub mod retention;
 pub mod snapshot;
+pub mod stats;
 pub mod tree;
 
 pub use error::{Error, Result};

@@ -89,6 +89,8 @@ fn craft_hostile_point(env: &Env, names: &[&[u8]]) -> String {
         kind: None,
         program_version: "crafted".into(),
         summary: Summary::default(),
+        protected: false,
+        original: None,
     };
     repo.save_snapshot(&snap).unwrap().to_hex()
 }

@@ -30,7 +30,7 @@ use crate::filter::PathFilter;
 use crate::id::Id;
 use crate::metadata::{OwnerNames, SparseReader};
 use crate::progress::Progress;
-use crate::repository::{PackerStats, Repository};
+use crate::repository::{Packer, PackerStats, Repository};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
@@ -65,6 +65,10 @@ pub struct BackupOptions {
     pub exclude_larger_than: Option<u64>,
     /// Do not descend into directories on another file system than their source path.
     pub one_file_system: bool,
+    /// Mark the new recovery point protected: `forget` never removes it.
+    pub protect: bool,
+    /// With a quota set: the bytes the repository occupied when the backup began.
+    pub quota_used: Option<u64>,
 }
 
 impl BackupOptions {
@@ -87,6 +91,8 @@ impl BackupOptions {
             exclude_caches: false,
             exclude_larger_than: None,
             one_file_system: false,
+            protect: false,
+            quota_used: None,
         }
     }
 }
@@ -484,6 +490,8 @@ fn commit(
         kind: opts.kind.clone(),
         program_version: format!("aeon {}", crate::VERSION),
         summary,
+        protected: opts.protect,
+        original: None,
     };
     // Written last: every blob it references is already durable and indexed.
     let snapshot_id = repo.save_snapshot(&snapshot)?;
@@ -501,15 +509,22 @@ fn unsafe_free_gid() -> u32 {
 }
 
 fn run_packer(shared: &Shared, rx: Receiver<SealedBlob>) -> PackerStats {
-    let mut packer = shared.repo.packer();
+    let mut packer = match shared.opts.quota_used {
+        Some(used) => {
+            shared.repo.packer().with_quota(shared.repo.settings().quota.unwrap_or(u64::MAX), used)
+        }
+        None => shared.repo.packer(),
+    };
+    // A failed backup still records the packs it completed, so that the next one reuses them.
+    let abandon = |packer: Packer| packer.abandon().unwrap_or_default();
     for b in rx.iter() {
         if let Err(e) = packer.add(b.blob_type, b.id, &b.sealed, b.raw_len) {
             shared.fail(e);
-            return packer.stats();
+            return abandon(packer);
         }
     }
     if shared.aborted() {
-        return packer.stats();
+        return abandon(packer);
     }
     match packer.finish() {
         Ok(stats) => stats,

@@ -12,7 +12,11 @@ use crate::format::{self, ObjectKind, Reader};
 use crate::id::Id;
 use crate::pack::PackEntry;
 
+/// Plaintext encoding 1: supersedes and packs. Encoding 2 adds condemned packs (written by
+/// prune only, so that older versions of Aeon refuse such a file instead of ignoring the
+/// condemnation and handing condemned blobs to new backups).
 const INDEX_VERSION: u8 = 1;
+const INDEX_VERSION_CONDEMNED: u8 = 2;
 /// Most bytes an index file may claim to decompress to (1 GiB: about 20 million blobs).
 const MAX_INDEX_PLAINTEXT: u32 = 1 << 30;
 
@@ -24,33 +28,101 @@ pub struct IndexPack {
     pub blobs: Vec<PackEntry>,
 }
 
+/// Packs that prune found unused and will delete once nobody can still refer to them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Condemnation {
+    /// When prune condemned them (Unix seconds; for reports only, never for decisions).
+    pub at: i64,
+    /// The locks that existed once this condemnation was visible: when none of them is left,
+    /// the packs may go. `None`: prune stopped before listing them, so the next prune waits
+    /// for every lock it finds.
+    pub wait_for: Option<Vec<Id>>,
+    /// The packs, with their entries, so that a pack still needed can be put back.
+    pub packs: Vec<IndexPack>,
+}
+
 /// The content of one index file.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct IndexFile {
     /// Index files whose content this one replaces (written by prune; empty from backup).
     pub supersedes: Vec<Id>,
     pub packs: Vec<IndexPack>,
+    /// Written by prune only: packs awaiting deletion. They take precedence over any index
+    /// file that lists the same pack as live.
+    pub condemned: Vec<Condemnation>,
+}
+
+fn encode_pack(plain: &mut Vec<u8>, p: &IndexPack) {
+    plain.extend_from_slice(&p.id.0);
+    plain.extend_from_slice(&p.size.to_le_bytes());
+    plain.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
+    for b in &p.blobs {
+        plain.push(b.blob_type as u8);
+        plain.extend_from_slice(&b.id.0);
+        plain.extend_from_slice(&b.offset.to_le_bytes());
+        plain.extend_from_slice(&b.length.to_le_bytes());
+        plain.extend_from_slice(&b.raw_len.to_le_bytes());
+    }
+}
+
+fn decode_packs(r: &mut Reader<'_>, plain_len: usize) -> Result<Vec<IndexPack>> {
+    let npacks = r.u32()? as usize;
+    let mut packs = Vec::with_capacity(npacks.min(plain_len / 44));
+    for _ in 0..npacks {
+        let id = Id(r.array()?);
+        let size = r.u64()?;
+        let nblobs = r.u32()? as usize;
+        let mut blobs = Vec::with_capacity(nblobs.min(plain_len / 45));
+        for _ in 0..nblobs {
+            let blob_type =
+                BlobType::from_u8(r.u8()?).ok_or_else(|| r.error("unknown blob type in index"))?;
+            let e = PackEntry {
+                blob_type,
+                id: Id(r.array()?),
+                offset: r.u32()?,
+                length: r.u32()?,
+                raw_len: r.u32()?,
+            };
+            if e.offset as u64 + e.length as u64 > size {
+                return Err(r.error(format!("blob {} lies beyond the end of pack {id}", e.id)));
+            }
+            blobs.push(e);
+        }
+        packs.push(IndexPack { id, size, blobs });
+    }
+    Ok(packs)
 }
 
 impl IndexFile {
     pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
         let mut plain = Vec::new();
-        plain.push(INDEX_VERSION);
+        plain.push(if self.condemned.is_empty() { INDEX_VERSION } else { INDEX_VERSION_CONDEMNED });
         plain.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
             plain.extend_from_slice(&id.0);
         }
         plain.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for p in &self.packs {
-            plain.extend_from_slice(&p.id.0);
-            plain.extend_from_slice(&p.size.to_le_bytes());
-            plain.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
-            for b in &p.blobs {
-                plain.push(b.blob_type as u8);
-                plain.extend_from_slice(&b.id.0);
-                plain.extend_from_slice(&b.offset.to_le_bytes());
-                plain.extend_from_slice(&b.length.to_le_bytes());
-                plain.extend_from_slice(&b.raw_len.to_le_bytes());
+            encode_pack(&mut plain, p);
+        }
+        if !self.condemned.is_empty() {
+            plain.extend_from_slice(&(self.condemned.len() as u32).to_le_bytes());
+            for c in &self.condemned {
+                plain.extend_from_slice(&c.at.to_le_bytes());
+                match &c.wait_for {
+                    None => plain.push(0),
+                    Some(locks) => {
+                        plain.push(1);
+                        plain.extend_from_slice(&(locks.len() as u32).to_le_bytes());
+                        for l in locks {
+                            plain.extend_from_slice(&l.0);
+                        }
+                    }
+                }
+                plain.extend_from_slice(&(c.packs.len() as u32).to_le_bytes());
+                for p in &c.packs {
+                    encode_pack(&mut plain, p);
+                }
             }
         }
         let mut payload = (plain.len() as u32).to_le_bytes().to_vec();
@@ -76,7 +148,8 @@ impl IndexFile {
     /// Decodes the plaintext table (public for the fuzz targets).
     pub fn decode_plaintext(plain: &[u8], what: &str) -> Result<IndexFile> {
         let mut r = Reader::new(plain, what);
-        if r.u8()? != INDEX_VERSION {
+        let version = r.u8()?;
+        if version != INDEX_VERSION && version != INDEX_VERSION_CONDEMNED {
             return Err(r.error("unknown index encoding version"));
         }
         let n = r.u32()? as usize;
@@ -84,34 +157,35 @@ impl IndexFile {
         for _ in 0..n {
             supersedes.push(Id(r.array()?));
         }
-        let npacks = r.u32()? as usize;
-        let mut packs = Vec::with_capacity(npacks.min(plain.len() / 44));
-        for _ in 0..npacks {
-            let id = Id(r.array()?);
-            let size = r.u64()?;
-            let nblobs = r.u32()? as usize;
-            let mut blobs = Vec::with_capacity(nblobs.min(plain.len() / 45));
-            for _ in 0..nblobs {
-                let blob_type = BlobType::from_u8(r.u8()?)
-                    .ok_or_else(|| r.error("unknown blob type in index"))?;
-                let e = PackEntry {
-                    blob_type,
-                    id: Id(r.array()?),
-                    offset: r.u32()?,
-                    length: r.u32()?,
-                    raw_len: r.u32()?,
+        let packs = decode_packs(&mut r, plain.len())?;
+        let mut condemned = Vec::new();
+        if version == INDEX_VERSION_CONDEMNED {
+            let n = r.u32()? as usize;
+            for _ in 0..n.min(plain.len() / 13) {
+                let at = r.i64()?;
+                let wait_for = match r.u8()? {
+                    0 => None,
+                    1 => {
+                        let nlocks = r.u32()? as usize;
+                        let mut locks = Vec::with_capacity(nlocks.min(plain.len() / 32));
+                        for _ in 0..nlocks {
+                            locks.push(Id(r.array()?));
+                        }
+                        Some(locks)
+                    }
+                    _ => return Err(r.error("invalid lock list marker in index")),
                 };
-                if e.offset as u64 + e.length as u64 > size {
-                    return Err(r.error(format!("blob {} lies beyond the end of pack {id}", e.id)));
-                }
-                blobs.push(e);
+                let packs = decode_packs(&mut r, plain.len())?;
+                condemned.push(Condemnation { at, wait_for, packs });
             }
-            packs.push(IndexPack { id, size, blobs });
+            if condemned.len() != n {
+                return Err(r.error("condemnation count exceeds the index size"));
+            }
         }
         if !r.is_empty() {
             return Err(r.error("trailing bytes after index"));
         }
-        Ok(IndexFile { supersedes, packs })
+        Ok(IndexFile { supersedes, packs, condemned })
     }
 }
 
@@ -169,6 +243,8 @@ impl Entry {
 pub struct PackInfo {
     pub id: Id,
     pub size: u64,
+    /// Awaiting deletion by prune: its blobs may be read but never reused by a new backup.
+    pub condemned: bool,
 }
 
 /// The in-memory index of a repository.
@@ -176,22 +252,29 @@ pub struct PackInfo {
 /// Loaded entries live in one sorted vector (48 bytes per blob, binary search): at 10 million
 /// blobs that is under 0.5 GB, where a hash map needs nearly twice as much. Entries added since
 /// the last [`Index::seal`] wait, unsorted, in `pending` (searched linearly: call `seal` after
-/// loading).
+/// loading). Blobs of condemned packs are kept apart: [`Index::get`] and [`Index::contains`]
+/// (what backups deduplicate against) never return them; [`Index::get_readable`] does.
 #[derive(Debug, Default)]
 pub struct Index {
     packs: Vec<PackInfo>,
     pack_numbers: HashMap<Id, u32>,
     sorted: Vec<Entry>,
     pending: Vec<Entry>,
+    condemned: Vec<Entry>,
+    /// Set when a pack was condemned after some of its entries were added as live.
+    purge_needed: bool,
 }
 
 impl Index {
-    pub fn add_pack(&mut self, pack: &IndexPack) {
-        let n = *self.pack_numbers.entry(pack.id).or_insert_with(|| {
-            self.packs.push(PackInfo { id: pack.id, size: pack.size });
+    fn pack_number_for(&mut self, id: Id, size: u64) -> u32 {
+        *self.pack_numbers.entry(id).or_insert_with(|| {
+            self.packs.push(PackInfo { id, size, condemned: false });
             (self.packs.len() - 1) as u32
-        });
-        for b in &pack.blobs {
+        })
+    }
+
+    fn entries_of(n: u32, pack: &IndexPack) -> impl Iterator<Item = Entry> + '_ {
+        pack.blobs.iter().map(move |b| {
             let loc = BlobLocation {
                 pack: n,
                 offset: b.offset,
@@ -199,11 +282,37 @@ impl Index {
                 raw_len: b.raw_len,
                 blob_type: b.blob_type,
             };
-            self.pending.push(Entry::new(b.id, loc));
+            Entry::new(b.id, loc)
+        })
+    }
+
+    /// Adds a live pack. If the pack is (or later becomes) condemned, its entries stay out of
+    /// the live lookup.
+    pub fn add_pack(&mut self, pack: &IndexPack) {
+        let n = self.pack_number_for(pack.id, pack.size);
+        if self.packs[n as usize].condemned {
+            return;
         }
+        self.pending.extend(Self::entries_of(n, pack));
+    }
+
+    /// Adds a pack that awaits deletion.
+    pub fn add_condemned_pack(&mut self, pack: &IndexPack) {
+        let n = self.pack_number_for(pack.id, pack.size);
+        if self.packs[n as usize].condemned {
+            return;
+        }
+        self.packs[n as usize].condemned = true;
+        self.purge_needed = true;
+        self.condemned.extend(Self::entries_of(n, pack));
     }
 
     pub fn add_file(&mut self, file: &IndexFile) {
+        for c in &file.condemned {
+            for p in &c.packs {
+                self.add_condemned_pack(p);
+            }
+        }
         for p in &file.packs {
             self.add_pack(p);
         }
@@ -212,6 +321,13 @@ impl Index {
     /// Moves pending entries into the sorted vector (call after loading). A blob stored in
     /// several packs keeps the location that was added first.
     pub fn seal(&mut self) {
+        if self.purge_needed {
+            let packs = &self.packs;
+            self.sorted.retain(|e| !packs[e.pack as usize].condemned);
+            self.pending.retain(|e| !packs[e.pack as usize].condemned);
+            self.condemned.sort_by_key(|e| e.id);
+            self.purge_needed = false;
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -236,8 +352,18 @@ impl Index {
         self.sorted.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| &self.sorted[i])
     }
 
+    /// Where a live blob is: what backups may reuse.
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
         self.find_sorted(id).or_else(|| self.find_pending(id)).map(Entry::location)
+    }
+
+    /// Where a blob can be read: live, or else in a pack awaiting deletion (a recovery point
+    /// written while prune ran may refer to it; the next prune puts such packs back).
+    pub fn get_readable(&self, id: &Id) -> Option<BlobLocation> {
+        self.get(id).or_else(|| {
+            let i = self.condemned.binary_search_by(|e| e.id.cmp(id)).ok()?;
+            Some(self.condemned[i].location())
+        })
     }
 
     pub fn contains(&self, id: &Id) -> bool {
@@ -252,21 +378,33 @@ impl Index {
         self.pack_numbers.get(id).copied()
     }
 
+    /// Every pack, live and condemned.
     pub fn packs(&self) -> &[PackInfo] {
         &self.packs
     }
 
+    /// Live blobs.
     pub fn blob_count(&self) -> usize {
         self.sorted.len() + self.pending.len()
     }
 
+    /// Every live blob.
     pub fn blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
         self.sorted.iter().chain(&self.pending).map(|e| (e.id, e.location()))
     }
 
-    /// Every blob recorded for pack number `n`, in offset order.
+    /// Every blob of condemned packs.
+    pub fn condemned_blobs(&self) -> impl Iterator<Item = (Id, BlobLocation)> + '_ {
+        self.condemned.iter().map(|e| (e.id, e.location()))
+    }
+
+    /// Every blob recorded for pack number `n` (live or condemned), in offset order.
     pub fn blobs_in_pack(&self, n: u32) -> Vec<(Id, BlobLocation)> {
-        let mut v: Vec<_> = self.blobs().filter(|(_, l)| l.pack == n).collect();
+        let mut v: Vec<_> = if self.packs[n as usize].condemned {
+            self.condemned_blobs().filter(|(_, l)| l.pack == n).collect()
+        } else {
+            self.blobs().filter(|(_, l)| l.pack == n).collect()
+        };
         v.sort_by_key(|(_, l)| l.offset);
         v
     }
@@ -295,10 +433,15 @@ mod tests {
         fn index_file_round_trip(
             packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..10)), 0..5),
             sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
+            cond in any::<bool>(),
         ) {
             let f = IndexFile {
                 supersedes: sup.into_iter().map(Id).collect(),
                 packs: packs.into_iter().map(|(id, blobs)| IndexPack { id: Id(id), size: 2000, blobs }).collect(),
+                condemned: if cond {
+                    vec![Condemnation { at: 1_700_000_000, wait_for: Some(vec![Id([5; 32])]), packs: vec![IndexPack { id: Id([6; 32]), size: 9, blobs: vec![] }] },
+                         Condemnation { at: -1, wait_for: None, packs: vec![] }]
+                } else { vec![] },
             };
             let cipher = Cipher::new(&Key::random().unwrap());
             let bytes = f.encode(&cipher).unwrap();
@@ -348,5 +491,45 @@ mod tests {
         assert_eq!(idx.blob_count(), 2);
         assert_eq!(idx.get(&Id([9; 32])).unwrap().pack, 1);
         assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+}
+
+#[cfg(test)]
+mod condemnation_tests {
+    use super::*;
+
+    fn entry(id: u8, offset: u32) -> PackEntry {
+        PackEntry { blob_type: BlobType::Data, id: Id([id; 32]), offset, length: 5, raw_len: 3 }
+    }
+
+    #[test]
+    fn condemned_packs_are_readable_but_never_reused() {
+        let live = IndexPack { id: Id([1; 32]), size: 100, blobs: vec![entry(10, 9)] };
+        let doomed =
+            IndexPack { id: Id([2; 32]), size: 100, blobs: vec![entry(20, 9), entry(10, 20)] };
+        // A backup's index file lists the doomed pack as live; prune's file condemns it.
+        let backup_file = IndexFile { packs: vec![doomed.clone()], ..Default::default() };
+        let prune_file = IndexFile {
+            packs: vec![live],
+            condemned: vec![Condemnation { at: 0, wait_for: None, packs: vec![doomed] }],
+            ..Default::default()
+        };
+        for order in [[&backup_file, &prune_file], [&prune_file, &backup_file]] {
+            let mut idx = Index::default();
+            for f in order {
+                idx.add_file(f);
+            }
+            idx.seal();
+            assert!(!idx.contains(&Id([20; 32])));
+            assert_eq!(idx.get(&Id([20; 32])), None);
+            let r = idx.get_readable(&Id([20; 32])).unwrap();
+            assert!(idx.pack(r.pack).condemned);
+            // A blob also stored in a live pack is found there.
+            let l = idx.get(&Id([10; 32])).unwrap();
+            assert_eq!(idx.pack(l.pack).id, Id([1; 32]));
+            assert_eq!(idx.blob_count(), 1);
+            let n = idx.pack_number(&Id([2; 32])).unwrap();
+            assert_eq!(idx.blobs_in_pack(n).len(), 2);
+        }
     }
 }

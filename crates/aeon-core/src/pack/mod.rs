@@ -133,6 +133,25 @@ pub fn decode_table(table: &[u8], pack_len: u64, what: &str) -> Result<Vec<PackE
     Ok(entries)
 }
 
+/// Opens a pack table read from storage: `head` is the pack's first bytes (header and key
+/// mode), `sealed` the sealed table found at `table_start`.
+pub fn open_table(
+    cipher: &Cipher,
+    head: &[u8],
+    sealed: &[u8],
+    table_start: u64,
+    what: &str,
+) -> Result<Vec<PackEntry>> {
+    let body = format::check_header(head, ObjectKind::Pack, what)?;
+    let mut r = Reader::new(body, what);
+    let mode = r.u8()?;
+    if mode != KEY_MODE_REPOSITORY {
+        return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
+    }
+    let table = cipher.open(TABLE_AAD, sealed, what)?;
+    decode_table(&table, table_start, what)
+}
+
 /// Reads the table of a whole pack file held in memory.
 pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEntry>> {
     let body = format::check_header(pack, ObjectKind::Pack, what)?;

@@ -3,6 +3,7 @@
 
 mod packer;
 
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -17,8 +18,10 @@ use crate::crypto::{Cipher, IdHasher};
 use crate::error::{Error, Result};
 use crate::format::{self, HEADER_LEN, ObjectKind};
 use crate::id::Id;
-use crate::index::{Index, IndexFile};
+use crate::index::{Index, IndexFile, IndexPack};
 use crate::keys::{KdfParams, KeySlot, MasterKey};
+use crate::lock::{Lock, LockKind, LockState};
+use crate::retention::RetentionPolicy;
 use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::{Node, NodeKind, Tree};
 
@@ -38,6 +41,13 @@ pub struct Settings {
     /// Reserved for multi-location repositories: the storage locations that mirror this one.
     #[serde(default)]
     pub locations: Vec<String>,
+    /// Most bytes the repository may occupy; backups stop before writing past it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quota: Option<u64>,
+    /// Retention policies by recovery-point category (`*` for any other), applied by `forget`
+    /// when it is given no policy of its own.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub retention: BTreeMap<String, RetentionPolicy>,
 }
 
 /// Options of `init`.
@@ -48,6 +58,7 @@ pub struct InitOptions {
     pub pack_size: u32,
     pub kdf: KdfParams,
     pub key_label: String,
+    pub quota: Option<u64>,
 }
 
 impl Default for InitOptions {
@@ -58,6 +69,7 @@ impl Default for InitOptions {
             pack_size: DEFAULT_PACK_SIZE,
             kdf: KdfParams::default(),
             key_label: String::new(),
+            quota: None,
         }
     }
 }
@@ -87,7 +99,29 @@ pub struct Repository {
     cipher: Cipher,
     hasher: IdHasher,
     index: Index,
+    index_state: IndexState,
+    lock: Option<Lock>,
 }
+
+/// Which index files were loaded, and what prune has condemned.
+#[derive(Debug, Clone, Default)]
+pub struct IndexState {
+    /// Index files in force.
+    pub active: Vec<Id>,
+    /// Index files replaced by an active one (prune stopped before removing them).
+    pub superseded: Vec<Id>,
+    pub condemnations: Vec<CondemnationInfo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct CondemnationInfo {
+    pub at: i64,
+    pub wait_for: Option<Vec<Id>>,
+    pub packs: Vec<Id>,
+}
+
+/// An index file that could not be read, by name.
+pub type IndexFileError = (String, Error);
 
 impl Repository {
     /// Creates a new repository and returns it opened.
@@ -114,6 +148,8 @@ impl Repository {
             pack_size: opts.pack_size,
             created: now,
             locations: Vec::new(),
+            quota: opts.quota,
+            retention: BTreeMap::new(),
         };
         // Key slot first, config last: a config on storage means the repository is complete.
         let slot = KeySlot::new_password(
@@ -139,6 +175,8 @@ impl Repository {
             cipher,
             key,
             index: Index::default(),
+            index_state: IndexState::default(),
+            lock: None,
         })
     }
 
@@ -200,6 +238,8 @@ impl Repository {
             cipher,
             key,
             index: Index::default(),
+            index_state: IndexState::default(),
+            lock: None,
         })
     }
 
@@ -225,24 +265,203 @@ impl Repository {
         &self.index
     }
 
-    /// Loads every index file into memory. A damaged index file is an error naming it.
+    /// Loads every index file in force into memory. A damaged index file is an error naming it.
     pub fn load_index(&mut self) -> Result<()> {
-        let mut index = Index::default();
-        for f in self.read_index_files()? {
-            index.add_file(&f?.1);
-        }
-        index.seal();
+        let (index, state, errors) = self.assemble_index(false)?;
+        debug_assert!(errors.is_empty());
         self.index = index;
+        self.index_state = state;
         Ok(())
     }
 
-    /// Every index file, decoded; errors are per file so that `check` can report each.
+    /// Like [`Repository::load_index`], but an unreadable index file is reported, not fatal
+    /// (for `check`).
+    pub fn load_index_tolerant(&mut self) -> Result<Vec<IndexFileError>> {
+        let (index, state, errors) = self.assemble_index(true)?;
+        self.index = index;
+        self.index_state = state;
+        Ok(errors)
+    }
+
+    pub fn index_state(&self) -> &IndexState {
+        &self.index_state
+    }
+
+    fn assemble_index(&self, tolerant: bool) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
+        // Prune removes index files it has superseded; one vanishing between listing and
+        // reading means a newer file replaced it, which a fresh listing finds.
+        let mut attempt = 0;
+        loop {
+            match self.try_assemble_index(tolerant) {
+                Err(Error::ObjectNotFound { .. }) if attempt < 10 => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn try_assemble_index(
+        &self,
+        tolerant: bool,
+    ) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
+        let names: Vec<String> =
+            self.backend.list(FileType::Index)?.into_iter().map(|o| o.name).collect();
+        let mut skip: HashSet<Id> = HashSet::new();
+        // Usually one pass; a second only when some file supersedes another that was loaded
+        // (prune stopped before removing it), so that memory holds one decoded file at a time.
+        loop {
+            let mut index = Index::default();
+            let mut state = IndexState::default();
+            let mut errors = Vec::new();
+            let mut superseded: HashSet<Id> = HashSet::new();
+            for name in &names {
+                if name.parse::<Id>().is_ok_and(|id| skip.contains(&id)) {
+                    continue;
+                }
+                let (id, file) = match self.read_index_file(name) {
+                    Ok(f) => f,
+                    Err(e @ Error::ObjectNotFound { .. }) => return Err(e),
+                    Err(e) if tolerant => {
+                        errors.push((name.clone(), e));
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+                superseded.extend(file.supersedes.iter().copied());
+                for c in &file.condemned {
+                    state.condemnations.push(CondemnationInfo {
+                        at: c.at,
+                        wait_for: c.wait_for.clone(),
+                        packs: c.packs.iter().map(|p| p.id).collect(),
+                    });
+                }
+                index.add_file(&file);
+                state.active.push(id);
+            }
+            let loaded_superseded: Vec<Id> =
+                state.active.iter().filter(|id| superseded.contains(id)).copied().collect();
+            if loaded_superseded.is_empty() {
+                state.superseded = skip.into_iter().collect();
+                index.seal();
+                return Ok((index, state, errors));
+            }
+            skip.extend(loaded_superseded);
+        }
+    }
+
+    /// Every index file, decoded; errors are per file.
     pub fn read_index_files(&self) -> Result<Vec<Result<(Id, IndexFile)>>> {
         let mut out = Vec::new();
         for info in self.backend.list(FileType::Index)? {
             out.push(self.read_index_file(&info.name));
         }
         Ok(out)
+    }
+
+    /// Writes an index file (after checking this process still holds its lock) and returns its
+    /// id and size.
+    pub fn write_index_file(&self, file: &IndexFile) -> Result<(Id, u64)> {
+        self.ensure_lock_held()?;
+        let bytes = file.encode(&self.cipher)?;
+        let id = Id::of_stored_bytes(&bytes);
+        self.backend.write(FileType::Index, &id.to_hex(), &bytes)?;
+        Ok((id, bytes.len() as u64))
+    }
+
+    /// Packs on storage that no index file names (left by an interrupted backup or prune, or
+    /// being written right now by another process).
+    pub fn unindexed_packs(&self) -> Result<Vec<crate::backend::ObjectInfo>> {
+        Ok(self
+            .backend
+            .list(FileType::Pack)?
+            .into_iter()
+            .filter(|o| o.name.parse::<Id>().is_ok_and(|id| self.index.pack_number(&id).is_none()))
+            .collect())
+    }
+
+    /// Reads a pack's own table of contents (the tail of the pack), authenticated.
+    pub fn read_pack_table(&self, name: &str, size: u64) -> Result<IndexPack> {
+        let what = format!("pack {name}");
+        let id: Id = name.parse()?;
+        let min = crate::pack::FIRST_BLOB_OFFSET as u64 + 4;
+        if size < min {
+            return Err(Error::corrupt(what, "too short to hold a pack table"));
+        }
+        let head = self.backend.read_range(FileType::Pack, name, 0, min - 4)?;
+        let tail = self.backend.read_range(FileType::Pack, name, size - 4, 4)?;
+        let table_len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+        let table_start = (size - 4)
+            .checked_sub(table_len)
+            .filter(|&s| s >= crate::pack::FIRST_BLOB_OFFSET as u64)
+            .ok_or_else(|| Error::corrupt(&what, "pack table length points outside the pack"))?;
+        let sealed = self.backend.read_range(FileType::Pack, name, table_start, table_len)?;
+        let blobs = crate::pack::open_table(&self.cipher, &head, &sealed, table_start, &what)?;
+        Ok(IndexPack { id, size, blobs })
+    }
+
+    /// Records packs found on storage in a new index file and in the in-memory index, so that
+    /// their blobs are reused instead of stored again. Returns the stored bytes adopted.
+    pub fn adopt_packs(&mut self, packs: Vec<IndexPack>) -> Result<u64> {
+        if packs.is_empty() {
+            return Ok(0);
+        }
+        let bytes = packs.iter().map(|p| p.size).sum();
+        let file = IndexFile { packs, ..Default::default() };
+        let (id, _) = self.write_index_file(&file)?;
+        self.index.add_file(&file);
+        self.index.seal();
+        self.index_state.active.push(id);
+        Ok(bytes)
+    }
+
+    /// Takes a lock for this repository, held until [`Repository::unlock`] or drop. Stale
+    /// locks in the way are removed; the messages say which.
+    pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Vec<String>> {
+        let (lock, messages) = Lock::acquire(self.backend.clone(), &self.cipher, kind, operation)?;
+        self.lock = Some(lock);
+        Ok(messages)
+    }
+
+    pub fn unlock(&mut self) {
+        self.lock = None;
+    }
+
+    pub fn held_lock(&self) -> Option<&Lock> {
+        self.lock.as_ref()
+    }
+
+    fn lock_state(&self) -> Option<Arc<LockState>> {
+        self.lock.as_ref().map(Lock::state)
+    }
+
+    /// Fails if this process held a lock and may have lost it.
+    pub fn ensure_lock_held(&self) -> Result<()> {
+        match &self.lock {
+            Some(l) => l.ensure_held(),
+            None => Ok(()),
+        }
+    }
+
+    /// Bytes the repository occupies: every indexed pack (live or awaiting deletion) plus the
+    /// index files, recovery points and key slots. Packs no index names yet are not counted.
+    pub fn storage_used(&self) -> Result<u64> {
+        let mut used: u64 = self.index.packs().iter().map(|p| p.size).sum();
+        for t in [FileType::Index, FileType::Snapshot, FileType::Key] {
+            used += self.backend.list(t)?.iter().map(|o| o.size).sum::<u64>();
+        }
+        Ok(used)
+    }
+
+    /// Rewrites the sealed settings (quota, retention policies). The last writer wins.
+    pub fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        let mut config = format::header(ObjectKind::Config).to_vec();
+        config.extend_from_slice(&self.repository_id);
+        let aad = config.clone();
+        self.cipher.seal_into(&aad, &format::to_cbor(&settings), &mut config)?;
+        self.backend.write(FileType::Config, "config", &config)?;
+        self.settings = settings;
+        Ok(())
     }
 
     fn read_index_file(&self, name: &str) -> Result<(Id, IndexFile)> {
@@ -257,7 +476,7 @@ impl Repository {
 
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
-        let loc = self.index.get(id).ok_or(Error::BlobNotIndexed(*id))?;
+        let loc = self.index.get_readable(id).ok_or(Error::BlobNotIndexed(*id))?;
         let pack = self.index.pack(loc.pack);
         let sealed = self
             .backend
@@ -297,6 +516,7 @@ impl Repository {
     }
 
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
+        self.ensure_lock_held()?;
         let data = snap.encode(&self.cipher)?;
         let id = Id::of_stored_bytes(&data);
         self.backend.write(FileType::Snapshot, &id.to_hex(), &data)?;
@@ -324,6 +544,8 @@ impl Repository {
                 .and_then(|id| self.load_snapshot(&id).map(|s| SnapshotEntry { id, snapshot: s }));
             match loaded {
                 Ok(e) => good.push(e),
+                // Forgotten between listing and reading.
+                Err(Error::ObjectNotFound { .. }) => {}
                 Err(e) => bad.push((info.name, e)),
             }
         }
@@ -340,6 +562,16 @@ impl Repository {
     /// A packer that writes new blobs into this repository.
     pub fn packer(&self) -> Packer {
         Packer::new(self.backend.clone(), self.cipher.clone(), self.settings.pack_size)
+            .with_lock(self.lock_state())
+    }
+
+    /// A packer that also stops before the repository grows past its quota.
+    pub fn packer_with_quota(&self) -> Result<Packer> {
+        let packer = self.packer();
+        Ok(match self.settings.quota {
+            Some(limit) => packer.with_quota(limit, self.storage_used()?),
+            None => packer,
+        })
     }
 }
 

@@ -4,13 +4,15 @@
 //! index files are durable before the recovery point that needs them is written.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use crate::backend::{Backend, FileType};
 use crate::blob::BlobType;
 use crate::crypto::Cipher;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
+use crate::lock::LockState;
 use crate::pack::PackWriter;
 
 /// Packs recorded per index file before it is written: bounds what a crash can orphan.
@@ -35,6 +37,35 @@ pub struct Packer {
     tree: PackWriter,
     pending: IndexFile,
     stats: PackerStats,
+    lock: Option<Arc<LockState>>,
+    quota: Option<Arc<Quota>>,
+}
+
+/// A storage budget shared by the packers of one process.
+#[derive(Debug)]
+pub struct Quota {
+    pub limit: u64,
+    used: AtomicU64,
+}
+
+impl Quota {
+    pub fn new(limit: u64, used: u64) -> Quota {
+        Quota { limit, used: AtomicU64::new(used) }
+    }
+
+    pub fn used(&self) -> u64 {
+        self.used.load(Ordering::SeqCst)
+    }
+
+    /// Claims `n` bytes, or fails without claiming if that would pass the limit.
+    pub fn reserve(&self, n: u64) -> Result<()> {
+        self.used
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |u| {
+                u.checked_add(n).filter(|&total| total <= self.limit)
+            })
+            .map(|_| ())
+            .map_err(|used| Error::QuotaExceeded { used, limit: self.limit, needed: n })
+    }
 }
 
 impl Packer {
@@ -47,7 +78,25 @@ impl Packer {
             tree: PackWriter::new(),
             pending: IndexFile::default(),
             stats: PackerStats::default(),
+            lock: None,
+            quota: None,
         }
+    }
+
+    /// Index files are written only while this lock is held (see [`LockState::ensure_held`]).
+    pub fn with_lock(mut self, lock: Option<Arc<LockState>>) -> Packer {
+        self.lock = lock;
+        self
+    }
+
+    /// Packs are written only while the repository stays within `limit` bytes.
+    pub fn with_quota(mut self, limit: u64, used: u64) -> Packer {
+        self.quota = Some(Arc::new(Quota::new(limit, used)));
+        self
+    }
+
+    pub fn quota(&self) -> Option<&Quota> {
+        self.quota.as_deref()
     }
 
     /// Adds a sealed blob. Tree and data blobs go to separate packs so that metadata can be
@@ -76,6 +125,9 @@ impl Packer {
         }
         let full = std::mem::take(w);
         let (bytes, id, blobs) = full.finish(&self.cipher)?;
+        if let Some(q) = &self.quota {
+            q.reserve(bytes.len() as u64)?;
+        }
         self.backend.write(FileType::Pack, &id.to_hex(), &bytes)?;
         self.stats.packs_written += 1;
         self.stats.stored_bytes += bytes.len() as u64;
@@ -90,6 +142,9 @@ impl Packer {
         if self.pending.packs.is_empty() {
             return Ok(());
         }
+        if let Some(l) = &self.lock {
+            l.ensure_held()?;
+        }
         let file = std::mem::take(&mut self.pending);
         let bytes = file.encode(&self.cipher)?;
         self.backend.write(FileType::Index, &Id::of_stored_bytes(&bytes).to_hex(), &bytes)?;
@@ -103,6 +158,13 @@ impl Packer {
     pub fn finish(mut self) -> Result<PackerStats> {
         self.flush_pack(BlobType::Data)?;
         self.flush_pack(BlobType::Tree)?;
+        self.flush_index()?;
+        Ok(self.stats)
+    }
+
+    /// After a failure: records the packs already written in an index file, so that the next
+    /// backup reuses them, and drops the blobs not yet in a pack.
+    pub fn abandon(mut self) -> Result<PackerStats> {
         self.flush_index()?;
         Ok(self.stats)
     }

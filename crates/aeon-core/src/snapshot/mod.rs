@@ -57,6 +57,13 @@ pub struct Snapshot {
     pub program_version: String,
     #[serde(default)]
     pub summary: Summary,
+    /// A protected recovery point is never removed by `forget`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub protected: bool,
+    /// Set when this object replaced an earlier one of the same recovery point (protect,
+    /// unprotect): the id it had first.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub original: Option<Id>,
 }
 
 impl Snapshot {
@@ -124,6 +131,8 @@ mod tests {
             kind: None,
             program_version: "x".into(),
             summary: Summary::default(),
+            protected: false,
+            original: None,
         }
     }
 
