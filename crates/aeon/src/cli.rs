@@ -8,7 +8,7 @@ const AFTER_HELP: &str = "\
 Password: AEON_PASSWORD, AEON_PASSWORD_FILE, AEON_PASSWORD_COMMAND, or a prompt on a terminal.
 Exit codes: 0 ok, 1 error, 2 usage, 3 backup incomplete (some files unreadable; recovery point
 written), 4 damage found (check failed, or restore met data that failed verification),
-10 no repository, 12 wrong password.
+10 no repository, 11 locked (another prune runs), 12 wrong password, 13 storage full or quota reached.
 
 Start here:
   aeon init -r /srv/backup
@@ -61,6 +61,10 @@ pub struct GlobalOpts {
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
 
+    /// Take no lock (for read-only storage; never while prune may run)
+    #[arg(long, global = true)]
+    pub no_lock: bool,
+
     /// Print the version and exit
     #[arg(long = "version", short = 'V', action = clap::ArgAction::SetTrue)]
     pub version: bool,
@@ -88,6 +92,190 @@ pub enum Command {
     Diff(DiffArgs),
     /// Write a file (or a directory, as tar) from a recovery point to standard output
     Dump(DumpArgs),
+    /// Remove recovery points by a retention policy (or by id); --prune frees their data
+    Forget(ForgetArgs),
+    /// Delete data no recovery point uses and repack partly used packs
+    Prune(PruneArgs),
+    /// Protect recovery points: forget never removes them
+    Protect(ProtectArgs),
+    /// Remove the protection of recovery points
+    Unprotect(ProtectArgs),
+    /// Remove stale locks left by crashed processes
+    Unlock(UnlockArgs),
+    /// Show sizes, deduplication, compression, and what each recovery point alone holds
+    Stats(StatsArgs),
+    /// Show, set or remove the retention policies stored in the repository
+    Policy(PolicyArgs),
+    /// Show, set or remove the repository's storage quota
+    Quota(QuotaArgs),
+}
+
+/// The rules of a retention policy (all optional; a point kept by any rule is kept).
+#[derive(Args, Debug, Clone, Default)]
+pub struct PolicyFlags {
+    /// Keep the N newest recovery points
+    #[arg(long, value_name = "N")]
+    pub keep_last: Option<u32>,
+    /// Keep the newest point of each of the N newest hours that have one
+    #[arg(long, value_name = "N")]
+    pub keep_hourly: Option<u32>,
+    /// Keep the newest point of each of the N newest days that have one
+    #[arg(long, value_name = "N")]
+    pub keep_daily: Option<u32>,
+    /// Keep the newest point of each of the N newest ISO weeks that have one
+    #[arg(long, value_name = "N")]
+    pub keep_weekly: Option<u32>,
+    /// Keep the newest point of each of the N newest months that have one
+    #[arg(long, value_name = "N")]
+    pub keep_monthly: Option<u32>,
+    /// Keep the newest point of each of the N newest years that have one
+    #[arg(long, value_name = "N")]
+    pub keep_yearly: Option<u32>,
+    /// Keep every point taken within DURATION of the newest (e.g. 1y6m, 14d, 36h)
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within: Option<String>,
+    /// Keep the newest point of each hour within DURATION of the newest point
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_hourly: Option<String>,
+    /// Keep the newest point of each day within DURATION of the newest point
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_daily: Option<String>,
+    /// Keep the newest point of each week within DURATION of the newest point
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_weekly: Option<String>,
+    /// Keep the newest point of each month within DURATION of the newest point
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_monthly: Option<String>,
+    /// Keep the newest point of each year within DURATION of the newest point
+    #[arg(long, value_name = "DURATION")]
+    pub keep_within_yearly: Option<String>,
+    /// Keep points carrying this tag (a,b: carrying both); repeatable
+    #[arg(long = "keep-tag", value_name = "TAGS")]
+    pub keep_tags: Vec<String>,
+    /// Never keep more than N points per group (protected points always stay)
+    #[arg(long, value_name = "N")]
+    pub max_points: Option<u32>,
+}
+
+#[derive(Args, Debug)]
+pub struct ForgetArgs {
+    /// Recovery points to forget by id (instead of by policy)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    #[command(flatten)]
+    pub policy: PolicyFlags,
+    /// Group points by host, paths and/or tags before applying the policy ("" for one group)
+    #[arg(long, default_value = "host,paths", value_name = "FIELDS")]
+    pub group_by: String,
+    /// Only recovery points of this host
+    #[arg(long = "host")]
+    pub host: Option<String>,
+    /// Only recovery points with this tag (repeatable: all must match)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
+    /// Only recovery points that include this path (repeatable)
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Only recovery points of this category
+    #[arg(long)]
+    pub category: Option<String>,
+    /// Time zone of the calendar rules (IANA name such as Europe/Berlin; default: local)
+    #[arg(long, value_name = "ZONE")]
+    pub timezone: Option<String>,
+    /// Show what would be kept and removed, and why; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    /// Then run prune to free the data only the forgotten points used
+    #[arg(long)]
+    pub prune: bool,
+    #[command(flatten)]
+    pub prune_opts: PruneTuning,
+}
+
+#[derive(Args, Debug, Clone)]
+pub struct PruneTuning {
+    /// Repack packs with more than this much unused space (percent)
+    #[arg(long, default_value = "20%", value_name = "PERCENT")]
+    pub max_unused: String,
+    /// Wait up to DURATION for running backups so that condemned data is deleted in this run
+    /// (e.g. 10m); without it, a later prune deletes it
+    #[arg(long, value_name = "DURATION")]
+    pub wait: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Show what would be deleted and repacked; change nothing
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
+    #[command(flatten)]
+    pub tuning: PruneTuning,
+}
+
+#[derive(Args, Debug)]
+pub struct ProtectArgs {
+    /// Recovery points (id, id prefix or "latest")
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct UnlockArgs {
+    /// Remove every lock, also those of processes that still run (dangerous: only when you
+    /// know no aeon process uses the repository)
+    #[arg(long)]
+    pub all: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct StatsArgs {
+    /// Only these recovery points (default: all)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    pub action: PolicyAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PolicyAction {
+    /// Show the stored policies
+    Show,
+    /// Store the policy for a category ("*": every category without its own)
+    Set {
+        /// Category the policy applies to
+        #[arg(long, default_value = "*")]
+        category: String,
+        #[command(flatten)]
+        policy: Box<PolicyFlags>,
+    },
+    /// Remove the stored policy of a category
+    Remove {
+        #[arg(long, default_value = "*")]
+        category: String,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct QuotaArgs {
+    #[command(subcommand)]
+    pub action: QuotaAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum QuotaAction {
+    /// Show the quota and the space used
+    Show,
+    /// Set the quota (e.g. 50GiB, 500M)
+    Set {
+        #[arg(value_name = "SIZE")]
+        size: String,
+    },
+    /// Remove the quota
+    Remove,
 }
 
 #[derive(Args, Debug)]
@@ -153,6 +341,9 @@ pub struct InitArgs {
     /// Argon2id passes for the password slot
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub kdf_iterations: u32,
+    /// Most space the repository may use (e.g. 50GiB); backups stop before passing it
+    #[arg(long, value_name = "SIZE")]
+    pub quota: Option<String>,
 }
 
 #[derive(Args, Debug)]
@@ -220,6 +411,9 @@ pub struct BackupArgs {
     /// Read more source paths from a file (one per line, # comments)
     #[arg(long = "files-from", value_name = "FILE")]
     pub files_from: Vec<PathBuf>,
+    /// Protect the new recovery point: forget never removes it
+    #[arg(long)]
+    pub protect: bool,
 }
 
 /// Chooses a recovery point by time instead of by id.

@@ -22,12 +22,16 @@ pub mod exit {
     pub const INCOMPLETE: u8 = 3;
     pub const DAMAGE: u8 = 4;
     pub const NO_REPOSITORY: u8 = 10;
+    pub const LOCKED: u8 = 11;
     pub const WRONG_PASSWORD: u8 = 12;
+    pub const STORAGE_FULL: u8 = 13;
 }
 
 /// What every command needs: the global options and a way to open the repository.
 pub struct Ctx {
     pub global: GlobalOpts,
+    /// The command's name, recorded in the locks it takes.
+    pub operation: &'static str,
 }
 
 impl Ctx {
@@ -49,10 +53,20 @@ impl Ctx {
         Ok(Repository::open(backend, password.as_bytes())?)
     }
 
+    /// Opens the repository with a shared lock (unless --no-lock) and its index loaded. The
+    /// lock is taken before the index is read: that is what prune relies on.
     pub fn open_with_index(&self) -> Result<Repository> {
         let mut repo = self.open()?;
+        self.lock_shared(&mut repo)?;
         repo.load_index()?;
         Ok(repo)
+    }
+
+    pub fn lock_shared(&self, repo: &mut Repository) -> Result<Vec<String>> {
+        if self.global.no_lock {
+            return Ok(Vec::new());
+        }
+        Ok(repo.lock(aeon_core::lock::LockKind::Shared, self.operation)?)
     }
 
     pub fn threads(&self) -> usize {
@@ -94,7 +108,7 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse_from(version_aware_args());
-    let ctx = Ctx { global: cli.global };
+    let ctx = Ctx { global: cli.global, operation: operation_name(&cli.command) };
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&ctx, a),
         Command::Backup(a) => commands::backup::run(&ctx, a),
@@ -106,6 +120,14 @@ fn main() -> ExitCode {
         Command::Find(a) => commands::find::run(&ctx, a),
         Command::Diff(a) => commands::diff::run(&ctx, a),
         Command::Dump(a) => commands::dump::run(&ctx, a),
+        Command::Forget(a) => commands::forget::run(&ctx, a),
+        Command::Prune(a) => commands::prune::run(&ctx, a),
+        Command::Protect(a) => commands::protect::run(&ctx, a, true),
+        Command::Unprotect(a) => commands::protect::run(&ctx, a, false),
+        Command::Unlock(a) => commands::unlock::run(&ctx, a),
+        Command::Stats(a) => commands::stats::run(&ctx, a),
+        Command::Policy(a) => commands::policy::run(&ctx, a),
+        Command::Quota(a) => commands::policy::run_quota(&ctx, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -117,6 +139,29 @@ fn main() -> ExitCode {
             }
             ExitCode::from(code)
         }
+    }
+}
+
+fn operation_name(c: &Command) -> &'static str {
+    match c {
+        Command::Init(_) => "init",
+        Command::Backup(_) => "backup",
+        Command::Snapshots(_) => "snapshots",
+        Command::Restore(_) => "restore",
+        Command::Ls(_) => "ls",
+        Command::Cat(_) => "cat",
+        Command::Check(_) => "check",
+        Command::Find(_) => "find",
+        Command::Diff(_) => "diff",
+        Command::Dump(_) => "dump",
+        Command::Forget(_) => "forget",
+        Command::Prune(_) => "prune",
+        Command::Protect(_) => "protect",
+        Command::Unprotect(_) => "unprotect",
+        Command::Unlock(_) => "unlock",
+        Command::Stats(_) => "stats",
+        Command::Policy(_) => "policy",
+        Command::Quota(_) => "quota",
     }
 }
 
@@ -146,7 +191,28 @@ fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
     let Some(core) = e.chain().find_map(|c| c.downcast_ref::<Error>()) else {
         return (exit::ERROR, None);
     };
+    if core.is_storage_full() {
+        return (
+            exit::STORAGE_FULL,
+            Some(
+                "the repository is unchanged and consistent; free space and run the backup again (it reuses what was stored)",
+            ),
+        );
+    }
     match core {
+        Error::Locked(_) => (
+            exit::LOCKED,
+            Some(
+                "wait for it to finish; a lock left by a crashed process goes stale (at once on the same host, after 30 minutes elsewhere) and `aeon unlock` removes it",
+            ),
+        ),
+        Error::LockLost(_) => (exit::ERROR, Some("nothing was committed; run the command again")),
+        Error::QuotaExceeded { .. } => (
+            exit::STORAGE_FULL,
+            Some(
+                "forget and prune old recovery points, or raise the limit with `aeon quota set SIZE`; what was stored is kept and reused by the next backup",
+            ),
+        ),
         Error::RepositoryNotFound(_) => (
             exit::NO_REPOSITORY,
             Some("create one with `aeon init --repo PATH`, or check --repo / AEON_REPOSITORY"),

@@ -47,6 +47,11 @@ pub fn parse_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>>
     if let Ok(t) = DateTime::parse_from_rfc3339(text) {
         return Ok(t);
     }
+    for fmt in ["%Y-%m-%d %H:%M:%S%:z", "%Y-%m-%d %H:%M:%S%z", "%Y-%m-%d %H:%M%:z"] {
+        if let Ok(t) = DateTime::parse_from_str(text.trim(), fmt) {
+            return Ok(t);
+        }
+    }
     for fmt in ["%Y-%m-%d %H:%M:%S", "%Y-%m-%d %H:%M", "%Y-%m-%dT%H:%M:%S"] {
         if let Ok(naive) = NaiveDateTime::parse_from_str(text, fmt) {
             return Ok(Utc.from_utc_datetime(&naive).fixed_offset());

@@ -16,7 +16,6 @@ use crate::backend::FileType;
 use crate::blob;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::index::Index;
 use crate::pack;
 use crate::progress::Progress;
 use crate::repository::Repository;
@@ -76,13 +75,10 @@ pub fn check(
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let mut index = Index::default();
-    for loaded in repo.read_index_files()? {
-        match loaded {
-            Ok((_, file)) => index.add_file(&file),
-            Err(e) => report.problem(error_object(&e, "index file"), error_message(&e)),
-        }
+    for (name, e) in repo.load_index_tolerant()? {
+        report.problem(error_object(&e, &format!("index file {name}")), error_message(&e));
     }
+    let index = repo.index();
 
     // Blob ids known to be unreadable: every blob of a damaged pack, and every missing blob.
     let mut bad_blobs: HashSet<Id> = HashSet::new();
@@ -90,8 +86,18 @@ pub fn check(
 
     let stored: HashMap<String, u64> =
         repo.backend().list(FileType::Pack)?.into_iter().map(|o| (o.name, o.size)).collect();
+    let (mut pending, mut pending_bytes) = (0usize, 0u64);
     for (n, p) in index.packs().iter().enumerate() {
+        if p.condemned {
+            pending += 1;
+            pending_bytes += p.size;
+        }
         match stored.get(&p.id.to_hex()) {
+            // Prune may delete a condemned pack at any time; only a recovery point that still
+            // needs one of its blobs makes its absence a problem (found by the tree walk).
+            None if p.condemned => {
+                bad_packs.insert(n as u32);
+            }
             None => {
                 report.problem(format!("pack {}", p.id), "missing from storage");
                 bad_packs.insert(n as u32);
@@ -113,18 +119,22 @@ pub fn check(
         .count();
     if unindexed > 0 {
         report.notes.push(format!(
-            "{unindexed} pack(s) not in any index (left by an interrupted backup; harmless)"
+            "{unindexed} pack(s) not in any index (left by an interrupted backup or prune, or \
+             being written by a running backup; `aeon prune` adopts or removes them)"
         ));
     }
-    index.seal();
-    report.packs = index.packs().len();
+    if pending > 0 {
+        report.notes.push(format!(
+            "{pending} pack(s), {pending_bytes} bytes, await deletion by a later prune"
+        ));
+    }
+    report.packs = index.packs().len() - pending;
     report.blobs = index.blob_count();
-    repo.replace_index(index);
 
     if opts.read_data {
         read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
     }
-    for (id, loc) in repo.index().blobs() {
+    for (id, loc) in repo.index().blobs().chain(repo.index().condemned_blobs()) {
         if bad_packs.contains(&loc.pack) {
             bad_blobs.insert(id);
         }
@@ -154,6 +164,8 @@ fn error_message(e: &Error) -> String {
     }
 }
 
+const GONE: &str = "missing from storage";
+
 fn read_all_packs(
     repo: &Repository,
     opts: &CheckOptions,
@@ -166,7 +178,7 @@ fn read_all_packs(
     let todo: Vec<u32> =
         (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
     let mut expected: HashMap<u32, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
-    for (id, loc) in index.blobs() {
+    for (id, loc) in index.blobs().chain(index.condemned_blobs()) {
         expected.entry(loc.pack).or_default().push((id, loc));
     }
     let total: u64 = todo.iter().map(|&p| index.pack(p).size).sum();
@@ -181,11 +193,17 @@ fn read_all_packs(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&p) = todo.get(i) else { break };
                     let info = index.pack(p);
-                    let problems = verify_pack(
+                    let mut problems = verify_pack(
                         repo,
                         info.id,
                         expected.get(&p).map(Vec::as_slice).unwrap_or(&[]),
                     );
+                    if info.condemned
+                        && problems.iter().any(|(b, m)| b.is_none() && m.contains(GONE))
+                    {
+                        // Deleted by a prune running meanwhile: it was garbage.
+                        problems.clear();
+                    }
                     bytes.fetch_add(info.size, Ordering::Relaxed);
                     progress.add(1, info.size);
                     if !problems.is_empty() {
@@ -223,6 +241,7 @@ fn verify_pack(
     let mut out = Vec::new();
     let data = match repo.backend().read(FileType::Pack, &pack_id.to_hex()) {
         Ok(d) => d,
+        Err(Error::ObjectNotFound { .. }) => return vec![(None, GONE.to_string())],
         Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
     };
     if Id::of_stored_bytes(&data) != pack_id {
@@ -304,13 +323,26 @@ fn tree_is_bad(
         match node.kind {
             NodeKind::File => {
                 for id in &node.content {
-                    if !repo.index().contains(id) {
+                    if repo.index().get_readable(id).is_none() {
                         report.problem(
                             format!("blob {id}"),
                             format!("referenced by {:?} but not in the index", node.name),
                         );
                         bad = true;
                     } else if bad_blobs.contains(id) {
+                        if let Some(l) = repo.index().get_readable(id)
+                            && repo.index().pack(l.pack).condemned
+                        {
+                            report.problem(
+                                format!("blob {id}"),
+                                format!(
+                                    "needed by {:?}, but its pack {} (awaiting deletion) is \
+                                     missing or damaged",
+                                    node.name,
+                                    repo.index().pack(l.pack).id
+                                ),
+                            );
+                        }
                         bad = true;
                     }
                 }

@@ -1,6 +1,7 @@
 use aeon_core::archiver::{self, BackupOptions};
 use aeon_core::filter::PathFilter;
 use aeon_core::id::Id;
+use aeon_core::lock;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
@@ -9,7 +10,39 @@ use crate::progress::{Bar, bytes};
 use crate::{Ctx, exit, timefmt};
 
 pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
-    let repo = ctx.open_with_index()?;
+    let mut repo = ctx.open()?;
+    // The lock comes before the index is read (prune relies on it). Stale locks are evidence
+    // of a crash: their packs are adopted so that nothing they stored is uploaded again.
+    ctx.lock_shared(&mut repo)?;
+    let stale = if ctx.global.no_lock {
+        Vec::new()
+    } else {
+        let judged = lock::judge_all(repo.backend().as_ref(), repo.cipher())?;
+        lock::remove_stale(repo.backend().as_ref(), &judged)?
+    };
+    for m in &stale {
+        eprintln!("note: {m}");
+    }
+    repo.load_index()?;
+    let mut adopted = (0usize, 0u64);
+    if !stale.is_empty() {
+        adopted = adopt_unindexed_packs(&mut repo)?;
+        if adopted.0 > 0 && !ctx.global.json {
+            ctx.say(format!(
+                "reusing {} pack(s), {}, stored by an interrupted run",
+                adopted.0,
+                bytes(adopted.1)
+            ));
+        }
+    }
+    let quota_used = match repo.settings().quota {
+        Some(limit) => {
+            let used = repo.storage_used()?;
+            warn_quota(used, limit);
+            Some(used)
+        }
+        None => None,
+    };
     let mut paths = args.paths.clone();
     for list in &args.files_from {
         paths.extend(
@@ -36,6 +69,8 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     opts.compression = args.compression.as_deref().map(str::parse).transpose()?;
     opts.time = args.time.as_deref().map(timefmt::parse).transpose()?;
     opts.scan_totals = ctx.progress_visible();
+    opts.protect = args.protect;
+    opts.quota_used = quota_used;
     opts.parent = if args.force || args.stdin || args.stdin_from_command {
         None
     } else if let Some(p) = &args.parent {
@@ -75,6 +110,9 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
             "data_added_stored": s.data_added_stored,
             "errors": s.errors,
             "warnings": result.warnings,
+            "protected": result.snapshot.protected,
+            "packs_reused_after_interruption": adopted.0,
+            "bytes_reused_after_interruption": adopted.1,
             "duration_seconds": secs,
         }))?;
     } else {
@@ -100,6 +138,9 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         ));
         ctx.say(format!("recovery point {} saved", result.snapshot_id.short()));
     }
+    if let (Some(limit), Some(used)) = (repo.settings().quota, quota_used) {
+        warn_quota(used + s.data_added_stored, limit);
+    }
     if !result.warnings.is_empty() {
         eprintln!(
             "warning: {} item(s) could not be backed up; the recovery point was saved without them",
@@ -108,6 +149,31 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         return Ok(exit::INCOMPLETE);
     }
     Ok(0)
+}
+
+fn warn_quota(used: u64, limit: u64) {
+    if used as f64 >= limit as f64 * 0.9 {
+        eprintln!(
+            "warning: the repository uses {} of its {} quota ({:.0}%); forget and prune, or raise it with `aeon quota set`",
+            bytes(used),
+            bytes(limit),
+            used as f64 * 100.0 / limit as f64
+        );
+    }
+}
+
+/// Records packs that no index names (a killed backup wrote them) so that this backup reuses
+/// their blobs. Packs whose table cannot be read are left for `check` and `prune`.
+fn adopt_unindexed_packs(repo: &mut aeon_core::Repository) -> Result<(usize, u64)> {
+    let mut packs = Vec::new();
+    for o in repo.unindexed_packs()? {
+        if let Ok(p) = repo.read_pack_table(&o.name, o.size) {
+            packs.push(p);
+        }
+    }
+    let n = packs.len();
+    let bytes = repo.adopt_packs(packs)?;
+    Ok((n, bytes))
 }
 
 /// Backs up standard input or a command's output as one file.

@@ -7,6 +7,7 @@ use crate::{Ctx, exit};
 
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     let mut repo = ctx.open()?;
+    ctx.lock_shared(&mut repo)?;
     let opts = CheckOptions { read_data: args.read_data, threads: ctx.threads() };
     let bar = Bar::new(ctx.progress_visible() && args.read_data, "packs");
     let started = std::time::Instant::now();

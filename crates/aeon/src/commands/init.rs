@@ -24,6 +24,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
             parallelism: 1,
         },
         key_label: format!("{}@{}", super::user_name(), super::host_name()),
+        quota: args.quota.as_deref().map(super::backup::parse_size).transpose()?,
         ..InitOptions::default()
     };
     let repo = Repository::init(backend.clone(), password.as_bytes(), opts)?;

@@ -4,10 +4,16 @@ pub mod check;
 pub mod diff;
 pub mod dump;
 pub mod find;
+pub mod forget;
 pub mod init;
 pub mod ls;
+pub mod policy;
+pub mod protect;
+pub mod prune;
 pub mod restore;
 pub mod snapshots;
+pub mod stats;
+pub mod unlock;
 
 use aeon_core::Repository;
 use aeon_core::snapshot::SnapshotEntry;
