@@ -136,12 +136,16 @@ fn process_state(pid: u32, start: Option<u64>) -> ProcessState {
     }
 }
 
-/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot.
+/// Field 22 of /proc/PID/stat: when the process started, in clock ticks since boot. `None`
+/// for a process that does not exist or has exited (a zombie waiting for its parent).
 fn process_start_time(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name (field 2) is in parentheses and may contain spaces: skip past it.
-    let after_name = &stat[stat.rfind(')')? + 1..];
-    after_name.split_whitespace().nth(19)?.parse().ok()
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    if matches!(fields.next(), Some("Z") | Some("X")) {
+        return None;
+    }
+    fields.nth(18)?.parse().ok()
 }
 
 pub fn this_host() -> String {

@@ -125,15 +125,9 @@ pub fn prune(
         .filter(|l| l.liveness == Liveness::Live && Some(l.id) != own_lock)
         .map(|l| l.id)
         .collect();
-    repo.load_index()?;
+    let (snapshots, mut visited, used) = load_and_mark(repo)?;
     let state = repo.index_state().clone();
-    let snapshots = readable_snapshots(repo)?;
     report.snapshots = snapshots.len();
-    let mut visited = HashSet::new();
-    let mut used = HashSet::new();
-    for s in &snapshots {
-        mark_reachable(repo, &s.snapshot.tree, &mut visited, &mut used)?;
-    }
 
     // Every pack: live, condemned earlier, and (when nobody else works) unindexed.
     let index = repo.index();
@@ -309,11 +303,7 @@ pub fn prune(
             // Nobody else: the condemned packs go now, but for any that a recovery point written
             // meanwhile needs (its backup finished between our reading and the record).
             let fresh_group = record.condemned.remove(fresh_at);
-            let newer = readable_snapshots(repo)?;
-            let mut needed = HashSet::new();
-            for s in newer.iter().filter(|s| !snapshots.iter().any(|o| o.id == s.id)) {
-                mark_reachable(repo, &s.snapshot.tree, &mut visited, &mut needed)?;
-            }
+            let needed = mark_newer(repo, &snapshots, &mut visited)?;
             for p in fresh_group.packs {
                 if p.blobs.iter().any(|b| needed.contains(&b.id)) {
                     report.packs_restored += 1;
@@ -366,6 +356,57 @@ fn remove_pack(repo: &Repository, id: &Id) -> Result<()> {
     match repo.backend().remove(FileType::Pack, &id.to_hex()) {
         Ok(()) | Err(Error::ObjectNotFound { .. }) => Ok(()),
         Err(e) => Err(e),
+    }
+}
+
+/// Loads the index and every recovery point, and marks every blob they reach. A recovery point
+/// whose trees the index does not know yet was written after the index was read: reading the
+/// index again finds them.
+fn load_and_mark(repo: &mut Repository) -> Result<(Vec<SnapshotEntry>, HashSet<Id>, HashSet<Id>)> {
+    let mut attempt = 0;
+    loop {
+        repo.load_index()?;
+        let snapshots = readable_snapshots(repo)?;
+        let mut visited = HashSet::new();
+        let mut used = HashSet::new();
+        let marked = snapshots
+            .iter()
+            .try_for_each(|s| mark_reachable(repo, &s.snapshot.tree, &mut visited, &mut used));
+        match marked {
+            Ok(()) => return Ok((snapshots, visited, used)),
+            Err(Error::BlobNotIndexed(_)) if attempt < 10 => attempt += 1,
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Blobs reached by recovery points written since `known` was listed.
+fn mark_newer(
+    repo: &mut Repository,
+    known: &[SnapshotEntry],
+    visited: &mut HashSet<Id>,
+) -> Result<HashSet<Id>> {
+    let known: HashSet<Id> = known.iter().map(|s| s.id).collect();
+    let mut attempt = 0;
+    loop {
+        let newer = readable_snapshots(repo)?;
+        let mut seen = visited.clone();
+        let mut needed = HashSet::new();
+        let marked = newer
+            .iter()
+            .filter(|s| !known.contains(&s.id))
+            .try_for_each(|s| mark_reachable(repo, &s.snapshot.tree, &mut seen, &mut needed));
+        match marked {
+            Ok(()) => {
+                *visited = seen;
+                return Ok(needed);
+            }
+            Err(Error::BlobNotIndexed(_)) if attempt < 10 => {
+                attempt += 1;
+                repo.load_index()?;
+            }
+            Err(e) => return Err(e),
+        }
     }
 }
 

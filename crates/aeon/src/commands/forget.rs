@@ -72,10 +72,12 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
     };
 
     if args.dry_run {
-        ctx.say(format!(
-            "would remove {} recovery point(s) (dry run: nothing changed)",
-            to_remove.len()
-        ));
+        if !ctx.global.json {
+            ctx.say(format!(
+                "would remove {} recovery point(s) (dry run: nothing changed)",
+                to_remove.len()
+            ));
+        }
         return Ok(0);
     }
     let mut removed = 0;

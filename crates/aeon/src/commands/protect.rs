@@ -16,11 +16,13 @@ pub fn run(ctx: &Ctx, args: ProtectArgs, protect: bool) -> Result<u8> {
     for spec in &args.ids {
         let e = aeon_core::snapshot::resolve(&entries, spec)?;
         if e.snapshot.protected == protect {
-            ctx.say(format!(
-                "recovery point {} is already {}",
-                e.id.short(),
-                if protect { "protected" } else { "unprotected" }
-            ));
+            if !ctx.global.json {
+                ctx.say(format!(
+                    "recovery point {} is already {}",
+                    e.id.short(),
+                    if protect { "protected" } else { "unprotected" }
+                ));
+            }
             changed.push(
                 json!({"id": e.id.to_hex(), "previous_id": e.id.to_hex(), "protected": protect}),
             );
@@ -34,12 +36,14 @@ pub fn run(ctx: &Ctx, args: ProtectArgs, protect: bool) -> Result<u8> {
             Ok(()) | Err(aeon_core::Error::ObjectNotFound { .. }) => {}
             Err(err) => return Err(err).context("removing the previous recovery point object"),
         }
-        ctx.say(format!(
-            "recovery point {} {} (its id is now {})",
-            e.id.short(),
-            if protect { "protected" } else { "no longer protected" },
-            new_id.short()
-        ));
+        if !ctx.global.json {
+            ctx.say(format!(
+                "recovery point {} {} (its id is now {})",
+                e.id.short(),
+                if protect { "protected" } else { "no longer protected" },
+                new_id.short()
+            ));
+        }
         changed.push(
             json!({"id": new_id.to_hex(), "previous_id": e.id.to_hex(), "protected": protect}),
         );
