@@ -20,8 +20,12 @@ fn write_random(path: &Path, seed: u64, len: usize) {
 /// A source tree fully determined by `seed`, plus a file shared by every tree made with the
 /// same `shared` seed (so that different writers deduplicate against each other).
 fn make_source(dir: &Path, seed: u64, shared: u64) {
+    make_source_sized(dir, seed, shared, 24, 3 << 20);
+}
+
+fn make_source_sized(dir: &Path, seed: u64, shared: u64, files: usize, max_file: usize) {
     let _ = std::fs::remove_dir_all(dir);
-    generate_tree(dir, seed, 24, 3 << 20);
+    generate_tree(dir, seed, files, max_file);
     let f = dir.join("shared.bin");
     write_random(&f, 1_000_000 + shared, 2 << 20);
     filetime::set_file_mtime(&f, filetime::FileTime::from_unix_time(1_700_000_000, 0)).unwrap();
@@ -237,7 +241,7 @@ fn kill_nine_at_random_moments() {
     let mut killed = 0;
     for i in 0..50u64 {
         let seed = 5000 + i;
-        make_source(&src, seed, i % 4);
+        make_source_sized(&src, seed, i % 4, 40, 8 << 20);
         let tag = format!("i{i}");
         let prune_round = i % 3 == 2;
         let mut child = if prune_round {
@@ -247,7 +251,7 @@ fn kill_nine_at_random_moments() {
             sources.insert(tag.clone(), seed);
             spawn_quiet(&env, &["backup", src.to_str().unwrap(), "--tag", &tag])
         };
-        std::thread::sleep(Duration::from_millis(rng.below(400)));
+        std::thread::sleep(Duration::from_millis(rng.below(300)));
         if child.try_wait().unwrap().is_none() {
             killed += 1;
         }
@@ -256,6 +260,7 @@ fn kill_nine_at_random_moments() {
         let out = env.run(&["check"]);
         assert_success(&out);
     }
+    eprintln!("{killed} of 50 runs were killed mid-way");
     assert!(killed >= 15, "only {killed} of 50 runs were killed mid-way");
     env.run_ok(&["prune"]);
     assert_eq!(lock_count(&env), 0, "stale locks were cleaned up");
@@ -265,7 +270,7 @@ fn kill_nine_at_random_moments() {
     for p in &left {
         let tag = p["tags"][0].as_str().unwrap();
         let want = env.path("expected");
-        make_source(&want, sources[tag], tag[1..].parse::<u64>().unwrap() % 4);
+        make_source_sized(&want, sources[tag], tag[1..].parse::<u64>().unwrap() % 4, 40, 8 << 20);
         restore_and_compare(&env, p["id"].as_str().unwrap(), src.to_str().unwrap(), &want);
         std::fs::remove_dir_all(&want).unwrap();
     }

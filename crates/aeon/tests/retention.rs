@@ -163,7 +163,7 @@ fn stats_show_unique_data_per_recovery_point() {
     assert_eq!(s["snapshots"], 2);
     assert_eq!(s["total_size"], (5 << 20) + (4 << 20));
     let dedup = s["deduplicated_size"].as_u64().unwrap();
-    assert!(dedup >= 6 << 20 && dedup < (6 << 20) + 100_000, "{dedup}");
+    assert!((6 << 20..(6 << 20) + 100_000).contains(&dedup), "{dedup}");
     let per = s["per_snapshot"].as_array().unwrap();
     let unique =
         |id: &str| per.iter().find(|p| p["id"] == id).unwrap()["unique_size"].as_u64().unwrap();
