@@ -18,7 +18,7 @@ pub enum ObjectKind {
     Pack = 3,
     Index = 4,
     Snapshot = 5,
-    /// Reserved: lock objects (concurrent writers, prune).
+    /// Lock objects (concurrent writers, prune).
     Lock = 6,
     /// Reserved: hash-chained audit-log records.
     Audit = 7,

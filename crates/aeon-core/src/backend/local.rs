@@ -171,6 +171,34 @@ impl Backend for LocalBackend {
         let p = self.path(t, name);
         fs::remove_file(&p).map_err(|e| self.err(&p, e))
     }
+
+    fn remove_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
+        let mut dirs: Vec<PathBuf> =
+            FileType::all_dirs().iter().map(|t| self.root.join(t.dir())).collect();
+        dirs.push(self.root.clone());
+        if let Ok(rd) = fs::read_dir(self.root.join("data")) {
+            dirs.extend(rd.flatten().map(|e| e.path()).filter(|p| p.is_dir()));
+        }
+        let mut removed = 0;
+        for d in dirs {
+            let Ok(rd) = fs::read_dir(&d) else { continue };
+            for e in rd.flatten() {
+                if !e.file_name().to_string_lossy().starts_with(".tmp-") {
+                    continue;
+                }
+                let old = e
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|m| m.elapsed().ok())
+                    .is_some_and(|age| age > older_than);
+                if old && fs::remove_file(e.path()).is_ok() {
+                    removed += 1;
+                }
+            }
+        }
+        Ok(removed)
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +219,12 @@ mod tests {
             vec![ObjectInfo { name: "abcdef".into(), size: 10 }]
         );
         assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), Some(10));
+        // A partial upload left by a killed writer goes once old enough, not before.
+        let tmp = dir.path().join("repo/index/.tmp-x-0011");
+        std::fs::write(&tmp, b"partial").unwrap();
+        assert_eq!(b.remove_leftovers(std::time::Duration::from_secs(3600)).unwrap(), 0);
+        assert_eq!(b.remove_leftovers(std::time::Duration::ZERO).unwrap(), 1);
+        assert!(!tmp.exists());
         b.remove(FileType::Pack, "abcdef").unwrap();
         assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), None);
         assert!(matches!(b.read(FileType::Index, "x"), Err(Error::ObjectNotFound { .. })));

@@ -67,4 +67,9 @@ pub trait Backend: Send + Sync {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
+    /// Removes partial uploads that a killed writer left behind, untouched for `older_than`
+    /// (younger ones may belong to a writer still at work). Returns how many were removed.
+    fn remove_leftovers(&self, _older_than: std::time::Duration) -> Result<u64> {
+        Ok(0)
+    }
 }

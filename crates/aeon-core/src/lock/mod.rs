@@ -447,3 +447,28 @@ mod tests {
         assert_eq!(list(backend.as_ref(), &cipher).unwrap().len(), 1);
     }
 }
+
+#[cfg(test)]
+mod lost_lock_tests {
+    use super::*;
+
+    fn state(refreshed_ago: Duration, lost: bool) -> LockState {
+        LockState {
+            last_refresh: Mutex::new(
+                Instant::now().checked_sub(refreshed_ago).unwrap_or_else(Instant::now),
+            ),
+            lost: AtomicBool::new(lost),
+            description: "backup on host h".into(),
+        }
+    }
+
+    #[test]
+    fn a_writer_stops_before_its_lock_could_look_stale() {
+        assert!(state(Duration::from_secs(60), false).ensure_held().is_ok());
+        let late = STALE_AFTER - SAFETY_MARGIN + Duration::from_secs(1);
+        if Instant::now().checked_sub(late).is_some() {
+            assert!(matches!(state(late, false).ensure_held(), Err(Error::LockLost(_))));
+        }
+        assert!(matches!(state(Duration::ZERO, true).ensure_held(), Err(Error::LockLost(_))));
+    }
+}

@@ -77,6 +77,8 @@ pub struct PruneReport {
     pub orphan_packs_adopted: usize,
     pub orphan_bytes_adopted: u64,
     pub index_files_removed: usize,
+    /// Partial uploads of killed writers (older than an hour) removed.
+    pub leftovers_removed: u64,
     /// Processes whose locks hold back deletion.
     pub waiting_for: Vec<String>,
     pub messages: Vec<String>,
@@ -338,9 +340,13 @@ pub fn prune(
             Err(e) => return Err(e),
         }
     }
+    report.leftovers_removed = repo.backend().remove_leftovers(LEFTOVER_AGE)?;
     repo.unlock();
     Ok(report)
 }
+
+/// Partial uploads untouched this long belong to no running writer.
+const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// Live locks other than ours, with descriptions.
 fn live_holders(repo: &Repository, own: Option<Id>) -> Result<Vec<(Id, String)>> {
