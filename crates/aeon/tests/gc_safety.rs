@@ -143,6 +143,9 @@ fn data_condemned_while_a_backup_runs_is_kept_for_it() {
     let dump = env.cmd().args(["dump", &format!("{id}:/again")]).output().unwrap();
     assert_success(&dump);
     assert!(dump.stdout == old);
+    let out_dir = env.path("restored");
+    env.run_ok(&["restore", &id, "--target", out_dir.to_str().unwrap(), "--verify"]);
+    assert!(std::fs::read(out_dir.join("again")).unwrap() == old);
     // ...and put back by the next prune instead of deleted.
     let r = env.json(&["prune"]);
     assert!(r["packs_restored"].as_u64().unwrap() >= 1, "{r}");

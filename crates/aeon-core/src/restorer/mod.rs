@@ -272,7 +272,7 @@ fn write_data(
     for (i, f) in files.iter().enumerate() {
         let mut offset = 0u64;
         for id in &f.node.content {
-            let Some(loc) = index.get(id) else {
+            let Some(loc) = index.get_readable(id) else {
                 summary.errors.push(format!("{}: blob {id} is not in the index", f.path.display()));
                 f.failed.store(true, Ordering::Relaxed);
                 break;
@@ -463,7 +463,8 @@ fn verify_file(repo: &Repository, path: &Path, node: &Node) -> std::result::Resu
     let mut total = 0u64;
     let mut buf = Vec::new();
     for id in &node.content {
-        let loc = repo.index().get(id).ok_or_else(|| fail(format!("blob {id} not indexed")))?;
+        let loc =
+            repo.index().get_readable(id).ok_or_else(|| fail(format!("blob {id} not indexed")))?;
         buf.resize(loc.raw_len as usize, 0);
         f.read_exact(&mut buf).map_err(|e| fail(format!("{e} at byte {total}")))?;
         if repo.hasher().hash(&buf) != *id {

@@ -29,7 +29,7 @@ pub fn run(ctx: &Ctx, args: CatArgs) -> Result<u8> {
             let repo = ctx.open_with_index()?;
             let spec = need_id()?;
             let tree_id = match spec.parse::<Id>() {
-                Ok(id) if repo.index().contains(&id) => id,
+                Ok(id) if repo.index().get_readable(&id).is_some() => id,
                 _ => {
                     let (_, _, node) = super::resolve_target(&repo, spec)?;
                     node.subtree.context("that path is not a directory")?
