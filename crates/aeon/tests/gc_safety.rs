@@ -11,12 +11,6 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-fn write_random(path: &Path, seed: u64, len: usize) {
-    let mut rng = Rng::new(seed);
-    let data: Vec<u8> = (0..len / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
-    std::fs::write(path, data).unwrap();
-}
-
 /// A source tree fully determined by `seed`, plus a file shared by every tree made with the
 /// same `shared` seed (so that different writers deduplicate against each other).
 fn make_source(dir: &Path, seed: u64, shared: u64) {

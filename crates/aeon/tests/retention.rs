@@ -4,12 +4,6 @@ mod common;
 
 use common::*;
 
-fn write_random(path: &std::path::Path, seed: u64, len: usize) {
-    let mut rng = Rng::new(seed);
-    let data: Vec<u8> = (0..len / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
-    std::fs::write(path, data).unwrap();
-}
-
 fn ids(v: &serde_json::Value, key: &str) -> Vec<String> {
     v.as_array()
         .unwrap()

@@ -57,11 +57,7 @@ fn encode_pack(plain: &mut Vec<u8>, p: &IndexPack) {
     plain.extend_from_slice(&p.size.to_le_bytes());
     plain.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
     for b in &p.blobs {
-        plain.push(b.blob_type as u8);
-        plain.extend_from_slice(&b.id.0);
-        plain.extend_from_slice(&b.offset.to_le_bytes());
-        plain.extend_from_slice(&b.length.to_le_bytes());
-        plain.extend_from_slice(&b.raw_len.to_le_bytes());
+        b.write(plain);
     }
 }
 
@@ -74,15 +70,7 @@ fn decode_packs(r: &mut Reader<'_>, plain_len: usize) -> Result<Vec<IndexPack>> 
         let nblobs = r.u32()? as usize;
         let mut blobs = Vec::with_capacity(nblobs.min(plain_len / 45));
         for _ in 0..nblobs {
-            let blob_type =
-                BlobType::from_u8(r.u8()?).ok_or_else(|| r.error("unknown blob type in index"))?;
-            let e = PackEntry {
-                blob_type,
-                id: Id(r.array()?),
-                offset: r.u32()?,
-                length: r.u32()?,
-                raw_len: r.u32()?,
-            };
+            let e = PackEntry::read(r, "index")?;
             if e.offset as u64 + e.length as u64 > size {
                 return Err(r.error(format!("blob {} lies beyond the end of pack {id}", e.id)));
             }

@@ -34,6 +34,30 @@ pub struct PackEntry {
     pub raw_len: u32,
 }
 
+impl PackEntry {
+    /// The 45-byte encoding shared by pack tables and index files.
+    pub fn write(&self, out: &mut Vec<u8>) {
+        out.push(self.blob_type as u8);
+        out.extend_from_slice(&self.id.0);
+        out.extend_from_slice(&self.offset.to_le_bytes());
+        out.extend_from_slice(&self.length.to_le_bytes());
+        out.extend_from_slice(&self.raw_len.to_le_bytes());
+    }
+
+    /// Reads one entry; `container` names the structure for the error message.
+    pub fn read(r: &mut Reader<'_>, container: &str) -> Result<PackEntry> {
+        let blob_type = BlobType::from_u8(r.u8()?)
+            .ok_or_else(|| r.error(format!("unknown blob type in {container}")))?;
+        Ok(PackEntry {
+            blob_type,
+            id: Id(r.array()?),
+            offset: r.u32()?,
+            length: r.u32()?,
+            raw_len: r.u32()?,
+        })
+    }
+}
+
 /// Accumulates sealed blobs in memory until the pack is finished.
 pub struct PackWriter {
     buf: Vec<u8>,
@@ -92,11 +116,7 @@ fn encode_table(entries: &[PackEntry]) -> Vec<u8> {
     t.push(TABLE_VERSION);
     t.extend_from_slice(&(entries.len() as u32).to_le_bytes());
     for e in entries {
-        t.push(e.blob_type as u8);
-        t.extend_from_slice(&e.id.0);
-        t.extend_from_slice(&e.offset.to_le_bytes());
-        t.extend_from_slice(&e.length.to_le_bytes());
-        t.extend_from_slice(&e.raw_len.to_le_bytes());
+        e.write(&mut t);
     }
     t
 }
@@ -113,15 +133,7 @@ pub fn decode_table(table: &[u8], pack_len: u64, what: &str) -> Result<Vec<PackE
     }
     let mut entries = Vec::with_capacity(count);
     for _ in 0..count {
-        let blob_type =
-            BlobType::from_u8(r.u8()?).ok_or_else(|| r.error("unknown blob type in pack table"))?;
-        let e = PackEntry {
-            blob_type,
-            id: Id(r.array()?),
-            offset: r.u32()?,
-            length: r.u32()?,
-            raw_len: r.u32()?,
-        };
+        let e = PackEntry::read(&mut r, "pack table")?;
         if (e.offset as u64 + e.length as u64) > pack_len
             || e.offset < FIRST_BLOB_OFFSET
             || e.raw_len > MAX_BLOB_LEN

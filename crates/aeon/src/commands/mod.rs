@@ -60,11 +60,7 @@ pub fn resolve_target_at(
 }
 
 pub fn host_name() -> String {
-    std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
-        .ok()
-        .filter(|s| !s.is_empty())
-        .unwrap_or_else(|| "localhost".to_string())
+    aeon_core::lock::this_host()
 }
 
 pub fn user_name() -> String {

@@ -173,6 +173,13 @@ impl Rng {
     }
 }
 
+/// Writes `len` incompressible bytes determined by `seed`.
+pub fn write_random(path: &Path, seed: u64, len: usize) {
+    let mut rng = Rng::new(seed);
+    let data: Vec<u8> = (0..len / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
+    fs::write(path, data).expect("write");
+}
+
 /// Generates a tree: nested dirs, files from 0 bytes to `max_file` bytes, symlinks (relative,
 /// absolute, dangling), an empty dir, odd modes and nanosecond mtimes.
 pub fn generate_tree(root: &Path, seed: u64, files: usize, max_file: usize) {
