@@ -48,6 +48,9 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    #[error("storage error at {location}: {message}")]
+    Storage { location: String, message: String },
+
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,

@@ -33,7 +33,8 @@ pub struct Cli {
 
 #[derive(Args, Debug, Clone)]
 pub struct GlobalOpts {
-    /// Repository location (a local folder)
+    /// Repository: a local folder, s3:http://host:port/bucket/prefix, sftp:user@host:port//path,
+    /// or webdav:https://host/path
     #[arg(short = 'r', long = "repo", env = "AEON_REPOSITORY", global = true, value_name = "REPO")]
     pub repo: Option<String>,
 
@@ -60,6 +61,30 @@ pub struct GlobalOpts {
     /// Worker threads (default: one per core)
     #[arg(long, global = true, value_name = "N")]
     pub threads: Option<usize>,
+
+    /// Upload at most this many KiB/s (remote storage)
+    #[arg(long, global = true, value_name = "KIBPS")]
+    pub limit_upload: Option<u64>,
+
+    /// Download at most this many KiB/s (remote storage)
+    #[arg(long, global = true, value_name = "KIBPS")]
+    pub limit_download: Option<u64>,
+
+    /// SFTP: private key file
+    #[arg(long, env = "AEON_SFTP_KEY", global = true, value_name = "FILE")]
+    pub sftp_key: Option<String>,
+
+    /// SFTP: unknown host keys are refused (strict), recorded (add) or accepted (accept)
+    #[arg(long, env = "AEON_SFTP_KNOWN_HOSTS", global = true, default_value = "strict", value_parser = ["strict", "add", "accept"])]
+    pub sftp_known_hosts: String,
+
+    /// WebDAV: user name (the password comes from AEON_WEBDAV_PASSWORD)
+    #[arg(long, env = "AEON_WEBDAV_USER", global = true, value_name = "USER")]
+    pub webdav_user: Option<String>,
+
+    /// S3: address buckets as bucket.host (virtual-host style) instead of host/bucket
+    #[arg(long, env = "AEON_S3_VIRTUAL_HOST", global = true)]
+    pub s3_virtual_host: bool,
 
     /// Take no lock (for read-only storage; never while prune may run)
     #[arg(long, global = true)]

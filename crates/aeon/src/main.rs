@@ -9,7 +9,7 @@ mod timefmt;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aeon_core::backend::{Backend, LocalBackend};
+use aeon_core::backend::Backend;
 use aeon_core::{Error, Repository};
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -42,7 +42,23 @@ impl Ctx {
             .as_deref()
             .filter(|r| !r.is_empty())
             .context("no repository given: use --repo PATH or set AEON_REPOSITORY")?;
-        Ok(Arc::new(LocalBackend::new(repo)))
+        let g = &self.global;
+        let opts = aeon_core::backend::RemoteOptions {
+            limit_upload: g.limit_upload.map(|k| k * 1024),
+            limit_download: g.limit_download.map(|k| k * 1024),
+            s3_virtual_host: g.s3_virtual_host,
+            s3_access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok(),
+            s3_secret_access_key: std::env::var("AWS_SECRET_ACCESS_KEY").ok(),
+            s3_region: std::env::var("AWS_DEFAULT_REGION")
+                .or_else(|_| std::env::var("AWS_REGION"))
+                .ok(),
+            sftp_key: g.sftp_key.clone(),
+            sftp_known_hosts: g.sftp_known_hosts.clone(),
+            webdav_user: g.webdav_user.clone(),
+            webdav_password: std::env::var("AEON_WEBDAV_PASSWORD").ok(),
+            ..Default::default()
+        };
+        Ok(aeon_core::backend::open_location(repo, &opts)?)
     }
 
     /// Opens the repository (checking it exists and its version before asking for a password).
@@ -235,6 +251,12 @@ fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
             (exit::ERROR, Some("`aeon snapshots` lists the recovery point ids"))
         }
         Error::AlreadyExists(_) => (exit::ERROR, Some("choose an empty or new folder")),
+        Error::Storage { .. } => (
+            exit::ERROR,
+            Some(
+                "check the repository URL, the credentials and that the server is reachable (transient errors were retried)",
+            ),
+        ),
         _ => (exit::ERROR, None),
     }
 }

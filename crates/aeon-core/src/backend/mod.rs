@@ -5,8 +5,10 @@
 //! sufficient for crash consistency.
 
 mod local;
+mod remote;
 
 pub use local::LocalBackend;
+pub use remote::{RemoteBackend, RemoteOptions, open_location};
 
 use crate::error::Result;
 
@@ -41,6 +43,16 @@ impl FileType {
     pub fn all_dirs() -> [FileType; 7] {
         use FileType::*;
         [Key, Pack, Index, Snapshot, Lock, Audit, Parity]
+    }
+}
+
+/// The key of an object below the repository root, the same on every backend (so a repository
+/// can be copied between them with any file tool): `config`, `data/<ab>/<id>`, `<dir>/<name>`.
+pub fn object_path(t: FileType, name: &str) -> String {
+    match t {
+        FileType::Config => "config".to_string(),
+        FileType::Pack if name.len() >= 2 => format!("data/{}/{name}", &name[..2]),
+        _ => format!("{}/{name}", t.dir()),
     }
 }
 

