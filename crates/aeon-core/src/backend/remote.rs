@@ -214,7 +214,16 @@ impl Backend for RemoteBackend {
 
     fn create(&self) -> Result<()> {
         if self.protocol == Protocol::S3 {
-            return Ok(()); // object stores have no folders
+            // Object stores have no folders, but the bucket must exist: say so plainly.
+            let probe = opendal::options::ListOptions { limit: Some(1), ..Default::default() };
+            return match self.op.list_options("/", probe) {
+                Ok(_) => Ok(()),
+                Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::Storage {
+                    location: self.location.clone(),
+                    message: "the bucket does not exist; create it first".into(),
+                }),
+                Err(e) => Err(self.err(e, "")),
+            };
         }
         for t in FileType::all_dirs() {
             let dir = format!("{}/", t.dir());

@@ -15,6 +15,8 @@ pub struct Env {
     pub repo: PathBuf,
     /// Run aeon as this uid/gid (through setpriv) instead of the test's own user.
     pub run_as: Option<u32>,
+    /// More environment for every run (credentials of remote storage).
+    pub extra_env: Vec<(String, String)>,
 }
 
 impl Env {
@@ -29,7 +31,7 @@ impl Env {
     pub fn empty() -> Env {
         let dir = tempfile::tempdir().expect("tempdir");
         let repo = dir.path().join("repo");
-        Env { dir, repo, run_as: None }
+        Env { dir, repo, run_as: None, extra_env: Vec::new() }
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -52,6 +54,7 @@ impl Env {
             .env("PATH", std::env::var("PATH").unwrap_or_default())
             .env("AEON_REPOSITORY", &self.repo)
             .env("AEON_PASSWORD", PASSWORD)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
             .stdin(std::process::Stdio::null());
         c
     }
