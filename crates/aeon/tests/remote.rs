@@ -19,7 +19,10 @@ fn remote_env(url: &str, extra: &[(&str, &str)]) -> Env {
 }
 
 fn s3_credentials() -> Vec<(&'static str, &'static str)> {
-    vec![("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET_KEY)]
+    vec![
+        ("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY),
+        ("AWS_SECRET_ACCESS_KEY", servers::S3_SECRET_KEY),
+    ]
 }
 
 /// init, backup, an unchanged second backup, check --read-data, restore, forget + prune.
@@ -53,7 +56,10 @@ fn s3_and_webdav_round_trips() {
 fn sftp_round_trip() {
     let sshd = servers::Sshd::start();
     let key = sshd.key.display().to_string();
-    let env = remote_env(&sshd.url("repo"), &[("AEON_SFTP_KEY", &key), ("AEON_SFTP_KNOWN_HOSTS", "accept")]);
+    let env = remote_env(
+        &sshd.url("repo"),
+        &[("AEON_SFTP_KEY", &key), ("AEON_SFTP_KNOWN_HOSTS", "accept")],
+    );
     round_trip(&env);
 }
 
@@ -70,11 +76,18 @@ fn wrong_credentials_missing_bucket_and_unreachable_server() {
 
     let wrong = remote_env(
         &weed.s3_url("present", "r"),
-        &[("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY), ("AWS_SECRET_ACCESS_KEY", "not-the-secret")],
+        &[
+            ("AWS_ACCESS_KEY_ID", servers::S3_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", "not-the-secret"),
+        ],
     );
     let (out, took) = timed(&wrong, &["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
-    assert!(stderr(&out).contains("access denied") || stderr(&out).contains("Signature"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("access denied") || stderr(&out).contains("Signature"),
+        "{}",
+        stderr(&out)
+    );
     assert!(took < Duration::from_secs(60), "took {took:?}");
 
     let missing = remote_env(&weed.s3_url("no-such-bucket", "r"), &s3_credentials());
