@@ -9,6 +9,7 @@
 pub mod archiver;
 pub mod backend;
 pub mod blob;
+pub mod cache;
 pub mod check;
 pub mod chunker;
 pub mod crypto;

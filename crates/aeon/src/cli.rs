@@ -86,6 +86,14 @@ pub struct GlobalOpts {
     #[arg(long, env = "AEON_S3_VIRTUAL_HOST", global = true)]
     pub s3_virtual_host: bool,
 
+    /// Folder of the local metadata cache of remote repositories (default: ~/.cache/aeon)
+    #[arg(long, env = "AEON_CACHE_DIR", global = true, value_name = "DIR")]
+    pub cache_dir: Option<PathBuf>,
+
+    /// Do not cache metadata of remote repositories locally
+    #[arg(long, global = true)]
+    pub no_cache: bool,
+
     /// Take no lock (for read-only storage; never while prune may run)
     #[arg(long, global = true)]
     pub no_lock: bool,

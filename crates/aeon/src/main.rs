@@ -66,7 +66,26 @@ impl Ctx {
         let backend = self.backend()?;
         Repository::probe(backend.as_ref())?;
         let password = password::get(&self.global, false)?;
-        Ok(Repository::open(backend, password.as_bytes())?)
+        let remote = !backend.location().starts_with('/') && backend.location().contains(':');
+        let mut repo = Repository::open(backend, password.as_bytes())?;
+        if remote && !self.global.no_cache {
+            if let Some(base) = self.cache_base() {
+                match aeon_core::cache::Cache::open(&base, &repo.repository_id()) {
+                    Ok(c) => repo.set_cache(c),
+                    Err(e) => eprintln!("warning: no metadata cache at {}: {e}", base.display()),
+                }
+            }
+        }
+        Ok(repo)
+    }
+
+    fn cache_base(&self) -> Option<std::path::PathBuf> {
+        if let Some(d) = &self.global.cache_dir {
+            return Some(d.clone());
+        }
+        let xdg = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from);
+        let home = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"));
+        xdg.or(home).map(|d| d.join("aeon"))
     }
 
     /// Opens the repository with a shared lock (unless --no-lock) and its index loaded. The

@@ -13,6 +13,7 @@ pub use packer::{Packer, PackerStats};
 
 use crate::backend::{Backend, FileType};
 use crate::blob::{self, BlobType, Compression};
+use crate::cache::{Cache, CacheKind};
 use crate::chunker::ChunkerParams;
 use crate::crypto::{Cipher, IdHasher};
 use crate::error::{Error, Result};
@@ -101,6 +102,7 @@ pub struct Repository {
     index: Index,
     index_state: IndexState,
     lock: Option<Lock>,
+    cache: Option<Cache>,
 }
 
 /// Which index files were loaded, and what prune has condemned.
@@ -177,6 +179,7 @@ impl Repository {
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
+            cache: None,
         })
     }
 
@@ -240,6 +243,7 @@ impl Repository {
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
+            cache: None,
         })
     }
 
@@ -342,6 +346,13 @@ impl Repository {
             if loaded_superseded.is_empty() {
                 state.superseded = skip.into_iter().collect();
                 index.seal();
+                if let Some(c) = &self.cache {
+                    c.retain(CacheKind::Index, &names.iter().cloned().collect());
+                    c.retain(
+                        CacheKind::TreePack,
+                        &index.packs().iter().map(|p| p.id.to_hex()).collect(),
+                    );
+                }
                 return Ok((index, state, errors));
             }
             skip.extend(loaded_superseded);
@@ -464,9 +475,33 @@ impl Repository {
         Ok(())
     }
 
+    /// Reads metadata through the cache when there is one.
+    fn read_cached(&self, kind: CacheKind, t: FileType, name: &str) -> Result<Vec<u8>> {
+        if let Some(c) = &self.cache {
+            if let Some(data) = c.get(kind, name) {
+                return Ok(data);
+            }
+            let data = self.backend.read(t, name)?;
+            if Id::of_stored_bytes(&data).to_hex() == name {
+                c.put(kind, name, &data);
+            }
+            return Ok(data);
+        }
+        self.backend.read(t, name)
+    }
+
+    /// Keeps a local cache of metadata (for remote storage).
+    pub fn set_cache(&mut self, cache: Cache) {
+        self.cache = Some(cache);
+    }
+
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
     fn read_index_file(&self, name: &str) -> Result<(Id, IndexFile)> {
         let what = format!("index file {name}");
-        let data = self.backend.read(FileType::Index, name)?;
+        let data = self.read_cached(CacheKind::Index, FileType::Index, name)?;
         let id = Id::of_stored_bytes(&data);
         if id.to_hex() != name {
             return Err(Error::corrupt(what, "content does not match its name"));
@@ -478,6 +513,22 @@ impl Repository {
     pub fn read_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
         let loc = self.index.get_readable(id).ok_or(Error::BlobNotIndexed(*id))?;
         let pack = self.index.pack(loc.pack);
+        if let (Some(cache), BlobType::Tree) = (&self.cache, blob_type) {
+            // Tree packs hold only trees: cached whole, they serve every later tree read.
+            let name = pack.id.to_hex();
+            let data = cache
+                .tree_pack(&pack.id, || self.backend.read(FileType::Pack, &name))
+                .map_err(|e| annotate_pack_error(e, &pack.id))?;
+            let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
+            let sealed = data.get(start..end).ok_or_else(|| {
+                Error::corrupt(
+                    format!("pack {}", pack.id),
+                    format!("blob {id} lies beyond its end"),
+                )
+            })?;
+            return blob::open_blob(&self.cipher, &self.hasher, blob_type, id, sealed, loc.raw_len)
+                .map_err(|e| annotate_pack_error(e, &pack.id));
+        }
         let sealed = self
             .backend
             .read_range(FileType::Pack, &pack.id.to_hex(), loc.offset as u64, loc.length as u64)
@@ -526,7 +577,7 @@ impl Repository {
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let name = id.to_hex();
         let what = format!("recovery point {name}");
-        let data = self.backend.read(FileType::Snapshot, &name)?;
+        let data = self.read_cached(CacheKind::Snapshot, FileType::Snapshot, &name)?;
         if Id::of_stored_bytes(&data) != *id {
             return Err(Error::corrupt(what, "content does not match its name"));
         }
@@ -537,7 +588,11 @@ impl Repository {
     pub fn list_snapshots(&self) -> Result<(Vec<SnapshotEntry>, UnreadableObjects)> {
         let mut good = Vec::new();
         let mut bad = Vec::new();
-        for info in self.backend.list(FileType::Snapshot)? {
+        let listed = self.backend.list(FileType::Snapshot)?;
+        if let Some(c) = &self.cache {
+            c.retain(CacheKind::Snapshot, &listed.iter().map(|o| o.name.clone()).collect());
+        }
+        for info in listed {
             let loaded = info
                 .name
                 .parse::<Id>()
