@@ -68,12 +68,13 @@ impl Ctx {
         let password = password::get(&self.global, false)?;
         let remote = !backend.location().starts_with('/') && backend.location().contains(':');
         let mut repo = Repository::open(backend, password.as_bytes())?;
-        if remote && !self.global.no_cache {
-            if let Some(base) = self.cache_base() {
-                match aeon_core::cache::Cache::open(&base, &repo.repository_id()) {
-                    Ok(c) => repo.set_cache(c),
-                    Err(e) => eprintln!("warning: no metadata cache at {}: {e}", base.display()),
-                }
+        if remote
+            && !self.global.no_cache
+            && let Some(base) = self.cache_base()
+        {
+            match aeon_core::cache::Cache::open(&base, &repo.repository_id()) {
+                Ok(c) => repo.set_cache(c),
+                Err(e) => eprintln!("warning: no metadata cache at {}: {e}", base.display()),
             }
         }
         Ok(repo)
