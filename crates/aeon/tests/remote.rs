@@ -107,3 +107,46 @@ fn wrong_credentials_missing_bucket_and_unreachable_server() {
     assert!(took < Duration::from_secs(90), "took {took:?}");
     eprintln!("unreachable endpoint: failed after {took:?}");
 }
+
+/// A volume server of a replicated SeaweedFS cluster dies in the middle of a backup: the backup
+/// completes, or fails with a clear error that a rerun fixes; the repository checks clean.
+#[test]
+fn volume_server_killed_during_backup() {
+    let mut cluster = servers::SeaweedCluster::start();
+    cluster.create_bucket("ha-test");
+    let env = remote_env(&cluster.s3_url("ha-test", "repo"), &s3_credentials());
+    assert_success(&env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]));
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    for i in 0..8 {
+        write_random(&src.join(format!("f{i}")), 900 + i, 16 << 20);
+    }
+    let before = cluster.volume_bytes();
+    let child = env
+        .cmd()
+        .args(["backup", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Kill once the backup has stored some of its data.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while cluster.volume_bytes() < before + (40 << 20) {
+        assert!(Instant::now() < deadline, "the backup stored nothing");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cluster.kill("vol1");
+    let out = child.wait_with_output().unwrap();
+    let err = stderr(&out);
+    eprintln!("backup with a volume server killed: exit {:?}: {err}", out.status.code());
+    if !out.status.success() {
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("storage error") && err.contains("hint:"), "a clear error: {err}");
+        // Retryable: the next run completes.
+        assert_success(&env.run(&["backup", src.to_str().unwrap()]));
+    }
+    env.run_ok(&["check", "--read-data"]);
+    let out_dir = env.path("out");
+    env.run_ok(&["restore", "latest", "--target", out_dir.to_str().unwrap()]);
+    assert_trees_equal(&src, &out_dir.join(src.strip_prefix("/").unwrap()));
+}

@@ -277,3 +277,157 @@ impl Drop for Sshd {
         let _ = self.child.wait();
     }
 }
+
+/// A SeaweedFS cluster: a master, three volume servers keeping two copies of every volume
+/// (replication 001), a filer and the S3 gateway, each its own process.
+pub struct SeaweedCluster {
+    pub dir: tempfile::TempDir,
+    children: Vec<(String, Child)>,
+    pub s3_port: u16,
+}
+
+impl SeaweedCluster {
+    pub fn start() -> SeaweedCluster {
+        let weed = weed_binary();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let d = dir.path().to_path_buf();
+        let p = free_ports(6, true);
+        let (master, vols, filer, s3) = (p[0], [p[1], p[2], p[3]], p[4], p[5]);
+        let config = d.join("s3.json");
+        std::fs::write(
+            &config,
+            format!(
+                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+            ),
+        )
+        .expect("s3 config");
+        let mut cluster = SeaweedCluster { dir, children: Vec::new(), s3_port: s3 };
+        let mut spawn = |name: &str, args: Vec<String>| {
+            let sub = d.join(name);
+            std::fs::create_dir_all(&sub).expect("mkdir");
+            let log = std::fs::File::create(d.join(format!("{name}.log"))).expect("log");
+            let child = Command::new(&weed)
+                .args(&args)
+                .stdin(Stdio::null())
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .unwrap_or_else(|e| panic!("cannot start weed {name}: {e}"));
+            cluster.children.push((name.to_string(), child));
+        };
+        spawn(
+            "master",
+            vec![
+                "master".into(),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                format!("-port={master}"),
+                format!("-mdir={}", d.join("master").display()),
+                "-defaultReplication=001".into(),
+                "-volumeSizeLimitMB=64".into(),
+                "-telemetry=false".into(),
+            ],
+        );
+        let leader = format!("http://127.0.0.1:{master}/cluster/status");
+        wait_until("SeaweedFS master", Duration::from_secs(60), || {
+            curl_text(&leader).contains("\"IsLeader\":true")
+        });
+        for (i, port) in vols.iter().enumerate() {
+            spawn(
+                &format!("vol{i}"),
+                vec![
+                    "volume".into(),
+                    "-ip=127.0.0.1".into(),
+                    "-ip.bind=127.0.0.1".into(),
+                    format!("-port={port}"),
+                    format!("-dir={}", d.join(format!("vol{i}")).display()),
+                    "-max=20".into(),
+                    format!("-master=127.0.0.1:{master}"),
+                    "-preStopSeconds=0".into(),
+                    "-dataCenter=dc1".into(),
+                    "-rack=rack1".into(),
+                ],
+            );
+        }
+        spawn(
+            "filer",
+            vec![
+                "filer".into(),
+                "-ip=127.0.0.1".into(),
+                "-ip.bind=127.0.0.1".into(),
+                format!("-port={filer}"),
+                format!("-master=127.0.0.1:{master}"),
+                format!("-defaultStoreDir={}", d.join("filer").display()),
+                format!("-localSocket={}", d.join("filer.sock").display()),
+            ],
+        );
+        spawn(
+            "s3",
+            vec![
+                "s3".into(),
+                "-ip.bind=127.0.0.1".into(),
+                format!("-port={s3}"),
+                format!("-filer=127.0.0.1:{filer}"),
+                format!("-config={}", config.display()),
+                "-port.iceberg=0".into(),
+                "-port.lance=0".into(),
+                format!("-localSocket={}", d.join("s3.sock").display()),
+            ],
+        );
+        let s3_url = format!("http://127.0.0.1:{s3}/");
+        wait_until("SeaweedFS S3 gateway", Duration::from_secs(60), || curl_ok(&[&s3_url]));
+        let status = format!("http://127.0.0.1:{master}/dir/status");
+        wait_until("three volume servers", Duration::from_secs(60), || {
+            curl_text(&status).matches("\"Url\":").count() >= 3
+        });
+        cluster
+    }
+
+    pub fn create_bucket(&self, name: &str) {
+        let url = format!("http://127.0.0.1:{}/{name}", self.s3_port);
+        let user = format!("{S3_ACCESS_KEY}:{S3_SECRET_KEY}");
+        wait_until("bucket creation", Duration::from_secs(30), || {
+            curl_ok(&[
+                "-f",
+                "-X",
+                "PUT",
+                "--aws-sigv4",
+                "aws:amz:us-east-1:s3",
+                "--user",
+                &user,
+                &url,
+            ])
+        });
+    }
+
+    pub fn s3_url(&self, bucket: &str, prefix: &str) -> String {
+        format!("s3:http://127.0.0.1:{}/{bucket}/{prefix}", self.s3_port)
+    }
+
+    /// kill -9 of one process of the cluster (`vol1`, `filer`...).
+    pub fn kill(&mut self, name: &str) {
+        let (_, child) = self.children.iter_mut().find(|(n, _)| n == name).expect("known process");
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    pub fn volume_bytes(&self) -> u64 {
+        let mut total = 0;
+        for i in 0..3 {
+            if let Ok(rd) = std::fs::read_dir(self.dir.path().join(format!("vol{i}"))) {
+                total +=
+                    rd.flatten().filter_map(|e| e.metadata().ok()).map(|m| m.len()).sum::<u64>();
+            }
+        }
+        total
+    }
+}
+
+impl Drop for SeaweedCluster {
+    fn drop(&mut self) {
+        for (_, c) in &mut self.children {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
