@@ -12,6 +12,7 @@ pub mod blob;
 pub mod cache;
 pub mod check;
 pub mod chunker;
+pub mod copy;
 pub mod crypto;
 pub mod diff;
 pub mod dump;

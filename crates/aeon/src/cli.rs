@@ -141,6 +141,27 @@ pub enum Command {
     Policy(PolicyArgs),
     /// Show, set or remove the repository's storage quota
     Quota(QuotaArgs),
+    /// Copy recovery points from another repository into this one (re-encrypted, deduplicated)
+    Copy(CopyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CopyArgs {
+    /// The repository to copy from (any location form)
+    #[arg(long, env = "AEON_FROM_REPOSITORY", value_name = "REPO")]
+    pub from_repo: String,
+    /// Password file of the source repository (or AEON_FROM_PASSWORD)
+    #[arg(long, env = "AEON_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// Recovery points to copy (default: all)
+    #[arg(value_name = "ID")]
+    pub ids: Vec<String>,
+    /// Only recovery points of this host
+    #[arg(long = "host")]
+    pub host: Option<String>,
+    /// Only recovery points with this tag (repeatable: all must match)
+    #[arg(long = "tag")]
+    pub tags: Vec<String>,
 }
 
 /// The rules of a retention policy (all optional; a point kept by any rule is kept).

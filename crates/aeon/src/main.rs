@@ -42,6 +42,11 @@ impl Ctx {
             .as_deref()
             .filter(|r| !r.is_empty())
             .context("no repository given: use --repo PATH or set AEON_REPOSITORY")?;
+        self.backend_at(repo)
+    }
+
+    /// The backend of any location, with this run's storage options.
+    pub fn backend_at(&self, repo: &str) -> Result<Arc<dyn Backend>> {
         let g = &self.global;
         let opts = aeon_core::backend::RemoteOptions {
             limit_upload: g.limit_upload.map(|k| k * 1024),
@@ -164,6 +169,7 @@ fn main() -> ExitCode {
         Command::Stats(a) => commands::stats::run(&ctx, a),
         Command::Policy(a) => commands::policy::run(&ctx, a),
         Command::Quota(a) => commands::policy::run_quota(&ctx, a),
+        Command::Copy(a) => commands::copy::run(&ctx, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -198,6 +204,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Stats(_) => "stats",
         Command::Policy(_) => "policy",
         Command::Quota(_) => "quota",
+        Command::Copy(_) => "copy",
     }
 }
 

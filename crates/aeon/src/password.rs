@@ -58,3 +58,20 @@ pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<String> {
         "no password given: set AEON_PASSWORD, AEON_PASSWORD_FILE or AEON_PASSWORD_COMMAND, or run on a terminal"
     )
 }
+
+/// The password of a second repository (the source of `copy`): AEON_FROM_PASSWORD, a file, or
+/// a prompt on a terminal.
+pub fn get_source(file: Option<&std::path::Path>) -> Result<String> {
+    if let Ok(p) = std::env::var("AEON_FROM_PASSWORD") {
+        return Ok(p);
+    }
+    if let Some(file) = file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read password file {}", file.display()))?;
+        return Ok(trim_line_end(text.lines().next().unwrap_or("").to_string()));
+    }
+    if std::io::stdin().is_terminal() {
+        return Ok(rpassword::prompt_password("password of the source repository: ")?);
+    }
+    bail!("no password for the source repository: set AEON_FROM_PASSWORD or --from-password-file")
+}

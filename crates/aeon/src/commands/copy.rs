@@ -1,0 +1,62 @@
+use aeon_core::Repository;
+use aeon_core::copy;
+use aeon_core::lock::LockKind;
+use anyhow::{Context, Result};
+
+use crate::Ctx;
+use crate::cli::CopyArgs;
+use crate::progress::{Bar, bytes};
+
+pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<u8> {
+    let source_backend = ctx.backend_at(&args.from_repo)?;
+    Repository::probe(source_backend.as_ref()).context("the source repository")?;
+    let password = crate::password::get_source(args.from_password_file.as_deref())?;
+    let mut source = Repository::open(source_backend, password.as_bytes())
+        .context("opening the source repository")?;
+    if !ctx.global.no_lock {
+        source.lock(LockKind::Shared, "copy (source)")?;
+    }
+    source.load_index()?;
+    let target = ctx.open_with_index()?;
+    if source.repository_id() == target.repository_id() {
+        anyhow::bail!("the source and the target are the same repository");
+    }
+    let (entries, unreadable) = source.list_snapshots()?;
+    for (name, e) in &unreadable {
+        eprintln!("warning: source recovery point {name} cannot be read: {e}");
+    }
+    let selected: Vec<_> = if args.ids.is_empty() {
+        entries
+            .iter()
+            .filter(|e| args.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
+            .filter(|e| args.tags.iter().all(|t| e.snapshot.tags.contains(t)))
+            .cloned()
+            .collect()
+    } else {
+        let mut v = Vec::new();
+        for spec in &args.ids {
+            v.push(aeon_core::snapshot::resolve(&entries, spec)?.clone());
+        }
+        v
+    };
+    let bar = Bar::new(ctx.progress_visible(), "points");
+    let report = copy::copy(&source, &target, &selected, &bar);
+    bar.finish();
+    let r = report?;
+    if ctx.global.json {
+        ctx.print_json(&r)?;
+        return Ok(0);
+    }
+    for (from, to) in &r.copied {
+        ctx.say(format!("copied {} as {}", &from[..8], &to[..8]));
+    }
+    ctx.say(format!(
+        "{} recovery point(s) copied, {} already present; read {}, stored {} new ({} blobs)",
+        r.copied.len(),
+        r.already_present.len(),
+        bytes(r.bytes_read),
+        bytes(r.bytes_stored),
+        r.blobs_added
+    ));
+    Ok(0)
+}
