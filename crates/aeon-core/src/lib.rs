@@ -23,6 +23,7 @@ pub mod format;
 pub mod id;
 pub mod index;
 pub mod keys;
+pub mod locations;
 pub mod lock;
 pub mod metadata;
 pub mod pack;

@@ -143,6 +143,22 @@ pub enum Command {
     Quota(QuotaArgs),
     /// Copy recovery points from another repository into this one (re-encrypted, deduplicated)
     Copy(CopyArgs),
+    /// Health and gaps of the locations of a multi-location repository; fill the gaps
+    Locations(LocationsArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct LocationsArgs {
+    #[command(subcommand)]
+    pub action: LocationsAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LocationsAction {
+    /// Each location's health and what it is missing
+    Status,
+    /// Copy what a location is missing from the others
+    Sync,
 }
 
 #[derive(Args, Debug)]
@@ -398,6 +414,9 @@ pub struct InitArgs {
     /// Most space the repository may use (e.g. 50GiB); backups stop before passing it
     #[arg(long, value_name = "SIZE")]
     pub quota: Option<String>,
+    /// A storage location of the repository (repeat: every location holds everything)
+    #[arg(long = "location", value_name = "REPO")]
+    pub locations: Vec<String>,
 }
 
 #[derive(Args, Debug)]
@@ -572,4 +591,10 @@ pub struct CheckArgs {
     /// Read, decrypt and verify every byte of every pack
     #[arg(long)]
     pub read_data: bool,
+    /// Compare every location of a multi-location repository: object lists and content hashes
+    #[arg(long)]
+    pub locations: bool,
+    /// With --locations: replace missing or damaged copies with a good one
+    #[arg(long, requires = "locations")]
+    pub repair: bool,
 }

@@ -73,6 +73,10 @@ impl Ctx {
         let password = password::get(&self.global, false)?;
         let remote = !backend.location().starts_with('/') && backend.location().contains(':');
         let mut repo = Repository::open(backend, password.as_bytes())?;
+        let locations = repo.settings().locations.clone();
+        if locations.len() > 1 {
+            repo.set_backend(self.mirror(&locations)?);
+        }
         if remote
             && !self.global.no_cache
             && let Some(base) = self.cache_base()
@@ -83,6 +87,15 @@ impl Ctx {
             }
         }
         Ok(repo)
+    }
+
+    /// All locations of a multi-location repository as one backend.
+    pub fn mirror(&self, locations: &[String]) -> Result<Arc<dyn Backend>> {
+        let mut v = Vec::new();
+        for l in locations {
+            v.push(aeon_core::backend::Location::new(l.clone(), self.backend_at(l)?));
+        }
+        Ok(Arc::new(aeon_core::backend::MirrorBackend::new(v)))
     }
 
     fn cache_base(&self) -> Option<std::path::PathBuf> {
@@ -170,6 +183,7 @@ fn main() -> ExitCode {
         Command::Policy(a) => commands::policy::run(&ctx, a),
         Command::Quota(a) => commands::policy::run_quota(&ctx, a),
         Command::Copy(a) => commands::copy::run(&ctx, a),
+        Command::Locations(a) => commands::locations::run(&ctx, a),
     };
     match result {
         Ok(code) => ExitCode::from(code),
@@ -205,6 +219,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Policy(_) => "policy",
         Command::Quota(_) => "quota",
         Command::Copy(_) => "copy",
+        Command::Locations(_) => "locations",
     }
 }
 

@@ -150,3 +150,89 @@ fn volume_server_killed_during_backup() {
     env.run_ok(&["restore", "latest", "--target", out_dir.to_str().unwrap()]);
     assert_trees_equal(&src, &out_dir.join(src.strip_prefix("/").unwrap()));
 }
+
+/// A repository over a local folder and S3. S3 goes away during a backup: the backup completes
+/// on the local location and says what S3 lacks; `locations sync` fills the gap. A damaged pack
+/// in one location is healed from the other by `check --locations --repair`.
+#[test]
+fn two_locations_outage_sync_and_repair() {
+    let mut weed = servers::Seaweed::start();
+    weed.create_bucket("mirror");
+    let mut env = Env::empty();
+    env.extra_env = s3_credentials().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let local = env.path("local-repo");
+    let s3 = weed.s3_url("mirror", "repo");
+    env.repo = local.clone();
+    assert_success(&env.run(&[
+        "init",
+        "--location",
+        &s3,
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+    ]));
+    let src = env.path("src");
+    generate_tree(&src, 8, 40, 4 << 20);
+    env.backup(&src);
+    // Opening through the S3 location finds the local one too.
+    let through_s3 = Env { repo: PathBuf::from(&s3), ..Env::empty() };
+    let mut through_s3 = through_s3;
+    through_s3.extra_env = env.extra_env.clone();
+    let st = through_s3.json(&["locations", "status"]);
+    assert_eq!(st.as_array().unwrap().len(), 2, "{st}");
+
+    // S3 disappears; the next backup completes on the local location.
+    weed.kill();
+    std::fs::write(src.join("during-outage.txt"), b"written while S3 was down").unwrap();
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("locations sync"), "{}", stderr(&out));
+    weed.restart();
+    let out = env.run(&["locations", "status", "--json"]);
+    assert_eq!(out.status.code(), Some(3), "incomplete until synced");
+    let st: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let s3_missing = st
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|l| l["location"].as_str().unwrap().starts_with("s3:"))
+        .unwrap()["missing"]
+        .as_array()
+        .unwrap()
+        .len();
+    assert!(s3_missing >= 3, "pack(s), index, recovery point: {st}");
+    let r = env.json(&["locations", "sync"]);
+    assert_eq!(r["copied"].as_u64().unwrap() as usize, s3_missing, "{r}");
+    env.run_ok(&["locations", "status"]);
+    env.run_ok(&["check", "--locations", "--read-data"]);
+
+    // Damage a pack in the local location: cross-verification finds it, --repair heals it.
+    let pack = env_packs(&local)[0].clone();
+    let mut bytes = std::fs::read(&pack).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0xff;
+    std::fs::write(&pack, &bytes).unwrap();
+    let out = env.run(&["check", "--locations"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    assert!(stderr(&out).contains("damaged"), "{}", stderr(&out));
+    let r = env.json(&["check", "--locations", "--repair"]);
+    assert_eq!(r["locations"]["healed"].as_array().unwrap().len(), 1, "{r}");
+    assert!(r["locations"]["healed"][0][0].as_str().unwrap().ends_with("local-repo"), "{r}");
+    let out = env.run(&["check", "--locations", "--read-data"]);
+    assert_success(&out);
+    let restored = env.path("out");
+    env.run_ok(&["restore", "latest", "--target", restored.to_str().unwrap()]);
+    assert_trees_equal(&src, &restored.join(src.strip_prefix("/").unwrap()));
+}
+
+fn env_packs(repo: &std::path::Path) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for sub in std::fs::read_dir(repo.join("data")).unwrap().flatten() {
+        for f in std::fs::read_dir(sub.path()).unwrap().flatten() {
+            v.push(f.path());
+        }
+    }
+    v.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
+    v
+}

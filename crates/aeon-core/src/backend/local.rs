@@ -101,9 +101,15 @@ impl Backend for LocalBackend {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         let p = self.path(t, name);
         let dir = p.parent().expect("object paths have a parent");
-        if t == FileType::Pack {
-            // Pack fan-out folders may be missing in a repository copied without empty folders.
-            fs::create_dir_all(dir).map_err(|e| self.err(dir, e))?;
+        let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
+        if t == FileType::Pack && !dir.exists() {
+            // Pack fan-out folders may be missing in a repository copied without empty folders;
+            // a missing repository folder, though, is a missing location, not created here.
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io(dir, e)),
+            }
         }
         // Write beside the target, make it durable, then rename: readers see all or nothing.
         let mut nonce = [0u8; 8];
@@ -119,7 +125,8 @@ impl Backend for LocalBackend {
         })();
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
-            return Err(self.err(&p, e));
+            // Any failure to write (even ENOENT: the folder is gone) is the location's.
+            return Err(io(&p, e));
         }
         Ok(())
     }

@@ -5,9 +5,11 @@
 //! sufficient for crash consistency.
 
 mod local;
+mod mirror;
 mod remote;
 
 pub use local::LocalBackend;
+pub use mirror::{Location, MirrorBackend};
 pub use remote::{RemoteBackend, RemoteOptions, open_location};
 
 use crate::error::Result;
@@ -83,5 +85,24 @@ pub trait Backend: Send + Sync {
     /// (younger ones may belong to a writer still at work). Returns how many were removed.
     fn remove_leftovers(&self, _older_than: std::time::Duration) -> Result<u64> {
         Ok(0)
+    }
+    /// How many independent copies of each object there are (several locations).
+    fn replicas(&self) -> usize {
+        1
+    }
+    /// `read_range` from one particular copy, 0 being the preferred one.
+    fn read_range_replica(
+        &self,
+        _replica: usize,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        self.read_range(t, name, offset, length)
+    }
+    /// The mirror behind a multi-location repository, for location management.
+    fn mirror(&self) -> Option<&MirrorBackend> {
+        None
     }
 }

@@ -60,6 +60,8 @@ pub struct InitOptions {
     pub kdf: KdfParams,
     pub key_label: String,
     pub quota: Option<u64>,
+    /// Storage locations mirroring each other (empty: just the backend given).
+    pub locations: Vec<String>,
 }
 
 impl Default for InitOptions {
@@ -71,6 +73,7 @@ impl Default for InitOptions {
             kdf: KdfParams::default(),
             key_label: String::new(),
             quota: None,
+            locations: Vec::new(),
         }
     }
 }
@@ -149,7 +152,7 @@ impl Repository {
             compression: opts.compression,
             pack_size: opts.pack_size,
             created: now,
-            locations: Vec::new(),
+            locations: opts.locations.clone(),
             quota: opts.quota,
             retention: BTreeMap::new(),
         };
@@ -249,6 +252,12 @@ impl Repository {
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// Reaches the same repository through other storage (all locations of a multi-location
+    /// repository, once its config named them).
+    pub fn set_backend(&mut self, backend: Arc<dyn Backend>) {
+        self.backend = backend;
     }
     pub fn settings(&self) -> &Settings {
         &self.settings
@@ -529,12 +538,29 @@ impl Repository {
             return blob::open_blob(&self.cipher, &self.hasher, blob_type, id, sealed, loc.raw_len)
                 .map_err(|e| annotate_pack_error(e, &pack.id));
         }
-        let sealed = self
-            .backend
-            .read_range(FileType::Pack, &pack.id.to_hex(), loc.offset as u64, loc.length as u64)
-            .map_err(|e| annotate_pack_error(e, &pack.id))?;
-        blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
-            .map_err(|e| annotate_pack_error(e, &pack.id))
+        // With several locations, a copy that fails to authenticate is read from the next one.
+        let mut last = None;
+        for replica in 0..self.backend.replicas() {
+            let opened = self
+                .backend
+                .read_range_replica(
+                    replica,
+                    FileType::Pack,
+                    &pack.id.to_hex(),
+                    loc.offset as u64,
+                    loc.length as u64,
+                )
+                .and_then(|sealed| {
+                    blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
+                })
+                .map_err(|e| annotate_pack_error(e, &pack.id));
+            match opened {
+                Ok(plain) => return Ok(plain),
+                Err(e) if e.is_integrity() => last = Some(e),
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| Error::InvalidInput("no storage location".into())))
     }
 
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {

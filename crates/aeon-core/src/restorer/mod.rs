@@ -367,6 +367,11 @@ fn restore_pack(
             });
         let data = match read {
             Ok(d) => d,
+            Err(e) if repo.backend().replicas() > 1 => {
+                // Another location may have a good copy: fetch blob by blob from there.
+                let _ = e;
+                Vec::new()
+            }
             Err(e) => {
                 blobs[start..end].iter().for_each(|b| fail(b, &e));
                 start = end;
@@ -375,7 +380,7 @@ fn restore_pack(
         };
         for b in &blobs[start..end] {
             let at = (b.offset as u64 - range_start) as usize;
-            let sealed = &data[at..at + b.length as usize];
+            let sealed = data.get(at..at + b.length as usize).unwrap_or(&[]);
             let opened = blob::open_blob(
                 repo.cipher(),
                 repo.hasher(),
@@ -390,6 +395,12 @@ fn restore_pack(
                 }
                 other => other,
             });
+            let opened = match opened {
+                Err(e) if repo.backend().replicas() > 1 => {
+                    repo.read_blob(BlobType::Data, &b.id).map_err(|_| e)
+                }
+                other => other,
+            };
             let plain = match opened {
                 Ok(p) => p,
                 Err(e) => {

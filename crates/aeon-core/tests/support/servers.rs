@@ -77,14 +77,13 @@ pub struct Seaweed {
     pub s3_port: u16,
     pub webdav_port: u16,
     pub master_port: u16,
+    ports: Vec<u16>,
 }
 
 impl Seaweed {
     pub fn start() -> Seaweed {
-        let weed = weed_binary();
         let dir = tempfile::tempdir().expect("tempdir");
         let p = free_ports(6, true);
-        let (master, volume, filer, s3, webdav, admin) = (p[0], p[1], p[2], p[3], p[4], p[5]);
         let config = dir.path().join("s3.json");
         std::fs::write(
             &config,
@@ -94,10 +93,24 @@ impl Seaweed {
         )
         .expect("s3 config");
         std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
-        let log = std::fs::File::create(dir.path().join("weed.log")).expect("log");
-        let child = Command::new(&weed)
+        let child = Self::spawn(dir.path(), &p);
+        let server =
+            Seaweed { dir, child, s3_port: p[3], webdav_port: p[4], master_port: p[0], ports: p };
+        server.wait_ready();
+        server
+    }
+
+    fn spawn(dir: &Path, p: &[u16]) -> Child {
+        let weed = weed_binary();
+        let (master, volume, filer, s3, webdav, admin) = (p[0], p[1], p[2], p[3], p[4], p[5]);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(dir.join("weed.log"))
+            .expect("log");
+        Command::new(&weed)
             .arg("mini")
-            .arg(format!("-dir={}", dir.path().join("data").display()))
+            .arg(format!("-dir={}", dir.join("data").display()))
             .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-master.telemetry=false"])
             .arg(format!("-master.port={master}"))
             .arg(format!("-volume.port={volume}"))
@@ -106,24 +119,38 @@ impl Seaweed {
             .arg(format!("-webdav.port={webdav}"))
             .arg(format!("-admin.port={admin}"))
             .args(["-admin.ui=false", "-s3.port.iceberg=0", "-s3.port.lance=0"])
-            .arg(format!("-s3.config={}", config.display()))
-            .arg(format!("-filer.localSocket={}", dir.path().join("filer.sock").display()))
-            .arg(format!("-s3.localSocket={}", dir.path().join("s3.sock").display()))
+            .arg(format!("-s3.config={}", dir.join("s3.json").display()))
+            .arg(format!("-filer.localSocket={}", dir.join("filer.sock").display()))
+            .arg(format!("-s3.localSocket={}", dir.join("s3.sock").display()))
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
             .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {}: {e}", weed.display()));
-        let server = Seaweed { dir, child, s3_port: s3, webdav_port: webdav, master_port: master };
-        let s3_url = format!("http://127.0.0.1:{s3}/");
-        let status = format!("http://127.0.0.1:{master}/dir/status");
+            .unwrap_or_else(|e| panic!("cannot start {}: {e}", weed.display()))
+    }
+
+    fn wait_ready(&self) {
+        let s3_url = format!("http://127.0.0.1:{}/", self.s3_port);
+        let status = format!("http://127.0.0.1:{}/dir/status", self.master_port);
         wait_until("SeaweedFS S3", Duration::from_secs(60), || curl_ok(&[&s3_url]));
         wait_until("SeaweedFS volume server", Duration::from_secs(60), || {
             curl_text(&status).contains("\"DataNodes\":[{")
         });
-        let webdav_url = format!("http://127.0.0.1:{webdav}/");
+        let webdav_url = format!("http://127.0.0.1:{}/", self.webdav_port);
         wait_until("SeaweedFS WebDAV", Duration::from_secs(60), || curl_ok(&[&webdav_url]));
-        server
+    }
+
+    /// kill -9: the server becomes unreachable (its data stays for [`Seaweed::restart`]).
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts the server again on the same data and ports.
+    pub fn restart(&mut self) {
+        self.kill();
+        self.child = Self::spawn(self.dir.path(), &self.ports);
+        self.wait_ready();
     }
 
     /// Creates a bucket through the S3 API (signed with curl's SigV4 support).

@@ -138,6 +138,20 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         ));
         ctx.say(format!("recovery point {} saved", result.snapshot_id.short()));
     }
+    if let Some(m) = repo.backend().mirror() {
+        let missed = m.missed_writes();
+        for (i, l) in m.locations().iter().enumerate() {
+            let n = missed.iter().filter(|(at, _, _)| *at == i).count();
+            if n > 0 {
+                eprintln!(
+                    "warning: location {} was unreachable ({}); {n} object(s) are missing there: \
+                     run `aeon locations sync` when it is back",
+                    l.url,
+                    l.why_down().unwrap_or_default()
+                );
+            }
+        }
+    }
     if let (Some(limit), Some(used)) = (repo.settings().quota, quota_used) {
         warn_quota(used + s.data_added_stored, limit);
     }

@@ -8,6 +8,13 @@ use crate::{Ctx, exit};
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     let mut repo = ctx.open()?;
     ctx.lock_shared(&mut repo)?;
+    let mut location_code = 0;
+    let mut location_report = None;
+    if args.locations {
+        let (code, r) = super::locations::cross_check(ctx, &repo, args.repair)?;
+        location_code = code;
+        location_report = Some(r);
+    }
     let opts = CheckOptions { read_data: args.read_data, threads: ctx.threads() };
     let bar = Bar::new(ctx.progress_visible() && args.read_data, "packs");
     let started = std::time::Instant::now();
@@ -15,7 +22,10 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     bar.finish();
     let report = report?;
     if ctx.global.json {
-        ctx.print_json(&report)?;
+        match &location_report {
+            Some(l) => ctx.print_json(&serde_json::json!({"check": report, "locations": l}))?,
+            None => ctx.print_json(&report)?,
+        }
     } else {
         for p in &report.problems {
             eprintln!("error: {}: {}", p.object, p.message);
@@ -48,7 +58,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
         if !ctx.global.json {
             ctx.say("no errors were found");
         }
-        Ok(0)
+        Ok(location_code)
     } else {
         eprintln!("aeon: error: check found {} problem(s)", report.problems.len());
         Ok(exit::DAMAGE)

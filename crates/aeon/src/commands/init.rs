@@ -7,7 +7,19 @@ use crate::Ctx;
 use crate::cli::InitArgs;
 
 pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
-    let backend = ctx.backend()?;
+    let mut locations: Vec<String> = Vec::new();
+    if !args.locations.is_empty() {
+        if let Some(r) = ctx.global.repo.as_deref().filter(|r| !r.is_empty()) {
+            locations.push(canonical_location(r));
+        }
+        for l in &args.locations {
+            let l = canonical_location(l);
+            if !locations.contains(&l) {
+                locations.push(l);
+            }
+        }
+    }
+    let backend = if locations.len() > 1 { ctx.mirror(&locations)? } else { ctx.backend()? };
     if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
         return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
     }
@@ -25,6 +37,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
         },
         key_label: format!("{}@{}", super::user_name(), super::host_name()),
         quota: args.quota.as_deref().map(super::backup::parse_size).transpose()?,
+        locations: if locations.len() > 1 { locations.clone() } else { Vec::new() },
         ..InitOptions::default()
     };
     let repo = Repository::init(backend.clone(), password.as_bytes(), opts)?;
@@ -42,4 +55,15 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
         ctx.say("Keep the password safe: without it the data cannot be recovered.");
     }
     Ok(0)
+}
+
+/// Local paths are recorded absolute, so that the repository opens from anywhere.
+fn canonical_location(l: &str) -> String {
+    if ["s3:", "sftp:", "webdav:"].iter().any(|p| l.starts_with(p)) {
+        return l.to_string();
+    }
+    match std::path::absolute(l) {
+        Ok(p) => p.display().to_string(),
+        Err(_) => l.to_string(),
+    }
 }

@@ -7,6 +7,7 @@ pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod init;
+pub mod locations;
 pub mod ls;
 pub mod policy;
 pub mod protect;

@@ -1,0 +1,307 @@
+//! One repository over several storage locations, mirrored: every object is written to every
+//! location; reads come from the fastest healthy one and fall back to the others on an error or
+//! a damaged copy.
+//!
+//! A location that fails (after its own retries) is marked down for the rest of the process and
+//! skipped, so a backup still completes on the others; what it lacks is found again by comparing
+//! listings (`aeon locations status`) and filled in by `aeon locations sync`. Deleting (forget,
+//! prune) needs every location: an object deleted while a location was away would come back
+//! from it at the next sync.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use super::{Backend, FileType, ObjectInfo};
+use crate::error::{Error, Result};
+use crate::id::Id;
+
+pub struct Location {
+    pub url: String,
+    pub backend: Arc<dyn Backend>,
+    down: AtomicBool,
+    /// Smoothed latency of reads in microseconds (0: not measured yet).
+    latency_us: AtomicU64,
+    why_down: Mutex<Option<String>>,
+}
+
+impl Location {
+    pub fn new(url: String, backend: Arc<dyn Backend>) -> Location {
+        Location {
+            url,
+            backend,
+            down: AtomicBool::new(false),
+            latency_us: AtomicU64::new(0),
+            why_down: Mutex::new(None),
+        }
+    }
+
+    pub fn is_down(&self) -> bool {
+        self.down.load(Ordering::Relaxed)
+    }
+
+    pub fn why_down(&self) -> Option<String> {
+        self.why_down.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    fn mark_down(&self, e: &Error) {
+        self.down.store(true, Ordering::Relaxed);
+        let mut w = self.why_down.lock().unwrap_or_else(|p| p.into_inner());
+        if w.is_none() {
+            *w = Some(e.to_string());
+        }
+    }
+
+    fn record_latency(&self, started: Instant) {
+        let us = started.elapsed().as_micros() as u64;
+        let old = self.latency_us.load(Ordering::Relaxed);
+        let new = if old == 0 { us } else { (old * 7 + us) / 8 };
+        self.latency_us.store(new.max(1), Ordering::Relaxed);
+    }
+}
+
+/// True for failures of the location (unreachable, refused, full), as opposed to answers about
+/// the object (missing, damaged).
+fn is_location_failure(e: &Error) -> bool {
+    matches!(e, Error::Storage { .. } | Error::Backend { .. })
+}
+
+/// Objects named by the BLAKE3 of their bytes, whose copies can be checked on read.
+fn content_named(t: FileType) -> bool {
+    matches!(t, FileType::Pack | FileType::Index | FileType::Snapshot | FileType::Key)
+}
+
+pub struct MirrorBackend {
+    locations: Vec<Location>,
+    /// Objects that could not be written to some location in this process: (location, kind, name).
+    missed: Mutex<Vec<(usize, FileType, String)>>,
+}
+
+impl MirrorBackend {
+    pub fn new(locations: Vec<Location>) -> MirrorBackend {
+        MirrorBackend { locations, missed: Mutex::new(Vec::new()) }
+    }
+
+    pub fn locations(&self) -> &[Location] {
+        &self.locations
+    }
+
+    /// Writes that some location missed, per location index.
+    pub fn missed_writes(&self) -> Vec<(usize, FileType, String)> {
+        self.missed.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Healthy locations, fastest first.
+    fn read_order(&self) -> Vec<&Location> {
+        let mut v: Vec<&Location> = self.locations.iter().collect();
+        v.sort_by_key(|l| (l.is_down(), l.latency_us.load(Ordering::Relaxed)));
+        v
+    }
+
+    /// Runs `op` on the locations in read order until one answers; location failures mark the
+    /// location down and move on; "not found" moves on too (a location may lack an object).
+    fn first<T>(&self, mut op: impl FnMut(&Location) -> Result<T>) -> Result<T> {
+        let mut first_err = None;
+        for l in self.read_order() {
+            let started = Instant::now();
+            match op(l) {
+                Ok(v) => {
+                    l.record_latency(started);
+                    return Ok(v);
+                }
+                Err(e) => {
+                    if is_location_failure(&e) {
+                        l.mark_down(&e);
+                    }
+                    // Prefer reporting "not found" or damage over a location failure.
+                    let better = match &first_err {
+                        None => true,
+                        Some(prev) => is_location_failure(prev) && !is_location_failure(&e),
+                    };
+                    if better {
+                        first_err = Some(e);
+                    }
+                }
+            }
+        }
+        Err(first_err.unwrap_or_else(|| Error::InvalidInput("no storage location".into())))
+    }
+
+    /// Applies `op` to every location that is up. Fails only if no location succeeded.
+    fn all(&self, t: FileType, name: &str, op: impl Fn(&dyn Backend) -> Result<()>) -> Result<()> {
+        let mut ok = 0;
+        let mut first_err = None;
+        for (i, l) in self.locations.iter().enumerate() {
+            if l.is_down() {
+                self.missed.lock().unwrap_or_else(|p| p.into_inner()).push((i, t, name.into()));
+                continue;
+            }
+            match op(l.backend.as_ref()) {
+                Ok(()) => ok += 1,
+                Err(e) => {
+                    l.mark_down(&e);
+                    self.missed.lock().unwrap_or_else(|p| p.into_inner()).push((i, t, name.into()));
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        match (ok, first_err) {
+            (0, Some(e)) => Err(e),
+            _ => Ok(()),
+        }
+    }
+
+    /// A range from one particular copy (for retrying a blob that failed to authenticate).
+    pub fn read_range_at(
+        &self,
+        replica: usize,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        let order = self.read_order();
+        let l = order.get(replica).ok_or_else(|| Error::InvalidInput("no such copy".into()))?;
+        l.backend.read_range(t, name, offset, length)
+    }
+}
+
+impl Backend for MirrorBackend {
+    fn location(&self) -> String {
+        self.locations.iter().map(|l| l.url.as_str()).collect::<Vec<_>>().join(" + ")
+    }
+
+    fn create(&self) -> Result<()> {
+        for l in &self.locations {
+            l.backend.create()?;
+        }
+        Ok(())
+    }
+
+    fn location_exists(&self) -> Result<bool> {
+        self.first(|l| l.backend.location_exists())
+    }
+
+    fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>> {
+        for l in self.read_order() {
+            match l.backend.stat(t, name) {
+                Ok(Some(n)) => return Ok(Some(n)),
+                Ok(None) => {}
+                Err(e) if is_location_failure(&e) => l.mark_down(&e),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(None)
+    }
+
+    fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+        self.first(|l| {
+            let data = l.backend.read(t, name)?;
+            if content_named(t) && Id::of_stored_bytes(&data).to_hex() != name {
+                return Err(Error::corrupt(
+                    format!("{} {name} at {}", t.dir(), l.url),
+                    "content does not match its name",
+                ));
+            }
+            Ok(data)
+        })
+    }
+
+    fn read_range(&self, t: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
+        self.first(|l| l.backend.read_range(t, name, offset, length))
+    }
+
+    fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+        self.all(t, name, |b| b.write(t, name, data))
+    }
+
+    fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
+        let mut all: Vec<ObjectInfo> = Vec::new();
+        let mut any = false;
+        let mut first_err = None;
+        for l in self.locations.iter().filter(|l| !l.is_down()) {
+            match l.backend.list(t) {
+                Ok(v) => {
+                    any = true;
+                    all.extend(v);
+                }
+                Err(e) => {
+                    if is_location_failure(&e) {
+                        l.mark_down(&e);
+                    }
+                    first_err.get_or_insert(e);
+                }
+            }
+        }
+        if !any && let Some(e) = first_err {
+            return Err(e);
+        }
+        all.sort_by(|a, b| a.name.cmp(&b.name).then(b.size.cmp(&a.size)));
+        all.dedup_by(|a, b| a.name == b.name);
+        Ok(all)
+    }
+
+    fn remove(&self, t: FileType, name: &str) -> Result<()> {
+        if t == FileType::Lock {
+            // A lock left where it could not be removed goes stale and is cleaned up later.
+            let mut found = false;
+            for l in self.locations.iter().filter(|l| !l.is_down()) {
+                found |= l.backend.remove(t, name).is_ok();
+            }
+            return if found {
+                Ok(())
+            } else {
+                Err(Error::ObjectNotFound { kind: "lock", id: name.into() })
+            };
+        }
+        if let Some(l) = self.locations.iter().find(|l| l.is_down()) {
+            return Err(Error::Storage {
+                location: l.url.clone(),
+                message: "unreachable; deleting needs every location (run `aeon locations \
+                          status`, then retry when it is back)"
+                    .into(),
+            });
+        }
+        let mut found = false;
+        for l in &self.locations {
+            match l.backend.remove(t, name) {
+                Ok(()) => found = true,
+                Err(Error::ObjectNotFound { .. }) => {}
+                Err(e) => {
+                    if is_location_failure(&e) {
+                        l.mark_down(&e);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        if found { Ok(()) } else { Err(Error::ObjectNotFound { kind: "object", id: name.into() }) }
+    }
+
+    fn remove_leftovers(&self, older_than: std::time::Duration) -> Result<u64> {
+        let mut n = 0;
+        for l in self.locations.iter().filter(|l| !l.is_down()) {
+            n += l.backend.remove_leftovers(older_than)?;
+        }
+        Ok(n)
+    }
+
+    fn replicas(&self) -> usize {
+        self.locations.len()
+    }
+
+    fn mirror(&self) -> Option<&MirrorBackend> {
+        Some(self)
+    }
+
+    fn read_range_replica(
+        &self,
+        replica: usize,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        self.read_range_at(replica, t, name, offset, length)
+    }
+}
