@@ -236,3 +236,20 @@ fn env_packs(repo: &std::path::Path) -> Vec<PathBuf> {
     v.sort_by_key(|p| std::cmp::Reverse(std::fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
     v
 }
+
+/// --limit-upload caps the upload rate.
+#[test]
+fn upload_bandwidth_limit() {
+    let weed = servers::Seaweed::start();
+    let env = remote_env(&weed.webdav_url("limited"), &[]);
+    assert_success(&env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]));
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("f"), 3, 4 << 20);
+    let start = Instant::now();
+    env.run_ok(&["backup", src.to_str().unwrap(), "--limit-upload", "1024"]);
+    let took = start.elapsed();
+    // 4 MiB at 1 MiB/s: about four seconds.
+    assert!(took >= Duration::from_millis(3500), "took {took:?}");
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+}

@@ -119,10 +119,11 @@ impl RemoteBackend {
                 .bucket(bucket)
                 .root(&format!("/{prefix}"))
                 .region(&region)
-                .disable_ec2_metadata()
-                .disable_config_load();
+                .disable_ec2_metadata();
+            // Without explicit keys, the AWS configuration files (~/.aws/credentials, AWS_PROFILE)
+            // apply.
             if let (Some(k), Some(s)) = (&opts.s3_access_key_id, &opts.s3_secret_access_key) {
-                b = b.access_key_id(k).secret_access_key(s);
+                b = b.disable_config_load().access_key_id(k).secret_access_key(s);
             }
             if opts.s3_virtual_host {
                 b = b.enable_virtual_host_style();
