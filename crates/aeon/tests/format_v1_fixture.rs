@@ -17,6 +17,13 @@ fn fixture_env() -> Env {
     let status =
         std::process::Command::new("cp").arg("-a").arg(FIXTURE).arg(&env.repo).status().unwrap();
     assert!(status.success());
+    // As a git checkout has it: without empty folders (locks/, audit/, most of data/).
+    let status = std::process::Command::new("find")
+        .arg(&env.repo)
+        .args(["-mindepth", "1", "-type", "d", "-empty", "-delete"])
+        .status()
+        .unwrap();
+    assert!(status.success());
     env
 }
 

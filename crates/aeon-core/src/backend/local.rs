@@ -102,9 +102,10 @@ impl Backend for LocalBackend {
         let p = self.path(t, name);
         let dir = p.parent().expect("object paths have a parent");
         let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
-        if t == FileType::Pack && !dir.exists() {
-            // Pack fan-out folders may be missing in a repository copied without empty folders;
-            // a missing repository folder, though, is a missing location, not created here.
+        if !dir.exists() && self.root.is_dir() {
+            // Folders may be missing in a repository copied without empty folders (git, some
+            // sync tools); a missing repository folder, though, is a missing location, not
+            // created here.
             match fs::create_dir(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
