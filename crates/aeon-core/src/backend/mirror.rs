@@ -150,20 +150,6 @@ impl MirrorBackend {
             _ => Ok(()),
         }
     }
-
-    /// A range from one particular copy (for retrying a blob that failed to authenticate).
-    pub fn read_range_at(
-        &self,
-        replica: usize,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>> {
-        let order = self.read_order();
-        let l = order.get(replica).ok_or_else(|| Error::InvalidInput("no such copy".into()))?;
-        l.backend.read_range(t, name, offset, length)
-    }
 }
 
 impl Backend for MirrorBackend {
@@ -302,6 +288,9 @@ impl Backend for MirrorBackend {
         offset: u64,
         length: u64,
     ) -> Result<Vec<u8>> {
-        self.read_range_at(replica, t, name, offset, length)
+        // Copies in read order: replica 0 is the preferred one.
+        let order = self.read_order();
+        let l = order.get(replica).ok_or_else(|| Error::InvalidInput("no such copy".into()))?;
+        l.backend.read_range(t, name, offset, length)
     }
 }

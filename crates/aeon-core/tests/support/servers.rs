@@ -52,6 +52,26 @@ fn curl_text(url: &str) -> String {
         .unwrap_or_default()
 }
 
+/// The S3 gateway's identities: one user with the test keys.
+fn write_s3_config(path: &Path) {
+    std::fs::write(
+        path,
+        format!(
+            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+        ),
+    )
+    .expect("s3 config");
+}
+
+/// Creates a bucket through the S3 API (signed with curl's SigV4 support).
+fn create_bucket(s3_port: u16, name: &str) {
+    let url = format!("http://127.0.0.1:{s3_port}/{name}");
+    let user = format!("{S3_ACCESS_KEY}:{S3_SECRET_KEY}");
+    wait_until("bucket creation", Duration::from_secs(30), || {
+        curl_ok(&["-f", "-X", "PUT", "--aws-sigv4", "aws:amz:us-east-1:s3", "--user", &user, &url])
+    });
+}
+
 pub fn weed_binary() -> PathBuf {
     let candidates = [
         std::env::var("AEON_TEST_WEED").unwrap_or_default(),
@@ -85,13 +105,7 @@ impl Seaweed {
         let dir = tempfile::tempdir().expect("tempdir");
         let p = free_ports(6, true);
         let config = dir.path().join("s3.json");
-        std::fs::write(
-            &config,
-            format!(
-                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
-            ),
-        )
-        .expect("s3 config");
+        write_s3_config(&config);
         std::fs::create_dir_all(dir.path().join("data")).expect("mkdir");
         let child = Self::spawn(dir.path(), &p);
         let server =
@@ -153,22 +167,9 @@ impl Seaweed {
         self.wait_ready();
     }
 
-    /// Creates a bucket through the S3 API (signed with curl's SigV4 support).
+    /// Creates a bucket through the S3 API.
     pub fn create_bucket(&self, name: &str) {
-        let url = format!("http://127.0.0.1:{}/{name}", self.s3_port);
-        let user = format!("{S3_ACCESS_KEY}:{S3_SECRET_KEY}");
-        wait_until("bucket creation", Duration::from_secs(30), || {
-            curl_ok(&[
-                "-f",
-                "-X",
-                "PUT",
-                "--aws-sigv4",
-                "aws:amz:us-east-1:s3",
-                "--user",
-                &user,
-                &url,
-            ])
-        });
+        create_bucket(self.s3_port, name);
     }
 
     pub fn s3_url(&self, bucket: &str, prefix: &str) -> String {
@@ -321,13 +322,7 @@ impl SeaweedCluster {
         let p = free_ports(6, true);
         let (master, vols, filer, s3) = (p[0], [p[1], p[2], p[3]], p[4], p[5]);
         let config = d.join("s3.json");
-        std::fs::write(
-            &config,
-            format!(
-                r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
-            ),
-        )
-        .expect("s3 config");
+        write_s3_config(&config);
         let mut cluster = SeaweedCluster { dir, children: Vec::new(), s3_port: s3 };
         let mut spawn = |name: &str, args: Vec<String>| {
             let sub = d.join(name);
@@ -411,20 +406,7 @@ impl SeaweedCluster {
     }
 
     pub fn create_bucket(&self, name: &str) {
-        let url = format!("http://127.0.0.1:{}/{name}", self.s3_port);
-        let user = format!("{S3_ACCESS_KEY}:{S3_SECRET_KEY}");
-        wait_until("bucket creation", Duration::from_secs(30), || {
-            curl_ok(&[
-                "-f",
-                "-X",
-                "PUT",
-                "--aws-sigv4",
-                "aws:amz:us-east-1:s3",
-                "--user",
-                &user,
-                &url,
-            ])
-        });
+        create_bucket(self.s3_port, name);
     }
 
     pub fn s3_url(&self, bucket: &str, prefix: &str) -> String {
