@@ -24,6 +24,7 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
         .collect();
     let given = policy_from_flags(&args.policy)?;
 
+    let mut plan_json = None;
     let to_remove: Vec<SnapshotEntry> = if !args.ids.is_empty() {
         if !given.is_empty() {
             bail!("give recovery point ids or a policy, not both");
@@ -64,14 +65,24 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
             }
             None => retention::plan(entries, &source, group_by, &chrono::Local)?,
         };
-        show_plan(ctx, &groups, args.dry_run)?;
+        plan_json = show_plan(ctx, &groups, args.dry_run);
         groups
             .into_iter()
             .flat_map(|g| g.points.into_iter().filter(|(_, v)| !v.keep).map(|(e, _)| e))
             .collect()
     };
 
+    let print_plan = |extra: Option<serde_json::Value>| -> Result<()> {
+        if let Some(plan) = &plan_json {
+            match extra {
+                Some(prune) => ctx.print_json(&json!({"forget": plan, "prune": prune}))?,
+                None => ctx.print_json(plan)?,
+            }
+        }
+        Ok(())
+    };
     if args.dry_run {
+        print_plan(None)?;
         if !ctx.global.json {
             ctx.say(format!(
                 "would remove {} recovery point(s) (dry run: nothing changed)",
@@ -96,12 +107,21 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
     if args.prune {
         repo.unlock();
         let opts = super::prune::options(&args.prune_opts, false)?;
+        if ctx.global.json {
+            let report =
+                aeon_core::prune::prune(&mut repo, &opts, &aeon_core::progress::NoProgress)?;
+            print_plan(Some(serde_json::to_value(&report)?))?;
+            return Ok(0);
+        }
         return super::prune::run_with(ctx, &mut repo, &opts);
     }
+    print_plan(None)?;
     Ok(0)
 }
 
-fn show_plan(ctx: &Ctx, groups: &[GroupPlan], dry_run: bool) -> Result<()> {
+/// Prints the plan as text, or returns it as JSON (printed by the caller, with the prune report
+/// when there is one, so that --json output is one document).
+fn show_plan(ctx: &Ctx, groups: &[GroupPlan], dry_run: bool) -> Option<serde_json::Value> {
     if ctx.global.json {
         let list: Vec<_> = groups
             .iter()
@@ -124,7 +144,7 @@ fn show_plan(ctx: &Ctx, groups: &[GroupPlan], dry_run: bool) -> Result<()> {
                 })
             })
             .collect();
-        return ctx.print_json(&list);
+        return Some(serde_json::Value::Array(list));
     }
     for g in groups {
         ctx.say(format!(
@@ -142,7 +162,7 @@ fn show_plan(ctx: &Ctx, groups: &[GroupPlan], dry_run: bool) -> Result<()> {
             ));
         }
     }
-    Ok(())
+    None
 }
 
 pub fn policy_from_flags(f: &PolicyFlags) -> Result<RetentionPolicy> {
