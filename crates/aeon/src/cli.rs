@@ -6,8 +6,8 @@ use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
 Password: AEON_PASSWORD, AEON_PASSWORD_FILE, AEON_PASSWORD_COMMAND, or a prompt on a terminal.
-Exit codes: 0 ok, 1 error, 2 usage, 3 backup incomplete (some files unreadable; recovery point
-written), 4 damage found (check failed, or restore met data that failed verification),
+Exit codes: 0 ok, 1 error, 2 usage, 3 incomplete (backup: some files unreadable, recovery point
+written; locations status: a location lacks objects), 4 damage found (check failed, or restore met data that failed verification),
 10 no repository, 11 locked (another prune runs), 12 wrong password, 13 storage full or quota reached.
 
 Start here:
