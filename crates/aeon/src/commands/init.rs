@@ -19,7 +19,11 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
             }
         }
     }
-    let backend = if locations.len() > 1 { ctx.mirror(&locations)? } else { ctx.backend()? };
+    let backend = match locations.len() {
+        0 => ctx.backend()?,
+        1 => ctx.backend_at(&locations[0])?,
+        _ => ctx.mirror(&locations)?,
+    };
     if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
         return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
     }
