@@ -187,6 +187,7 @@ pub fn prune(
     // Where each used blob will be read from: a live copy first, then a pack condemned earlier
     // (which must then come back).
     let mut chosen: HashMap<Id, usize> = HashMap::with_capacity(used.len());
+    let mut used_bytes = vec![0u64; packs.len()];
     for pass in [false, true] {
         for (i, p) in packs.iter().enumerate() {
             let condemned = matches!(p.fate, Fate::Delete | Fate::StillCondemned(_));
@@ -194,8 +195,11 @@ pub fn prune(
                 continue;
             }
             for b in &p.blobs {
-                if used.contains(&b.id) {
-                    chosen.entry(b.id).or_insert(i);
+                if used.contains(&b.id)
+                    && let std::collections::hash_map::Entry::Vacant(v) = chosen.entry(b.id)
+                {
+                    v.insert(i);
+                    used_bytes[i] += b.length as u64;
                 }
             }
         }
@@ -206,12 +210,6 @@ pub fn prune(
             "a recovery point needs it but no pack holds it; prune changes nothing until \
              `aeon check` is clean",
         ));
-    }
-    let mut used_bytes = vec![0u64; packs.len()];
-    for (&id, &i) in &chosen {
-        if let Some(b) = packs[i].blobs.iter().find(|b| b.id == id) {
-            used_bytes[i] += b.length as u64;
-        }
     }
     for (i, p) in packs.iter_mut().enumerate() {
         match p.fate {
