@@ -172,12 +172,35 @@ pub struct CopyArgs {
     /// Recovery points to copy (default: all)
     #[arg(value_name = "ID")]
     pub ids: Vec<String>,
+    #[command(flatten)]
+    pub filter: PointFilter,
+}
+
+/// Which recovery points a command considers.
+#[derive(Args, Debug, Clone, Default)]
+pub struct PointFilter {
     /// Only recovery points of this host
     #[arg(long = "host")]
     pub host: Option<String>,
     /// Only recovery points with this tag (repeatable: all must match)
     #[arg(long = "tag")]
     pub tags: Vec<String>,
+    /// Only recovery points that include this path (repeatable: all must match)
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Only recovery points of this category
+    #[arg(long)]
+    pub category: Option<String>,
+}
+
+impl PointFilter {
+    pub fn matches(&self, e: &aeon_core::snapshot::SnapshotEntry) -> bool {
+        let s = &e.snapshot;
+        self.host.as_ref().is_none_or(|h| &s.hostname == h)
+            && self.tags.iter().all(|t| s.tags.contains(t))
+            && self.paths.iter().all(|p| s.paths.iter().any(|sp| sp == p))
+            && self.category.as_ref().is_none_or(|c| s.category.as_ref() == Some(c))
+    }
 }
 
 /// The rules of a retention policy (all optional; a point kept by any rule is kept).
@@ -237,18 +260,8 @@ pub struct ForgetArgs {
     /// Group points by host, paths and/or tags before applying the policy ("" for one group)
     #[arg(long, default_value = "host,paths", value_name = "FIELDS")]
     pub group_by: String,
-    /// Only recovery points of this host
-    #[arg(long = "host")]
-    pub host: Option<String>,
-    /// Only recovery points with this tag (repeatable: all must match)
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// Only recovery points that include this path (repeatable)
-    #[arg(long = "path")]
-    pub paths: Vec<String>,
-    /// Only recovery points of this category
-    #[arg(long)]
-    pub category: Option<String>,
+    #[command(flatten)]
+    pub filter: PointFilter,
     /// Time zone of the calendar rules (IANA name such as Europe/Berlin; default: local)
     #[arg(long, value_name = "ZONE")]
     pub timezone: Option<String>,
@@ -505,18 +518,8 @@ pub struct AtArgs {
 
 #[derive(Args, Debug)]
 pub struct SnapshotsArgs {
-    /// Only recovery points of this host
-    #[arg(long = "host")]
-    pub host: Option<String>,
-    /// Only recovery points with this tag (repeatable: all must match)
-    #[arg(long = "tag")]
-    pub tags: Vec<String>,
-    /// Only recovery points that include this path
-    #[arg(long = "path")]
-    pub paths: Vec<String>,
-    /// Only recovery points of this category
-    #[arg(long)]
-    pub category: Option<String>,
+    #[command(flatten)]
+    pub filter: PointFilter,
     /// Only recovery points of this kind
     #[arg(long)]
     pub kind: Option<String>,

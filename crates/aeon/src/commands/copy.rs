@@ -26,12 +26,7 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<u8> {
         eprintln!("warning: source recovery point {name} cannot be read: {e}");
     }
     let selected: Vec<_> = if args.ids.is_empty() {
-        entries
-            .iter()
-            .filter(|e| args.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
-            .filter(|e| args.tags.iter().all(|t| e.snapshot.tags.contains(t)))
-            .cloned()
-            .collect()
+        entries.iter().filter(|e| args.filter.matches(e)).cloned().collect()
     } else {
         let mut v = Vec::new();
         for spec in &args.ids {

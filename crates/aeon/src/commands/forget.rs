@@ -15,13 +15,8 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
     for (name, e) in &unreadable {
         eprintln!("warning: recovery point {name} cannot be read, and is left alone: {e}");
     }
-    let entries: Vec<SnapshotEntry> = entries
-        .into_iter()
-        .filter(|e| args.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
-        .filter(|e| args.tags.iter().all(|t| e.snapshot.tags.contains(t)))
-        .filter(|e| args.paths.iter().all(|p| e.snapshot.paths.iter().any(|sp| sp == p)))
-        .filter(|e| args.category.as_ref().is_none_or(|c| e.snapshot.category.as_ref() == Some(c)))
-        .collect();
+    let entries: Vec<SnapshotEntry> =
+        entries.into_iter().filter(|e| args.filter.matches(e)).collect();
     let given = policy_from_flags(&args.policy)?;
 
     let mut plan_json = None;

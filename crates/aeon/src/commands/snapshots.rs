@@ -15,13 +15,10 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
     let until = args.until.as_deref().map(timefmt::parse).transpose()?;
     let selected: Vec<_> = entries
         .iter()
-        .filter(|e| args.category.as_ref().is_none_or(|c| e.snapshot.category.as_ref() == Some(c)))
+        .filter(|e| args.filter.matches(e))
         .filter(|e| args.kind.as_ref().is_none_or(|k| e.snapshot.kind.as_ref() == Some(k)))
         .filter(|e| since.is_none_or(|t| e.snapshot.time >= t))
         .filter(|e| until.is_none_or(|t| e.snapshot.time <= t))
-        .filter(|e| args.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
-        .filter(|e| args.tags.iter().all(|t| e.snapshot.tags.contains(t)))
-        .filter(|e| args.paths.iter().all(|p| e.snapshot.paths.iter().any(|sp| sp == p)))
         .collect();
     let groups = group(&selected, args.group_by.as_deref())?;
     if ctx.global.json {
