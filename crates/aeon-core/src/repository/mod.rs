@@ -667,10 +667,3 @@ fn annotate_pack_error(e: Error, pack: &Id) -> Error {
         other => other,
     }
 }
-
-impl Repository {
-    /// Replaces the in-memory index (used by `check`, which builds it while reporting errors).
-    pub fn replace_index(&mut self, index: Index) {
-        self.index = index;
-    }
-}
