@@ -151,6 +151,31 @@ pub fn from_cbor<T: serde::de::DeserializeOwned>(data: &[u8], what: &str) -> Res
     ciborium::from_reader(data).map_err(|e| Error::corrupt(what, format!("invalid CBOR: {e}")))
 }
 
+/// An object that is one sealed CBOR record: `header || sealed box (AAD = header) of CBOR`
+/// (recovery points, locks).
+pub fn seal_record<T: serde::Serialize>(
+    cipher: &crate::crypto::Cipher,
+    kind: ObjectKind,
+    value: &T,
+) -> Result<Vec<u8>> {
+    let header = header(kind);
+    let mut out = header.to_vec();
+    cipher.seal_into(&header, &to_cbor(value), &mut out)?;
+    Ok(out)
+}
+
+/// Opens an object written by [`seal_record`].
+pub fn open_record<T: serde::de::DeserializeOwned>(
+    cipher: &crate::crypto::Cipher,
+    kind: ObjectKind,
+    data: &[u8],
+    what: &str,
+) -> Result<T> {
+    let sealed = check_header(data, kind, what)?;
+    let plain = cipher.open(&data[..HEADER_LEN], sealed, what)?;
+    from_cbor(&plain, what)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

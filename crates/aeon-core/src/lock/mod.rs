@@ -62,16 +62,11 @@ pub struct LockInfo {
 
 impl LockInfo {
     pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
-        let header = format::header(ObjectKind::Lock);
-        let mut out = header.to_vec();
-        cipher.seal_into(&header, &format::to_cbor(self), &mut out)?;
-        Ok(out)
+        format::seal_record(cipher, ObjectKind::Lock, self)
     }
 
     pub fn decode(cipher: &Cipher, data: &[u8], what: &str) -> Result<LockInfo> {
-        let sealed = format::check_header(data, ObjectKind::Lock, what)?;
-        let plain = cipher.open(&data[..format::HEADER_LEN], sealed, what)?;
-        format::from_cbor(&plain, what)
+        format::open_record(cipher, ObjectKind::Lock, data, what)
     }
 
     /// `backup on host web1 (pid 4242, user root) since 2026-11-21 10:00:00 UTC`

@@ -68,16 +68,11 @@ pub struct Snapshot {
 
 impl Snapshot {
     pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
-        let header = format::header(ObjectKind::Snapshot);
-        let mut out = header.to_vec();
-        cipher.seal_into(&header, &format::to_cbor(self), &mut out)?;
-        Ok(out)
+        format::seal_record(cipher, ObjectKind::Snapshot, self)
     }
 
     pub fn decode(cipher: &Cipher, data: &[u8], what: &str) -> Result<Snapshot> {
-        let sealed = format::check_header(data, ObjectKind::Snapshot, what)?;
-        let plain = cipher.open(&data[..format::HEADER_LEN], sealed, what)?;
-        format::from_cbor(&plain, what)
+        format::open_record(cipher, ObjectKind::Snapshot, data, what)
     }
 }
 
