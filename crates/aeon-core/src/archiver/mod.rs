@@ -509,12 +509,7 @@ fn unsafe_free_gid() -> u32 {
 }
 
 fn run_packer(shared: &Shared, rx: Receiver<SealedBlob>) -> PackerStats {
-    let mut packer = match shared.opts.quota_used {
-        Some(used) => {
-            shared.repo.packer().with_quota(shared.repo.settings().quota.unwrap_or(u64::MAX), used)
-        }
-        None => shared.repo.packer(),
-    };
+    let mut packer = shared.repo.packer_within_quota(shared.opts.quota_used);
     // A failed backup still records the packs it completed, so that the next one reuses them.
     let abandon = |packer: Packer| packer.abandon().unwrap_or_default();
     for b in rx.iter() {

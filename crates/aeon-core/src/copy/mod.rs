@@ -57,14 +57,19 @@ pub fn copy(
         progress,
         bytes_read: 0,
     };
+    let mut used = match target.settings().quota {
+        Some(_) => Some(target.storage_used()?),
+        None => None,
+    };
     for p in points {
         if present.contains(&origin(p)) {
             report.already_present.push(p.id.to_hex());
             continue;
         }
-        let mut packer = target.packer_with_quota()?;
+        let mut packer = target.packer_within_quota(used);
         let root = copier.tree(&p.snapshot.tree, &mut packer)?;
         let stats = packer.finish()?;
+        used = used.map(|u| u + stats.stored_bytes);
         report.blobs_added += stats.blobs_written;
         report.bytes_stored += stats.stored_bytes;
         let mut s = p.snapshot.clone();

@@ -646,13 +646,13 @@ impl Repository {
             .with_lock(self.lock_state())
     }
 
-    /// A packer that also stops before the repository grows past its quota.
-    pub fn packer_with_quota(&self) -> Result<Packer> {
-        let packer = self.packer();
-        Ok(match self.settings.quota {
-            Some(limit) => packer.with_quota(limit, self.storage_used()?),
-            None => packer,
-        })
+    /// A packer that also stops before the repository grows past its quota; `used` is what
+    /// [`Repository::storage_used`] measured (ignored without a quota).
+    pub fn packer_within_quota(&self, used: Option<u64>) -> Packer {
+        match (self.settings.quota, used) {
+            (Some(limit), Some(used)) => self.packer().with_quota(limit, used),
+            _ => self.packer(),
+        }
     }
 }
 

@@ -219,27 +219,13 @@ fn spans_parse_and_print() {
 
 #[test]
 fn groups_and_per_category_policies() {
-    use crate::snapshot::{Snapshot, Summary};
-    let entry = |n: u8, host: &str, category: Option<&str>, hour: u32| SnapshotEntry {
-        id: Id([n; 32]),
-        snapshot: Snapshot {
-            time: t(&format!("2025-05-01T{hour:02}:00:00Z")),
-            tree: Id::ZERO,
-            paths: vec!["/data".into()],
-            hostname: host.into(),
-            username: "u".into(),
-            uid: 0,
-            gid: 0,
-            tags: vec![],
-            parent: None,
-            description: None,
-            category: category.map(String::from),
-            kind: None,
-            program_version: "x".into(),
-            summary: Summary::default(),
-            protected: false,
-            original: None,
-        },
+    use crate::snapshot::Snapshot;
+    let entry = |n: u8, host: &str, category: Option<&str>, hour: u32| {
+        let mut snapshot = Snapshot::sample(&format!("2025-05-01T{hour:02}:00:00Z"));
+        snapshot.paths = vec!["/data".into()];
+        snapshot.hostname = host.into();
+        snapshot.category = category.map(String::from);
+        SnapshotEntry { id: Id([n; 32]), snapshot }
     };
     let entries = vec![
         entry(1, "a", Some("critical"), 1),

@@ -76,6 +76,31 @@ impl Snapshot {
     }
 }
 
+#[cfg(test)]
+impl Snapshot {
+    /// A recovery point of host `h` taken at `time` (RFC 3339), for tests.
+    pub(crate) fn sample(time: &str) -> Snapshot {
+        Snapshot {
+            time: DateTime::parse_from_rfc3339(time).expect("RFC 3339 time"),
+            tree: Id::ZERO,
+            paths: vec!["/a".into()],
+            hostname: "h".into(),
+            username: "u".into(),
+            uid: 0,
+            gid: 0,
+            tags: vec![],
+            parent: None,
+            description: None,
+            category: None,
+            kind: None,
+            program_version: "x".into(),
+            summary: Summary::default(),
+            protected: false,
+            original: None,
+        }
+    }
+}
+
 /// A recovery point with the id of its storage object.
 #[derive(Debug, Clone)]
 pub struct SnapshotEntry {
@@ -111,24 +136,7 @@ mod tests {
     use crate::crypto::Key;
 
     fn snap(t: &str) -> Snapshot {
-        Snapshot {
-            time: DateTime::parse_from_rfc3339(t).unwrap(),
-            tree: Id::ZERO,
-            paths: vec!["/a".into()],
-            hostname: "h".into(),
-            username: "u".into(),
-            uid: 0,
-            gid: 0,
-            tags: vec![],
-            parent: None,
-            description: None,
-            category: None,
-            kind: None,
-            program_version: "x".into(),
-            summary: Summary::default(),
-            protected: false,
-            original: None,
-        }
+        Snapshot::sample(t)
     }
 
     #[test]

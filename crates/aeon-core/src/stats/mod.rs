@@ -1,7 +1,7 @@
 //! Repository statistics: what is stored, how well it deduplicates and compresses, and what
 //! each recovery point alone holds (what forgetting it would free).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -69,11 +69,11 @@ pub fn stats(repo: &Repository, selected: Option<&[Id]>) -> Result<RepositorySta
     let mut owner: HashMap<Id, usize> = HashMap::new();
     let mut per: Vec<SnapshotStats> = Vec::with_capacity(all.len());
     for (n, s) in all.iter().enumerate() {
-        let mut seen: HashMap<Id, ()> = HashMap::new();
+        let mut seen: HashSet<Id> = HashSet::new();
         let mut st = describe(s);
         let mut stack = vec![s.snapshot.tree];
         while let Some(tree) = stack.pop() {
-            if seen.insert(tree, ()).is_none() {
+            if seen.insert(tree) {
                 let e = owner.entry(tree).or_insert(n);
                 if *e != n {
                     *e = SHARED;
@@ -86,7 +86,7 @@ pub fn stats(repo: &Repository, selected: Option<&[Id]>) -> Result<RepositorySta
             st.total_size += t.file_bytes;
             st.files += t.files;
             for b in &t.blobs {
-                if seen.insert(*b, ()).is_none() {
+                if seen.insert(*b) {
                     let e = owner.entry(*b).or_insert(n);
                     if *e != n {
                         *e = SHARED;
@@ -148,22 +148,22 @@ fn selection_footprint(
     all: &[SnapshotEntry],
     ids: &[Id],
 ) -> (u64, u64) {
-    let mut seen: HashMap<Id, ()> = HashMap::new();
+    let mut seen: HashSet<Id> = HashSet::new();
     let mut stack: Vec<Id> =
         all.iter().filter(|s| ids.contains(&s.id)).map(|s| s.snapshot.tree).collect();
     while let Some(tree) = stack.pop() {
-        if seen.insert(tree, ()).is_some() {
+        if !seen.insert(tree) {
             continue;
         }
         if let Some(t) = cache.get(&tree) {
             for b in &t.blobs {
-                seen.insert(*b, ());
+                seen.insert(*b);
             }
             stack.extend(t.subtrees.iter().copied());
         }
     }
     let index = repo.index();
-    seen.keys()
+    seen.iter()
         .filter_map(|id| index.get_readable(id))
         .fold((0, 0), |(a, b), l| (a + l.raw_len as u64, b + l.length as u64))
 }
