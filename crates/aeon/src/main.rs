@@ -154,8 +154,12 @@ impl Ctx {
 /// 70 MB but cost 2.3 s of page faults per GiB; reusing chunk buffers is the better fix.
 fn tune_allocator() {
     // SAFETY: mallopt only adjusts allocator parameters; called before any other thread exists.
+    // A fixed mmap threshold turns off glibc's sliding one, which after the first 16 MiB pack
+    // buffer is freed would serve every buffer below that size from arenas that keep freed
+    // memory: measured on a 2 GiB backup, peak RSS 136 MB with it, 97 MB without.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);
     }
 }
 

@@ -24,7 +24,7 @@ use chrono::{DateTime, FixedOffset};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::blob::{self, BlobType, Compression};
-use crate::chunker::{Chunker, chunk_slice};
+use crate::chunker::{Chunker, ChunkerParams, chunk_slice};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
@@ -574,20 +574,22 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
         }
         let mut content = Vec::new();
         let mut size_read = 0u64;
-        let mut handle = |data: Vec<u8>| -> bool {
+        // Copies a chunk only when it is new: chunks already stored cost a hash and no more.
+        let mut handle = |data: &[u8]| -> bool {
             let id = if data.len() >= 64 * 1024 && data.iter().all(|&b| b == 0) {
-                *zero_ids.entry(data.len()).or_insert_with(|| hasher.hash(&data))
+                *zero_ids.entry(data.len()).or_insert_with(|| hasher.hash(data))
             } else {
-                hasher.hash(&data)
+                hasher.hash(data)
             };
             size_read += data.len() as u64;
             shared.progress.add(0, data.len() as u64);
             content.push(id);
             if shared.claim(&id) {
-                return chunks.send(ChunkJob { id, data }).is_ok();
+                return chunks.send(ChunkJob { id, data: data.to_vec() }).is_ok();
             }
             true
         };
+
         let result = (|| -> std::io::Result<(bool, File)> {
             let size_hint = job.before.size;
             let large = size_hint > params.min_size as u64;
@@ -595,17 +597,17 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             let mut file = open_source(&job.path)?;
             if job.sparse || size_hint > WHOLE_READ_LIMIT {
                 // Huge or sparse: stream it through the chunker's own buffer.
-                let reader: Box<dyn Read> = if job.sparse {
-                    Box::new(SparseReader::new(file.try_clone()?, size_hint))
+                let complete = if job.sparse {
+                    stream_chunks(
+                        &mut SparseReader::new(file.try_clone()?, size_hint),
+                        &mut handle,
+                        params,
+                        seed,
+                    )?
                 } else {
-                    Box::new(file.try_clone()?)
+                    stream_chunks(&mut file, &mut handle, params, seed)?
                 };
-                for c in Chunker::new(reader, params, seed) {
-                    if !handle(c?) {
-                        return Ok((false, file));
-                    }
-                }
-                return Ok((true, file));
+                return Ok((complete, file));
             }
             // Read it whole, then cut it in place. Small files reuse this reader's buffer; a
             // large one gets its own, freed afterwards, so that idle readers hold no big buffers.
@@ -618,21 +620,17 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             if buffer.len() as u64 > WHOLE_READ_LIMIT {
                 // It grew past the limit since it was listed: stream the rest after what we have.
                 let rest = std::mem::take(&mut buffer);
-                let reader = std::io::Cursor::new(rest).chain(file.try_clone()?);
-                for c in Chunker::new(reader, params, seed) {
-                    if !handle(c?) {
-                        return Ok((false, file));
-                    }
-                }
-                return Ok((true, file));
+                let mut rest = std::io::Cursor::new(rest).chain(&mut file);
+                let complete = stream_chunks(&mut rest, &mut handle, params, seed)?;
+                return Ok((complete, file));
             }
             if buffer.len() as u64 <= params.min_size as u64 {
-                if !buffer.is_empty() && !handle(buffer.clone()) {
+                if !buffer.is_empty() && !handle(&buffer) {
                     return Ok((false, file));
                 }
             } else {
                 for c in chunk_slice(&buffer, params, seed) {
-                    if !handle(c.to_vec()) {
+                    if !handle(c) {
                         return Ok((false, file));
                     }
                 }
@@ -672,6 +670,22 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             }
         }
     }
+}
+
+/// Chunks a stream, handing each chunk to `handle`; false if `handle` asked to stop.
+fn stream_chunks(
+    reader: &mut dyn Read,
+    handle: &mut dyn FnMut(&[u8]) -> bool,
+    params: ChunkerParams,
+    seed: u64,
+) -> std::io::Result<bool> {
+    let mut chunker = Chunker::new(reader, params, seed);
+    while let Some(chunk) = chunker.next_chunk() {
+        if !handle(chunk?) {
+            return Ok(false);
+        }
+    }
+    Ok(true)
 }
 
 fn run_finisher(shared: &Shared, rx: Receiver<Item>, blobs: Sender<SealedBlob>) -> Option<Id> {

@@ -2,12 +2,14 @@
 //! tree. Stored form: a sealed box whose plaintext is `codec byte || payload`, with the blob type
 //! and id as associated data so that a blob cannot be passed off as another.
 
+use std::borrow::Cow;
+use std::cell::RefCell;
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{Cipher, IdHasher};
+use crate::crypto::{Cipher, IdHasher, SEAL_OVERHEAD};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -103,58 +105,150 @@ impl<'de> Deserialize<'de> for Compression {
     }
 }
 
+/// Chunks at least this long are probed before zstd compresses them: [`Codec::worth_compressing`].
+const PROBE_MIN_LEN: usize = 64 * 1024;
+/// The probe compresses this many evenly spaced samples of this length...
+const PROBE_SAMPLES: usize = 8;
+const PROBE_SAMPLE_LEN: usize = 4 * 1024;
+/// ...and compresses the chunk only if they shrink to at most this many hundredths.
+const PROBE_WORTH_PERCENT: usize = 98;
+
+thread_local! {
+    /// zstd contexts cost more to set up than compressing a small blob takes: each thread keeps
+    /// its own, with a scratch buffer that is reused instead of zeroed per blob.
+    static CODEC: RefCell<Codec> = RefCell::new(Codec::default());
+}
+
+#[derive(Default)]
+struct Codec {
+    /// One compressor per level in use (the probe's level 1 and the configured one).
+    compressors: Vec<(i32, zstd::bulk::Compressor<'static>)>,
+    decompressor: Option<zstd::bulk::Decompressor<'static>>,
+    scratch: Vec<u8>,
+    /// The probe's input (samples of a chunk) and output.
+    samples: Vec<u8>,
+    probe: Vec<u8>,
+}
+
+impl Codec {
+    fn with<R>(f: impl FnOnce(&mut Codec) -> R) -> R {
+        CODEC.with(|c| match c.try_borrow_mut() {
+            Ok(mut codec) => f(&mut codec),
+            // Only reachable through re-entrance, which nothing here does; stay correct anyway.
+            Err(_) => f(&mut Codec::default()),
+        })
+    }
+
+    /// zstd-compresses `data` into the scratch buffer (or the probe's); `None` if zstd failed.
+    fn zstd_into(&mut self, level: i32, data: &[u8], into_probe: bool) -> Option<usize> {
+        let i = match self.compressors.iter().position(|(l, _)| *l == level) {
+            Some(i) => i,
+            None => {
+                self.compressors.push((level, zstd::bulk::Compressor::new(level).ok()?));
+                self.compressors.len() - 1
+            }
+        };
+        let out = if into_probe { &mut self.probe } else { &mut self.scratch };
+        out.clear();
+        out.reserve(zstd::zstd_safe::compress_bound(data.len()));
+        // Written into the reserved capacity: no zero-filling of a buffer zstd overwrites.
+        self.compressors[i].1.compress_to_buffer(data, out).ok()
+    }
+
+    /// Whether zstd is worth running on a large chunk: compresses a few samples of it fast.
+    /// Random, encrypted or already compressed data (media, archives) is then stored as it is
+    /// without paying for a full zstd pass that would not shrink it; data with any structure
+    /// in its samples is compressed whole.
+    fn worth_compressing(&mut self, data: &[u8]) -> bool {
+        if data.len() < PROBE_MIN_LEN {
+            return true;
+        }
+        let mut samples = std::mem::take(&mut self.samples);
+        samples.clear();
+        let step = data.len() / PROBE_SAMPLES;
+        for i in 0..PROBE_SAMPLES {
+            samples.extend_from_slice(&data[i * step..i * step + PROBE_SAMPLE_LEN.min(step)]);
+        }
+        let worth = match self.zstd_into(1, &samples, true) {
+            Some(n) => n * 100 <= samples.len() * PROBE_WORTH_PERCENT,
+            None => true,
+        };
+        self.samples = samples;
+        worth
+    }
+
+    /// `(codec, payload)` for `data`: compressed into the scratch buffer, or `data` itself when
+    /// the codec would not make it smaller (so incompressible data costs nothing to read back).
+    fn compress<'a>(&'a mut self, compression: Compression, data: &'a [u8]) -> (u8, &'a [u8]) {
+        match compression {
+            Compression::None => {}
+            Compression::Zstd(level) => {
+                if self.worth_compressing(data)
+                    && let Some(n) = self.zstd_into(level, data, false)
+                    && n < data.len()
+                {
+                    return (CODEC_ZSTD, &self.scratch[..n]);
+                }
+            }
+            Compression::Lz4 => {
+                let bound = lz4_flex::block::get_maximum_output_size(data.len());
+                if self.scratch.len() < bound {
+                    self.scratch.resize(bound, 0);
+                }
+                if let Ok(n) = lz4_flex::block::compress_into(data, &mut self.scratch[..bound])
+                    && n < data.len()
+                {
+                    return (CODEC_LZ4, &self.scratch[..n]);
+                }
+            }
+        }
+        (CODEC_NONE, data)
+    }
+
+    fn zstd_decompress(&mut self, body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+        let d = match &mut self.decompressor {
+            Some(d) => d,
+            None => self.decompressor.insert(zstd::bulk::Decompressor::new()?),
+        };
+        let mut out = Vec::with_capacity(raw_len);
+        d.decompress_to_buffer(body, &mut out)?;
+        Ok(out)
+    }
+}
+
 /// Compresses `data` into `out` as `codec || payload`. Falls back to no compression when the
 /// codec does not make the data smaller, so incompressible data costs nothing to read back.
 pub fn encode_payload(compression: Compression, data: &[u8], out: &mut Vec<u8>) {
-    let start = out.len();
-    match compression {
-        Compression::None => {}
-        Compression::Zstd(level) => {
-            out.push(CODEC_ZSTD);
-            let bound = zstd::zstd_safe::compress_bound(data.len());
-            out.reserve(bound);
-            let spare = out.len();
-            out.resize(spare + bound, 0);
-            match zstd::bulk::compress_to_buffer(data, &mut out[spare..], level) {
-                Ok(n) if n < data.len() => {
-                    out.truncate(spare + n);
-                    return;
-                }
-                _ => out.truncate(start),
-            }
-        }
-        Compression::Lz4 => {
-            out.push(CODEC_LZ4);
-            let bound = lz4_flex::block::get_maximum_output_size(data.len());
-            let spare = out.len();
-            out.resize(spare + bound, 0);
-            match lz4_flex::block::compress_into(data, &mut out[spare..]) {
-                Ok(n) if n < data.len() => {
-                    out.truncate(spare + n);
-                    return;
-                }
-                _ => out.truncate(start),
-            }
-        }
-    }
-    out.push(CODEC_NONE);
-    out.extend_from_slice(data);
+    Codec::with(|c| {
+        let (codec, payload) = c.compress(compression, data);
+        out.push(codec);
+        out.extend_from_slice(payload);
+    })
 }
 
 /// Inverse of [`encode_payload`]; `raw_len` is the plaintext length recorded in the index.
 pub fn decode_payload(payload: &[u8], raw_len: u32, what: &str) -> Result<Vec<u8>> {
     let (&codec, body) =
         payload.split_first().ok_or_else(|| Error::corrupt(what, "empty blob payload"))?;
+    Ok(decode_body(codec, body, raw_len, what)?.into_owned())
+}
+
+/// The plaintext of a payload body; borrowed when it was stored uncompressed.
+fn decode_body<'a>(codec: u8, body: &'a [u8], raw_len: u32, what: &str) -> Result<Cow<'a, [u8]>> {
     if raw_len > MAX_BLOB_LEN {
         return Err(Error::corrupt(what, format!("implausible blob length {raw_len}")));
     }
     let raw_len = raw_len as usize;
     let out = match codec {
-        CODEC_NONE => body.to_vec(),
-        CODEC_ZSTD => zstd::bulk::decompress(body, raw_len)
-            .map_err(|e| Error::corrupt(what, format!("zstd: {e}")))?,
-        CODEC_LZ4 => lz4_flex::block::decompress(body, raw_len)
-            .map_err(|e| Error::corrupt(what, format!("lz4: {e}")))?,
+        CODEC_NONE => Cow::Borrowed(body),
+        CODEC_ZSTD => Cow::Owned(
+            Codec::with(|c| c.zstd_decompress(body, raw_len))
+                .map_err(|e| Error::corrupt(what, format!("zstd: {e}")))?,
+        ),
+        CODEC_LZ4 => Cow::Owned(
+            lz4_flex::block::decompress(body, raw_len)
+                .map_err(|e| Error::corrupt(what, format!("lz4: {e}")))?,
+        ),
         other => {
             return Err(Error::corrupt(what, format!("unknown compression codec {other}")));
         }
@@ -184,9 +278,15 @@ pub fn seal_blob(
     data: &[u8],
     compression: Compression,
 ) -> Result<Vec<u8>> {
-    let mut payload = Vec::with_capacity(data.len() / 2 + 64);
-    encode_payload(compression, data, &mut payload);
-    cipher.seal(&blob_aad(blob_type, id), &payload)
+    Codec::with(|c| {
+        let (codec, payload) = c.compress(compression, data);
+        let mut sealed = Vec::with_capacity(SEAL_OVERHEAD + 1 + payload.len());
+        cipher.seal_appended(&blob_aad(blob_type, id), &mut sealed, |plain| {
+            plain.push(codec);
+            plain.extend_from_slice(payload);
+        })?;
+        Ok(sealed)
+    })
 }
 
 /// Decrypts, decompresses and verifies a blob: the result is exactly the data whose keyed
@@ -200,12 +300,44 @@ pub fn open_blob(
     raw_len: u32,
 ) -> Result<Vec<u8>> {
     let what = format!("{} blob {}", blob_type.name(), id);
-    let payload = cipher.open(&blob_aad(blob_type, id), sealed, &what)?;
-    let data = decode_payload(&payload, raw_len, &what)?;
-    if hasher.hash(&data) != *id {
+    let mut payload = cipher.open(&blob_aad(blob_type, id), sealed, &what)?;
+    let data = match payload.first() {
+        Some(&CODEC_NONE) => {
+            // Stored as it is: drop the codec byte in place rather than copy the rest.
+            payload.remove(0);
+            decode_body(CODEC_NONE, &payload, raw_len, &what)?;
+            payload
+        }
+        _ => decode_payload(&payload, raw_len, &what)?,
+    };
+    verify_id(hasher, id, &data, &what)?;
+    Ok(data)
+}
+
+/// Like [`open_blob`], decrypting `sealed` where it lies (saving a copy); the plaintext
+/// borrows from it when the blob was stored uncompressed.
+pub fn open_blob_in_place<'a>(
+    cipher: &Cipher,
+    hasher: &IdHasher,
+    blob_type: BlobType,
+    id: &Id,
+    sealed: &'a mut [u8],
+    raw_len: u32,
+) -> Result<Cow<'a, [u8]>> {
+    let what = format!("{} blob {}", blob_type.name(), id);
+    let payload = cipher.open_in_place(&blob_aad(blob_type, id), sealed, &what)?;
+    let (&codec, body) =
+        payload.split_first().ok_or_else(|| Error::corrupt(&what, "empty blob payload"))?;
+    let data = decode_body(codec, body, raw_len, &what)?;
+    verify_id(hasher, id, &data, &what)?;
+    Ok(data)
+}
+
+fn verify_id(hasher: &IdHasher, id: &Id, data: &[u8], what: &str) -> Result<()> {
+    if hasher.hash(data) != *id {
         return Err(Error::corrupt(what, "content does not match its id"));
     }
-    Ok(data)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -242,6 +374,53 @@ mod tests {
         assert_eq!(back, data);
         // The same bytes presented as a tree blob fail authentication.
         assert!(open_blob(&cipher, &hasher, BlobType::Tree, &id, &sealed, 100_000).is_err());
+    }
+
+    #[test]
+    fn probe_stores_random_data_as_it_is_and_compresses_structured_data() {
+        let mut random = vec![0u8; 1 << 20];
+        crate::crypto::fill_random(&mut random).unwrap();
+        let mut text = Vec::new();
+        while text.len() < 1 << 20 {
+            text.extend_from_slice(format!("line {} of some text\n", text.len()).as_bytes());
+        }
+        // Random data with a compressible stretch the samples hit: worth compressing.
+        let mut mixed = random.clone();
+        mixed[..200_000].copy_from_slice(&text[..200_000]);
+        for (data, codec) in [(&random, CODEC_NONE), (&text, CODEC_ZSTD), (&mixed, CODEC_ZSTD)] {
+            let mut payload = Vec::new();
+            encode_payload(Compression::default(), data, &mut payload);
+            assert_eq!(payload[0], codec);
+            assert_eq!(&decode_payload(&payload, data.len() as u32, "t").unwrap(), data);
+        }
+    }
+
+    #[test]
+    fn open_in_place_matches_open_and_rejects_tampering() {
+        let cipher = Cipher::new(&Key::random().unwrap());
+        let hasher = IdHasher::new(&Key::random().unwrap());
+        for data in [vec![7u8; 300_000], (0..300_000u32).map(|i| ((i * 7919) >> 3) as u8).collect()]
+        {
+            let id = hasher.hash(&data);
+            for compression in [Compression::None, Compression::default(), Compression::Lz4] {
+                let mut sealed =
+                    seal_blob(&cipher, BlobType::Data, &id, &data, compression).unwrap();
+                let n = data.len() as u32;
+                assert_eq!(
+                    open_blob(&cipher, &hasher, BlobType::Data, &id, &sealed, n).unwrap(),
+                    data
+                );
+                let mut tampered = sealed.clone();
+                tampered[40] ^= 1;
+                let err =
+                    open_blob_in_place(&cipher, &hasher, BlobType::Data, &id, &mut tampered, n);
+                assert!(err.unwrap_err().to_string().contains("authentication failed"));
+                let opened =
+                    open_blob_in_place(&cipher, &hasher, BlobType::Data, &id, &mut sealed, n)
+                        .unwrap();
+                assert_eq!(&*opened, &data[..]);
+            }
+        }
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use std::io::Read;
 
-use fastcdc::v2020::{Normalization, StreamCDC};
+use fastcdc::v2020::{FastCDC, Normalization};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -60,23 +60,72 @@ pub fn chunk_slice(data: &[u8], params: ChunkerParams, seed: u64) -> impl Iterat
     .map(move |c| &data[c.offset..c.offset + c.length])
 }
 
-/// Splits a stream into chunks. Memory use is one `max_size` buffer plus the chunk handed out.
+/// Splits a stream into chunks through a window of `max_size` bytes: the same cut points as
+/// [`chunk_slice`] on the same bytes, with memory for one window.
+///
+/// Written here rather than taken from fastcdc's `StreamCDC`, which moves its whole buffer to
+/// the front after every chunk: with 1 MiB chunks in an 8 MiB buffer, each byte was copied
+/// about seven times (6% of a large-file backup's CPU). Here only the unfinished chunk at the
+/// end of the window moves when it is refilled.
 pub struct Chunker<R: Read> {
-    inner: StreamCDC<R>,
+    source: R,
+    params: ChunkerParams,
+    seed: u64,
+    window: Vec<u8>,
+    /// Where the next chunk starts in `window`.
+    start: usize,
+    eof: bool,
 }
 
 impl<R: Read> Chunker<R> {
     pub fn new(source: R, params: ChunkerParams, seed: u64) -> Self {
-        Chunker {
-            inner: StreamCDC::with_level_and_seed(
-                source,
-                params.min_size as usize,
-                params.avg_size as usize,
-                params.max_size as usize,
-                Normalization::Level1,
-                seed,
-            ),
+        Chunker { source, params, seed, window: Vec::new(), start: 0, eof: false }
+    }
+
+    /// The next chunk, borrowed from the window until the next call.
+    pub fn next_chunk(&mut self) -> Option<std::io::Result<&[u8]>> {
+        let max = self.params.max_size as usize;
+        let mut end = self.cut();
+        if end == self.window.len() && end - self.start < max && !self.eof {
+            // The chunk may go on past what the window holds: move it to the front, refill.
+            self.window.drain(..self.start);
+            self.start = 0;
+            if self.window.capacity() < max {
+                self.window.reserve_exact(max - self.window.len());
+            }
+            let room = (max - self.window.len()) as u64;
+            // read_to_end fills the spare capacity without zeroing it first.
+            match (&mut self.source).take(room).read_to_end(&mut self.window) {
+                Ok(n) => self.eof = (n as u64) < room,
+                Err(e) => return Some(Err(e)),
+            }
+            end = self.cut();
         }
+        if end == self.start {
+            return None;
+        }
+        let chunk = &self.window[self.start..end];
+        self.start = end;
+        Some(Ok(chunk))
+    }
+
+    /// Where the chunk starting at `start` ends, judged on the bytes the window holds.
+    fn cut(&self) -> usize {
+        let remaining = self.window.len() - self.start;
+        if remaining == 0 {
+            return self.start;
+        }
+        let p = self.params;
+        FastCDC::with_level_and_seed(
+            &self.window,
+            p.min_size as usize,
+            p.avg_size as usize,
+            p.max_size as usize,
+            Normalization::Level1,
+            self.seed,
+        )
+        .cut(self.start, remaining)
+        .1
     }
 }
 
@@ -84,12 +133,7 @@ impl<R: Read> Iterator for Chunker<R> {
     type Item = std::io::Result<Vec<u8>>;
 
     fn next(&mut self) -> Option<Self::Item> {
-        self.inner.next().map(|r| {
-            r.map(|c| c.data).map_err(|e| match e {
-                fastcdc::v2020::Error::IoError(io) => io,
-                other => std::io::Error::other(other.to_string()),
-            })
-        })
+        self.next_chunk().map(|r| r.map(<[u8]>::to_vec))
     }
 }
 
@@ -143,6 +187,26 @@ mod tests {
             let streamed = chunks(&data, seed);
             let sliced: Vec<Vec<u8>> = chunk_slice(&data, SMALL, seed).map(<[u8]>::to_vec).collect();
             prop_assert_eq!(streamed, sliced);
+        }
+    }
+
+    /// A reader that hands out at most 7 bytes per call, as pipes and sockets may.
+    struct Trickle<'a>(&'a [u8]);
+    impl Read for Trickle<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = buf.len().min(7).min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0 = &self.0[n..];
+            Ok(n)
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn short_reads_cut_alike(data in proptest::collection::vec(any::<u8>(), 0..20_000), seed: u64) {
+            let trickled: Vec<Vec<u8>> =
+                Chunker::new(Trickle(&data), SMALL, seed).map(|c| c.unwrap()).collect();
+            prop_assert_eq!(trickled, chunks(&data, seed));
         }
     }
 

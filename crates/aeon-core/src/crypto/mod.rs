@@ -61,11 +61,22 @@ impl Cipher {
 
     /// Like [`Cipher::seal`], appending to `out` (which may already hold other data).
     pub fn seal_into(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
+        self.seal_appended(aad, out, |o| o.extend_from_slice(plaintext))
+    }
+
+    /// Seals the plaintext that `write` appends to `out` after the nonce, encrypting it where
+    /// it lies: callers that assemble a plaintext from parts need no separate buffer for it.
+    pub fn seal_appended(
+        &self,
+        aad: &[u8],
+        out: &mut Vec<u8>,
+        write: impl FnOnce(&mut Vec<u8>),
+    ) -> Result<()> {
         let mut nonce = [0u8; NONCE_LEN];
         fill_random(&mut nonce)?;
         let start = out.len();
         out.extend_from_slice(&nonce);
-        out.extend_from_slice(plaintext);
+        write(out);
         let (head, body) = out.split_at_mut(start + NONCE_LEN);
         let nonce = XNonce::try_from(&head[start..]).expect("nonce length");
         let tag = self
@@ -78,19 +89,53 @@ impl Cipher {
 
     /// Decrypts and authenticates a sealed box. `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-        if sealed.len() < SEAL_OVERHEAD {
-            return Err(Error::corrupt(what, "sealed data shorter than nonce and tag"));
-        }
-        let (nonce, rest) = sealed.split_at(NONCE_LEN);
-        let (ciphertext, tag) = rest.split_at(rest.len() - TAG_LEN);
-        let nonce = XNonce::try_from(nonce).expect("nonce length");
-        let tag = chacha20poly1305::Tag::try_from(tag).expect("tag length");
+        let (nonce, ciphertext, tag) = split_sealed(sealed, what)?;
         let mut out = ciphertext.to_vec();
-        self.aead.decrypt_inout_detached(&nonce, aad, out.as_mut_slice().into(), &tag).map_err(
-            |_| Error::corrupt(what, "authentication failed (data altered or wrong key)"),
-        )?;
+        self.decrypt(aad, nonce, &mut out, tag, what)?;
         Ok(out)
     }
+
+    /// Like [`Cipher::open`], decrypting where the box lies; returns the plaintext, a part of
+    /// `sealed`. The tag is checked before decryption: a box that fails is left as it was.
+    pub fn open_in_place<'a>(
+        &self,
+        aad: &[u8],
+        sealed: &'a mut [u8],
+        what: &str,
+    ) -> Result<&'a mut [u8]> {
+        let (nonce, _, tag) = split_sealed(sealed, what)?;
+        let (nonce, tag) = (*nonce, *tag);
+        let end = sealed.len() - TAG_LEN;
+        let ciphertext = &mut sealed[NONCE_LEN..end];
+        self.decrypt(aad, &nonce, ciphertext, &tag, what)?;
+        Ok(ciphertext)
+    }
+
+    fn decrypt(
+        &self,
+        aad: &[u8],
+        nonce: &[u8; NONCE_LEN],
+        buf: &mut [u8],
+        tag: &[u8; TAG_LEN],
+        what: &str,
+    ) -> Result<()> {
+        let nonce = XNonce::from(*nonce);
+        let tag = chacha20poly1305::Tag::from(*tag);
+        self.aead
+            .decrypt_inout_detached(&nonce, aad, buf.into(), &tag)
+            .map_err(|_| Error::corrupt(what, "authentication failed (data altered or wrong key)"))
+    }
+}
+
+/// `nonce`, `ciphertext` and `tag` of a sealed box, or an error if it is too short for them.
+fn split_sealed<'a>(
+    sealed: &'a [u8],
+    what: &str,
+) -> Result<(&'a [u8; NONCE_LEN], &'a [u8], &'a [u8; TAG_LEN])> {
+    let short = || Error::corrupt(what, "sealed data shorter than nonce and tag");
+    let (nonce, rest) = sealed.split_first_chunk::<NONCE_LEN>().ok_or_else(short)?;
+    let (ciphertext, tag) = rest.split_last_chunk::<TAG_LEN>().ok_or_else(short)?;
+    Ok((nonce, ciphertext, tag))
 }
 
 /// Keyed BLAKE3: the id of a blob's plaintext. The key is a repository secret, so ids reveal

@@ -73,9 +73,26 @@ impl Default for PackWriter {
 
 impl PackWriter {
     pub fn new() -> PackWriter {
-        let mut buf = format::header(ObjectKind::Pack).to_vec();
+        PackWriter::with_buffer(Vec::new())
+    }
+
+    /// A writer that builds its pack in `buf` (cleared first), reusing its allocation.
+    pub fn with_buffer(mut buf: Vec<u8>) -> PackWriter {
+        buf.clear();
+        buf.extend_from_slice(&format::header(ObjectKind::Pack));
         buf.push(KEY_MODE_REPOSITORY);
         PackWriter { buf, entries: Vec::new(), raw_bytes: 0 }
+    }
+
+    /// A writer whose buffer holds a pack of about `pack_size` bytes without growing (growing
+    /// copies the pack so far, and doubling would leave half the buffer unused).
+    pub fn with_capacity(pack_size: usize) -> PackWriter {
+        let mut w = PackWriter::new();
+        // Only the pages written count against memory; the cap keeps huge pack sizes from
+        // asking for more address space than a strict overcommit policy grants.
+        let expected = pack_size.min(256 << 20);
+        w.buf.reserve(expected + expected / 4);
+        w
     }
 
     pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {

@@ -39,6 +39,53 @@ pub struct Packer {
     stats: PackerStats,
     lock: Option<Arc<LockState>>,
     quota: Option<Arc<Quota>>,
+    /// Writes full packs while the next one fills (started by the first full pack).
+    writer: Option<PackWriterThread>,
+    spare_buffer: Option<Vec<u8>>,
+}
+
+/// A finished pack on its way to storage.
+struct PackUpload {
+    id: Id,
+    bytes: Vec<u8>,
+    blobs: Vec<crate::pack::PackEntry>,
+}
+
+/// One thread that stores finished packs in order and reports each as it becomes durable. Its
+/// queue holds no pack: the packer hands a pack over only when the thread is free to take it,
+/// so at most one pack is being written while the next one fills (bounded memory).
+struct PackWriterThread {
+    queue: Option<crossbeam_channel::Sender<PackUpload>>,
+    /// Each write's outcome, with the pack's buffer for the next pack to reuse.
+    done: crossbeam_channel::Receiver<(Result<IndexPack>, Vec<u8>)>,
+    handle: Option<std::thread::JoinHandle<()>>,
+    in_flight: usize,
+}
+
+impl PackWriterThread {
+    fn start(backend: Arc<dyn Backend>) -> std::io::Result<PackWriterThread> {
+        let (queue, jobs) = crossbeam_channel::bounded::<PackUpload>(0);
+        let (report, done) = crossbeam_channel::unbounded();
+        let handle = std::thread::Builder::new().name("pack-writer".into()).spawn(move || {
+            for p in jobs {
+                let written = backend.write(FileType::Pack, &p.id.to_hex(), &p.bytes);
+                let size = p.bytes.len() as u64;
+                let pack = written.map(|()| IndexPack { id: p.id, size, blobs: p.blobs });
+                let _ = report.send((pack, p.bytes));
+            }
+        })?;
+        Ok(PackWriterThread { queue: Some(queue), done, handle: Some(handle), in_flight: 0 })
+    }
+}
+
+impl Drop for PackWriterThread {
+    fn drop(&mut self) {
+        // A pack in flight is finished (or fails) before the packer goes: no write outlives it.
+        self.queue.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
 }
 
 /// A storage budget shared by the packers of one process.
@@ -74,12 +121,14 @@ impl Packer {
             backend,
             cipher,
             pack_size: pack_size as usize,
-            data: PackWriter::new(),
-            tree: PackWriter::new(),
+            data: PackWriter::with_capacity(pack_size as usize),
+            tree: PackWriter::with_capacity(pack_size as usize),
             pending: IndexFile::default(),
             stats: PackerStats::default(),
             lock: None,
             quota: None,
+            writer: None,
+            spare_buffer: None,
         }
     }
 
@@ -102,36 +151,90 @@ impl Packer {
     /// Adds a sealed blob. Tree and data blobs go to separate packs so that metadata can be
     /// read (and cached) without touching file data.
     pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
-        let w = match blob_type {
-            BlobType::Data => &mut self.data,
-            BlobType::Tree => &mut self.tree,
-        };
+        let pack_size = self.pack_size;
+        let w = self.pack_writer(blob_type);
         w.add(blob_type, id, sealed, raw_len)?;
+        let full = w.size() >= pack_size;
         self.stats.blobs_written += 1;
         self.stats.raw_bytes += raw_len as u64;
-        if w.size() >= self.pack_size {
+        if full {
             self.flush_pack(blob_type)?;
         }
         Ok(())
     }
 
-    fn flush_pack(&mut self, blob_type: BlobType) -> Result<()> {
-        let w = match blob_type {
+    fn pack_writer(&mut self, blob_type: BlobType) -> &mut PackWriter {
+        match blob_type {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
-        };
-        if w.is_empty() {
+        }
+    }
+
+    fn flush_pack(&mut self, blob_type: BlobType) -> Result<()> {
+        if self.pack_writer(blob_type).is_empty() {
             return Ok(());
         }
-        let full = std::mem::take(w);
+        // The thread writes one pack at a time: wait for the one in flight (at most one), whose
+        // buffer the next pack reuses, so two pack buffers serve the whole backup.
+        self.collect_written()?;
+        let next = match self.spare_buffer.take() {
+            Some(buf) => PackWriter::with_buffer(buf),
+            None => PackWriter::with_capacity(self.pack_size),
+        };
+        let full = std::mem::replace(self.pack_writer(blob_type), next);
         let (bytes, id, blobs) = full.finish(&self.cipher)?;
         if let Some(q) = &self.quota {
             q.reserve(bytes.len() as u64)?;
         }
-        self.backend.write(FileType::Pack, &id.to_hex(), &bytes)?;
+        if self.writer.is_none() {
+            self.writer = PackWriterThread::start(self.backend.clone()).ok();
+        }
+        match &mut self.writer {
+            Some(writer) => {
+                let upload = PackUpload { id, bytes, blobs };
+                if let Some(Err(e)) = writer.queue.as_ref().map(|q| q.send(upload)) {
+                    // The thread is gone (it cannot panic short of a bug): write here instead.
+                    let p = e.into_inner();
+                    self.written(
+                        self.backend.write(FileType::Pack, &p.id.to_hex(), &p.bytes).map(|()| {
+                            IndexPack { id: p.id, size: p.bytes.len() as u64, blobs: p.blobs }
+                        }),
+                    )?;
+                } else {
+                    writer.in_flight += 1;
+                }
+            }
+            None => {
+                let size = bytes.len() as u64;
+                let written = self.backend.write(FileType::Pack, &id.to_hex(), &bytes);
+                self.written(written.map(|()| IndexPack { id, size, blobs }))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Waits for the packs in flight and records those made durable. Returns the first write
+    /// that failed (the packs written before it are still recorded).
+    fn collect_written(&mut self) -> Result<()> {
+        let mut first_error = None;
+        while let Some(writer) = self.writer.as_mut().filter(|w| w.in_flight > 0) {
+            let Ok((report, buffer)) = writer.done.recv() else { break };
+            writer.in_flight -= 1;
+            // Reused rather than freed: allocating 16 MiB anew costs 4,096 page faults.
+            self.spare_buffer = Some(buffer);
+            if let Err(e) = self.written(report) {
+                first_error.get_or_insert(e);
+            }
+        }
+        first_error.map_or(Ok(()), Err)
+    }
+
+    /// Accounts for one pack write; a durable pack goes into the next index file.
+    fn written(&mut self, result: Result<IndexPack>) -> Result<()> {
+        let pack = result?;
         self.stats.packs_written += 1;
-        self.stats.stored_bytes += bytes.len() as u64;
-        self.pending.packs.push(IndexPack { id, size: bytes.len() as u64, blobs });
+        self.stats.stored_bytes += pack.size;
+        self.pending.packs.push(pack);
         if self.pending.packs.len() >= PACKS_PER_INDEX_FILE {
             self.flush_index()?;
         }
@@ -158,6 +261,7 @@ impl Packer {
     pub fn finish(mut self) -> Result<PackerStats> {
         self.flush_pack(BlobType::Data)?;
         self.flush_pack(BlobType::Tree)?;
+        self.collect_written()?;
         self.flush_index()?;
         Ok(self.stats)
     }
@@ -165,6 +269,7 @@ impl Packer {
     /// After a failure: records the packs already written in an index file, so that the next
     /// backup reuses them, and drops the blobs not yet in a pack.
     pub fn abandon(mut self) -> Result<PackerStats> {
+        let _ = self.collect_written();
         self.flush_index()?;
         Ok(self.stats)
     }

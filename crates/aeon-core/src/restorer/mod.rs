@@ -17,6 +17,7 @@
 
 mod plan;
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::{self, OpenOptions};
 use std::io::Read;
@@ -365,7 +366,7 @@ fn restore_pack(
                 Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
                 other => other,
             });
-        let data = match read {
+        let mut data = match read {
             Ok(d) => d,
             Err(e) if repo.backend().replicas() > 1 => {
                 // Another location may have a good copy: fetch blob by blob from there.
@@ -380,8 +381,8 @@ fn restore_pack(
         };
         for b in &blobs[start..end] {
             let at = (b.offset as u64 - range_start) as usize;
-            let sealed = data.get(at..at + b.length as usize).unwrap_or(&[]);
-            let opened = blob::open_blob(
+            let sealed = data.get_mut(at..at + b.length as usize).unwrap_or(&mut []);
+            let opened = blob::open_blob_in_place(
                 repo.cipher(),
                 repo.hasher(),
                 BlobType::Data,
@@ -397,7 +398,7 @@ fn restore_pack(
             });
             let opened = match opened {
                 Err(e) if repo.backend().replicas() > 1 => {
-                    repo.read_blob(BlobType::Data, &b.id).map_err(|_| e)
+                    repo.read_blob(BlobType::Data, &b.id).map(Cow::Owned).map_err(|_| e)
                 }
                 other => other,
             };
