@@ -259,9 +259,16 @@ impl Packer {
     /// Writes every open pack and the index that names them. After this returns, every blob
     /// added is durable and findable.
     pub fn finish(mut self) -> Result<PackerStats> {
-        self.flush_pack(BlobType::Data)?;
-        self.flush_pack(BlobType::Tree)?;
-        self.collect_written()?;
+        let flushed = self
+            .flush_pack(BlobType::Data)
+            .and_then(|()| self.flush_pack(BlobType::Tree))
+            .and_then(|()| self.collect_written());
+        if let Err(e) = flushed {
+            // A pack write failed (disk full, network): the packs written before it are still
+            // indexed, so that the next backup reuses them.
+            let _ = self.abandon();
+            return Err(e);
+        }
         self.flush_index()?;
         Ok(self.stats)
     }

@@ -12,11 +12,30 @@ use crate::repository::Repository;
 use crate::tree::{Node, NodeKind};
 
 pub(super) enum Action {
-    Dir { path: PathBuf, node: Node },
-    File { path: PathBuf, node: Node, write_data: bool },
-    HardLink { path: PathBuf, primary: PathBuf },
-    Symlink { path: PathBuf, node: Node },
-    Special { path: PathBuf, node: Node },
+    /// `existed`: something was at `path` when planning (else nothing need be removed there).
+    Dir {
+        path: PathBuf,
+        node: Node,
+        existed: bool,
+    },
+    File {
+        path: PathBuf,
+        node: Node,
+        write_data: bool,
+        existed: bool,
+    },
+    HardLink {
+        path: PathBuf,
+        primary: PathBuf,
+    },
+    Symlink {
+        path: PathBuf,
+        node: Node,
+    },
+    Special {
+        path: PathBuf,
+        node: Node,
+    },
 }
 
 pub(super) struct Planned {
@@ -60,13 +79,15 @@ pub(super) fn plan(
         link_groups: HashMap::new(),
     };
     let snap_path = PathBuf::from(if node_path.is_empty() { "/" } else { node_path });
+    // Into an empty target nothing needs looking up: no file there to compare or replace.
+    let target_is_empty = std::fs::read_dir(target).is_ok_and(|mut rd| rd.next().is_none());
     if node.kind == NodeKind::Dir {
-        p.plan_children(node, &snap_path, target)?;
+        p.plan_children(node, &snap_path, target, target_is_empty)?;
     } else {
         let name = safe_name(node).ok_or_else(|| {
             Error::corrupt("tree", format!("unsafe file name {:?}", node.name.to_string_lossy()))
         })?;
-        p.plan_node(node.clone(), snap_path, target.join(name))?;
+        p.plan_node(node.clone(), snap_path, target.join(name), target_is_empty)?;
     }
     Ok(p.out)
 }
@@ -77,7 +98,15 @@ impl Planner<'_> {
     }
 
     /// Plans a directory's entries; returns whether anything below it will be restored.
-    fn plan_children(&mut self, dir: &Node, snap_dir: &Path, target_dir: &Path) -> Result<bool> {
+    /// `target_is_new`: the target directory does not exist yet (or is empty), so neither do
+    /// its entries: 200,000 lookups saved on a fresh restore of as many files.
+    fn plan_children(
+        &mut self,
+        dir: &Node,
+        snap_dir: &Path,
+        target_dir: &Path,
+        target_is_new: bool,
+    ) -> Result<bool> {
         let Some(subtree) = dir.subtree else { return Ok(false) };
         let tree = self.repo.load_tree(&subtree)?;
         let mut seen = HashSet::new();
@@ -99,9 +128,10 @@ impl Planner<'_> {
                 ));
                 continue;
             }
-            any |= self.plan_node(node, snap_dir.join(&name), target_dir.join(&name))?;
+            let (snap_path, path) = (snap_dir.join(&name), target_dir.join(&name));
+            any |= self.plan_node(node, snap_path, path, target_is_new)?;
         }
-        if self.opts.delete {
+        if self.opts.delete && !target_is_new {
             self.plan_deletions(&seen, snap_dir, target_dir);
         }
         Ok(any)
@@ -123,15 +153,23 @@ impl Planner<'_> {
         }
     }
 
-    fn plan_node(&mut self, node: Node, snap_path: PathBuf, path: PathBuf) -> Result<bool> {
+    fn plan_node(
+        &mut self,
+        node: Node,
+        snap_path: PathBuf,
+        path: PathBuf,
+        parent_is_new: bool,
+    ) -> Result<bool> {
         if self.opts.excludes.matches(&snap_path) {
             return Ok(false);
         }
-        let existing = std::fs::symlink_metadata(&path).ok();
+        let existing = if parent_is_new { None } else { std::fs::symlink_metadata(&path).ok() };
+        let existed = existing.is_some();
         if node.kind == NodeKind::Dir {
             let at = self.out.actions.len();
-            self.out.actions.push(Action::Dir { path: path.clone(), node: node.clone() });
-            let any = self.plan_children(&node, &snap_path, &path)?;
+            self.out.actions.push(Action::Dir { path: path.clone(), node: node.clone(), existed });
+            let is_new = !existing.as_ref().is_some_and(|md| md.is_dir());
+            let any = self.plan_children(&node, &snap_path, &path, is_new)?;
             if !any && !self.included(&snap_path) {
                 self.out.actions.truncate(at);
                 return Ok(false);
@@ -163,7 +201,8 @@ impl Planner<'_> {
                             && md.mtime_nsec() == node.mtime.1 as i64
                             && md.nlink() == 1
                     });
-                self.out.actions.push(Action::File { path, node, write_data: !unchanged });
+                let write_data = !unchanged;
+                self.out.actions.push(Action::File { path, node, write_data, existed });
             }
             NodeKind::Symlink => self.out.actions.push(Action::Symlink { path, node }),
             NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
