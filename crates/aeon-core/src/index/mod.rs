@@ -247,6 +247,12 @@ pub struct Index {
     packs: Vec<PackInfo>,
     pack_numbers: HashMap<Id, u32>,
     sorted: Vec<Entry>,
+    /// `sorted[buckets[p]..buckets[p + 1]]` holds the ids whose first `bucket_bits` bits are
+    /// `p`: ids are uniformly random, so a lookup searches a handful of entries instead of
+    /// the whole vector (23 comparisons at 10 million blobs, each a likely cache miss). Costs
+    /// under one byte per blob.
+    buckets: Vec<u32>,
+    bucket_bits: u32,
     pending: Vec<Entry>,
     condemned: Vec<Entry>,
     /// Set when a pack was condemned after some of its entries were added as live.
@@ -317,6 +323,7 @@ impl Index {
             self.purge_needed = false;
         }
         if self.pending.is_empty() {
+            self.rebuild_buckets();
             return;
         }
         if self.sorted.is_empty() {
@@ -330,6 +337,32 @@ impl Index {
         self.sorted.dedup_by(|later, earlier| later.id == earlier.id);
         self.sorted.shrink_to_fit();
         self.pending = Vec::new();
+        self.rebuild_buckets();
+    }
+
+    fn rebuild_buckets(&mut self) {
+        let n = self.sorted.len();
+        // About four to eight entries per bucket.
+        self.bucket_bits = if n < 64 { 0 } else { (n.ilog2() - 2).min(24) };
+        let count = 1usize << self.bucket_bits;
+        let mut buckets = Vec::with_capacity(count + 1);
+        let mut at = 0usize;
+        for p in 0..count {
+            while at < n && self.bucket_of(&self.sorted[at].id) < p {
+                at += 1;
+            }
+            buckets.push(at as u32);
+        }
+        buckets.push(n as u32);
+        self.buckets = buckets;
+    }
+
+    fn bucket_of(&self, id: &Id) -> usize {
+        if self.bucket_bits == 0 {
+            return 0;
+        }
+        let prefix = u32::from_be_bytes([id.0[0], id.0[1], id.0[2], id.0[3]]);
+        (prefix >> (32 - self.bucket_bits)) as usize
     }
 
     fn find_pending(&self, id: &Id) -> Option<&Entry> {
@@ -337,7 +370,13 @@ impl Index {
     }
 
     fn find_sorted(&self, id: &Id) -> Option<&Entry> {
-        self.sorted.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| &self.sorted[i])
+        let b = self.bucket_of(id);
+        let (start, end) = match (self.buckets.get(b), self.buckets.get(b + 1)) {
+            (Some(&s), Some(&e)) => (s as usize, e as usize),
+            _ => (0, self.sorted.len()),
+        };
+        let slice = &self.sorted[start..end];
+        slice.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| &slice[i])
     }
 
     /// Where a live blob is: what backups may reuse.
@@ -479,6 +518,35 @@ mod tests {
         assert_eq!(idx.blob_count(), 2);
         assert_eq!(idx.get(&Id([9; 32])).unwrap().pack, 1);
         assert_eq!(std::mem::size_of::<Entry>(), 48);
+    }
+}
+
+#[cfg(test)]
+mod bucket_tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn every_id_is_found_through_its_bucket(
+            ids in proptest::collection::hash_set(any::<[u8; 32]>(), 0..3000),
+            absent in any::<[u8; 32]>(),
+        ) {
+            let blobs: Vec<PackEntry> = ids.iter().enumerate().map(|(i, id)| PackEntry {
+                blob_type: BlobType::Data,
+                id: Id(*id),
+                offset: 9 + i as u32,
+                length: 1,
+                raw_len: 1,
+            }).collect();
+            let mut idx = Index::default();
+            idx.add_pack(&IndexPack { id: Id([0; 32]), size: 1 << 20, blobs: blobs.clone() });
+            idx.seal();
+            for b in &blobs {
+                prop_assert_eq!(idx.get(&b.id).map(|l| l.offset), Some(b.offset));
+            }
+            prop_assert_eq!(idx.contains(&Id(absent)), ids.contains(&absent));
+        }
     }
 }
 
