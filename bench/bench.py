@@ -326,10 +326,11 @@ def report(rows, tools, datasets, extra):
                   + ", ".join(f"{p} {sizes['aeon'] / sizes[p]:.2f}" for p in peers), ""]
     lines += extra
     (RESULTS / "latest.md").write_text("\n".join(lines) + "\n")
-    with open(RESULTS / "latest.csv", "w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(summary[0].keys()))
-        w.writeheader()
-        w.writerows(summary)
+    if summary:  # no peers, no ratios (e.g. the dataset-generating run of Aeon alone)
+        with open(RESULTS / "latest.csv", "w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(summary[0].keys()))
+            w.writeheader()
+            w.writerows(summary)
     print("\n".join(lines))
 
 

@@ -608,7 +608,6 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
             }
             true
         };
-
         let result = (|| -> std::io::Result<(bool, File)> {
             let size_hint = job.before.size;
             let large = size_hint > params.min_size as u64;

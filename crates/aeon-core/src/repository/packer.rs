@@ -189,28 +189,22 @@ impl Packer {
         if self.writer.is_none() {
             self.writer = PackWriterThread::start(self.backend.clone()).ok();
         }
-        match &mut self.writer {
-            Some(writer) => {
-                let upload = PackUpload { id, bytes, blobs };
-                if let Some(Err(e)) = writer.queue.as_ref().map(|q| q.send(upload)) {
-                    // The thread is gone (it cannot panic short of a bug): write here instead.
-                    let p = e.into_inner();
-                    self.written(
-                        self.backend.write(FileType::Pack, &p.id.to_hex(), &p.bytes).map(|()| {
-                            IndexPack { id: p.id, size: p.bytes.len() as u64, blobs: p.blobs }
-                        }),
-                    )?;
-                } else {
+        let mut upload = PackUpload { id, bytes, blobs };
+        if let Some(writer) = &mut self.writer
+            && let Some(queue) = &writer.queue
+        {
+            match queue.send(upload) {
+                Ok(()) => {
                     writer.in_flight += 1;
+                    return Ok(());
                 }
-            }
-            None => {
-                let size = bytes.len() as u64;
-                let written = self.backend.write(FileType::Pack, &id.to_hex(), &bytes);
-                self.written(written.map(|()| IndexPack { id, size, blobs }))?;
+                // The thread is gone (only a bug could make it panic): write here instead.
+                Err(e) => upload = e.into_inner(),
             }
         }
-        Ok(())
+        let written = self.backend.write(FileType::Pack, &upload.id.to_hex(), &upload.bytes);
+        let size = upload.bytes.len() as u64;
+        self.written(written.map(|()| IndexPack { id: upload.id, size, blobs: upload.blobs }))
     }
 
     /// Waits for the packs in flight and records those made durable. Returns the first write
