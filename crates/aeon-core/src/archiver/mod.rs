@@ -106,9 +106,9 @@ pub struct BackupResult {
     pub packer: PackerStats,
 }
 
-/// Threads listing directories ahead of the walker in incremental backups ([`walk::prefetch`]):
-/// more than the cores, since they mostly wait for the disk.
-const PREFETCH_THREADS: usize = 4;
+/// Threads listing directories ahead of the walker ([`walk::scan_ahead`]): more than the cores,
+/// since they mostly wait for the disk.
+const SCAN_THREADS: usize = 4;
 
 /// Files up to this size are read whole into a reader's reused buffer and cut in place; larger
 /// ones are streamed (their chunker allocates an 8 MiB buffer, which is negligible per such file).
@@ -252,7 +252,7 @@ impl<'a> Shared<'a> {
         self.abort.load(Ordering::Relaxed)
     }
 
-    /// The walker has finished (or the backup is failing): prefetching is of no more use.
+    /// The walker has finished (or the backup is failing): scanning ahead is of no more use.
     fn walk_done(&self) -> bool {
         self.walked.load(Ordering::Relaxed) || self.aborted()
     }
@@ -291,19 +291,18 @@ pub fn backup(
 
     let (root, packer_stats) = std::thread::scope(|s| {
         let shared = &shared;
-        if opts.scan_totals {
-            let sources = &sources;
-            s.spawn(move || {
-                let (files, bytes) = walk::count(sources, &|| shared.aborted());
-                shared.progress.set_total(files, bytes);
-            });
-        }
-        if parent_tree.is_some() {
-            // With a parent, most files are skipped unread and the walk is the backup's pace.
+        // With a parent, most files are skipped unread and the walk is the backup's pace: a scan
+        // ahead warms the caches it reads. The same scan gives a progress bar its totals.
+        if opts.scan_totals || parent_tree.is_some() {
             let sources = &sources;
             let (excludes, one_fs) = (&opts.excludes, opts.one_file_system);
-            let stop = || shared.walk_done();
-            s.spawn(move || walk::prefetch(sources, PREFETCH_THREADS, excludes, one_fs, &stop));
+            s.spawn(move || {
+                let stop = || shared.walk_done();
+                let totals = walk::scan_ahead(sources, SCAN_THREADS, excludes, one_fs, &stop);
+                if let (true, Some((files, bytes))) = (opts.scan_totals, totals) {
+                    shared.progress.set_total(files, bytes);
+                }
+            });
         }
         let packer = spawn_storage_stages(s, shared, threads, &chunk_rx, &blob_tx, &blob_rx);
         // Reading many small files waits on the kernel more than on the CPU: more readers than

@@ -315,7 +315,8 @@ impl Index {
     /// Moves pending entries into the sorted vector (call after loading). A blob stored in
     /// several packs keeps the location that was added first.
     pub fn seal(&mut self) {
-        if self.purge_needed {
+        let purged = self.purge_needed;
+        if purged {
             let packs = &self.packs;
             self.sorted.retain(|e| !packs[e.pack as usize].condemned);
             self.pending.retain(|e| !packs[e.pack as usize].condemned);
@@ -323,7 +324,9 @@ impl Index {
             self.purge_needed = false;
         }
         if self.pending.is_empty() {
-            self.rebuild_buckets();
+            if purged {
+                self.rebuild_buckets();
+            }
             return;
         }
         if self.sorted.is_empty() {
