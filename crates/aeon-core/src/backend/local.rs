@@ -146,7 +146,13 @@ impl Backend for LocalBackend {
                 if name.starts_with('.') {
                     continue;
                 }
-                let md = entry.metadata().map_err(|e| self.err(&entry.path(), e))?;
+                let md = match entry.metadata() {
+                    Ok(md) => md,
+                    // Removed between the listing and the stat (a lock released, a pack pruned):
+                    // it is simply no longer there.
+                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                    Err(e) => return Err(self.err(&entry.path(), e)),
+                };
                 if md.is_file() {
                     out.push(ObjectInfo { name, size: md.len() });
                 }
