@@ -36,10 +36,12 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind, Timestamp};
 
-use plan::{Action, Planned};
+use plan::Action;
 
 /// Gap between two needed blobs of a pack below which one read covers both.
 const COALESCE_GAP: u64 = 256 * 1024;
+/// Longest single read from a pack.
+const MAX_READ: u64 = 4 * 1024 * 1024;
 
 /// What to do with a file that already exists in the target.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -81,6 +83,9 @@ pub struct RestoreOptions {
     pub numeric_owner: bool,
     /// Read every restored file back and check it against the stored ids.
     pub verify: bool,
+    /// Files and bytes to expect, when known beforehand (a whole recovery point's summary);
+    /// otherwise the progress totals grow as the plan is made, batch by batch.
+    pub expected_totals: Option<(u64, u64)>,
 }
 
 impl Default for RestoreOptions {
@@ -93,6 +98,7 @@ impl Default for RestoreOptions {
             excludes: PathFilter::default(),
             numeric_owner: false,
             verify: false,
+            expected_totals: None,
         }
     }
 }
@@ -153,202 +159,270 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
-    let Planned { actions, deletions, mut summary } =
-        plan::plan(repo, node, node_path, target, opts)?;
+    restore_in_batches(repo, node, node_path, target, opts, progress, plan::BATCH_WEIGHT)
+}
 
-    // Structure, in pre-order so that parents exist before children.
-    for path in &deletions {
-        match remove_existing(path) {
-            Ok(()) => summary.deleted += 1,
-            Err(e) => summary.errors.push(e.to_string()),
-        }
+fn restore_in_batches(
+    repo: &Repository,
+    node: &Node,
+    node_path: &str,
+    target: &Path,
+    opts: &RestoreOptions,
+    progress: &dyn Progress,
+    batch_weight: usize,
+) -> Result<RestoreSummary> {
+    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    if let Some((files, bytes)) = opts.expected_totals {
+        progress.set_total(files, bytes);
     }
-    let mut files = Vec::new();
-    let mut hardlinks = Vec::new();
-    let mut finish = Vec::new();
-    for action in actions {
-        let made = match &action {
-            Action::Dir { path, existed, .. } => create_dir(path, *existed),
-            Action::File { path, node, write_data, existed } => {
-                if *write_data {
-                    create_file(path, node.size, *existed).map(|()| {
-                        files.push(FileJob {
-                            path: path.clone(),
-                            node: node.clone(),
-                            failed: AtomicBool::new(false),
-                        })
-                    })
-                } else {
-                    summary.files_unchanged += 1;
-                    Ok(())
-                }
-            }
-            Action::HardLink { .. } => Ok(()),
-            Action::Symlink { path, node } => create_symlink(path, node),
-            Action::Special { path, node } => create_special(path, node),
-        };
-        match made {
-            Ok(()) => match action {
-                Action::HardLink { path, primary } => hardlinks.push((path, primary)),
-                Action::Dir { path, node, .. } => {
-                    summary.dirs += 1;
-                    finish.push((path, node));
-                }
-                Action::Symlink { path, node } => {
-                    summary.links += 1;
-                    finish.push((path, node));
-                }
-                Action::Special { path, node } => {
-                    summary.special += 1;
-                    finish.push((path, node));
-                }
-                Action::File { path, node, write_data, .. } => {
-                    if !write_data {
-                        finish.push((path, node));
-                    }
-                }
-            },
-            Err(e) => summary.errors.push(e.to_string()),
-        }
-    }
+    let mut run = Run {
+        repo,
+        opts,
+        progress,
+        summary: RestoreSummary::default(),
+        dirs: Vec::new(),
+        owners: OwnerNames::default(),
+        root: is_root(),
+        planned: (0, 0),
+    };
+    plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |batch| run.execute(batch))?;
 
     // Restoring a directory's contents makes the target a copy of that directory, so it takes
     // the directory's own metadata too (the virtual root above the sources has none).
     if node.kind == NodeKind::Dir && !node.name.0.is_empty() {
-        finish.push((target.to_path_buf(), node.clone()));
+        run.dirs.push((target.to_path_buf(), node.clone()));
     }
+    // Directories last, deepest first: their times and (possibly read-only) modes are set
+    // after everything inside them is done.
+    run.dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, node) in &run.dirs {
+        if let Err(e) = apply_metadata(path, node, run.root, opts.numeric_owner, &run.owners) {
+            run.summary.errors.push(e.to_string());
+        }
+    }
+    Ok(run.summary)
+}
 
-    write_data(repo, &files, opts, progress, &mut summary);
+/// One restore under way: what is kept from batch to batch.
+struct Run<'a> {
+    repo: &'a Repository,
+    opts: &'a RestoreOptions,
+    progress: &'a dyn Progress,
+    summary: RestoreSummary,
+    /// Directories created, whose metadata is applied at the very end.
+    dirs: Vec<(PathBuf, Node)>,
+    owners: OwnerNames,
+    root: bool,
+    /// Files and bytes planned so far, the progress totals when none were given.
+    planned: (u64, u64),
+}
 
-    for (path, primary) in &hardlinks {
-        let linked = remove_existing(path)
-            .and_then(|()| fs::hard_link(primary, path).map_err(|e| Error::io(path, e)));
-        match linked {
-            Ok(()) => summary.hardlinks += 1,
-            Err(e) => summary.errors.push(e.to_string()),
+impl Run<'_> {
+    /// Carries out one batch of the plan: structure in tree order (parents exist before
+    /// children, here or in an earlier batch), data, hard links, then metadata of all but
+    /// directories.
+    fn execute(&mut self, batch: plan::Batch) {
+        let summary = &mut self.summary;
+        summary.errors.extend(batch.errors);
+        summary.notes.extend(batch.notes);
+        for path in &batch.deletions {
+            match remove_existing(path) {
+                Ok(()) => summary.deleted += 1,
+                Err(e) => summary.errors.push(e.to_string()),
+            }
+        }
+        let mut files = Vec::new();
+        let mut hardlinks = Vec::new();
+        let mut finish = Vec::new();
+        for action in batch.actions {
+            let made = match action {
+                Action::Dir { path, node, existed } => create_dir(&path, existed).map(|()| {
+                    summary.dirs += 1;
+                    self.dirs.push((path, node));
+                }),
+                Action::File { path, node, write_data: true, existed } => {
+                    create_file(&path, node.size, existed).map(|()| {
+                        files.push(FileJob { path, node, failed: AtomicBool::new(false) })
+                    })
+                }
+                Action::File { path, node, write_data: false, .. } => {
+                    summary.files_unchanged += 1;
+                    finish.push((path, node));
+                    Ok(())
+                }
+                Action::HardLink { path, primary } => {
+                    hardlinks.push((path, primary));
+                    Ok(())
+                }
+                Action::Symlink { path, node } => create_symlink(&path, &node).map(|()| {
+                    summary.links += 1;
+                    finish.push((path, node));
+                }),
+                Action::Special { path, node } => create_special(&path, &node).map(|()| {
+                    summary.special += 1;
+                    finish.push((path, node));
+                }),
+            };
+            if let Err(e) = made {
+                summary.errors.push(e.to_string());
+            }
+        }
+
+        self.write_data(&files);
+        let summary = &mut self.summary;
+
+        for (path, primary) in &hardlinks {
+            let linked = remove_existing(path)
+                .and_then(|()| fs::hard_link(primary, path).map_err(|e| Error::io(path, e)));
+            match linked {
+                Ok(()) => summary.hardlinks += 1,
+                Err(e) => summary.errors.push(e.to_string()),
+            }
+        }
+
+        for f in &files {
+            if f.failed.load(Ordering::Relaxed) {
+                summary.integrity_errors += 1;
+                // Never leave a file with content that could not be verified.
+                let _ = fs::remove_file(&f.path);
+            } else {
+                summary.files += 1;
+            }
+        }
+        // Files and links are independent of each other: their metadata goes on in parallel
+        // (a few system calls each, 200,000 files are seconds of them).
+        let items: Vec<(&Path, &Node)> = files
+            .iter()
+            .filter(|f| !f.failed.load(Ordering::Relaxed))
+            .map(|f| (f.path.as_path(), &f.node))
+            .chain(finish.iter().map(|(p, n)| (p.as_path(), n)))
+            .collect();
+        let (root, numeric_owner, owners) = (self.root, self.opts.numeric_owner, &self.owners);
+        let failures = run_parallel(self.opts.threads, &items, |(path, node)| {
+            apply_metadata(path, node, root, numeric_owner, owners).err().map(|e| e.to_string())
+        });
+        summary.errors.extend(failures);
+
+        if self.opts.verify {
+            verify_files(self.repo, &files, self.opts.threads, summary);
         }
     }
 
-    let owners = OwnerNames::default();
-    let root = is_root();
-    let mut finished_files = Vec::new();
-    for f in &files {
-        if f.failed.load(Ordering::Relaxed) {
-            summary.integrity_errors += 1;
-            // Never leave a file with content that could not be verified.
-            let _ = fs::remove_file(&f.path);
-            continue;
+    fn write_data(&mut self, files: &[FileJob]) {
+        let (repo, progress) = (self.repo, self.progress);
+        let index = repo.index();
+        let summary = &mut self.summary;
+        // Map blobs to where they go, grouped by pack.
+        let mut by_pack: HashMap<u32, HashMap<Id, BlobPlan>> = HashMap::new();
+        for (i, f) in files.iter().enumerate() {
+            let mut offset = 0u64;
+            for id in &f.node.content {
+                let Some(loc) = index.get_readable(id) else {
+                    summary
+                        .errors
+                        .push(format!("{}: blob {id} is not in the index", f.path.display()));
+                    f.failed.store(true, Ordering::Relaxed);
+                    break;
+                };
+                let plan = by_pack.entry(loc.pack).or_default().entry(*id).or_insert(BlobPlan {
+                    id: *id,
+                    offset: loc.offset,
+                    length: loc.length,
+                    raw_len: loc.raw_len,
+                    targets: Vec::new(),
+                });
+                plan.targets.push(Target { file: i, offset });
+                offset += loc.raw_len as u64;
+            }
+            self.planned.1 += offset;
         }
-        summary.files += 1;
-        finished_files.push((f.path.clone(), f.node.clone()));
+        self.planned.0 += files.len() as u64;
+        if self.opts.expected_totals.is_none() {
+            progress.set_total(self.planned.0, self.planned.1);
+        }
+
+        let mut packs: Vec<(Id, Vec<BlobPlan>)> = by_pack
+            .into_iter()
+            .map(|(p, blobs)| {
+                let mut v: Vec<BlobPlan> = blobs.into_values().collect();
+                v.sort_by_key(|b| b.offset);
+                (index.pack(p).id, v)
+            })
+            .collect();
+        packs.sort_by_key(|(id, _)| *id);
+        let reads: Vec<PackRead> =
+            packs.into_iter().flat_map(|(pack_id, blobs)| split_reads(pack_id, blobs)).collect();
+
+        let errors = Mutex::new(Vec::new());
+        let written = AtomicU64::new(0);
+        run_parallel(self.opts.threads, &reads, |read| {
+            restore_range(repo, read, files, &errors, &written, progress);
+            None::<()>
+        });
+        summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+        summary.bytes += written.load(Ordering::Relaxed);
     }
-    // Files and links first; then directories, deepest first, so that setting a directory's
-    // times and (possibly read-only) mode comes after everything inside it is done.
-    finish
-        .sort_by_key(|(p, n)| (n.kind == NodeKind::Dir, std::cmp::Reverse(p.components().count())));
-    let first_dir =
-        finish.iter().position(|(_, n)| n.kind == NodeKind::Dir).unwrap_or(finish.len());
-    let (not_dirs, dirs) = finish.split_at(first_dir);
-    // Files and links are independent of each other: their metadata goes on in parallel (a
-    // few system calls each, 200,000 files are seconds of them).
-    let apply = |(path, node): &(PathBuf, Node)| {
-        apply_metadata(path, node, root, opts.numeric_owner, &owners).err().map(|e| e.to_string())
-    };
-    let items: Vec<&(PathBuf, Node)> = finished_files.iter().chain(not_dirs).collect();
+}
+
+/// Runs `work` on every item on `threads` threads; returns what it reported.
+fn run_parallel<T: Sync, R: Send>(
+    threads: usize,
+    items: &[T],
+    work: impl Fn(&T) -> Option<R> + Sync,
+) -> Vec<R> {
     let next = AtomicUsize::new(0);
-    let failures = Mutex::new(Vec::new());
+    let reports = Mutex::new(Vec::new());
     std::thread::scope(|s| {
-        for _ in 0..opts.threads.max(1) {
+        for _ in 0..threads.max(1).min(items.len()) {
             s.spawn(|| {
                 while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Some(e) = apply(item) {
-                        failures.lock().unwrap_or_else(|p| p.into_inner()).push(e);
+                    if let Some(r) = work(item) {
+                        reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
                     }
                 }
             });
         }
     });
-    summary.errors.extend(failures.into_inner().unwrap_or_else(|p| p.into_inner()));
-    summary.errors.extend(dirs.iter().filter_map(apply));
-
-    if opts.verify {
-        verify_files(repo, &files, opts.threads, &mut summary);
-    }
-    Ok(summary)
+    reports.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
-fn write_data(
-    repo: &Repository,
-    files: &[FileJob],
-    opts: &RestoreOptions,
-    progress: &dyn Progress,
-    summary: &mut RestoreSummary,
-) {
-    // Map blobs to where they go, grouped by pack.
-    let index = repo.index();
-    let mut by_pack: HashMap<u32, HashMap<Id, BlobPlan>> = HashMap::new();
-    let mut total_bytes = 0u64;
-    for (i, f) in files.iter().enumerate() {
-        let mut offset = 0u64;
-        for id in &f.node.content {
-            let Some(loc) = index.get_readable(id) else {
-                summary.errors.push(format!("{}: blob {id} is not in the index", f.path.display()));
-                f.failed.store(true, Ordering::Relaxed);
-                break;
-            };
-            let plan = by_pack.entry(loc.pack).or_default().entry(*id).or_insert(BlobPlan {
-                id: *id,
-                offset: loc.offset,
-                length: loc.length,
-                raw_len: loc.raw_len,
-                targets: Vec::new(),
-            });
-            plan.targets.push(Target { file: i, offset });
-            offset += loc.raw_len as u64;
-        }
-        total_bytes += offset;
-    }
-    progress.set_total(files.len() as u64, total_bytes);
-
-    let mut packs: Vec<(u32, Vec<BlobPlan>)> = by_pack
-        .into_iter()
-        .map(|(p, blobs)| {
-            let mut v: Vec<BlobPlan> = blobs.into_values().collect();
-            v.sort_by_key(|b| b.offset);
-            (p, v)
-        })
-        .collect();
-    packs.sort_by_key(|(p, _)| index.pack(*p).id);
-
-    let next = AtomicUsize::new(0);
-    let errors = Mutex::new(Vec::new());
-    let written = AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for _ in 0..opts.threads.max(1) {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some((pack, blobs)) = packs.get(i) else { break };
-                    restore_pack(repo, *pack, blobs, files, &errors, &written, progress);
-                }
-            });
-        }
-    });
-    summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
-    summary.bytes = written.load(Ordering::Relaxed);
+/// Needed blobs of one stretch of a pack, fetched with one read.
+struct PackRead {
+    pack_id: Id,
+    blobs: Vec<BlobPlan>,
 }
 
-fn restore_pack(
+/// Splits a pack's needed blobs (sorted by offset) into reads: a gap under `COALESCE_GAP` is
+/// read through rather than paid for with another request, and no read spans more than
+/// `MAX_READ`, so that even a batch within one pack keeps every worker busy.
+fn split_reads(pack_id: Id, blobs: Vec<BlobPlan>) -> Vec<PackRead> {
+    let mut reads: Vec<PackRead> = Vec::new();
+    let mut span = (0u64, 0u64);
+    for b in blobs {
+        let (start, end) = (b.offset as u64, b.offset as u64 + b.length as u64);
+        match reads.last_mut() {
+            Some(read) if start <= span.1 + COALESCE_GAP && end - span.0 <= MAX_READ => {
+                span.1 = span.1.max(end);
+                read.blobs.push(b);
+            }
+            _ => {
+                span = (start, end);
+                reads.push(PackRead { pack_id, blobs: vec![b] });
+            }
+        }
+    }
+    reads
+}
+
+fn restore_range(
     repo: &Repository,
-    pack: u32,
-    blobs: &[BlobPlan],
+    read: &PackRead,
     files: &[FileJob],
     errors: &Mutex<Vec<String>>,
     written: &AtomicU64,
     progress: &dyn Progress,
 ) {
-    let pack_id = repo.index().pack(pack).id;
+    let (pack_id, blobs) = (read.pack_id, &read.blobs);
     let fail = |b: &BlobPlan, e: &Error| {
         let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
         for t in &b.targets {
@@ -358,92 +432,72 @@ fn restore_pack(
             }
         }
     };
-    let mut start = 0;
-    while start < blobs.len() {
-        // Extend the read while the next blob is close enough to share it.
-        let mut end = start + 1;
-        while end < blobs.len() {
-            let prev_end = blobs[end - 1].offset as u64 + blobs[end - 1].length as u64;
-            if blobs[end].offset as u64 > prev_end + COALESCE_GAP {
-                break;
+    let Some(first) = blobs.first() else { return };
+    let range_start = first.offset as u64;
+    let range_end =
+        blobs.iter().map(|b| b.offset as u64 + b.length as u64).max().unwrap_or(range_start);
+    let read = repo
+        .backend()
+        .read_range(FileType::Pack, &pack_id.to_hex(), range_start, range_end - range_start)
+        .map_err(|e| match e {
+            Error::ObjectNotFound { .. } => {
+                Error::corrupt(format!("pack {pack_id}"), "missing from storage")
             }
-            end += 1;
+            Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
+            other => other,
+        });
+    let mut data = match read {
+        Ok(d) => d,
+        // Another location may have a good copy: fetch blob by blob from there.
+        Err(_) if repo.backend().replicas() > 1 => Vec::new(),
+        Err(e) => {
+            blobs.iter().for_each(|b| fail(b, &e));
+            return;
         }
-        let range_start = blobs[start].offset as u64;
-        let range_end = blobs[start..end]
-            .iter()
-            .map(|b| b.offset as u64 + b.length as u64)
-            .max()
-            .unwrap_or(range_start);
-        let read = repo
-            .backend()
-            .read_range(FileType::Pack, &pack_id.to_hex(), range_start, range_end - range_start)
-            .map_err(|e| match e {
-                Error::ObjectNotFound { .. } => {
-                    Error::corrupt(format!("pack {pack_id}"), "missing from storage")
-                }
-                Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
-                other => other,
-            });
-        let mut data = match read {
-            Ok(d) => d,
-            Err(e) if repo.backend().replicas() > 1 => {
-                // Another location may have a good copy: fetch blob by blob from there.
-                let _ = e;
-                Vec::new()
+    };
+    for b in blobs {
+        let at = (b.offset as u64 - range_start) as usize;
+        let sealed = data.get_mut(at..at + b.length as usize).unwrap_or(&mut []);
+        let opened = blob::open_blob_in_place(
+            repo.cipher(),
+            repo.hasher(),
+            BlobType::Data,
+            &b.id,
+            sealed,
+            b.raw_len,
+        )
+        .map_err(|e| match e {
+            Error::Corrupt { what, reason } => {
+                Error::corrupt(format!("{what} in pack {pack_id}"), reason)
             }
+            other => other,
+        });
+        let opened = match opened {
+            Err(e) if repo.backend().replicas() > 1 => {
+                repo.read_blob(BlobType::Data, &b.id).map(Cow::Owned).map_err(|_| e)
+            }
+            other => other,
+        };
+        let plain = match opened {
+            Ok(p) => p,
             Err(e) => {
-                blobs[start..end].iter().for_each(|b| fail(b, &e));
-                start = end;
+                fail(b, &e);
                 continue;
             }
         };
-        for b in &blobs[start..end] {
-            let at = (b.offset as u64 - range_start) as usize;
-            let sealed = data.get_mut(at..at + b.length as usize).unwrap_or(&mut []);
-            let opened = blob::open_blob_in_place(
-                repo.cipher(),
-                repo.hasher(),
-                BlobType::Data,
-                &b.id,
-                sealed,
-                b.raw_len,
-            )
-            .map_err(|e| match e {
-                Error::Corrupt { what, reason } => {
-                    Error::corrupt(format!("{what} in pack {pack_id}"), reason)
-                }
-                other => other,
-            });
-            let opened = match opened {
-                Err(e) if repo.backend().replicas() > 1 => {
-                    repo.read_blob(BlobType::Data, &b.id).map(Cow::Owned).map_err(|_| e)
-                }
-                other => other,
-            };
-            let plain = match opened {
-                Ok(p) => p,
-                Err(e) => {
-                    fail(b, &e);
-                    continue;
-                }
-            };
-            for t in &b.targets {
-                let f = &files[t.file];
-                if f.failed.load(Ordering::Relaxed) {
-                    continue;
-                }
-                let result = write_at(&f.path, t.offset, &plain);
-                match result {
-                    Err(e) => fail(b, &e),
-                    Ok(()) => {
-                        written.fetch_add(plain.len() as u64, Ordering::Relaxed);
-                        progress.add(0, plain.len() as u64);
-                    }
+        for t in &b.targets {
+            let f = &files[t.file];
+            if f.failed.load(Ordering::Relaxed) {
+                continue;
+            }
+            match write_at(&f.path, t.offset, &plain) {
+                Err(e) => fail(b, &e),
+                Ok(()) => {
+                    written.fetch_add(plain.len() as u64, Ordering::Relaxed);
+                    progress.add(0, plain.len() as u64);
                 }
             }
         }
-        start = end;
     }
 }
 
@@ -675,4 +729,141 @@ fn apply_metadata(
     let mtime = to_filetime(node.mtime);
     let atime = node.atime.map(to_filetime).unwrap_or(mtime);
     filetime::set_symlink_file_times(path, atime, mtime).map_err(|e| Error::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::os::unix::fs::MetadataExt;
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::archiver::{self, BackupOptions};
+    use crate::backend::LocalBackend;
+    use crate::keys::KdfParams;
+    use crate::progress::NoProgress;
+    use crate::repository::InitOptions;
+
+    /// Every entry below `root`: relative path -> (kind and content or link target, mtime).
+    fn listing(root: &Path) -> BTreeMap<PathBuf, (String, i64)> {
+        let mut out = BTreeMap::new();
+        let mut stack = vec![root.to_path_buf()];
+        while let Some(dir) = stack.pop() {
+            for e in fs::read_dir(&dir).unwrap() {
+                let path = e.unwrap().path();
+                let md = fs::symlink_metadata(&path).unwrap();
+                let what = if md.is_dir() {
+                    stack.push(path.clone());
+                    "dir".to_string()
+                } else if md.is_symlink() {
+                    format!("link {}", fs::read_link(&path).unwrap().display())
+                } else {
+                    format!("file {}", String::from_utf8_lossy(&fs::read(&path).unwrap()))
+                };
+                out.insert(path.strip_prefix(root).unwrap().to_path_buf(), (what, md.mtime()));
+            }
+        }
+        out
+    }
+
+    /// A tree of more entries than the smallest batches hold, with a hard link whose two names
+    /// fall in different batches, a deep file alone in its directories, and an empty directory.
+    fn source() -> tempfile::TempDir {
+        let src = tempfile::tempdir().unwrap();
+        let p = src.path();
+        for d in ["a", "a/deep/x/y", "b", "empty"] {
+            fs::create_dir_all(p.join(d)).unwrap();
+        }
+        for i in 0..12 {
+            fs::write(p.join(format!("a/f{i}")), format!("file {i} ").repeat(i * 50)).unwrap();
+            fs::write(p.join(format!("b/g{i}")), format!("other {i}")).unwrap();
+        }
+        fs::write(p.join("a/deep/x/y/only"), b"deep").unwrap();
+        fs::hard_link(p.join("a/f3"), p.join("b/zz-link")).unwrap();
+        std::os::unix::fs::symlink("../a/f1", p.join("b/sym")).unwrap();
+        for d in ["a/deep/x/y", "a/deep/x", "a/deep", "a", "b", "empty"] {
+            let t = filetime::FileTime::from_unix_time(1_600_000_000, 0);
+            filetime::set_file_mtime(p.join(d), t).unwrap();
+        }
+        src
+    }
+
+    fn backed_up(src: &Path, repo_dir: &Path) -> (Repository, Node, String) {
+        let init = InitOptions {
+            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+            ..InitOptions::default()
+        };
+        let backend = Arc::new(LocalBackend::new(repo_dir));
+        let mut repo = Repository::init(backend, b"pw", init).unwrap();
+        repo.load_index().unwrap();
+        let done =
+            archiver::backup(&repo, &BackupOptions::new(vec![src.to_path_buf()]), &NoProgress)
+                .unwrap();
+        repo.load_index().unwrap();
+        let path = src.display().to_string();
+        let node = repo.find_node(&done.snapshot.tree, &path).unwrap();
+        (repo, node, path)
+    }
+
+    #[test]
+    fn batches_of_any_size_restore_the_same_tree() {
+        let src = source();
+        let work = tempfile::tempdir().unwrap();
+        let (repo, node, path) = backed_up(src.path(), &work.path().join("repo"));
+        let want = listing(src.path());
+        for weight in [1, 2, 3, 7, plan::BATCH_WEIGHT] {
+            let target = work.path().join(format!("t{weight}"));
+            let opts = RestoreOptions::default();
+            let s = restore_in_batches(&repo, &node, &path, &target, &opts, &NoProgress, weight)
+                .unwrap();
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+            assert_eq!((s.files, s.hardlinks, s.links, s.dirs), (25, 1, 1, 6), "weight {weight}");
+            assert_eq!(listing(&target), want, "weight {weight}");
+            let inode = |p: &str| fs::metadata(target.join(p)).unwrap().ino();
+            assert_eq!(inode("a/f3"), inode("b/zz-link"), "weight {weight}");
+        }
+    }
+
+    #[test]
+    fn include_patterns_restore_only_the_directories_leading_to_matches() {
+        let src = source();
+        let work = tempfile::tempdir().unwrap();
+        let (repo, node, path) = backed_up(src.path(), &work.path().join("repo"));
+        for weight in [1, 2, plan::BATCH_WEIGHT] {
+            let target = work.path().join(format!("t{weight}"));
+            let opts = RestoreOptions {
+                includes: PathFilter::new(&["only".into(), "g1".into()], &[]).unwrap(),
+                ..RestoreOptions::default()
+            };
+            let s = restore_in_batches(&repo, &node, &path, &target, &opts, &NoProgress, weight)
+                .unwrap();
+            assert!(s.errors.is_empty(), "{:?}", s.errors);
+            let got: Vec<PathBuf> = listing(&target).into_keys().collect();
+            let want: Vec<PathBuf> =
+                ["a", "a/deep", "a/deep/x", "a/deep/x/y", "a/deep/x/y/only", "b", "b/g1"]
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect();
+            assert_eq!(got, want, "weight {weight}");
+            let mtime = fs::metadata(target.join("a/deep/x")).unwrap().mtime();
+            assert_eq!(mtime, 1_600_000_000, "weight {weight}");
+        }
+    }
+
+    #[test]
+    fn delete_removes_only_what_the_recovery_point_lacks_across_batches() {
+        let src = source();
+        let work = tempfile::tempdir().unwrap();
+        let (repo, node, path) = backed_up(src.path(), &work.path().join("repo"));
+        let target = work.path().join("t");
+        let opts = RestoreOptions { delete: true, ..RestoreOptions::default() };
+        restore_in_batches(&repo, &node, &path, &target, &opts, &NoProgress, 2).unwrap();
+        fs::write(target.join("a/stray"), b"x").unwrap();
+        fs::create_dir_all(target.join("empty/stray-dir/sub")).unwrap();
+        fs::write(target.join("b/g2"), b"changed since").unwrap();
+        let s = restore_in_batches(&repo, &node, &path, &target, &opts, &NoProgress, 2).unwrap();
+        assert!(s.errors.is_empty(), "{:?}", s.errors);
+        assert_eq!(s.deleted, 2);
+        assert_eq!(listing(&target), listing(src.path()));
+    }
 }

@@ -18,6 +18,12 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         excludes: PathFilter::new(&args.excludes, &[])?,
         numeric_owner: args.numeric_owner,
         verify: args.verify,
+        // A whole recovery point: its summary says what is coming.
+        expected_totals: (path.trim_matches('/').is_empty()
+            && args.includes.is_empty()
+            && args.excludes.is_empty()
+            && entry.snapshot.summary.total_files > 0)
+            .then_some((entry.snapshot.summary.total_files, entry.snapshot.summary.total_bytes)),
     };
     let node_path = format!("/{}", path.trim_matches('/'));
     let bar = Bar::new(ctx.progress_visible(), "files");
