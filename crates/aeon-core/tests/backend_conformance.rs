@@ -58,6 +58,15 @@ fn conformance(b: Arc<dyn Backend>) {
     let past = b.read_range(FileType::Pack, &pack, 99_500, 1000);
     assert!(past.as_ref().is_err_and(|e| e.is_integrity()), "{past:?}");
 
+    // Reads into a reused buffer replace what it held.
+    let mut buf = bytes(1, 300_000);
+    b.read_into(FileType::Pack, &pack, &mut buf).unwrap();
+    assert!(buf == data);
+    b.read_range_into(FileType::Pack, &pack, 5, 10, &mut buf).unwrap();
+    assert_eq!(buf, &data[5..15]);
+    let past = b.read_range_into(FileType::Pack, &pack, 99_999, 2, &mut buf);
+    assert!(past.as_ref().is_err_and(|e| e.is_integrity()), "{past:?}");
+
     // A large object.
     let big = bytes(3, 40 << 20);
     let big_name = "99".repeat(32);

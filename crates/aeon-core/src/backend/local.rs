@@ -1,8 +1,7 @@
 //! A repository in a local directory.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{ErrorKind, Write};
-use std::os::unix::fs::FileExt;
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::{Backend, FileType, ObjectInfo};
@@ -77,25 +76,49 @@ impl Backend for LocalBackend {
     }
 
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
-        let p = self.path(t, name);
-        fs::read(&p).map_err(|e| self.err(&p, e))
+        let mut buf = Vec::new();
+        self.read_into(t, name, &mut buf)?;
+        Ok(buf)
     }
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        let p = self.path(t, name);
-        let f = File::open(&p).map_err(|e| self.err(&p, e))?;
-        let mut buf = vec![0u8; length as usize];
-        f.read_exact_at(&mut buf, offset).map_err(|e| {
-            if e.kind() == ErrorKind::UnexpectedEof {
-                Error::corrupt(
-                    format!("{} {}", t.dir(), name),
-                    format!("truncated: {length} bytes at offset {offset} are beyond its end"),
-                )
-            } else {
-                self.err(&p, e)
-            }
-        })?;
+        let mut buf = Vec::new();
+        self.read_range_into(t, name, offset, length, &mut buf)?;
         Ok(buf)
+    }
+
+    fn read_into(&self, t: FileType, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+        let p = self.path(t, name);
+        let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
+        let size = f.metadata().map_err(|e| self.err(&p, e))?.len();
+        buf.clear();
+        buf.reserve(size as usize);
+        f.read_to_end(buf).map_err(|e| self.err(&p, e))?;
+        Ok(())
+    }
+
+    fn read_range_into(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        let p = self.path(t, name);
+        let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
+        f.seek(SeekFrom::Start(offset)).map_err(|e| self.err(&p, e))?;
+        buf.clear();
+        buf.reserve(length as usize);
+        // read_to_end fills the spare capacity as it is: no zeroing of bytes about to be read.
+        f.take(length).read_to_end(buf).map_err(|e| self.err(&p, e))?;
+        if (buf.len() as u64) < length {
+            return Err(Error::corrupt(
+                format!("{} {}", t.dir(), name),
+                format!("truncated: {length} bytes at offset {offset} are beyond its end"),
+            ));
+        }
+        Ok(())
     }
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {

@@ -77,6 +77,24 @@ pub trait Backend: Send + Sync {
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;
     /// Reads `length` bytes at `offset`; a short object is an error, never a short read.
     fn read_range(&self, t: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>>;
+    /// [`Backend::read`] into `buf`, replacing what it held: a reader of many objects keeps
+    /// one buffer, instead of the kernel mapping and zeroing fresh pages for each.
+    fn read_into(&self, t: FileType, name: &str, buf: &mut Vec<u8>) -> Result<()> {
+        *buf = self.read(t, name)?;
+        Ok(())
+    }
+    /// [`Backend::read_range`] into `buf`, replacing what it held.
+    fn read_range_into(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        *buf = self.read_range(t, name, offset, length)?;
+        Ok(())
+    }
     /// Stores an object atomically and durably: when this returns, it survives a crash.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;

@@ -78,6 +78,7 @@ pub fn check(
     for (name, e) in repo.load_index_tolerant()? {
         report.problem(error_object(&e, &format!("index file {name}")), error_message(&e));
     }
+    let repo: &Repository = repo;
     let index = repo.index();
 
     // Blob ids known to be unreadable: every blob of a damaged pack, and every missing blob.
@@ -131,22 +132,57 @@ pub fn check(
     report.packs = index.packs().len() - pending;
     report.blobs = index.blob_count();
 
-    if opts.read_data {
-        read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
-    }
-    for (id, loc) in repo.index().blobs().chain(repo.index().condemned_blobs()) {
-        if bad_packs.contains(&loc.pack) {
-            bad_blobs.insert(id);
+    // The trees are walked while the packs are read: the walk is mostly waiting for storage,
+    // the reading mostly computing. It knows only the packs found missing so far; if reading
+    // finds damage, the walk is done again to name the recovery points it reaches.
+    let known_bad = blobs_of_packs(repo, &bad_packs);
+    let (walked, read_found_damage) = std::thread::scope(|s| {
+        let walker = s.spawn(|| check_snapshots(repo, &known_bad));
+        let bad_before = bad_packs.len();
+        if opts.read_data {
+            read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
         }
-    }
+        let damaged = bad_packs.len() > bad_before || !bad_blobs.is_empty();
+        let walked = walker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (walked, damaged)
+    });
+    let walked = if read_found_damage {
+        bad_blobs.extend(blobs_of_packs(repo, &bad_packs));
+        check_snapshots(repo, &bad_blobs)?
+    } else {
+        walked?
+    };
+    report.problems.extend(walked.problems);
+    report.snapshots = walked.snapshots;
+    report.trees_checked = walked.trees_checked;
+    report.affected_snapshots = walked.affected_snapshots;
+    Ok(report)
+}
 
+/// Every blob stored in one of `packs`.
+fn blobs_of_packs(repo: &Repository, packs: &HashSet<u32>) -> HashSet<Id> {
+    if packs.is_empty() {
+        return HashSet::new();
+    }
+    let index = repo.index();
+    index
+        .blobs()
+        .chain(index.condemned_blobs())
+        .filter(|(_, loc)| packs.contains(&loc.pack))
+        .map(|(id, _)| id)
+        .collect()
+}
+
+/// The recovery points' part of a check: each decrypts, its trees decrypt and name only indexed
+/// blobs; those reaching one of `bad_blobs` are listed as affected.
+fn check_snapshots(repo: &Repository, bad_blobs: &HashSet<Id>) -> Result<CheckReport> {
+    let mut report = CheckReport::default();
     let (snapshots, unreadable) = repo.list_snapshots()?;
     for (name, e) in unreadable {
         report.problem(format!("recovery point {name}"), error_message(&e));
     }
     report.snapshots = snapshots.len();
-    let affected = walk_snapshots(repo, &snapshots, &bad_blobs, &mut report);
-    report.affected_snapshots = affected;
+    report.affected_snapshots = walk_snapshots(repo, &snapshots, bad_blobs, &mut report);
     Ok(report)
 }
 
@@ -189,6 +225,7 @@ fn read_all_packs(
     std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1) {
             s.spawn(|| {
+                let mut buf = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&p) = todo.get(i) else { break };
@@ -197,6 +234,7 @@ fn read_all_packs(
                         repo,
                         info.id,
                         expected.get(&p).map(Vec::as_slice).unwrap_or(&[]),
+                        &mut buf,
                     );
                     if info.condemned
                         && problems.iter().any(|(b, m)| b.is_none() && m.contains(GONE))
@@ -231,24 +269,25 @@ fn read_all_packs(
     }
 }
 
-/// Reads one pack whole and verifies it; returns (blob, message) per problem, `None` for the
-/// pack as a whole.
+/// Reads one pack whole into `data` and verifies it; returns (blob, message) per problem,
+/// `None` for the pack as a whole.
 fn verify_pack(
     repo: &Repository,
     pack_id: Id,
     expected: &[(Id, crate::index::BlobLocation)],
+    data: &mut Vec<u8>,
 ) -> Vec<(Option<Id>, String)> {
     let mut out = Vec::new();
-    let mut data = match repo.backend().read(FileType::Pack, &pack_id.to_hex()) {
-        Ok(d) => d,
+    match repo.backend().read_into(FileType::Pack, &pack_id.to_hex(), data) {
+        Ok(()) => {}
         Err(Error::ObjectNotFound { .. }) => return vec![(None, GONE.to_string())],
         Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
-    };
-    if Id::of_stored_bytes(&data) != pack_id {
+    }
+    if Id::of_stored_bytes(data) != pack_id {
         out.push((None, "content does not match its name (the pack is damaged)".to_string()));
     }
     let what = format!("pack {pack_id}");
-    let table = match pack::read_table(repo.cipher(), &data, &what) {
+    let table = match pack::read_table(repo.cipher(), data, &what) {
         Ok(t) => Some(t),
         Err(e) => {
             out.push((None, format!("pack table: {}", error_message(&e))));

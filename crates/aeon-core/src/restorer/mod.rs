@@ -298,7 +298,7 @@ impl Run<'_> {
             .chain(finish.iter().map(|(p, n)| (p.as_path(), n)))
             .collect();
         let (root, numeric_owner, owners) = (self.root, self.opts.numeric_owner, &self.owners);
-        let failures = run_parallel(self.opts.threads, &items, |(path, node)| {
+        let failures = run_parallel(self.opts.threads, &items, |_: &mut (), (path, node)| {
             apply_metadata(path, node, root, numeric_owner, owners).err().map(|e| e.to_string())
         });
         summary.errors.extend(failures);
@@ -355,8 +355,8 @@ impl Run<'_> {
 
         let errors = Mutex::new(Vec::new());
         let written = AtomicU64::new(0);
-        run_parallel(self.opts.threads, &reads, |read| {
-            restore_range(repo, read, files, &errors, &written, progress);
+        run_parallel(self.opts.threads, &reads, |buf, read| {
+            restore_range(repo, read, buf, files, &errors, &written, progress);
             None::<()>
         });
         summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
@@ -364,19 +364,21 @@ impl Run<'_> {
     }
 }
 
-/// Runs `work` on every item on `threads` threads; returns what it reported.
-fn run_parallel<T: Sync, R: Send>(
+/// Runs `work` on every item on `threads` threads, each with a state of its own (a buffer);
+/// returns what it reported.
+fn run_parallel<T: Sync, S: Default, R: Send>(
     threads: usize,
     items: &[T],
-    work: impl Fn(&T) -> Option<R> + Sync,
+    work: impl Fn(&mut S, &T) -> Option<R> + Sync,
 ) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let reports = Mutex::new(Vec::new());
     std::thread::scope(|s| {
         for _ in 0..threads.max(1).min(items.len()) {
             s.spawn(|| {
+                let mut state = S::default();
                 while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Some(r) = work(item) {
+                    if let Some(r) = work(&mut state, item) {
                         reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
                     }
                 }
@@ -414,9 +416,11 @@ fn split_reads(pack_id: Id, blobs: Vec<BlobPlan>) -> Vec<PackRead> {
     reads
 }
 
+/// Restores the blobs of one read; `data`: the thread's read buffer.
 fn restore_range(
     repo: &Repository,
     read: &PackRead,
+    data: &mut Vec<u8>,
     files: &[FileJob],
     errors: &Mutex<Vec<String>>,
     written: &AtomicU64,
@@ -438,7 +442,13 @@ fn restore_range(
         blobs.iter().map(|b| b.offset as u64 + b.length as u64).max().unwrap_or(range_start);
     let read = repo
         .backend()
-        .read_range(FileType::Pack, &pack_id.to_hex(), range_start, range_end - range_start)
+        .read_range_into(
+            FileType::Pack,
+            &pack_id.to_hex(),
+            range_start,
+            range_end - range_start,
+            data,
+        )
         .map_err(|e| match e {
             Error::ObjectNotFound { .. } => {
                 Error::corrupt(format!("pack {pack_id}"), "missing from storage")
@@ -446,10 +456,10 @@ fn restore_range(
             Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
             other => other,
         });
-    let mut data = match read {
-        Ok(d) => d,
+    match read {
+        Ok(()) => {}
         // Another location may have a good copy: fetch blob by blob from there.
-        Err(_) if repo.backend().replicas() > 1 => Vec::new(),
+        Err(_) if repo.backend().replicas() > 1 => data.clear(),
         Err(e) => {
             blobs.iter().for_each(|b| fail(b, &e));
             return;
