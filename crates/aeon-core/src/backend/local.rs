@@ -4,9 +4,10 @@ use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
-use super::{Backend, FileType, ObjectInfo};
+use super::{Backend, FileType, ObjectInfo, Upload};
 use crate::error::{Error, Result};
 
+#[derive(Clone)]
 pub struct LocalBackend {
     root: PathBuf,
 }
@@ -30,6 +31,19 @@ impl LocalBackend {
         }
     }
 
+    /// Folders may be missing in a repository copied without empty folders (git, some sync
+    /// tools); a missing repository folder, though, is a missing location, not created here.
+    fn ensure_dir(&self, dir: &Path) -> Result<()> {
+        if !dir.exists() && self.root.is_dir() {
+            match fs::create_dir(dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(io_err(dir, e)),
+            }
+        }
+        Ok(())
+    }
+
     fn err(&self, path: &Path, e: std::io::Error) -> Error {
         if e.kind() == ErrorKind::NotFound {
             Error::ObjectNotFound { kind: "object", id: path.display().to_string() }
@@ -41,6 +55,53 @@ impl LocalBackend {
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
+}
+
+fn io_err(path: &Path, e: std::io::Error) -> Error {
+    Error::Backend { path: path.display().to_string(), source: e }
+}
+
+/// A fresh name for a partial object in `dir` (`.tmp-*`: listings skip it, and
+/// `remove_leftovers` clears it if a killed writer left it).
+fn temp_path(dir: &Path, name: &str) -> Result<PathBuf> {
+    let mut nonce = [0u8; 8];
+    crate::crypto::fill_random(&mut nonce)?;
+    Ok(dir.join(format!(".tmp-{}-{}", name, hex::encode(nonce))))
+}
+
+/// An object streamed to a temporary file, made durable and renamed into place at the end.
+struct LocalUpload {
+    backend: LocalBackend,
+    t: FileType,
+    /// `None` once finished.
+    file: Option<File>,
+    tmp: PathBuf,
+}
+
+impl Upload for LocalUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        let file = self.file.as_mut().expect("written before finish");
+        file.write_all(data).map_err(|e| io_err(&self.tmp, e))
+    }
+
+    fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
+        let p = self.backend.path(self.t, name);
+        let dir = p.parent().expect("object paths have a parent");
+        self.backend.ensure_dir(dir)?;
+        let file = self.file.take().expect("finished once");
+        file.sync_all().map_err(|e| io_err(&self.tmp, e))?;
+        drop(file);
+        fs::rename(&self.tmp, &p).and_then(|()| sync_dir(dir)).map_err(|e| io_err(&p, e))
+    }
+}
+
+impl Drop for LocalUpload {
+    fn drop(&mut self) {
+        // Unfinished, or its rename failed: the partial file goes.
+        if self.file.take().is_some() || self.tmp.exists() {
+            let _ = fs::remove_file(&self.tmp);
+        }
+    }
 }
 
 impl Backend for LocalBackend {
@@ -124,21 +185,9 @@ impl Backend for LocalBackend {
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         let p = self.path(t, name);
         let dir = p.parent().expect("object paths have a parent");
-        let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
-        if !dir.exists() && self.root.is_dir() {
-            // Folders may be missing in a repository copied without empty folders (git, some
-            // sync tools); a missing repository folder, though, is a missing location, not
-            // created here.
-            match fs::create_dir(dir) {
-                Ok(()) => {}
-                Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
-                Err(e) => return Err(io(dir, e)),
-            }
-        }
+        self.ensure_dir(dir)?;
         // Write beside the target, make it durable, then rename: readers see all or nothing.
-        let mut nonce = [0u8; 8];
-        crate::crypto::fill_random(&mut nonce)?;
-        let tmp = dir.join(format!(".tmp-{}-{}", name, hex::encode(nonce)));
+        let tmp = temp_path(dir, name)?;
         let result = (|| {
             let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
             f.write_all(data)?;
@@ -150,9 +199,21 @@ impl Backend for LocalBackend {
         if let Err(e) = result {
             let _ = fs::remove_file(&tmp);
             // Any failure to write (even ENOENT: the folder is gone) is the location's.
-            return Err(io(&p, e));
+            return Err(io_err(&p, e));
         }
         Ok(())
+    }
+
+    fn start_upload(&self, t: FileType) -> Result<Option<Box<dyn Upload>>> {
+        let dir = self.root.join(t.dir());
+        self.ensure_dir(&dir)?;
+        let tmp = temp_path(&dir, "upload")?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .map_err(|e| io_err(&tmp, e))?;
+        Ok(Some(Box::new(LocalUpload { backend: self.clone(), t, file: Some(file), tmp })))
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {

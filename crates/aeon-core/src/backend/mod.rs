@@ -65,6 +65,14 @@ pub struct ObjectInfo {
     pub size: u64,
 }
 
+/// An object written piece by piece and named when complete (a pack is named by its hash).
+pub trait Upload: Send {
+    fn write(&mut self, data: &[u8]) -> Result<()>;
+    /// Makes the object durable under `name`. An upload dropped unfinished leaves nothing
+    /// visible: at most a partial file that [`Backend::remove_leftovers`] clears.
+    fn finish(self: Box<Self>, name: &str) -> Result<()>;
+}
+
 pub trait Backend: Send + Sync {
     /// Where this backend points, for messages.
     fn location(&self) -> String;
@@ -97,6 +105,12 @@ pub trait Backend: Send + Sync {
     }
     /// Stores an object atomically and durably: when this returns, it survives a crash.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
+    /// Starts streaming an object to storage, or `None` where objects are stored whole (the
+    /// caller then builds it in memory and calls [`Backend::write`]). Streaming spares a
+    /// backup the memory of the packs it is filling and writing.
+    fn start_upload(&self, _t: FileType) -> Result<Option<Box<dyn Upload>>> {
+        Ok(None)
+    }
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
     /// Removes partial uploads that a killed writer left behind, untouched for `older_than`

@@ -6,6 +6,7 @@
 //! The table repeats what the index says about the pack, so a lost index can be rebuilt from
 //! the packs alone. See `docs/FORMAT.md`, "Pack files".
 
+use crate::backend::{Backend, FileType, Upload};
 use crate::blob::{BlobType, MAX_BLOB_LEN};
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
@@ -58,9 +59,46 @@ impl PackEntry {
     }
 }
 
-/// Accumulates sealed blobs in memory until the pack is finished.
+/// Pieces of a streamed pack are gathered up to this size, so that storage sees large writes.
+const STAGE_LEN: usize = 1 << 20;
+
+/// Where a pack's bytes go while it fills.
+enum Sink {
+    /// Built whole in memory, to be stored with one write.
+    Memory(Vec<u8>),
+    /// Streamed to storage as it fills, hashed on the way.
+    Stream { upload: Box<dyn Upload>, staged: Vec<u8>, hasher: Box<blake3::Hasher> },
+}
+
+/// A finished pack's bytes: in memory, or in an upload waiting for its name.
+pub enum PackBody {
+    Bytes(Vec<u8>),
+    Streamed(Box<dyn Upload>),
+}
+
+/// A pack ready to be stored under its id.
+pub struct FinishedPack {
+    pub id: Id,
+    pub size: u64,
+    pub entries: Vec<PackEntry>,
+    pub body: PackBody,
+}
+
+impl FinishedPack {
+    /// Stores the pack durably under its id; gives back a memory pack's buffer for reuse.
+    pub fn store(self, backend: &dyn Backend) -> (Result<()>, Option<Vec<u8>>) {
+        let name = self.id.to_hex();
+        match self.body {
+            PackBody::Bytes(bytes) => (backend.write(FileType::Pack, &name, &bytes), Some(bytes)),
+            PackBody::Streamed(upload) => (upload.finish(&name), None),
+        }
+    }
+}
+
+/// Accumulates sealed blobs, in memory or streamed to storage, until the pack is finished.
 pub struct PackWriter {
-    buf: Vec<u8>,
+    sink: Sink,
+    len: usize,
     entries: Vec<PackEntry>,
     raw_bytes: u64,
 }
@@ -79,35 +117,68 @@ impl PackWriter {
     /// A writer that builds its pack in `buf` (cleared first), reusing its allocation.
     pub fn with_buffer(mut buf: Vec<u8>) -> PackWriter {
         buf.clear();
-        buf.extend_from_slice(&format::header(ObjectKind::Pack));
-        buf.push(KEY_MODE_REPOSITORY);
-        PackWriter { buf, entries: Vec::new(), raw_bytes: 0 }
+        PackWriter::starting(Sink::Memory(buf))
     }
 
     /// A writer whose buffer holds a pack of about `pack_size` bytes without growing (growing
     /// copies the pack so far, and doubling would leave half the buffer unused).
     pub fn with_capacity(pack_size: usize) -> PackWriter {
-        let mut w = PackWriter::new();
         // Only the pages written count against memory; the cap keeps huge pack sizes from
         // asking for more address space than a strict overcommit policy grants.
         let expected = pack_size.min(256 << 20);
-        w.buf.reserve(expected + expected / 4);
+        PackWriter::with_buffer(Vec::with_capacity(expected + expected / 4))
+    }
+
+    /// A writer that streams its pack to `upload`: no pack is held in memory.
+    pub fn streaming(upload: Box<dyn Upload>) -> PackWriter {
+        PackWriter::starting(Sink::Stream {
+            upload,
+            staged: Vec::with_capacity(STAGE_LEN),
+            hasher: Box::default(),
+        })
+    }
+
+    fn starting(sink: Sink) -> PackWriter {
+        let mut w = PackWriter { sink, len: 0, entries: Vec::new(), raw_bytes: 0 };
+        let mut head = format::header(ObjectKind::Pack).to_vec();
+        head.push(KEY_MODE_REPOSITORY);
+        // Cannot fail: a stream's first bytes are only staged.
+        let _ = w.append(&head);
         w
     }
 
+    fn append(&mut self, data: &[u8]) -> Result<()> {
+        match &mut self.sink {
+            Sink::Memory(buf) => buf.extend_from_slice(data),
+            Sink::Stream { upload, staged, hasher } => {
+                if staged.len() + data.len() > STAGE_LEN {
+                    flush_staged(upload.as_mut(), staged, hasher)?;
+                }
+                if data.len() >= STAGE_LEN {
+                    hasher.update(data);
+                    upload.write(data)?;
+                } else {
+                    staged.extend_from_slice(data);
+                }
+            }
+        }
+        self.len += data.len();
+        Ok(())
+    }
+
     pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
-        let offset = u32::try_from(self.buf.len())
+        let offset = u32::try_from(self.len)
             .map_err(|_| Error::InvalidInput("pack exceeds 4 GiB".into()))?;
         let length = u32::try_from(sealed.len())
             .map_err(|_| Error::InvalidInput("blob exceeds 4 GiB".into()))?;
-        self.buf.extend_from_slice(sealed);
+        self.append(sealed)?;
         self.entries.push(PackEntry { blob_type, id, offset, length, raw_len });
         self.raw_bytes += raw_len as u64;
         Ok(())
     }
 
     pub fn size(&self) -> usize {
-        self.buf.len()
+        self.len
     }
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
@@ -116,16 +187,35 @@ impl PackWriter {
         self.raw_bytes
     }
 
-    /// Appends the sealed table and returns the finished pack, its id and its entries.
-    pub fn finish(mut self, cipher: &Cipher) -> Result<(Vec<u8>, Id, Vec<PackEntry>)> {
-        let table = encode_table(&self.entries);
-        let before = self.buf.len();
-        cipher.seal_into(TABLE_AAD, &table, &mut self.buf)?;
-        let table_len = (self.buf.len() - before) as u32;
-        self.buf.extend_from_slice(&table_len.to_le_bytes());
-        let id = Id::of_stored_bytes(&self.buf);
-        Ok((self.buf, id, self.entries))
+    /// Appends the sealed table and returns the finished pack, ready to store.
+    pub fn finish(mut self, cipher: &Cipher) -> Result<FinishedPack> {
+        let mut tail = Vec::new();
+        cipher.seal_into(TABLE_AAD, &encode_table(&self.entries), &mut tail)?;
+        let table_len = tail.len() as u32;
+        tail.extend_from_slice(&table_len.to_le_bytes());
+        self.append(&tail)?;
+        let (id, body) = match self.sink {
+            Sink::Memory(buf) => (Id::of_stored_bytes(&buf), PackBody::Bytes(buf)),
+            Sink::Stream { mut upload, mut staged, mut hasher } => {
+                flush_staged(upload.as_mut(), &mut staged, &mut hasher)?;
+                (Id(*hasher.finalize().as_bytes()), PackBody::Streamed(upload))
+            }
+        };
+        Ok(FinishedPack { id, size: self.len as u64, entries: self.entries, body })
     }
+}
+
+fn flush_staged(
+    upload: &mut dyn Upload,
+    staged: &mut Vec<u8>,
+    hasher: &mut blake3::Hasher,
+) -> Result<()> {
+    if !staged.is_empty() {
+        hasher.update(staged);
+        upload.write(staged)?;
+        staged.clear();
+    }
+    Ok(())
 }
 
 fn encode_table(entries: &[PackEntry]) -> Vec<u8> {
@@ -208,6 +298,57 @@ mod tests {
     use super::*;
     use crate::crypto::Key;
     use proptest::prelude::*;
+    use std::sync::{Arc, Mutex};
+
+    fn in_memory(p: FinishedPack) -> (Vec<u8>, Id, Vec<PackEntry>) {
+        match p.body {
+            PackBody::Bytes(bytes) => (bytes, p.id, p.entries),
+            PackBody::Streamed(_) => panic!("a memory pack was streamed"),
+        }
+    }
+
+    /// Records what is streamed to it, and the name it is finished under.
+    struct Recorder(Arc<Mutex<(Vec<u8>, Vec<usize>, String)>>);
+    impl Upload for Recorder {
+        fn write(&mut self, data: &[u8]) -> Result<()> {
+            let mut r = self.0.lock().unwrap();
+            r.0.extend_from_slice(data);
+            r.1.push(data.len());
+            Ok(())
+        }
+        fn finish(self: Box<Self>, name: &str) -> Result<()> {
+            self.0.lock().unwrap().2 = name.to_string();
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn streamed_pack_is_a_whole_pack_written_in_large_pieces() {
+        let cipher = Cipher::new(&Key::random().unwrap());
+        let seen = Arc::new(Mutex::new((Vec::new(), Vec::new(), String::new())));
+        let mut w = PackWriter::streaming(Box::new(Recorder(seen.clone())));
+        let blobs: Vec<Vec<u8>> = [10, 3 << 20, 5, STAGE_LEN - 1, 300_000, STAGE_LEN, 7, 1]
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| vec![i as u8 + 1; n])
+            .collect();
+        for (i, b) in blobs.iter().enumerate() {
+            w.add(BlobType::Data, Id::of_stored_bytes(&[i as u8]), b, b.len() as u32).unwrap();
+        }
+        let pack = w.finish(&cipher).unwrap();
+        let (id, size, entries) = (pack.id, pack.size, pack.entries.clone());
+        let PackBody::Streamed(upload) = pack.body else { panic!("not streamed") };
+        upload.finish(&id.to_hex()).unwrap();
+        let (bytes, pieces, name) = seen.lock().unwrap().clone();
+        assert_eq!((name, size), (id.to_hex(), bytes.len() as u64));
+        assert_eq!(id, Id::of_stored_bytes(&bytes));
+        assert_eq!(read_table(&cipher, &bytes, "p").unwrap(), entries);
+        for (e, b) in entries.iter().zip(&blobs) {
+            assert_eq!(&bytes[e.offset as usize..(e.offset + e.length) as usize], &b[..]);
+        }
+        // Header, eight blobs and table reach storage in fewer writes: small pieces are gathered.
+        assert_eq!(pieces.len(), 7, "{pieces:?}");
+    }
 
     proptest! {
         #[test]
@@ -218,7 +359,7 @@ mod tests {
                 let id = Id::of_stored_bytes(&[i as u8]);
                 w.add(if i % 2 == 0 { BlobType::Data } else { BlobType::Tree }, id, b, b.len() as u32 * 2).unwrap();
             }
-            let (bytes, id, entries) = w.finish(&cipher).unwrap();
+            let (bytes, id, entries) = in_memory(w.finish(&cipher).unwrap());
             prop_assert_eq!(id, Id::of_stored_bytes(&bytes));
             let table = read_table(&cipher, &bytes, "p").unwrap();
             prop_assert_eq!(&table, &entries);
@@ -240,7 +381,7 @@ mod tests {
         let cipher = Cipher::new(&Key::random().unwrap());
         let mut w = PackWriter::new();
         w.add(BlobType::Data, Id::ZERO, b"abc", 3).unwrap();
-        let (bytes, _, _) = w.finish(&cipher).unwrap();
+        let (bytes, _, _) = in_memory(w.finish(&cipher).unwrap());
         for cut in [0, 5, 12, bytes.len() - 1] {
             assert!(read_table(&cipher, &bytes[..cut], "p").is_err());
         }

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
 use crate::lock::LockState;
-use crate::pack::PackWriter;
+use crate::pack::{FinishedPack, PackWriter};
 
 /// Packs recorded per index file before it is written: bounds what a crash can orphan.
 const PACKS_PER_INDEX_FILE: usize = 32;
@@ -33,8 +33,9 @@ pub struct Packer {
     backend: Arc<dyn Backend>,
     cipher: Cipher,
     pack_size: usize,
-    data: PackWriter,
-    tree: PackWriter,
+    /// The packs filling, started with their first blob.
+    data: Option<PackWriter>,
+    tree: Option<PackWriter>,
     pending: IndexFile,
     stats: PackerStats,
     lock: Option<Arc<LockState>>,
@@ -44,34 +45,32 @@ pub struct Packer {
     spare_buffer: Option<Vec<u8>>,
 }
 
-/// A finished pack on its way to storage.
-struct PackUpload {
-    id: Id,
-    bytes: Vec<u8>,
-    blobs: Vec<crate::pack::PackEntry>,
+/// Stores a finished pack; returns it as the index records it, and a memory pack's buffer.
+fn store(backend: &dyn Backend, pack: FinishedPack) -> (Result<IndexPack>, Option<Vec<u8>>) {
+    let (id, size) = (pack.id, pack.size);
+    let blobs = pack.entries.clone();
+    let (stored, buffer) = pack.store(backend);
+    (stored.map(|()| IndexPack { id, size, blobs }), buffer)
 }
 
 /// One thread that stores finished packs in order and reports each as it becomes durable. Its
 /// queue holds no pack: the packer hands a pack over only when the thread is free to take it,
 /// so at most one pack is being written while the next one fills (bounded memory).
 struct PackWriterThread {
-    queue: Option<crossbeam_channel::Sender<PackUpload>>,
-    /// Each write's outcome, with the pack's buffer for the next pack to reuse.
-    done: crossbeam_channel::Receiver<(Result<IndexPack>, Vec<u8>)>,
+    queue: Option<crossbeam_channel::Sender<FinishedPack>>,
+    /// Each write's outcome, with a memory pack's buffer for the next pack to reuse.
+    done: crossbeam_channel::Receiver<(Result<IndexPack>, Option<Vec<u8>>)>,
     handle: Option<std::thread::JoinHandle<()>>,
     in_flight: usize,
 }
 
 impl PackWriterThread {
     fn start(backend: Arc<dyn Backend>) -> std::io::Result<PackWriterThread> {
-        let (queue, jobs) = crossbeam_channel::bounded::<PackUpload>(0);
+        let (queue, jobs) = crossbeam_channel::bounded::<FinishedPack>(0);
         let (report, done) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new().name("pack-writer".into()).spawn(move || {
-            for p in jobs {
-                let written = backend.write(FileType::Pack, &p.id.to_hex(), &p.bytes);
-                let size = p.bytes.len() as u64;
-                let pack = written.map(|()| IndexPack { id: p.id, size, blobs: p.blobs });
-                let _ = report.send((pack, p.bytes));
+            for pack in jobs {
+                let _ = report.send(store(backend.as_ref(), pack));
             }
         })?;
         Ok(PackWriterThread { queue: Some(queue), done, handle: Some(handle), in_flight: 0 })
@@ -121,8 +120,8 @@ impl Packer {
             backend,
             cipher,
             pack_size: pack_size as usize,
-            data: PackWriter::with_capacity(pack_size as usize),
-            tree: PackWriter::with_capacity(pack_size as usize),
+            data: None,
+            tree: None,
             pending: IndexFile::default(),
             stats: PackerStats::default(),
             lock: None,
@@ -152,7 +151,7 @@ impl Packer {
     /// read (and cached) without touching file data.
     pub fn add(&mut self, blob_type: BlobType, id: Id, sealed: &[u8], raw_len: u32) -> Result<()> {
         let pack_size = self.pack_size;
-        let w = self.pack_writer(blob_type);
+        let w = self.pack_writer(blob_type)?;
         w.add(blob_type, id, sealed, raw_len)?;
         let full = w.size() >= pack_size;
         self.stats.blobs_written += 1;
@@ -163,48 +162,58 @@ impl Packer {
         Ok(())
     }
 
-    fn pack_writer(&mut self, blob_type: BlobType) -> &mut PackWriter {
-        match blob_type {
+    /// The pack filling with `blob_type` blobs, started if there is none: streamed where the
+    /// backend can, else built in memory (in the buffer of the last pack written, if any).
+    fn pack_writer(&mut self, blob_type: BlobType) -> Result<&mut PackWriter> {
+        let slot = match blob_type {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
+        };
+        if slot.is_none() {
+            let writer = match self.backend.start_upload(FileType::Pack)? {
+                Some(upload) => PackWriter::streaming(upload),
+                None => match self.spare_buffer.take() {
+                    Some(buf) => PackWriter::with_buffer(buf),
+                    None => PackWriter::with_capacity(self.pack_size),
+                },
+            };
+            *slot = Some(writer);
         }
+        Ok(slot.as_mut().expect("started above"))
     }
 
     fn flush_pack(&mut self, blob_type: BlobType) -> Result<()> {
-        if self.pack_writer(blob_type).is_empty() {
-            return Ok(());
-        }
+        let slot = match blob_type {
+            BlobType::Data => &mut self.data,
+            BlobType::Tree => &mut self.tree,
+        };
+        let Some(full) = slot.take().filter(|w| !w.is_empty()) else { return Ok(()) };
         // The thread writes one pack at a time: wait for the one in flight (at most one), whose
         // buffer the next pack reuses, so two pack buffers serve the whole backup.
         self.collect_written()?;
-        let next = match self.spare_buffer.take() {
-            Some(buf) => PackWriter::with_buffer(buf),
-            None => PackWriter::with_capacity(self.pack_size),
-        };
-        let full = std::mem::replace(self.pack_writer(blob_type), next);
-        let (bytes, id, blobs) = full.finish(&self.cipher)?;
+        let pack = full.finish(&self.cipher)?;
         if let Some(q) = &self.quota {
-            q.reserve(bytes.len() as u64)?;
+            q.reserve(pack.size)?;
         }
         if self.writer.is_none() {
             self.writer = PackWriterThread::start(self.backend.clone()).ok();
         }
-        let mut upload = PackUpload { id, bytes, blobs };
+        let mut pack = pack;
         if let Some(writer) = &mut self.writer
             && let Some(queue) = &writer.queue
         {
-            match queue.send(upload) {
+            match queue.send(pack) {
                 Ok(()) => {
                     writer.in_flight += 1;
                     return Ok(());
                 }
                 // The thread is gone (only a bug could make it panic): write here instead.
-                Err(e) => upload = e.into_inner(),
+                Err(e) => pack = e.into_inner(),
             }
         }
-        let written = self.backend.write(FileType::Pack, &upload.id.to_hex(), &upload.bytes);
-        let size = upload.bytes.len() as u64;
-        self.written(written.map(|()| IndexPack { id: upload.id, size, blobs: upload.blobs }))
+        let (written, buffer) = store(self.backend.as_ref(), pack);
+        self.spare_buffer = buffer;
+        self.written(written)
     }
 
     /// Waits for the packs in flight and records those made durable. Returns the first write
@@ -215,7 +224,9 @@ impl Packer {
             let Ok((report, buffer)) = writer.done.recv() else { break };
             writer.in_flight -= 1;
             // Reused rather than freed: allocating 16 MiB anew costs 4,096 page faults.
-            self.spare_buffer = Some(buffer);
+            if buffer.is_some() {
+                self.spare_buffer = buffer;
+            }
             if let Err(e) = self.written(report) {
                 first_error.get_or_insert(e);
             }
@@ -270,6 +281,9 @@ impl Packer {
     /// After a failure: records the packs already written in an index file, so that the next
     /// backup reuses them, and drops the blobs not yet in a pack.
     pub fn abandon(mut self) -> Result<PackerStats> {
+        // The packs still filling go first: a full disk then has room for the index file.
+        self.data = None;
+        self.tree = None;
         let _ = self.collect_written();
         self.flush_index()?;
         Ok(self.stats)

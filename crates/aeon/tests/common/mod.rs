@@ -86,12 +86,18 @@ impl Env {
         dir_size(&self.repo)
     }
 
-    /// The one pack file holding data blobs (largest first).
+    /// The pack files, largest first (partial uploads, `.tmp-*`, left out).
     pub fn packs(&self) -> Vec<PathBuf> {
         let mut v = Vec::new();
+        let visible = |e: &fs::DirEntry| !e.file_name().to_string_lossy().starts_with('.');
         for sub in fs::read_dir(self.repo.join("data")).expect("data dir").flatten() {
+            if !visible(&sub) || !sub.path().is_dir() {
+                continue;
+            }
             for f in fs::read_dir(sub.path()).expect("fan-out dir").flatten() {
-                v.push(f.path());
+                if visible(&f) {
+                    v.push(f.path());
+                }
             }
         }
         v.sort_by_key(|p| std::cmp::Reverse(fs::metadata(p).map(|m| m.len()).unwrap_or(0)));
