@@ -307,8 +307,11 @@ mod tests {
         }
     }
 
+    /// The bytes streamed, the length of each write, and the name finished under.
+    type Recorded = (Vec<u8>, Vec<usize>, String);
+
     /// Records what is streamed to it, and the name it is finished under.
-    struct Recorder(Arc<Mutex<(Vec<u8>, Vec<usize>, String)>>);
+    struct Recorder(Arc<Mutex<Recorded>>);
     impl Upload for Recorder {
         fn write(&mut self, data: &[u8]) -> Result<()> {
             let mut r = self.0.lock().unwrap();
