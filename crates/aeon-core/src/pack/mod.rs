@@ -84,13 +84,12 @@ pub struct FinishedPack {
     pub body: PackBody,
 }
 
-impl FinishedPack {
-    /// Stores the pack durably under its id; gives back a memory pack's buffer for reuse.
-    pub fn store(self, backend: &dyn Backend) -> (Result<()>, Option<Vec<u8>>) {
-        let name = self.id.to_hex();
-        match self.body {
-            PackBody::Bytes(bytes) => (backend.write(FileType::Pack, &name, &bytes), Some(bytes)),
-            PackBody::Streamed(upload) => (upload.finish(&name), None),
+impl PackBody {
+    /// Stores the pack durably as `name`; gives back a memory pack's buffer for reuse.
+    pub fn store(self, backend: &dyn Backend, name: &str) -> (Result<()>, Option<Vec<u8>>) {
+        match self {
+            PackBody::Bytes(bytes) => (backend.write(FileType::Pack, name, &bytes), Some(bytes)),
+            PackBody::Streamed(upload) => (upload.finish(name), None),
         }
     }
 }

@@ -47,10 +47,9 @@ pub struct Packer {
 
 /// Stores a finished pack; returns it as the index records it, and a memory pack's buffer.
 fn store(backend: &dyn Backend, pack: FinishedPack) -> (Result<IndexPack>, Option<Vec<u8>>) {
-    let (id, size) = (pack.id, pack.size);
-    let blobs = pack.entries.clone();
-    let (stored, buffer) = pack.store(backend);
-    (stored.map(|()| IndexPack { id, size, blobs }), buffer)
+    let FinishedPack { id, size, entries, body } = pack;
+    let (stored, buffer) = body.store(backend, &id.to_hex());
+    (stored.map(|()| IndexPack { id, size, blobs: entries }), buffer)
 }
 
 /// One thread that stores finished packs in order and reports each as it becomes durable. Its
