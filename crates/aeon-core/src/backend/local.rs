@@ -73,32 +73,31 @@ fn temp_path(dir: &Path, name: &str) -> Result<PathBuf> {
 struct LocalUpload {
     backend: LocalBackend,
     t: FileType,
-    /// `None` once finished.
-    file: Option<File>,
+    file: File,
     tmp: PathBuf,
+    renamed: bool,
 }
 
 impl Upload for LocalUpload {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        let file = self.file.as_mut().expect("written before finish");
-        file.write_all(data).map_err(|e| io_err(&self.tmp, e))
+        self.file.write_all(data).map_err(|e| io_err(&self.tmp, e))
     }
 
     fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
         let p = self.backend.path(self.t, name);
         let dir = p.parent().expect("object paths have a parent");
         self.backend.ensure_dir(dir)?;
-        let file = self.file.take().expect("finished once");
-        file.sync_all().map_err(|e| io_err(&self.tmp, e))?;
-        drop(file);
-        fs::rename(&self.tmp, &p).and_then(|()| sync_dir(dir)).map_err(|e| io_err(&p, e))
+        self.file.sync_all().map_err(|e| io_err(&self.tmp, e))?;
+        fs::rename(&self.tmp, &p).map_err(|e| io_err(&p, e))?;
+        self.renamed = true;
+        sync_dir(dir).map_err(|e| io_err(&p, e))
     }
 }
 
 impl Drop for LocalUpload {
     fn drop(&mut self) {
         // Unfinished, or its rename failed: the partial file goes.
-        if self.file.take().is_some() || self.tmp.exists() {
+        if !self.renamed {
             let _ = fs::remove_file(&self.tmp);
         }
     }
@@ -151,9 +150,8 @@ impl Backend for LocalBackend {
     fn read_into(&self, t: FileType, name: &str, buf: &mut Vec<u8>) -> Result<()> {
         let p = self.path(t, name);
         let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
-        let size = f.metadata().map_err(|e| self.err(&p, e))?.len();
         buf.clear();
-        buf.reserve(size as usize);
+        // File::read_to_end reserves the file's size itself.
         f.read_to_end(buf).map_err(|e| self.err(&p, e))?;
         Ok(())
     }
@@ -213,7 +211,7 @@ impl Backend for LocalBackend {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, e))?;
-        Ok(Some(Box::new(LocalUpload { backend: self.clone(), t, file: Some(file), tmp })))
+        Ok(Some(Box::new(LocalUpload { backend: self.clone(), t, file, tmp, renamed: false })))
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {

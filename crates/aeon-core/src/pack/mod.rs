@@ -76,14 +76,6 @@ pub enum PackBody {
     Streamed(Box<dyn Upload>),
 }
 
-/// A pack ready to be stored under its id.
-pub struct FinishedPack {
-    pub id: Id,
-    pub size: u64,
-    pub entries: Vec<PackEntry>,
-    pub body: PackBody,
-}
-
 impl PackBody {
     /// Stores the pack durably as `name`; gives back a memory pack's buffer for reuse.
     pub fn store(self, backend: &dyn Backend, name: &str) -> (Result<()>, Option<Vec<u8>>) {
@@ -92,6 +84,14 @@ impl PackBody {
             PackBody::Streamed(upload) => (upload.finish(name), None),
         }
     }
+}
+
+/// A pack ready to be stored under its id.
+pub struct FinishedPack {
+    pub id: Id,
+    pub size: u64,
+    pub entries: Vec<PackEntry>,
+    pub body: PackBody,
 }
 
 /// Accumulates sealed blobs, in memory or streamed to storage, until the pack is finished.

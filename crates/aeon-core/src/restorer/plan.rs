@@ -144,8 +144,9 @@ impl Planner<'_> {
         }
     }
 
-    /// Plans a directory's entries (`subtree`). `target_is_new`: the target directory does not exist yet (or is empty), so neither do
-    /// its entries: 200,000 lookups saved on a fresh restore of as many files.
+    /// Plans a directory's entries (`subtree`). `target_is_new`: the target directory does not
+    /// exist yet (or is empty), so neither do its entries: 200,000 lookups saved on a fresh
+    /// restore of as many files.
     fn plan_children(
         &mut self,
         subtree: Option<Id>,
