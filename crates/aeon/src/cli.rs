@@ -424,6 +424,9 @@ pub struct InitArgs {
     /// Argon2id passes for the password slot
     #[arg(long, default_value_t = 3, value_name = "N")]
     pub kdf_iterations: u32,
+    /// Argon2id lanes for the password slot (computed in parallel on all cores)
+    #[arg(long, default_value_t = 4, value_name = "N")]
+    pub kdf_lanes: u32,
     /// Most space the repository may use (e.g. 50GiB); backups stop before passing it
     #[arg(long, value_name = "SIZE")]
     pub quota: Option<String>,

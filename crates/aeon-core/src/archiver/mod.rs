@@ -34,7 +34,7 @@ use crate::repository::{Packer, PackerStats, Repository};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
-pub use walk::{absolute_source_paths, node_from_metadata};
+pub use walk::{EarlyScan, absolute_source_paths, node_from_metadata};
 
 #[derive(Debug, Clone)]
 pub struct BackupOptions {
@@ -276,6 +276,17 @@ pub fn backup(
     opts: &BackupOptions,
     progress: &dyn Progress,
 ) -> Result<BackupResult> {
+    backup_after_scan(repo, opts, progress, None)
+}
+
+/// [`backup`], continuing the scan ahead that `early` began before the repository was open
+/// (it must have been started with the same options).
+pub fn backup_after_scan(
+    repo: &Repository,
+    opts: &BackupOptions,
+    progress: &dyn Progress,
+    early: Option<EarlyScan>,
+) -> Result<BackupResult> {
     let start = chrono::Local::now().fixed_offset();
     let sources = absolute_source_paths(&opts.paths)?;
     let parent_tree = match opts.parent {
@@ -293,16 +304,26 @@ pub fn backup(
         let shared = &shared;
         // With a parent, most files are skipped unread and the walk is the backup's pace: a scan
         // ahead warms the caches it reads. The same scan gives a progress bar its totals.
+        let mut stop_early_scan = None;
         if opts.scan_totals || parent_tree.is_some() {
+            stop_early_scan = early.as_ref().map(EarlyScan::stopper);
             let sources = &sources;
             let (excludes, one_fs) = (&opts.excludes, opts.one_file_system);
             s.spawn(move || {
-                let stop = || shared.walk_done();
-                let totals = walk::scan_ahead(sources, SCAN_THREADS, excludes, one_fs, &stop);
+                let totals = match early {
+                    Some(scan) => scan.totals(),
+                    None => {
+                        let stop = || shared.walk_done();
+                        walk::scan_ahead(sources, SCAN_THREADS, excludes, one_fs, &stop)
+                    }
+                };
                 if let (true, Some((files, bytes))) = (opts.scan_totals, totals) {
                     shared.progress.set_total(files, bytes);
                 }
             });
+        } else {
+            // Without a parent every file is read, and the readers keep the disk busy enough.
+            drop(early);
         }
         let packer = spawn_storage_stages(s, shared, threads, &chunk_rx, &blob_tx, &blob_rx);
         // Reading many small files waits on the kernel more than on the CPU: more readers than
@@ -322,6 +343,9 @@ pub fn backup(
         walker.run(&sources, parent_tree.as_ref());
         drop(walker);
         shared.walked.store(true, Ordering::Relaxed);
+        if let Some(stop) = stop_early_scan {
+            stop.store(true, Ordering::Relaxed);
+        }
 
         let root = finisher.join().unwrap_or(None);
         let stats = packer.join().unwrap_or_default();

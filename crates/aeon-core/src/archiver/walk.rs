@@ -8,7 +8,8 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Component, Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::JoinHandle;
 
 use crossbeam_channel::{Sender, bounded};
 
@@ -470,6 +471,59 @@ pub fn scan_ahead(
         }
     });
     (!stopped.into_inner()).then(|| (files.into_inner(), bytes.into_inner()))
+}
+
+/// A [`scan_ahead`] of a backup's sources on threads of its own, started before the repository
+/// is open: the disk answers the first listings while the key is derived (Argon2id keeps both
+/// cores busy for 0.14 s, during which a cold walk would otherwise not have begun). Hand it to
+/// [`super::backup_after_scan`]; dropped, it stops.
+pub struct EarlyScan {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<Option<(u64, u64)>>>,
+}
+
+impl EarlyScan {
+    /// Starts scanning the sources of `opts` (their paths, excludes and file-system limit).
+    pub fn start(opts: &super::BackupOptions) -> Result<EarlyScan> {
+        let sources = absolute_source_paths(&opts.paths)?;
+        let excludes = opts.excludes.clone();
+        let one_file_system = opts.one_file_system;
+        let stop = Arc::new(AtomicBool::new(false));
+        // Only a head start: a backup without it is as correct, so a failed spawn is ignored.
+        let thread = std::thread::Builder::new()
+            .name("early-scan".into())
+            .spawn({
+                let stop = stop.clone();
+                move || {
+                    let stopped = || stop.load(Ordering::Relaxed);
+                    scan_ahead(&sources, super::SCAN_THREADS, &excludes, one_file_system, &stopped)
+                }
+            })
+            .ok();
+        Ok(EarlyScan { stop, thread })
+    }
+
+    /// Asks the scan to stop at its next directory.
+    pub(super) fn stopper(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    /// Waits for the scan: its totals, or `None` if it was stopped first.
+    pub(super) fn totals(mut self) -> Option<(u64, u64)> {
+        self.thread.take().and_then(|t| t.join().ok().flatten())
+    }
+}
+
+impl Drop for EarlyScan {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+}
+
+impl std::fmt::Debug for EarlyScan {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EarlyScan").field("stopped", &self.stop.load(Ordering::Relaxed)).finish()
+    }
 }
 
 #[cfg(test)]

@@ -10,6 +10,10 @@ use crate::progress::{Bar, bytes};
 use crate::{Ctx, exit, timefmt};
 
 pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
+    let streaming = args.stdin || args.stdin_from_command;
+    let mut opts = options(ctx, &args)?;
+    // Listing the sources needs no key: it begins while the repository opens.
+    let early_scan = if streaming { None } else { Some(archiver::EarlyScan::start(&opts)?) };
     let mut repo = ctx.open()?;
     // The lock comes before the index is read (prune relies on it). Stale locks are evidence
     // of a crash: their packs are adopted so that nothing they stored is uploaded again.
@@ -43,35 +47,8 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         }
         None => None,
     };
-    let mut paths = args.paths.clone();
-    for list in &args.files_from {
-        paths.extend(
-            PathFilter::patterns_from_file(list)?.into_iter().map(std::path::PathBuf::from),
-        );
-    }
-    let mut opts = BackupOptions::new(paths);
-    let mut excludes = args.excludes.clone();
-    for f in &args.exclude_files {
-        excludes.extend(PathFilter::patterns_from_file(f)?);
-    }
-    opts.excludes = PathFilter::new(&excludes, &args.iexcludes)?;
-    opts.exclude_if_present = args.exclude_if_present.clone();
-    opts.exclude_caches = args.exclude_caches;
-    opts.exclude_larger_than = args.exclude_larger_than.as_deref().map(parse_size).transpose()?;
-    opts.one_file_system = args.one_file_system;
-    opts.hostname = args.host.clone().unwrap_or_else(super::host_name);
-    opts.username = super::user_name();
-    opts.tags = args.tags.clone();
-    opts.description = args.description.clone();
-    opts.category = args.category.clone();
-    opts.kind = args.kind.clone();
-    opts.threads = ctx.threads();
-    opts.compression = args.compression.as_deref().map(str::parse).transpose()?;
-    opts.time = args.time.as_deref().map(timefmt::parse).transpose()?;
-    opts.scan_totals = ctx.progress_visible();
-    opts.protect = args.protect;
     opts.quota_used = quota_used;
-    opts.parent = if args.force || args.stdin || args.stdin_from_command {
+    opts.parent = if args.force || streaming {
         None
     } else if let Some(p) = &args.parent {
         Some(repo.find_snapshot(p)?.id)
@@ -81,10 +58,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
 
     let bar = Bar::new(ctx.progress_visible(), "files");
     let started = std::time::Instant::now();
-    let result = if args.stdin || args.stdin_from_command {
+    let result = if streaming {
         backup_stream(&repo, &opts, &args, &bar)
     } else {
-        archiver::backup(&repo, &opts, &bar).map_err(anyhow::Error::from)
+        archiver::backup_after_scan(&repo, &opts, &bar, early_scan).map_err(anyhow::Error::from)
     };
     bar.finish();
     let result = result?;
@@ -174,6 +151,39 @@ fn warn_quota(used: u64, limit: u64) {
             used as f64 * 100.0 / limit as f64
         );
     }
+}
+
+/// The backup's options from its arguments: everything but what the repository decides (the
+/// parent, the quota already used).
+fn options(ctx: &Ctx, args: &BackupArgs) -> Result<BackupOptions> {
+    let mut paths = args.paths.clone();
+    for list in &args.files_from {
+        paths.extend(
+            PathFilter::patterns_from_file(list)?.into_iter().map(std::path::PathBuf::from),
+        );
+    }
+    let mut opts = BackupOptions::new(paths);
+    let mut excludes = args.excludes.clone();
+    for f in &args.exclude_files {
+        excludes.extend(PathFilter::patterns_from_file(f)?);
+    }
+    opts.excludes = PathFilter::new(&excludes, &args.iexcludes)?;
+    opts.exclude_if_present = args.exclude_if_present.clone();
+    opts.exclude_caches = args.exclude_caches;
+    opts.exclude_larger_than = args.exclude_larger_than.as_deref().map(parse_size).transpose()?;
+    opts.one_file_system = args.one_file_system;
+    opts.hostname = args.host.clone().unwrap_or_else(super::host_name);
+    opts.username = super::user_name();
+    opts.tags = args.tags.clone();
+    opts.description = args.description.clone();
+    opts.category = args.category.clone();
+    opts.kind = args.kind.clone();
+    opts.threads = ctx.threads();
+    opts.compression = args.compression.as_deref().map(str::parse).transpose()?;
+    opts.time = args.time.as_deref().map(timefmt::parse).transpose()?;
+    opts.scan_totals = ctx.progress_visible();
+    opts.protect = args.protect;
+    Ok(opts)
 }
 
 /// Records packs that no index names (a killed backup wrote them) so that this backup reuses

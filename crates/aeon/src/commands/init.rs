@@ -27,8 +27,8 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
     if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
         return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
     }
-    if args.kdf_memory == 0 || args.kdf_iterations == 0 {
-        bail!("--kdf-memory and --kdf-iterations must be at least 1");
+    if args.kdf_memory == 0 || args.kdf_iterations == 0 || args.kdf_lanes == 0 {
+        bail!("--kdf-memory, --kdf-iterations and --kdf-lanes must be at least 1");
     }
     let password = crate::password::get(&ctx.global, true)?;
     let opts = InitOptions {
@@ -37,7 +37,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
         kdf: KdfParams {
             memory_kib: args.kdf_memory.saturating_mul(1024),
             iterations: args.kdf_iterations,
-            parallelism: 1,
+            parallelism: args.kdf_lanes,
         },
         key_label: format!("{}@{}", super::user_name(), super::host_name()),
         quota: args.quota.as_deref().map(super::backup::parse_size).transpose()?,
