@@ -122,6 +122,24 @@ pub struct RestoreSummary {
     pub notes: Vec<String>,
 }
 
+impl RestoreSummary {
+    /// Adds what another part of the same restore counted and met.
+    fn absorb(&mut self, other: RestoreSummary) {
+        self.files += other.files;
+        self.files_unchanged += other.files_unchanged;
+        self.dirs += other.dirs;
+        self.links += other.links;
+        self.hardlinks += other.hardlinks;
+        self.special += other.special;
+        self.deleted += other.deleted;
+        self.bytes += other.bytes;
+        self.bytes_verified += other.bytes_verified;
+        self.errors.extend(other.errors);
+        self.integrity_errors += other.integrity_errors;
+        self.notes.extend(other.notes);
+    }
+}
+
 /// A regular file whose data is written by this restore.
 struct FileJob {
     path: PathBuf,
@@ -195,22 +213,39 @@ fn restore_in_batches(
         opts,
         progress,
         summary: RestoreSummary::default(),
-        dirs: Vec::new(),
         owners: &owners,
         root: is_root(),
         planned: (0, 0),
     };
-    plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |batch| run.execute(batch))?;
+    // The plan and the structure of the next batch are made while the writers fill the files
+    // of this one. Both are serial (the entries of a directory are created one at a time
+    // anyway) and would otherwise leave a core idle.
+    let (planned, mut dirs) = std::thread::scope(|s| {
+        let (tx, rx) = crossbeam_channel::bounded::<Prepared>(1);
+        let preparer = s.spawn(move || {
+            let mut dirs = Vec::new();
+            let planned = plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
+                // Fails only if the receiving side is unwinding from a panic.
+                let _ = tx.send(make_structure(b, &mut dirs));
+            });
+            (planned, dirs)
+        });
+        for prepared in &rx {
+            run.complete(prepared);
+        }
+        preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+    });
+    planned?;
 
     // Restoring a directory's contents makes the target a copy of that directory, so it takes
     // the directory's own metadata too (the virtual root above the sources has none).
     if node.kind == NodeKind::Dir && !node.name.0.is_empty() {
-        run.dirs.push((target.to_path_buf(), node.clone()));
+        dirs.push((target.to_path_buf(), node.clone()));
     }
     // Directories last, deepest first: their times and (possibly read-only) modes are set
     // after everything inside them is done.
-    run.dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
-    for (path, node) in &run.dirs {
+    dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
+    for (path, node) in &dirs {
         if let Err(e) = apply_metadata(path, node, run.rules()) {
             run.summary.errors.push(e.to_string());
         }
@@ -224,66 +259,80 @@ struct Run<'a> {
     opts: &'a RestoreOptions,
     progress: &'a dyn Progress,
     summary: RestoreSummary,
-    /// Directories created, whose metadata is applied at the very end.
-    dirs: Vec<(PathBuf, Node)>,
     owners: &'a OwnerNames,
     root: bool,
     /// Files and bytes planned so far, the progress totals when none were given.
     planned: (u64, u64),
 }
 
-impl<'a> Run<'a> {
-    /// Carries out one batch of the plan: structure in tree order (parents exist before
-    /// children, here or in an earlier batch), data, hard links, then metadata of all but
-    /// directories.
-    fn execute(&mut self, batch: plan::Batch) {
-        let summary = &mut self.summary;
-        summary.errors.extend(batch.errors);
-        summary.notes.extend(batch.notes);
-        for path in &batch.deletions {
-            match remove_existing(path) {
-                Ok(()) => summary.deleted += 1,
-                Err(e) => summary.errors.push(e.to_string()),
-            }
-        }
-        let mut files = Vec::new();
-        let mut hardlinks = Vec::new();
-        let mut finish = Vec::new();
-        for action in batch.actions {
-            let made = match action {
-                Action::Dir { path, node, existed } => create_dir(&path, existed).map(|()| {
-                    summary.dirs += 1;
-                    self.dirs.push((path, node));
-                }),
-                Action::File { path, node, write_data: true, existed } => {
-                    create_file(&path, node.size, existed).map(|()| {
-                        let one_blob = node.content.len() == 1;
-                        files.push(FileJob { path, node, failed: AtomicBool::new(false), one_blob })
-                    })
-                }
-                Action::File { path, node, write_data: false, .. } => {
-                    summary.files_unchanged += 1;
-                    finish.push((path, node));
-                    Ok(())
-                }
-                Action::HardLink { path, primary } => {
-                    hardlinks.push((path, primary));
-                    Ok(())
-                }
-                Action::Symlink { path, node } => create_symlink(&path, &node).map(|()| {
-                    summary.links += 1;
-                    finish.push((path, node));
-                }),
-                Action::Special { path, node } => create_special(&path, &node).map(|()| {
-                    summary.special += 1;
-                    finish.push((path, node));
-                }),
-            };
-            if let Err(e) = made {
-                summary.errors.push(e.to_string());
-            }
-        }
+/// One batch of the plan whose structure exists: what is left is its data, hard links and
+/// metadata.
+struct Prepared {
+    files: Vec<FileJob>,
+    /// (link, primary) pairs.
+    hardlinks: Vec<(PathBuf, PathBuf)>,
+    /// Entries complete but for their metadata: unchanged files, symlinks, special files.
+    finish: Vec<(PathBuf, Node)>,
+    /// What making the structure counted and met.
+    summary: RestoreSummary,
+}
 
+/// Makes one batch's structure in tree order (parents exist before children, here or in an
+/// earlier batch): deletions, directories, empty files at their full length, symlinks and
+/// special files. The directories made are added to `dirs`, whose metadata comes last.
+fn make_structure(batch: plan::Batch, dirs: &mut Vec<(PathBuf, Node)>) -> Prepared {
+    let mut summary =
+        RestoreSummary { errors: batch.errors, notes: batch.notes, ..Default::default() };
+    for path in &batch.deletions {
+        match remove_existing(path) {
+            Ok(()) => summary.deleted += 1,
+            Err(e) => summary.errors.push(e.to_string()),
+        }
+    }
+    let (mut files, mut hardlinks, mut finish) = (Vec::new(), Vec::new(), Vec::new());
+    for action in batch.actions {
+        let made = match action {
+            Action::Dir { path, node, existed } => create_dir(&path, existed).map(|()| {
+                summary.dirs += 1;
+                dirs.push((path, node));
+            }),
+            Action::File { path, node, write_data: true, existed } => {
+                create_file(&path, node.size, existed).map(|()| {
+                    let one_blob = node.content.len() == 1;
+                    files.push(FileJob { path, node, failed: AtomicBool::new(false), one_blob })
+                })
+            }
+            Action::File { path, node, write_data: false, .. } => {
+                summary.files_unchanged += 1;
+                finish.push((path, node));
+                Ok(())
+            }
+            Action::HardLink { path, primary } => {
+                hardlinks.push((path, primary));
+                Ok(())
+            }
+            Action::Symlink { path, node } => create_symlink(&path, &node).map(|()| {
+                summary.links += 1;
+                finish.push((path, node));
+            }),
+            Action::Special { path, node } => create_special(&path, &node).map(|()| {
+                summary.special += 1;
+                finish.push((path, node));
+            }),
+        };
+        if let Err(e) = made {
+            summary.errors.push(e.to_string());
+        }
+    }
+    Prepared { files, hardlinks, finish, summary }
+}
+
+impl<'a> Run<'a> {
+    /// Completes one batch whose structure exists: data, hard links, then the metadata of all
+    /// but directories.
+    fn complete(&mut self, batch: Prepared) {
+        let Prepared { files, hardlinks, finish, summary } = batch;
+        self.summary.absorb(summary);
         self.write_data(&files);
         let rules = self.rules();
         let summary = &mut self.summary;
