@@ -296,7 +296,7 @@ pub fn backup_after_scan(
     let shared = Shared::new(repo, opts, progress);
     let threads = opts.threads.max(1);
     let (job_tx, job_rx) = bounded::<FileJob>(256);
-    let (item_tx, item_rx) = bounded::<Item>(4096);
+    let (item_tx, item_rx) = bounded::<Vec<Item>>(16);
     let (chunk_tx, chunk_rx) = bounded::<ChunkJob>(threads * 2);
     let (blob_tx, blob_rx) = bounded::<SealedBlob>(threads * 2);
 
@@ -339,7 +339,7 @@ pub fn backup_after_scan(
         });
         drop((chunk_tx, blob_tx, job_rx, chunk_rx, blob_rx));
 
-        let walker = walk::Walker { shared, jobs: job_tx, items: item_tx };
+        let walker = walk::Walker::new(shared, job_tx, item_tx);
         walker.run(&sources, parent_tree.as_ref());
         drop(walker);
         shared.walked.store(true, Ordering::Relaxed);
@@ -729,10 +729,10 @@ fn stream_chunks(
     Ok(true)
 }
 
-fn run_finisher(shared: &Shared, rx: Receiver<Item>, blobs: Sender<SealedBlob>) -> Option<Id> {
+fn run_finisher(shared: &Shared, rx: Receiver<Vec<Item>>, blobs: Sender<SealedBlob>) -> Option<Id> {
     let mut stack: Vec<Vec<Node>> = Vec::new();
     let c = &shared.counters;
-    for item in rx.iter() {
+    for item in rx.iter().flatten() {
         match item {
             Item::EnterDir => stack.push(Vec::new()),
             Item::Node(n) => stack.last_mut()?.push(n),
