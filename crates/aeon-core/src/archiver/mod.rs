@@ -25,6 +25,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::blob::{self, BlobType, Compression};
 use crate::chunker::{Chunker, ChunkerParams, chunk_slice};
+use crate::direct_read::DirectReader;
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
@@ -646,7 +647,10 @@ fn run_reader(shared: &Shared, rx: Receiver<FileJob>, chunks: Sender<ChunkJob>) 
                         seed,
                     )?
                 } else {
-                    stream_chunks(&mut file, &mut handle, params, seed)?
+                    let mut direct = DirectReader::new(file);
+                    let complete = stream_chunks(&mut direct, &mut handle, params, seed)?;
+                    file = direct.into_inner();
+                    complete
                 };
                 return Ok((complete, file));
             }
