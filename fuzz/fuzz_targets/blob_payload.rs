@@ -23,8 +23,12 @@ fuzz_target!(|data: &[u8]| {
     let mut sealed = Vec::new();
     let aad = blob::blob_aad(BlobType::Data, &id);
     if cipher.seal_into(&aad, body, &mut sealed).is_ok() {
+        let mut copy = sealed.clone();
         let opened =
             blob::open_blob_in_place(&cipher, &hasher, BlobType::Data, &id, &mut sealed, raw_len);
+        let verified =
+            blob::verify_blob_in_place(&cipher, &hasher, BlobType::Data, &id, &mut copy, raw_len);
+        assert_eq!(opened.is_ok(), verified.is_ok());
         if let Ok(plain) = opened {
             assert_eq!(hasher.hash(&plain), id);
         }

@@ -125,6 +125,8 @@ struct Codec {
     compressors: Vec<(i32, zstd::bulk::Compressor<'static>)>,
     decompressor: Option<zstd::bulk::Decompressor<'static>>,
     scratch: Vec<u8>,
+    /// Plaintext of blobs verified and not kept (see [`verify_blob_in_place`]).
+    plain: Vec<u8>,
     /// The probe's input (samples of a chunk) and output.
     samples: Vec<u8>,
     probe: Vec<u8>,
@@ -206,13 +208,28 @@ impl Codec {
     }
 
     fn zstd_decompress(&mut self, body: &[u8], raw_len: usize) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        self.zstd_decompress_into(body, raw_len, &mut out)?;
+        Ok(out)
+    }
+
+    /// Decompresses into `out`, replacing what it held; a body that would decompress to more
+    /// than `raw_len` bytes is an error.
+    fn zstd_decompress_into(
+        &mut self,
+        body: &[u8],
+        raw_len: usize,
+        out: &mut Vec<u8>,
+    ) -> std::io::Result<()> {
         let d = match &mut self.decompressor {
             Some(d) => d,
             None => self.decompressor.insert(zstd::bulk::Decompressor::new()?),
         };
-        let mut out = Vec::with_capacity(raw_len);
-        d.decompress_to_buffer(body, &mut out)?;
-        Ok(out)
+        out.clear();
+        out.reserve(raw_len);
+        // Written into the reserved capacity: no zero-filling of bytes about to be overwritten.
+        d.decompress_to_buffer(body, out)?;
+        Ok(())
     }
 }
 
@@ -333,6 +350,47 @@ pub fn open_blob_in_place<'a>(
     Ok(data)
 }
 
+/// The largest plaintext buffer a thread keeps between blobs (larger blobs are rare).
+const KEEP_PLAIN_CAPACITY: usize = 16 << 20;
+
+/// Verifies a sealed blob where it lies, exactly as [`open_blob_in_place`] does, without keeping
+/// its plaintext: a compressed blob is decompressed into a buffer this thread reuses. Checking
+/// every blob otherwise paid an allocation, page faults and zero pages for each one (11% of a
+/// full check's CPU on large files).
+pub fn verify_blob_in_place(
+    cipher: &Cipher,
+    hasher: &IdHasher,
+    blob_type: BlobType,
+    id: &Id,
+    sealed: &mut [u8],
+    raw_len: u32,
+) -> Result<()> {
+    let what = format!("{} blob {}", blob_type.name(), id);
+    let payload = cipher.open_in_place(&blob_aad(blob_type, id), sealed, &what)?;
+    let (&codec, body) =
+        payload.split_first().ok_or_else(|| Error::corrupt(&what, "empty blob payload"))?;
+    if codec != CODEC_ZSTD || raw_len > MAX_BLOB_LEN {
+        let data = decode_body(codec, body, raw_len, &what)?;
+        return verify_id(hasher, id, &data, &what);
+    }
+    let mut plain = Codec::with(|c| std::mem::take(&mut c.plain));
+    let verified = Codec::with(|c| c.zstd_decompress_into(body, raw_len as usize, &mut plain))
+        .map_err(|e| Error::corrupt(&what, format!("zstd: {e}")))
+        .and_then(|()| {
+            if plain.len() != raw_len as usize {
+                return Err(Error::corrupt(
+                    &what,
+                    format!("decompressed to {} bytes, index says {raw_len}", plain.len()),
+                ));
+            }
+            verify_id(hasher, id, &plain, &what)
+        });
+    if plain.capacity() <= KEEP_PLAIN_CAPACITY {
+        Codec::with(|c| c.plain = plain);
+    }
+    verified
+}
+
 fn verify_id(hasher: &IdHasher, id: &Id, data: &[u8], what: &str) -> Result<()> {
     if hasher.hash(data) != *id {
         return Err(Error::corrupt(what, "content does not match its id"));
@@ -353,6 +411,33 @@ mod tests {
             let mut p = Vec::new();
             encode_payload(c, &data, &mut p);
             prop_assert_eq!(decode_payload(&p, data.len() as u32, "t").unwrap(), data);
+        }
+
+        #[test]
+        fn verifying_in_place_agrees_with_opening(
+            data in proptest::collection::vec(0u8..4, 0..300_000),
+            codec in 0u8..3,
+            damage in proptest::option::of(any::<proptest::sample::Index>()),
+            wrong_len in any::<bool>(),
+        ) {
+            let c = [Compression::None, Compression::Zstd(3), Compression::Lz4][codec as usize];
+            let cipher = Cipher::new(&Key([5; 32]));
+            let hasher = IdHasher::new(&Key([6; 32]));
+            let id = hasher.hash(&data);
+            let mut sealed = seal_blob(&cipher, BlobType::Data, &id, &data, c).unwrap();
+            if let Some(i) = damage {
+                let at = i.index(sealed.len());
+                sealed[at] ^= 1;
+            }
+            let raw_len = data.len() as u32 + u32::from(wrong_len);
+            let (mut a, mut b) = (sealed.clone(), sealed);
+            let opened = open_blob_in_place(&cipher, &hasher, BlobType::Data, &id, &mut a, raw_len);
+            let verified = verify_blob_in_place(&cipher, &hasher, BlobType::Data, &id, &mut b, raw_len);
+            prop_assert_eq!(opened.is_ok(), verified.is_ok());
+            prop_assert_eq!(verified.is_ok(), damage.is_none() && !wrong_len);
+            // Twice on one thread: the reused buffer holds nothing over from the last blob.
+            let mut c2 = seal_blob(&cipher, BlobType::Data, &hasher.hash(b"x"), b"x", c).unwrap();
+            prop_assert!(verify_blob_in_place(&cipher, &hasher, BlobType::Data, &hasher.hash(b"x"), &mut c2, 1).is_ok());
         }
 
         #[test]

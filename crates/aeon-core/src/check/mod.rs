@@ -312,7 +312,7 @@ fn verify_pack(
         };
         let (cipher, hasher) = (repo.cipher(), repo.hasher());
         if let Err(e) =
-            blob::open_blob_in_place(cipher, hasher, loc.blob_type, id, sealed, loc.raw_len)
+            blob::verify_blob_in_place(cipher, hasher, loc.blob_type, id, sealed, loc.raw_len)
         {
             out.push((Some(*id), error_message(&e)));
         }
