@@ -179,7 +179,9 @@ fn files_deleted_during_the_backup_are_reported_and_skipped() {
     for i in 0..3000 {
         write(&src.join(format!("churn/f{i:04}")), &rng.content(8 << 10));
     }
-    // Start deleting (from the end) once aeon is reading the files, seen in /proc/PID/fd.
+    // Start deleting (from the end) once aeon is reading the files, seen in /proc/PID/fd: a
+    // file open inside `churn`, not `churn` itself, which the scan that runs while the key is
+    // derived also opens (deleting then would empty the folder before the walk lists it).
     let child = env
         .cmd()
         .args(["backup", src.to_str().unwrap(), "--threads", "1"])
@@ -192,7 +194,7 @@ fn files_deleted_during_the_backup_are_reported_and_skipped() {
     let started = std::time::Instant::now();
     'wait: while started.elapsed() < std::time::Duration::from_secs(30) {
         for fd in fs::read_dir(&fd_dir).into_iter().flatten().flatten() {
-            if fs::read_link(fd.path()).is_ok_and(|t| t.starts_with(&churn)) {
+            if fs::read_link(fd.path()).is_ok_and(|t| t.parent() == Some(churn.as_path())) {
                 break 'wait;
             }
         }
