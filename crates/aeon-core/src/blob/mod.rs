@@ -255,28 +255,32 @@ fn decode_body<'a>(codec: u8, body: &'a [u8], raw_len: u32, what: &str) -> Resul
     if raw_len > MAX_BLOB_LEN {
         return Err(Error::corrupt(what, format!("implausible blob length {raw_len}")));
     }
-    let raw_len = raw_len as usize;
     let out = match codec {
         CODEC_NONE => Cow::Borrowed(body),
         CODEC_ZSTD => Cow::Owned(
-            Codec::with(|c| c.zstd_decompress(body, raw_len))
+            Codec::with(|c| c.zstd_decompress(body, raw_len as usize))
                 .map_err(|e| Error::corrupt(what, format!("zstd: {e}")))?,
         ),
         CODEC_LZ4 => Cow::Owned(
-            lz4_flex::block::decompress(body, raw_len)
+            lz4_flex::block::decompress(body, raw_len as usize)
                 .map_err(|e| Error::corrupt(what, format!("lz4: {e}")))?,
         ),
         other => {
             return Err(Error::corrupt(what, format!("unknown compression codec {other}")));
         }
     };
-    if out.len() != raw_len {
+    check_decoded_len(out.len(), raw_len, what)?;
+    Ok(out)
+}
+
+fn check_decoded_len(len: usize, raw_len: u32, what: &str) -> Result<()> {
+    if len != raw_len as usize {
         return Err(Error::corrupt(
             what,
-            format!("decompressed to {} bytes, index says {raw_len}", out.len()),
+            format!("decompressed to {len} bytes, index says {raw_len}"),
         ));
     }
-    Ok(out)
+    Ok(())
 }
 
 /// The associated data that binds a sealed blob to its type and id.
@@ -342,12 +346,24 @@ pub fn open_blob_in_place<'a>(
     raw_len: u32,
 ) -> Result<Cow<'a, [u8]>> {
     let what = format!("{} blob {}", blob_type.name(), id);
-    let payload = cipher.open_in_place(&blob_aad(blob_type, id), sealed, &what)?;
-    let (&codec, body) =
-        payload.split_first().ok_or_else(|| Error::corrupt(&what, "empty blob payload"))?;
+    let (codec, body) = open_payload_in_place(cipher, blob_type, id, sealed, &what)?;
     let data = decode_body(codec, body, raw_len, &what)?;
     verify_id(hasher, id, &data, &what)?;
     Ok(data)
+}
+
+/// Decrypts a sealed blob where it lies; returns its codec byte and payload body.
+fn open_payload_in_place<'a>(
+    cipher: &Cipher,
+    blob_type: BlobType,
+    id: &Id,
+    sealed: &'a mut [u8],
+    what: &str,
+) -> Result<(u8, &'a [u8])> {
+    let payload = cipher.open_in_place(&blob_aad(blob_type, id), sealed, what)?;
+    let (&codec, body) =
+        payload.split_first().ok_or_else(|| Error::corrupt(what, "empty blob payload"))?;
+    Ok((codec, body))
 }
 
 /// The largest plaintext buffer a thread keeps between blobs (larger blobs are rare).
@@ -366,9 +382,7 @@ pub fn verify_blob_in_place(
     raw_len: u32,
 ) -> Result<()> {
     let what = format!("{} blob {}", blob_type.name(), id);
-    let payload = cipher.open_in_place(&blob_aad(blob_type, id), sealed, &what)?;
-    let (&codec, body) =
-        payload.split_first().ok_or_else(|| Error::corrupt(&what, "empty blob payload"))?;
+    let (codec, body) = open_payload_in_place(cipher, blob_type, id, sealed, &what)?;
     if codec != CODEC_ZSTD || raw_len > MAX_BLOB_LEN {
         let data = decode_body(codec, body, raw_len, &what)?;
         return verify_id(hasher, id, &data, &what);
@@ -376,15 +390,8 @@ pub fn verify_blob_in_place(
     let mut plain = Codec::with(|c| std::mem::take(&mut c.plain));
     let verified = Codec::with(|c| c.zstd_decompress_into(body, raw_len as usize, &mut plain))
         .map_err(|e| Error::corrupt(&what, format!("zstd: {e}")))
-        .and_then(|()| {
-            if plain.len() != raw_len as usize {
-                return Err(Error::corrupt(
-                    &what,
-                    format!("decompressed to {} bytes, index says {raw_len}", plain.len()),
-                ));
-            }
-            verify_id(hasher, id, &plain, &what)
-        });
+        .and_then(|()| check_decoded_len(plain.len(), raw_len, &what))
+        .and_then(|()| verify_id(hasher, id, &plain, &what));
     if plain.capacity() <= KEEP_PLAIN_CAPACITY {
         Codec::with(|c| c.plain = plain);
     }
