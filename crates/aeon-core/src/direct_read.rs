@@ -81,7 +81,7 @@ impl DirectReader {
 impl Read for DirectReader {
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
         if self.start == self.end {
-            if !self.direct && self.buf.is_empty() {
+            if !self.direct {
                 return self.file.read(out);
             }
             self.start = 0;

@@ -387,8 +387,12 @@ pub fn verify_blob_in_place(
         let data = decode_body(codec, body, raw_len, &what)?;
         return verify_id(hasher, id, &data, &what);
     }
-    let mut plain = Codec::with(|c| std::mem::take(&mut c.plain));
-    let verified = Codec::with(|c| c.zstd_decompress_into(body, raw_len as usize, &mut plain))
+    let (plain, decompressed) = Codec::with(|c| {
+        let mut plain = std::mem::take(&mut c.plain);
+        let decompressed = c.zstd_decompress_into(body, raw_len as usize, &mut plain);
+        (plain, decompressed)
+    });
+    let verified = decompressed
         .map_err(|e| Error::corrupt(&what, format!("zstd: {e}")))
         .and_then(|()| check_decoded_len(plain.len(), raw_len, &what))
         .and_then(|()| verify_id(hasher, id, &plain, &what));
