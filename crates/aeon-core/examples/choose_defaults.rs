@@ -117,9 +117,13 @@ fn main() {
     println!(
         "| min/avg/max | chunks | new bytes after edits | index entries per TiB |\n|---|---|---|---|"
     );
-    for (min, avg, max) in
-        [(64u32, 256u32, 1024u32), (256, 1024, 4096), (512, 1024, 8192), (1024, 4096, 16384)]
-    {
+    for (min, avg, max) in [
+        (64u32, 256u32, 1024u32),
+        (256, 512, 8192),
+        (256, 1024, 4096),
+        (512, 1024, 8192),
+        (1024, 4096, 16384),
+    ] {
         let p = ChunkerParams { min_size: min << 10, avg_size: avg << 10, max_size: max << 10 };
         let ids = |d: &[u8]| -> Vec<(blake3::Hash, usize)> {
             Chunker::new(d, p, 42)

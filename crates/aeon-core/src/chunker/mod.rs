@@ -17,9 +17,10 @@ pub struct ChunkerParams {
 }
 
 impl Default for ChunkerParams {
-    /// 512 KiB / 1 MiB / 8 MiB: see the README's "Why these defaults" for the measurements.
+    /// 256 KiB / 512 KiB / 8 MiB: see the README's "Why these defaults" for the measurements.
+    /// Repositories keep the bounds they were created with (the config stores them).
     fn default() -> Self {
-        ChunkerParams { min_size: 512 * 1024, avg_size: 1024 * 1024, max_size: 8 * 1024 * 1024 }
+        ChunkerParams { min_size: 256 * 1024, avg_size: 512 * 1024, max_size: 8 * 1024 * 1024 }
     }
 }
 
