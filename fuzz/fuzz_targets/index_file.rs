@@ -5,7 +5,9 @@ use aeon_core::index::IndexFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let cipher = Cipher::new(&Key([7; 32]));
-    let _ = IndexFile::decode(&cipher, data, "fuzz");
+    for version in 1..=2 {
+        let cipher = Cipher::for_format(&Key([7; 32]), version);
+        let _ = IndexFile::decode(&cipher, data, "fuzz");
+    }
     let _ = IndexFile::decode_plaintext(data, "fuzz");
 });

@@ -4,8 +4,11 @@
 use crate::error::{Error, Result};
 
 pub const MAGIC: [u8; 4] = *b"AEON";
-/// The repository format version this library writes, and the newest it reads.
-pub const FORMAT_VERSION: u8 = 1;
+/// The repository format version `init` writes, and the newest this library reads. A
+/// repository keeps the version it was created with (its config's header holds it), and every
+/// object written into it carries that version, so older clients keep working on older
+/// repositories. Version 2 stores 16-byte nonces and compressed pack tables.
+pub const FORMAT_VERSION: u8 = 2;
 pub const HEADER_LEN: usize = 8;
 
 /// What a stored object is. The numbers are part of the format; reserved kinds are listed so
@@ -46,8 +49,26 @@ impl ObjectKind {
     }
 }
 
-pub fn header(kind: ObjectKind) -> [u8; HEADER_LEN] {
-    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], FORMAT_VERSION, kind as u8, 0, 0]
+pub fn header(kind: ObjectKind, version: u8) -> [u8; HEADER_LEN] {
+    [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], version, kind as u8, 0, 0]
+}
+
+/// Like [`check_header`], for an object of a repository of format version `version`: an object
+/// of another version cannot belong to it (and would not open with its cipher).
+pub fn check_header_of<'a>(
+    data: &'a [u8],
+    expected: ObjectKind,
+    version: u8,
+    what: &str,
+) -> Result<&'a [u8]> {
+    let body = check_header(data, expected, what)?;
+    if data[4] != version {
+        return Err(Error::corrupt(
+            what,
+            format!("an object of format version {} in a version {version} repository", data[4]),
+        ));
+    }
+    Ok(body)
 }
 
 /// Checks the header of `data` and returns the bytes after it.
@@ -158,7 +179,7 @@ pub fn seal_record<T: serde::Serialize>(
     kind: ObjectKind,
     value: &T,
 ) -> Result<Vec<u8>> {
-    let header = header(kind);
+    let header = header(kind, cipher.format_version());
     let mut out = header.to_vec();
     cipher.seal_into(&header, &to_cbor(value), &mut out)?;
     Ok(out)
@@ -171,7 +192,7 @@ pub fn open_record<T: serde::de::DeserializeOwned>(
     data: &[u8],
     what: &str,
 ) -> Result<T> {
-    let sealed = check_header(data, kind, what)?;
+    let sealed = check_header_of(data, kind, cipher.format_version(), what)?;
     let plain = cipher.open(&data[..HEADER_LEN], sealed, what)?;
     from_cbor(&plain, what)
 }
@@ -182,9 +203,14 @@ mod tests {
 
     #[test]
     fn header_round_trip_and_errors() {
-        let mut h = header(ObjectKind::Index).to_vec();
+        let mut h = header(ObjectKind::Index, 1).to_vec();
         h.extend_from_slice(b"body");
         assert_eq!(check_header(&h, ObjectKind::Index, "x").unwrap(), b"body");
+        assert_eq!(check_header_of(&h, ObjectKind::Index, 1, "x").unwrap(), b"body");
+        assert!(matches!(
+            check_header_of(&h, ObjectKind::Index, 2, "x"),
+            Err(Error::Corrupt { .. })
+        ));
         assert!(matches!(check_header(&h, ObjectKind::Pack, "x"), Err(Error::Corrupt { .. })));
         h[4] = FORMAT_VERSION + 1;
         assert!(matches!(

@@ -39,12 +39,12 @@ fn newer_format_version_is_refused_by_name() {
     let env = Env::new();
     let config = env.repo.join("config");
     let mut bytes = fs::read(&config).unwrap();
-    bytes[4] = 2;
+    bytes[4] = 3;
     fs::write(&config, &bytes).unwrap();
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("format version 2 is newer than this aeon supports (up to 1)"), "{err}");
+    assert!(err.contains("format version 3 is newer than this aeon supports (up to 2)"), "{err}");
 }
 
 #[test]

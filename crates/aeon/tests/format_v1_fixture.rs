@@ -66,4 +66,29 @@ fn version_one_repository_opens_checks_and_restores() {
     let out = run(&env, &["backup", src.to_str().unwrap()]);
     assert_success(&out);
     assert_success(&run(&env, &["check", "--read-data"]));
+
+    // It stays a version 1 repository: older clients sharing it can still read all of it.
+    let out = run(&env, &["cat", "config"]);
+    assert_success(&out);
+    let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(config["format_version"], 1);
+    for dir in ["data", "index", "snapshots"] {
+        for entry in walkdir(&env.repo.join(dir)) {
+            let bytes = std::fs::read(&entry).unwrap();
+            assert_eq!(bytes[4], 1, "{} is not of format version 1", entry.display());
+        }
+    }
+}
+
+fn walkdir(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            files.extend(walkdir(&path));
+        } else {
+            files.push(path);
+        }
+    }
+    files
 }

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::crypto::{Cipher, IdHasher, SEAL_OVERHEAD};
+use crate::crypto::{Cipher, IdHasher};
 use crate::error::{Error, Result};
 use crate::id::Id;
 
@@ -301,7 +301,7 @@ pub fn seal_blob(
 ) -> Result<Vec<u8>> {
     Codec::with(|c| {
         let (codec, payload) = c.compress(compression, data);
-        let mut sealed = Vec::with_capacity(SEAL_OVERHEAD + 1 + payload.len());
+        let mut sealed = Vec::with_capacity(cipher.overhead() + 1 + payload.len());
         cipher.seal_appended(&blob_aad(blob_type, id), &mut sealed, |plain| {
             plain.push(codec);
             plain.extend_from_slice(payload);

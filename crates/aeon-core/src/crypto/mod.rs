@@ -1,9 +1,11 @@
 //! Authenticated encryption and hashing primitives.
 //!
-//! Cipher: XChaCha20-Poly1305 with a random 192-bit nonce per message. Random nonces need no
-//! coordination between concurrent writers on different hosts, and at 192 bits a collision is
-//! negligible for any number of messages a repository will ever hold (AES-256-GCM's 96-bit
-//! nonce caps a key at about 2^32 random-nonce messages). The measured speed is in the README.
+//! Cipher: XChaCha20-Poly1305 with a random nonce per message: 192 bits in format version 1,
+//! 128 bits (the rest zero) from version 2 on, which saves 8 bytes in every blob of a
+//! repository of small files. Random nonces need no coordination between concurrent writers on
+//! different hosts; at 128 bits, 2^48 messages under one key still collide with a probability
+//! below 2^-32 (AES-256-GCM's 96-bit nonce caps a key at about 2^32 random-nonce messages). The
+//! measured speed is in the README.
 //!
 //! XChaCha20-Poly1305 is built as its specification defines it (draft-irtf-cfrg-xchacha):
 //! HChaCha20 of the key and the nonce's first 16 bytes gives a subkey, used with ChaCha20-Poly1305
@@ -18,9 +20,12 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 
 pub const KEY_LEN: usize = 32;
+/// XChaCha20's nonce; format version 1 stores all of it in every sealed box.
 pub const NONCE_LEN: usize = 24;
+/// The random part of the nonce that format version 2 stores; the remaining bytes are zero.
+pub const SHORT_NONCE_LEN: usize = 16;
 pub const TAG_LEN: usize = 16;
-/// Bytes a sealed box adds to its plaintext.
+/// Bytes a sealed box of format version 1 adds to its plaintext.
 pub const SEAL_OVERHEAD: usize = NONCE_LEN + TAG_LEN;
 
 /// A 256-bit secret key, wiped from memory when dropped.
@@ -45,19 +50,41 @@ pub fn fill_random(buf: &mut [u8]) -> Result<()> {
     getrandom::fill(buf).map_err(|e| Error::InvalidInput(format!("no system randomness: {e}")))
 }
 
-/// A cipher instance for one key; cheap to share between threads.
+/// A cipher instance for one key and one layout of sealed boxes; cheap to share between threads.
 #[derive(Clone)]
 pub struct Cipher {
     key: Key,
+    /// Nonce bytes stored in each box: [`NONCE_LEN`] or [`SHORT_NONCE_LEN`].
+    stored_nonce: usize,
+    format_version: u8,
 }
 
 impl Cipher {
+    /// A cipher for boxes of format version 1 (192-bit nonces), as key slots always are.
     pub fn new(key: &Key) -> Cipher {
-        Cipher { key: key.clone() }
+        Cipher::for_format(key, 1)
     }
 
-    /// The ChaCha20-Poly1305 key and nonce of the message with this extended nonce.
-    fn message_key(&self, nonce: &[u8; NONCE_LEN]) -> (LessSafeKey, Nonce) {
+    /// A cipher for the boxes of a repository of this format version.
+    pub fn for_format(key: &Key, format_version: u8) -> Cipher {
+        let stored_nonce = if format_version >= 2 { SHORT_NONCE_LEN } else { NONCE_LEN };
+        Cipher { key: key.clone(), stored_nonce, format_version }
+    }
+
+    /// The format version whose box layout this cipher writes and reads.
+    pub fn format_version(&self) -> u8 {
+        self.format_version
+    }
+
+    /// Bytes a sealed box adds to its plaintext.
+    pub fn overhead(&self) -> usize {
+        self.stored_nonce + TAG_LEN
+    }
+
+    /// The ChaCha20-Poly1305 key and nonce of the message with this stored nonce.
+    fn message_key(&self, stored: &[u8]) -> (LessSafeKey, Nonce) {
+        let mut nonce = [0u8; NONCE_LEN];
+        nonce[..stored.len()].copy_from_slice(stored);
         let (head, tail) = nonce.split_at(16);
         let head: [u8; 16] = head.try_into().expect("16 of 24 bytes");
         let mut subkey: [u8; KEY_LEN] =
@@ -71,7 +98,7 @@ impl Cipher {
 
     /// Encrypts `plaintext` into a sealed box `nonce || ciphertext || tag`, bound to `aad`.
     pub fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(plaintext.len() + SEAL_OVERHEAD);
+        let mut out = Vec::with_capacity(plaintext.len() + self.overhead());
         self.seal_into(aad, plaintext, &mut out)?;
         Ok(out)
     }
@@ -90,12 +117,13 @@ impl Cipher {
         write: impl FnOnce(&mut Vec<u8>),
     ) -> Result<()> {
         let mut nonce = [0u8; NONCE_LEN];
-        fill_random(&mut nonce)?;
+        let nonce = &mut nonce[..self.stored_nonce];
+        fill_random(nonce)?;
         let start = out.len();
-        out.extend_from_slice(&nonce);
+        out.extend_from_slice(nonce);
         write(out);
-        let body = &mut out[start + NONCE_LEN..];
-        let (key, nonce) = self.message_key(&nonce);
+        let body = &mut out[start + self.stored_nonce..];
+        let (key, nonce) = self.message_key(nonce);
         let tag = key
             .seal_in_place_separate_tag(nonce, Aad::from(aad), body)
             .map_err(|_| Error::InvalidInput("message too long to encrypt".into()))?;
@@ -105,7 +133,7 @@ impl Cipher {
 
     /// Decrypts and authenticates a sealed box. `what` names the object in the error.
     pub fn open(&self, aad: &[u8], sealed: &[u8], what: &str) -> Result<Vec<u8>> {
-        let (nonce, ciphertext, tag) = split_sealed(sealed, what)?;
+        let (nonce, ciphertext, tag) = self.split_sealed(sealed, what)?;
         let mut out = ciphertext.to_vec();
         self.decrypt(aad, nonce, &mut out, tag, what)?;
         Ok(out)
@@ -119,18 +147,36 @@ impl Cipher {
         sealed: &'a mut [u8],
         what: &str,
     ) -> Result<&'a mut [u8]> {
-        let (nonce, _, tag) = split_sealed(sealed, what)?;
-        let (nonce, tag) = (*nonce, *tag);
+        let (nonce, _, tag) = self.split_sealed(sealed, what)?;
+        let mut stored = [0u8; NONCE_LEN];
+        stored[..nonce.len()].copy_from_slice(nonce);
+        let tag = *tag;
         let end = sealed.len() - TAG_LEN;
-        let ciphertext = &mut sealed[NONCE_LEN..end];
-        self.decrypt(aad, &nonce, ciphertext, &tag, what)?;
+        let ciphertext = &mut sealed[self.stored_nonce..end];
+        self.decrypt(aad, &stored[..self.stored_nonce], ciphertext, &tag, what)?;
         Ok(ciphertext)
+    }
+
+    /// `nonce`, `ciphertext` and `tag` of a sealed box, or an error if it is too short for them.
+    fn split_sealed<'a>(
+        &self,
+        sealed: &'a [u8],
+        what: &str,
+    ) -> Result<(&'a [u8], &'a [u8], &'a [u8; TAG_LEN])> {
+        if sealed.len() < self.stored_nonce {
+            return Err(Error::corrupt(what, "sealed data shorter than nonce and tag"));
+        }
+        let (nonce, rest) = sealed.split_at(self.stored_nonce);
+        let (ciphertext, tag) = rest
+            .split_last_chunk::<TAG_LEN>()
+            .ok_or_else(|| Error::corrupt(what, "sealed data shorter than nonce and tag"))?;
+        Ok((nonce, ciphertext, tag))
     }
 
     fn decrypt(
         &self,
         aad: &[u8],
-        nonce: &[u8; NONCE_LEN],
+        nonce: &[u8],
         buf: &mut [u8],
         tag: &[u8; TAG_LEN],
         what: &str,
@@ -140,17 +186,6 @@ impl Cipher {
             .map(|_| ())
             .map_err(|_| Error::corrupt(what, "authentication failed (data altered or wrong key)"))
     }
-}
-
-/// `nonce`, `ciphertext` and `tag` of a sealed box, or an error if it is too short for them.
-fn split_sealed<'a>(
-    sealed: &'a [u8],
-    what: &str,
-) -> Result<(&'a [u8; NONCE_LEN], &'a [u8], &'a [u8; TAG_LEN])> {
-    let short = || Error::corrupt(what, "sealed data shorter than nonce and tag");
-    let (nonce, rest) = sealed.split_first_chunk::<NONCE_LEN>().ok_or_else(short)?;
-    let (ciphertext, tag) = rest.split_last_chunk::<TAG_LEN>().ok_or_else(short)?;
-    Ok((nonce, ciphertext, tag))
 }
 
 /// Keyed BLAKE3: the id of a blob's plaintext. The key is a repository secret, so ids reveal
@@ -216,6 +251,34 @@ mod tests {
             boxed.extend_from_slice(&theirs);
             assert_eq!(ours.open(b"aad", &boxed, "t").unwrap(), plain, "len {len}");
         }
+    }
+
+    /// Version 2 boxes store 16 nonce bytes; they are XChaCha20-Poly1305 boxes whose nonce ends
+    /// in 8 zero bytes, and neither layout opens as the other.
+    #[test]
+    fn short_nonce_boxes_are_xchacha_with_zero_tail() {
+        use chacha20poly1305::aead::{Aead, KeyInit, Payload};
+        use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+        let key = Key::random().unwrap();
+        let v2 = Cipher::for_format(&key, 2);
+        assert_eq!(v2.overhead(), SHORT_NONCE_LEN + TAG_LEN);
+        let reference = XChaCha20Poly1305::new_from_slice(&key.0).unwrap();
+        for len in [0, 1, 64, 65, 4096, 100_003] {
+            let plain: Vec<u8> = (0..len).map(|i| (i * 3 + len) as u8).collect();
+            let sealed = v2.seal(b"aad", &plain).unwrap();
+            assert_eq!(sealed.len(), len + v2.overhead());
+            let mut nonce = [0u8; NONCE_LEN];
+            nonce[..SHORT_NONCE_LEN].copy_from_slice(&sealed[..SHORT_NONCE_LEN]);
+            let payload = Payload { msg: &sealed[SHORT_NONCE_LEN..], aad: b"aad" };
+            let nonce = XNonce::try_from(&nonce[..]).unwrap();
+            assert_eq!(reference.decrypt(&nonce, payload).unwrap(), plain, "len {len}");
+            let mut in_place = sealed.clone();
+            assert_eq!(v2.open_in_place(b"aad", &mut in_place, "t").unwrap(), &plain[..]);
+            assert!(Cipher::new(&key).open(b"aad", &sealed, "t").is_err());
+        }
+        let v1_box = Cipher::new(&key).seal(b"aad", b"hello").unwrap();
+        assert!(v2.open(b"aad", &v1_box, "t").is_err());
+        assert!(v2.open(b"aad", &[0; 31], "t").is_err());
     }
 
     #[test]

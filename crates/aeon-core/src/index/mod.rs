@@ -14,9 +14,12 @@ use crate::pack::PackEntry;
 
 /// Plaintext encoding 1: supersedes and packs. Encoding 2 adds condemned packs (written by
 /// prune only, so that older versions of Aeon refuse such a file instead of ignoring the
-/// condemnation and handing condemned blobs to new backups).
+/// condemnation and handing condemned blobs to new backups). Encodings 3 and 4 are 1 and 2 with
+/// each pack's entries in columns (format version 2), which compress better.
 const INDEX_VERSION: u8 = 1;
 const INDEX_VERSION_CONDEMNED: u8 = 2;
+const INDEX_VERSION_COLUMNS: u8 = 3;
+const INDEX_VERSION_COLUMNS_CONDEMNED: u8 = 4;
 /// Most bytes an index file may claim to decompress to (1 GiB: about 20 million blobs).
 const MAX_INDEX_PLAINTEXT: u32 = 1 << 30;
 
@@ -52,29 +55,37 @@ pub struct IndexFile {
     pub condemned: Vec<Condemnation>,
 }
 
-fn encode_pack(plain: &mut Vec<u8>, p: &IndexPack) {
+fn encode_pack(plain: &mut Vec<u8>, p: &IndexPack, columns: bool) {
     plain.extend_from_slice(&p.id.0);
     plain.extend_from_slice(&p.size.to_le_bytes());
+    if columns {
+        crate::pack::write_entry_columns(&p.blobs, plain);
+        return;
+    }
     plain.extend_from_slice(&(p.blobs.len() as u32).to_le_bytes());
     for b in &p.blobs {
         b.write(plain);
     }
 }
 
-fn decode_packs(r: &mut Reader<'_>, plain_len: usize) -> Result<Vec<IndexPack>> {
+fn decode_packs(r: &mut Reader<'_>, plain_len: usize, columns: bool) -> Result<Vec<IndexPack>> {
     let npacks = r.u32()? as usize;
     let mut packs = Vec::with_capacity(npacks.min(plain_len / 44));
     for _ in 0..npacks {
         let id = Id(r.array()?);
         let size = r.u64()?;
-        let nblobs = r.u32()? as usize;
-        let mut blobs = Vec::with_capacity(nblobs.min(plain_len / 45));
-        for _ in 0..nblobs {
-            let e = PackEntry::read(r, "index")?;
-            if e.offset as u64 + e.length as u64 > size {
-                return Err(r.error(format!("blob {} lies beyond the end of pack {id}", e.id)));
+        let blobs = if columns {
+            crate::pack::read_entry_columns(r, "index")?
+        } else {
+            let nblobs = r.u32()? as usize;
+            let mut blobs = Vec::with_capacity(nblobs.min(plain_len / 45));
+            for _ in 0..nblobs {
+                blobs.push(PackEntry::read(r, "index")?);
             }
-            blobs.push(e);
+            blobs
+        };
+        if let Some(e) = blobs.iter().find(|e| e.offset as u64 + e.length as u64 > size) {
+            return Err(r.error(format!("blob {} lies beyond the end of pack {id}", e.id)));
         }
         packs.push(IndexPack { id, size, blobs });
     }
@@ -84,14 +95,20 @@ fn decode_packs(r: &mut Reader<'_>, plain_len: usize) -> Result<Vec<IndexPack>> 
 impl IndexFile {
     pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
         let mut plain = Vec::new();
-        plain.push(if self.condemned.is_empty() { INDEX_VERSION } else { INDEX_VERSION_CONDEMNED });
+        let columns = cipher.format_version() >= 2;
+        plain.push(match (columns, self.condemned.is_empty()) {
+            (false, true) => INDEX_VERSION,
+            (false, false) => INDEX_VERSION_CONDEMNED,
+            (true, true) => INDEX_VERSION_COLUMNS,
+            (true, false) => INDEX_VERSION_COLUMNS_CONDEMNED,
+        });
         plain.extend_from_slice(&(self.supersedes.len() as u32).to_le_bytes());
         for id in &self.supersedes {
             plain.extend_from_slice(&id.0);
         }
         plain.extend_from_slice(&(self.packs.len() as u32).to_le_bytes());
         for p in &self.packs {
-            encode_pack(&mut plain, p);
+            encode_pack(&mut plain, p, columns);
         }
         if !self.condemned.is_empty() {
             plain.extend_from_slice(&(self.condemned.len() as u32).to_le_bytes());
@@ -109,20 +126,21 @@ impl IndexFile {
                 }
                 plain.extend_from_slice(&(c.packs.len() as u32).to_le_bytes());
                 for p in &c.packs {
-                    encode_pack(&mut plain, p);
+                    encode_pack(&mut plain, p, columns);
                 }
             }
         }
         let mut payload = (plain.len() as u32).to_le_bytes().to_vec();
         blob::encode_payload(Compression::default(), &plain, &mut payload);
-        let header = format::header(ObjectKind::Index);
+        let header = format::header(ObjectKind::Index, cipher.format_version());
         let mut out = header.to_vec();
         cipher.seal_into(&header, &payload, &mut out)?;
         Ok(out)
     }
 
     pub fn decode(cipher: &Cipher, data: &[u8], what: &str) -> Result<IndexFile> {
-        let sealed = format::check_header(data, ObjectKind::Index, what)?;
+        let sealed =
+            format::check_header_of(data, ObjectKind::Index, cipher.format_version(), what)?;
         let payload = cipher.open(&data[..format::HEADER_LEN], sealed, what)?;
         let mut r = Reader::new(&payload, what);
         let raw_len = r.u32()?;
@@ -136,18 +154,21 @@ impl IndexFile {
     /// Decodes the plaintext table (public for the fuzz targets).
     pub fn decode_plaintext(plain: &[u8], what: &str) -> Result<IndexFile> {
         let mut r = Reader::new(plain, what);
-        let version = r.u8()?;
-        if version != INDEX_VERSION && version != INDEX_VERSION_CONDEMNED {
-            return Err(r.error("unknown index encoding version"));
-        }
+        let (columns, has_condemned) = match r.u8()? {
+            INDEX_VERSION => (false, false),
+            INDEX_VERSION_CONDEMNED => (false, true),
+            INDEX_VERSION_COLUMNS => (true, false),
+            INDEX_VERSION_COLUMNS_CONDEMNED => (true, true),
+            _ => return Err(r.error("unknown index encoding version")),
+        };
         let n = r.u32()? as usize;
         let mut supersedes = Vec::with_capacity(n.min(plain.len() / 32));
         for _ in 0..n {
             supersedes.push(Id(r.array()?));
         }
-        let packs = decode_packs(&mut r, plain.len())?;
+        let packs = decode_packs(&mut r, plain.len(), columns)?;
         let mut condemned = Vec::new();
-        if version == INDEX_VERSION_CONDEMNED {
+        if has_condemned {
             let n = r.u32()? as usize;
             for _ in 0..n.min(plain.len() / 13) {
                 let at = r.i64()?;
@@ -163,7 +184,7 @@ impl IndexFile {
                     }
                     _ => return Err(r.error("invalid lock list marker in index")),
                 };
-                let packs = decode_packs(&mut r, plain.len())?;
+                let packs = decode_packs(&mut r, plain.len(), columns)?;
                 condemned.push(Condemnation { at, wait_for, packs });
             }
             if condemned.len() != n {
@@ -464,6 +485,7 @@ mod tests {
             packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..10)), 0..5),
             sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
             cond in any::<bool>(),
+            version in 1u8..=2,
         ) {
             let f = IndexFile {
                 supersedes: sup.into_iter().map(Id).collect(),
@@ -473,8 +495,9 @@ mod tests {
                          Condemnation { at: -1, wait_for: None, packs: vec![] }]
                 } else { vec![] },
             };
-            let cipher = Cipher::new(&Key::random().unwrap());
+            let cipher = Cipher::for_format(&Key::random().unwrap(), version);
             let bytes = f.encode(&cipher).unwrap();
+            prop_assert_eq!(bytes[4], version);
             prop_assert_eq!(IndexFile::decode(&cipher, &bytes, "i").unwrap(), f);
         }
 

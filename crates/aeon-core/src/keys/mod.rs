@@ -48,8 +48,9 @@ impl MasterKey {
         })
     }
 
-    pub fn cipher(&self) -> Cipher {
-        Cipher::new(&self.data_key)
+    /// The cipher of a repository of this format version.
+    pub fn cipher(&self, format_version: u8) -> Cipher {
+        Cipher::for_format(&self.data_key, format_version)
     }
 
     pub fn id_hasher(&self) -> IdHasher {
@@ -201,7 +202,8 @@ impl KeySlot {
         let label_bytes = label.as_bytes();
         let label_len = u16::try_from(label_bytes.len())
             .map_err(|_| Error::InvalidInput("key label too long".into()))?;
-        let mut out = format::header(ObjectKind::KeySlot).to_vec();
+        // Key slots keep the version 1 layout in every repository (readable before the config).
+        let mut out = format::header(ObjectKind::KeySlot, 1).to_vec();
         out.push(SlotType::Password as u8);
         out.extend_from_slice(&repository_id);
         out.extend_from_slice(&created_unix.to_le_bytes());

@@ -87,6 +87,11 @@ pub struct ConfigHeader {
 }
 
 impl ConfigHeader {
+    /// The repository's format version: every object in it is of this version.
+    pub fn format_version(&self) -> u8 {
+        self.raw[4]
+    }
+
     fn sealed_settings(&self) -> &[u8] {
         &self.raw[HEADER_LEN + 32..]
     }
@@ -166,8 +171,8 @@ impl Repository {
             now.timestamp(),
         )?;
         backend.write(FileType::Key, &Id::of_stored_bytes(&slot).to_hex(), &slot)?;
-        let cipher = key.cipher();
-        let mut config = format::header(ObjectKind::Config).to_vec();
+        let cipher = key.cipher(format::FORMAT_VERSION);
+        let mut config = format::header(ObjectKind::Config, cipher.format_version()).to_vec();
         config.extend_from_slice(&repository_id);
         let aad = config.clone();
         cipher.seal_into(&aad, &format::to_cbor(&settings), &mut config)?;
@@ -232,7 +237,7 @@ impl Repository {
             }
         }
         let key = key.ok_or(Error::WrongPassword)?;
-        let cipher = key.cipher();
+        let cipher = key.cipher(header.format_version());
         let plain = cipher.open(header.aad(), header.sealed_settings(), "config")?;
         let settings: Settings = format::from_cbor(&plain, "config")?;
         settings.chunker.validate()?;
@@ -259,6 +264,11 @@ impl Repository {
     pub fn set_backend(&mut self, backend: Arc<dyn Backend>) {
         self.backend = backend;
     }
+    /// The format version of this repository (and of every object in it).
+    pub fn format_version(&self) -> u8 {
+        self.cipher.format_version()
+    }
+
     pub fn settings(&self) -> &Settings {
         &self.settings
     }
@@ -475,7 +485,7 @@ impl Repository {
     pub fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
         let mut settings = self.settings.clone();
         change(&mut settings);
-        let mut config = format::header(ObjectKind::Config).to_vec();
+        let mut config = format::header(ObjectKind::Config, self.cipher.format_version()).to_vec();
         config.extend_from_slice(&self.repository_id);
         let aad = config.clone();
         self.cipher.seal_into(&aad, &format::to_cbor(&settings), &mut config)?;

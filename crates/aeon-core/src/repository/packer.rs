@@ -169,11 +169,12 @@ impl Packer {
             BlobType::Tree => &mut self.tree,
         };
         if slot.is_none() {
+            let version = self.cipher.format_version();
             let writer = match self.backend.start_upload(FileType::Pack)? {
-                Some(upload) => PackWriter::streaming(upload),
+                Some(upload) => PackWriter::streaming(upload, version),
                 None => match self.spare_buffer.take() {
-                    Some(buf) => PackWriter::with_buffer(buf),
-                    None => PackWriter::with_capacity(self.pack_size),
+                    Some(buf) => PackWriter::with_buffer(buf, version),
+                    None => PackWriter::with_capacity(self.pack_size, version),
                 },
             };
             *slot = Some(writer);

@@ -14,7 +14,7 @@ pub fn run(ctx: &Ctx, args: CatArgs) -> Result<u8> {
             let repo = ctx.open()?;
             json!({
                 "repository_id": repo.repository_id(),
-                "format_version": aeon_core::format::FORMAT_VERSION,
+                "format_version": repo.format_version(),
                 "settings": repo.settings(),
             })
         }
