@@ -1,5 +1,6 @@
-//! A repository written by format version 1, committed to the project, must keep opening,
-//! checking and restoring byte for byte in every later version.
+//! A repository written by each format version, committed to the project (made by
+//! `fixtures/make-fixture.sh`), must keep opening, checking and restoring byte for byte in every
+//! later version, and a backup into it must keep writing its own version.
 
 mod common;
 
@@ -8,14 +9,15 @@ use std::path::Path;
 
 use common::*;
 
-const FIXTURE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/repo-v1");
+const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
 const FIXTURE_PASSWORD: &str = "fixture-password";
 
-/// Copies the fixture so that tests never modify the committed files.
-fn fixture_env() -> Env {
+/// Copies the fixture of a format version so that tests never modify the committed files.
+fn fixture_env(version: u8) -> Env {
     let env = Env::empty();
+    let fixture = format!("{FIXTURES}/repo-v{version}");
     let status =
-        std::process::Command::new("cp").arg("-a").arg(FIXTURE).arg(&env.repo).status().unwrap();
+        std::process::Command::new("cp").arg("-a").arg(fixture).arg(&env.repo).status().unwrap();
     assert!(status.success());
     // As a git checkout has it: without empty folders (locks/, audit/, most of data/).
     let status = std::process::Command::new("find")
@@ -33,13 +35,22 @@ fn run(env: &Env, args: &[&str]) -> std::process::Output {
 
 #[test]
 fn version_one_repository_opens_checks_and_restores() {
-    let env = fixture_env();
+    fixture_opens_checks_and_restores(1);
+}
+
+#[test]
+fn version_two_repository_opens_checks_and_restores() {
+    fixture_opens_checks_and_restores(2);
+}
+
+fn fixture_opens_checks_and_restores(version: u8) {
+    let env = fixture_env(version);
     let out = run(&env, &["snapshots", "--json"]);
     assert_success(&out);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let s = &list[0];
     assert_eq!(s["host"], "fixture-host");
-    assert_eq!(s["tags"], serde_json::json!(["v1"]));
+    assert_eq!(s["tags"], serde_json::json!([format!("v{version}")]));
     assert_eq!(s["paths"], serde_json::json!(["/tmp/fixture-src/docs"]));
     assert_eq!(s["time"], "2026-01-02T03:04:05+00:00");
 
@@ -51,7 +62,10 @@ fn version_one_repository_opens_checks_and_restores() {
         &["restore", "latest:/tmp/fixture-src/docs", "--target", target.to_str().unwrap()],
     );
     assert_success(&out);
-    assert_eq!(std::fs::read(target.join("readme.txt")).unwrap(), b"Aeon format v1 fixture\n");
+    assert_eq!(
+        std::fs::read_to_string(target.join("readme.txt")).unwrap(),
+        format!("Aeon format v{version} fixture\n")
+    );
     let pattern: Vec<u8> = (0..700_000u32).map(|i| ((i * 7 + 3) % 251) as u8).collect();
     assert_eq!(std::fs::read(target.join("pattern.bin")).unwrap(), pattern);
     assert_eq!(std::fs::read_link(target.join("link")).unwrap(), Path::new("readme.txt"));
@@ -67,15 +81,15 @@ fn version_one_repository_opens_checks_and_restores() {
     assert_success(&out);
     assert_success(&run(&env, &["check", "--read-data"]));
 
-    // It stays a version 1 repository: older clients sharing it can still read all of it.
+    // It keeps its version: older clients sharing it can still read all of it.
     let out = run(&env, &["cat", "config"]);
     assert_success(&out);
     let config: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-    assert_eq!(config["format_version"], 1);
+    assert_eq!(config["format_version"], version);
     for dir in ["data", "index", "snapshots"] {
         for entry in walkdir(&env.repo.join(dir)) {
             let bytes = std::fs::read(&entry).unwrap();
-            assert_eq!(bytes[4], 1, "{} is not of format version 1", entry.display());
+            assert_eq!(bytes[4], version, "{} is of another format version", entry.display());
         }
     }
 }
