@@ -36,7 +36,7 @@ fn process(data: &[u8], cipher: &Cipher, hasher: &IdHasher) -> usize {
 }
 
 fn run(list: &[PathBuf], threads: usize, with_read: bool, cache: &[Vec<u8>]) -> f64 {
-    let cipher = Cipher::new(&Key([1; 32]));
+    let cipher = Cipher::for_format(&Key([1; 32]), aeon_core::format::FORMAT_VERSION);
     let hasher = IdHasher::new(&Key([2; 32]));
     let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
@@ -72,9 +72,10 @@ fn main() {
     let mb = |secs: f64| bytes as f64 / secs / 1e6;
     println!("## In-memory pipeline limit\n");
     println!(
-        "{} files, {:.0} MB from {dir}: chunk (FastCDC 1 MiB), keyed BLAKE3, zstd:3, XChaCha20-Poly1305, no storage.\n",
+        "{} files, {:.0} MB from {dir}: chunk (FastCDC {} KiB average), keyed BLAKE3, zstd:3, XChaCha20-Poly1305, no storage.\n",
         list.len(),
-        bytes as f64 / 1e6
+        bytes as f64 / 1e6,
+        ChunkerParams::default().avg_size >> 10
     );
     println!("| stages | 1 core MB/s | {cores} cores MB/s |\n|---|---|---|");
     let (one, all) = (run(&list, 1, false, &cache), run(&list, cores, false, &cache));
