@@ -60,6 +60,7 @@ fn flipped_byte_is_named_by_check_and_refused_by_restore() {
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{err}");
+    assert!(err.contains("does not match its name"), "the pack as a whole is named: {err}");
     assert!(err.contains(&d.second), "the affected recovery point is named: {err}");
     assert!(!err.contains(&d.first), "the untouched recovery point is not: {err}");
 
@@ -77,6 +78,26 @@ fn flipped_byte_is_named_by_check_and_refused_by_restore() {
     let spec = format!("{}:{}", d.first, d.safe_dir.display());
     d.env.run_ok(&["restore", &spec, "--target", target.to_str().unwrap()]);
     assert_trees_equal(&d.safe_dir, &target);
+}
+
+/// The table and the header are checked as closely as the blobs: a byte flipped in either is
+/// named, and the recovery points of the pack's blobs with it.
+#[test]
+fn flipped_byte_in_table_or_header_is_named_by_check() {
+    for place in ["table", "header"] {
+        let d = setup();
+        let mut bytes = fs::read(&d.victim_pack).unwrap();
+        let at = if place == "table" { bytes.len() - 20 } else { 6 };
+        bytes[at] ^= 0x01;
+        fs::write(&d.victim_pack, &bytes).unwrap();
+        let out = d.env.run(&["check", "--read-data"]);
+        assert_eq!(out.status.code(), Some(4), "{place}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{place}: {err}");
+        assert!(err.contains("does not match its name"), "{place}: {err}");
+        assert!(err.contains(&d.second), "{place}: {err}");
+        assert!(!err.contains(&d.first), "{place}: {err}");
+    }
 }
 
 #[test]
