@@ -103,6 +103,9 @@ pub trait Backend: Send + Sync {
         *buf = self.read_range(t, name, offset, length)?;
         Ok(())
     }
+    /// Hints that the object will be read soon, so storage can start fetching it while the
+    /// caller works on something else. Only a hint: it may do nothing, and never fails.
+    fn prefetch(&self, _t: FileType, _name: &str) {}
     /// Stores an object atomically and durably: when this returns, it survives a crash.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Starts streaming an object to storage, or `None` where objects are stored whole (the

@@ -230,9 +230,14 @@ fn read_all_packs(
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&p) = todo.get(i) else { break };
                     let info = index.pack(p);
+                    // Reading a pack leaves the core idle; while it verifies this one, the pack a
+                    // worker will take next arrives (cheaper than more workers, which would
+                    // each hold a pack in memory).
+                    let ahead = todo.get(i + opts.threads.max(1)).map(|&a| index.pack(a).id);
                     let mut problems = verify_pack(
                         repo,
                         info.id,
+                        ahead,
                         expected.get(&p).map(Vec::as_slice).unwrap_or(&[]),
                         &mut buf,
                     );
@@ -281,6 +286,7 @@ fn read_all_packs(
 fn verify_pack(
     repo: &Repository,
     pack_id: Id,
+    ahead: Option<Id>,
     expected: &[(Id, crate::index::BlobLocation)],
     data: &mut Vec<u8>,
 ) -> Vec<(Option<Id>, String)> {
@@ -289,6 +295,9 @@ fn verify_pack(
         Ok(()) => {}
         Err(Error::ObjectNotFound { .. }) => return vec![(None, GONE.to_string())],
         Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
+    }
+    if let Some(ahead) = ahead {
+        repo.backend().prefetch(FileType::Pack, &ahead.to_hex());
     }
     let what = format!("pack {pack_id}");
     let table = pack::read_table(repo.cipher(), data, &what);
