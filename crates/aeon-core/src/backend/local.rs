@@ -156,12 +156,17 @@ impl Backend for LocalBackend {
         Ok(())
     }
 
-    fn prefetch(&self, t: FileType, name: &str) {
+    fn prefetch(&self, t: FileType, name: &str, offset: u64, length: u64) {
         use std::os::fd::AsRawFd;
+        let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
+            return;
+        };
         if let Ok(f) = File::open(self.path(t, name)) {
             // SAFETY: a plain system call on a descriptor this function owns; it reads no
-            // memory of ours. The kernel reads the file into its cache in the background.
-            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_WILLNEED) };
+            // memory of ours. The kernel reads the range into its cache in the background.
+            unsafe {
+                libc::posix_fadvise(f.as_raw_fd(), offset, length, libc::POSIX_FADV_WILLNEED)
+            };
         }
     }
 

@@ -103,9 +103,10 @@ pub trait Backend: Send + Sync {
         *buf = self.read_range(t, name, offset, length)?;
         Ok(())
     }
-    /// Hints that the object will be read soon, so storage can start fetching it while the
-    /// caller works on something else. Only a hint: it may do nothing, and never fails.
-    fn prefetch(&self, _t: FileType, _name: &str) {}
+    /// Hints that `length` bytes at `offset` of the object (`length` 0: to its end) will be
+    /// read soon, so storage can start fetching them while the caller works on something else.
+    /// Only a hint: it may do nothing, and never fails.
+    fn prefetch(&self, _t: FileType, _name: &str, _offset: u64, _length: u64) {}
     /// Stores an object atomically and durably: when this returns, it survives a crash.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
     /// Starts streaming an object to storage, or `None` where objects are stored whole (the

@@ -297,7 +297,7 @@ fn verify_pack(
         Err(e) => return vec![(None, format!("unreadable: {}", error_message(&e)))],
     }
     if let Some(ahead) = ahead {
-        repo.backend().prefetch(FileType::Pack, &ahead.to_hex());
+        repo.backend().prefetch(FileType::Pack, &ahead.to_hex(), 0, 0);
     }
     let what = format!("pack {pack_id}");
     let table = pack::read_table(repo.cipher(), data, &what);

@@ -363,7 +363,7 @@ impl<'a> Run<'a> {
             .map(|f| (f.path.as_path(), &f.node))
             .chain(finish.iter().map(|(p, n)| (p.as_path(), n)))
             .collect();
-        let failures = run_parallel(self.opts.threads, &items, |_: &mut (), (path, node)| {
+        let failures = run_parallel(self.opts.threads, &items, |_: &mut (), _, (path, node)| {
             apply_metadata(path, node, rules).err().map(|e| e.to_string())
         });
         summary.errors.extend(failures);
@@ -429,8 +429,9 @@ impl<'a> Run<'a> {
         let errors = Mutex::new(Vec::new());
         let written = AtomicU64::new(0);
         let out = Output { files, errors: &errors, written: &written, progress, rules };
-        run_parallel(self.opts.threads, &reads, |buf, read| {
-            restore_range(repo, read, buf, &out);
+        let threads = self.opts.threads.max(1);
+        run_parallel(self.opts.threads, &reads, |buf, i, read| {
+            restore_range(repo, read, reads.get(i + threads), buf, &out);
             None::<()>
         });
         summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
@@ -438,12 +439,12 @@ impl<'a> Run<'a> {
     }
 }
 
-/// Runs `work` on every item on `threads` threads, each with a state of its own (a buffer);
-/// returns what it reported.
+/// Runs `work` on every item (with its position) on `threads` threads, each with a state of its
+/// own (a buffer); returns what it reported.
 fn run_parallel<T: Sync, S: Default, R: Send>(
     threads: usize,
     items: &[T],
-    work: impl Fn(&mut S, &T) -> Option<R> + Sync,
+    work: impl Fn(&mut S, usize, &T) -> Option<R> + Sync,
 ) -> Vec<R> {
     let next = AtomicUsize::new(0);
     let reports = Mutex::new(Vec::new());
@@ -451,8 +452,10 @@ fn run_parallel<T: Sync, S: Default, R: Send>(
         for _ in 0..threads.max(1).min(items.len()) {
             s.spawn(|| {
                 let mut state = S::default();
-                while let Some(item) = items.get(next.fetch_add(1, Ordering::Relaxed)) {
-                    if let Some(r) = work(&mut state, item) {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(item) = items.get(i) else { break };
+                    if let Some(r) = work(&mut state, i, item) {
                         reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
                     }
                 }
@@ -499,8 +502,16 @@ struct Output<'a> {
     rules: MetadataRules<'a>,
 }
 
-/// Restores the blobs of one read; `data`: the thread's read buffer.
-fn restore_range(repo: &Repository, read: &PackRead, data: &mut Vec<u8>, out: &Output) {
+/// Restores the blobs of one read; `data`: the thread's read buffer. Once the read is in, storage
+/// is asked for `ahead`, the read a worker will take next, so that it arrives while this one is
+/// decrypted and written.
+fn restore_range(
+    repo: &Repository,
+    read: &PackRead,
+    ahead: Option<&PackRead>,
+    data: &mut Vec<u8>,
+    out: &Output,
+) {
     let (files, errors, written, progress) = (out.files, out.errors, out.written, out.progress);
     let (pack_id, blobs) = (read.pack_id, &read.blobs);
     let fail = |b: &BlobPlan, e: &Error| {
@@ -532,6 +543,13 @@ fn restore_range(repo: &Repository, read: &PackRead, data: &mut Vec<u8>, out: &O
             Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
             other => other,
         });
+    if let Some(next) = ahead
+        && let (Some(first), Some(last)) = (next.blobs.first(), next.blobs.last())
+    {
+        // Blobs are sorted by offset and do not overlap: the last one ends the read.
+        let (start, end) = (first.offset as u64, last.offset as u64 + last.length as u64);
+        repo.backend().prefetch(FileType::Pack, &next.pack_id.to_hex(), start, end - start);
+    }
     match read {
         Ok(()) => {}
         // Another location may have a good copy: fetch blob by blob from there.
