@@ -374,7 +374,8 @@ fn verify_tiled_pack(
     order.sort_by_key(|e| e.offset);
     let mut end = pack::FIRST_BLOB_OFFSET as usize;
     for e in &order {
-        if e.offset as usize != end {
+        // A box is never empty: an empty entry would share its offset with the next one.
+        if e.offset as usize != end || e.length == 0 {
             return None;
         }
         end += e.length as usize;
@@ -385,7 +386,7 @@ fn verify_tiled_pack(
     let (cipher, hasher) = (repo.cipher(), repo.hasher());
     let mut failed: HashMap<u32, String> = HashMap::new();
     for e in &order {
-        let sealed = &mut data[e.offset as usize..(e.offset + e.length) as usize];
+        let sealed = &mut data[e.offset as usize..e.offset as usize + e.length as usize];
         if let Err(err) =
             blob::verify_blob_in_place(cipher, hasher, e.blob_type, &e.id, sealed, e.raw_len)
         {
