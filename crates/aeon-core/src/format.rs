@@ -49,6 +49,12 @@ impl ObjectKind {
     }
 }
 
+/// Whether pack tables and index files of this format version hold their entries in columns
+/// (`pack::write_entry_columns`) rather than in rows.
+pub const fn entry_columns(version: u8) -> bool {
+    version >= 2
+}
+
 pub fn header(kind: ObjectKind, version: u8) -> [u8; HEADER_LEN] {
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], version, kind as u8, 0, 0]
 }

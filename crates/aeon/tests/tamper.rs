@@ -51,18 +51,9 @@ fn pack_id(p: &std::path::Path) -> String {
 #[test]
 fn flipped_byte_is_named_by_check_and_refused_by_restore() {
     let d = setup();
-    let mut bytes = fs::read(&d.victim_pack).unwrap();
-    let mid = bytes.len() / 2;
-    bytes[mid] ^= 0x01;
-    fs::write(&d.victim_pack, &bytes).unwrap();
-
-    let out = d.env.run(&["check", "--read-data"]);
-    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
-    let err = stderr(&out);
-    assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{err}");
-    assert!(err.contains("does not match its name"), "the pack as a whole is named: {err}");
-    assert!(err.contains(&d.second), "the affected recovery point is named: {err}");
-    assert!(!err.contains(&d.first), "the untouched recovery point is not: {err}");
+    let len = fs::metadata(&d.victim_pack).unwrap().len() as usize;
+    flip_byte(&d.victim_pack, len / 2);
+    check_names_damage(&d, "blob");
 
     // Restoring the damaged file fails clearly and leaves no wrong data behind.
     let target = d.env.path("restore-victim");
@@ -86,18 +77,28 @@ fn flipped_byte_is_named_by_check_and_refused_by_restore() {
 fn flipped_byte_in_table_or_header_is_named_by_check() {
     for place in ["table", "header"] {
         let d = setup();
-        let mut bytes = fs::read(&d.victim_pack).unwrap();
-        let at = if place == "table" { bytes.len() - 20 } else { 6 };
-        bytes[at] ^= 0x01;
-        fs::write(&d.victim_pack, &bytes).unwrap();
-        let out = d.env.run(&["check", "--read-data"]);
-        assert_eq!(out.status.code(), Some(4), "{place}: {}", stderr(&out));
-        let err = stderr(&out);
-        assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{place}: {err}");
-        assert!(err.contains("does not match its name"), "{place}: {err}");
-        assert!(err.contains(&d.second), "{place}: {err}");
-        assert!(!err.contains(&d.first), "{place}: {err}");
+        let len = fs::metadata(&d.victim_pack).unwrap().len() as usize;
+        flip_byte(&d.victim_pack, if place == "table" { len - 20 } else { 6 });
+        check_names_damage(&d, place);
     }
+}
+
+fn flip_byte(path: &std::path::Path, at: usize) {
+    let mut bytes = fs::read(path).unwrap();
+    bytes[at] ^= 0x01;
+    fs::write(path, &bytes).unwrap();
+}
+
+/// `check --read-data` fails naming the victim pack, as a whole too, and the recovery point
+/// that uses it, not the untouched one.
+fn check_names_damage(d: &Damaged, place: &str) {
+    let out = d.env.run(&["check", "--read-data"]);
+    assert_eq!(out.status.code(), Some(4), "{place}: {}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains(&format!("pack {}", pack_id(&d.victim_pack))), "{place}: {err}");
+    assert!(err.contains("does not match its name"), "{place}: the pack as a whole: {err}");
+    assert!(err.contains(&d.second), "{place}: the affected recovery point: {err}");
+    assert!(!err.contains(&d.first), "{place}: the untouched recovery point: {err}");
 }
 
 #[test]

@@ -368,8 +368,7 @@ fn verify_tiled_pack(
     expected: &[(Id, crate::index::BlobLocation)],
     data: &mut [u8],
 ) -> Option<Vec<(Option<Id>, String)>> {
-    let table_len = u32::from_le_bytes(data.get(data.len().checked_sub(4)?..)?.try_into().ok()?);
-    let table_start = (data.len() - 4).checked_sub(table_len as usize)?;
+    let table_start = pack::table_start(data, "pack").ok()?;
     let mut order: Vec<&pack::PackEntry> = table.iter().collect();
     order.sort_by_key(|e| e.offset);
     let mut end = pack::FIRST_BLOB_OFFSET as usize;

@@ -95,7 +95,7 @@ fn decode_packs(r: &mut Reader<'_>, plain_len: usize, columns: bool) -> Result<V
 impl IndexFile {
     pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
         let mut plain = Vec::new();
-        let columns = cipher.format_version() >= 2;
+        let columns = format::entry_columns(cipher.format_version());
         plain.push(match (columns, self.condemned.is_empty()) {
             (false, true) => INDEX_VERSION,
             (false, false) => INDEX_VERSION_CONDEMNED,

@@ -193,7 +193,7 @@ impl PackWriter {
     /// Appends the sealed table and returns the finished pack, ready to store. `cipher` must
     /// be of the format version the writer was made for.
     pub fn finish(mut self, cipher: &Cipher) -> Result<FinishedPack> {
-        let table = if cipher.format_version() >= 2 {
+        let table = if format::entry_columns(cipher.format_version()) {
             encode_table_columns(&self.entries)
         } else {
             encode_table_rows(&self.entries)
@@ -377,18 +377,22 @@ pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEn
     if mode != KEY_MODE_REPOSITORY {
         return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
     }
+    let table_start = table_start(pack, what)?;
+    let table = cipher.open(TABLE_AAD, &pack[table_start..pack.len() - 4], what)?;
+    decode_table(&table, table_start as u64, what)
+}
+
+/// Where the sealed table of a whole pack file starts, from the table length that ends it.
+pub fn table_start(pack: &[u8], what: &str) -> Result<usize> {
     if pack.len() < FIRST_BLOB_OFFSET as usize + 4 {
         return Err(Error::corrupt(what, "too short to hold a pack table"));
     }
     let len_pos = pack.len() - 4;
     let table_len = u32::from_le_bytes(pack[len_pos..].try_into().expect("4 bytes")) as usize;
-    let table_start =
-        len_pos
-            .checked_sub(table_len)
-            .filter(|&s| s >= FIRST_BLOB_OFFSET as usize)
-            .ok_or_else(|| Error::corrupt(what, "pack table length points outside the pack"))?;
-    let table = cipher.open(TABLE_AAD, &pack[table_start..len_pos], what)?;
-    decode_table(&table, table_start as u64, what)
+    len_pos
+        .checked_sub(table_len)
+        .filter(|&s| s >= FIRST_BLOB_OFFSET as usize)
+        .ok_or_else(|| Error::corrupt(what, "pack table length points outside the pack"))
 }
 
 #[cfg(test)]

@@ -78,6 +78,20 @@ impl Default for InitOptions {
     }
 }
 
+/// The config object: header, repository id (readable without the key), and the settings
+/// sealed with both as associated data.
+fn encode_config(
+    cipher: &Cipher,
+    repository_id: &[u8; 32],
+    settings: &Settings,
+) -> Result<Vec<u8>> {
+    let mut config = format::header(ObjectKind::Config, cipher.format_version()).to_vec();
+    config.extend_from_slice(repository_id);
+    let aad = config.clone();
+    cipher.seal_into(&aad, &format::to_cbor(settings), &mut config)?;
+    Ok(config)
+}
+
 /// The unencrypted part of the config: enough to tell a repository, and its version, before
 /// asking for a password.
 #[derive(Debug, Clone)]
@@ -172,10 +186,7 @@ impl Repository {
         )?;
         backend.write(FileType::Key, &Id::of_stored_bytes(&slot).to_hex(), &slot)?;
         let cipher = key.cipher(format::FORMAT_VERSION);
-        let mut config = format::header(ObjectKind::Config, cipher.format_version()).to_vec();
-        config.extend_from_slice(&repository_id);
-        let aad = config.clone();
-        cipher.seal_into(&aad, &format::to_cbor(&settings), &mut config)?;
+        let config = encode_config(&cipher, &repository_id, &settings)?;
         backend.write(FileType::Config, "config", &config)?;
         Ok(Repository {
             backend,
@@ -485,10 +496,7 @@ impl Repository {
     pub fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
         let mut settings = self.settings.clone();
         change(&mut settings);
-        let mut config = format::header(ObjectKind::Config, self.cipher.format_version()).to_vec();
-        config.extend_from_slice(&self.repository_id);
-        let aad = config.clone();
-        self.cipher.seal_into(&aad, &format::to_cbor(&settings), &mut config)?;
+        let config = encode_config(&self.cipher, &self.repository_id, &settings)?;
         self.backend.write(FileType::Config, "config", &config)?;
         self.settings = settings;
         Ok(())
