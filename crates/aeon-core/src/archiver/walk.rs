@@ -12,9 +12,9 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 
-use crossbeam_channel::{Sender, bounded};
+use crossbeam_channel::{Receiver, Sender, bounded};
 
-use super::{FileJob, Item, Shared};
+use super::{FILE_BATCH_BYTES, FILE_BATCH_FILES, FileBatch, FileJob, FileOutcome, Item, Shared};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
@@ -139,19 +139,33 @@ pub fn node_from_metadata(name: &[u8], md: &Metadata) -> Node {
 
 pub(super) struct Walker<'s, 'a> {
     pub shared: &'s Shared<'a>,
-    pub jobs: Sender<FileJob>,
+    jobs: Sender<FileBatch>,
     items: Sender<Vec<Item>>,
     /// Items not yet handed to the finisher. They go in batches: one channel message (and
     /// one wake-up of a sleeping finisher) per entry was a tenth of a no-change backup's walk.
     pending: RefCell<Vec<Item>>,
+    /// Files to read not yet handed to the readers.
+    files: RefCell<PendingFiles>,
+}
+
+#[derive(Default)]
+struct PendingFiles {
+    batch: Option<FileBatch>,
+    bytes: u64,
 }
 
 /// Items handed to the finisher at once.
 const ITEM_BATCH: usize = 256;
 
 impl<'s, 'a> Walker<'s, 'a> {
-    pub fn new(shared: &'s Shared<'a>, jobs: Sender<FileJob>, items: Sender<Vec<Item>>) -> Self {
-        Walker { shared, jobs, items, pending: RefCell::new(Vec::with_capacity(ITEM_BATCH)) }
+    pub fn new(shared: &'s Shared<'a>, jobs: Sender<FileBatch>, items: Sender<Vec<Item>>) -> Self {
+        Walker {
+            shared,
+            jobs,
+            items,
+            pending: RefCell::new(Vec::with_capacity(ITEM_BATCH)),
+            files: RefCell::default(),
+        }
     }
 
     /// Walks every source; returns early (quietly) if the backup is aborted.
@@ -182,9 +196,46 @@ impl<'s, 'a> Walker<'s, 'a> {
 
     /// Hands the pending items to the finisher; false if it has stopped.
     fn flush(&self) -> bool {
+        // Files first: the finisher waits for every file it is given, so none may still be here.
+        if !self.dispatch_files() {
+            return false;
+        }
         let batch =
             std::mem::replace(&mut *self.pending.borrow_mut(), Vec::with_capacity(ITEM_BATCH));
         batch.is_empty() || self.items.send(batch).is_ok()
+    }
+
+    /// Adds a file to the batch for the readers. Returns where the batch's outcomes will
+    /// arrive if the file begins a new batch (its item carries that to the finisher).
+    fn queue_file(&self, job: FileJob) -> Option<Receiver<Vec<Option<FileOutcome>>>> {
+        let mut pending = self.files.borrow_mut();
+        let mut receiver = None;
+        let size = job.before.size;
+        let batch = pending.batch.get_or_insert_with(|| {
+            let (done, rx) = bounded(1);
+            receiver = Some(rx);
+            FileBatch { files: Vec::with_capacity(FILE_BATCH_FILES), done }
+        });
+        batch.files.push(job);
+        let full = batch.files.len() >= FILE_BATCH_FILES;
+        pending.bytes += size;
+        if full || pending.bytes >= FILE_BATCH_BYTES {
+            drop(pending);
+            self.dispatch_files();
+        }
+        receiver
+    }
+
+    /// Hands the pending files to the readers; false if they have stopped.
+    fn dispatch_files(&self) -> bool {
+        let Some(batch) = std::mem::take(&mut *self.files.borrow_mut()).batch else {
+            return true;
+        };
+        let sent = self.jobs.send(batch).is_ok();
+        if !sent {
+            self.shared.abort.store(true, Ordering::SeqCst);
+        }
+        sent
     }
 
     fn load_parent_tree(&self, id: &Id) -> Option<Tree> {
@@ -305,16 +356,13 @@ impl<'s, 'a> Walker<'s, 'a> {
                 }
                 if previous.is_some() { &c.files_changed } else { &c.files_new }
                     .fetch_add(1, Ordering::Relaxed);
-                let (done_tx, done_rx) = bounded(1);
                 let job = FileJob {
                     path: path.to_path_buf(),
                     before: super::FileState::of(&node),
                     sparse: crate::metadata::SparseReader::looks_sparse(&md),
-                    done: done_tx,
                 };
-                if self.send(Item::File(node, done_rx)) && self.jobs.send(job).is_err() {
-                    self.shared.abort.store(true, Ordering::SeqCst);
-                }
+                let outcomes = self.queue_file(job);
+                self.send(Item::File(node, outcomes));
             }
             NodeKind::Symlink => match std::fs::read_link(path) {
                 Ok(target) => {
