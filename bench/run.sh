@@ -11,7 +11,9 @@ command -v restic >/dev/null && command -v borg >/dev/null || {
 command -v rustic >/dev/null || cargo install rustic-rs --locked
 cargo build --release -p aeon -p aeon-core --examples --bins
 mkdir -p bench/results
-python3 bench/bench.py --reps 1 --datasets src --tools aeon >/dev/null   # generates the datasets
-./target/release/examples/pipeline_limit bench/work/data/src > bench/results/limits.md
+python3 bench/bench.py --prepare-only
+{ printf '## In-memory pipeline limit\n\n'
+  for ds in src large small; do ./target/release/examples/pipeline_limit bench/work/data/$ds $ds; done
+} > bench/results/limits.md
 ./target/release/examples/index_memory 10000000 >> bench/results/limits.md
 exec python3 bench/bench.py "$@"

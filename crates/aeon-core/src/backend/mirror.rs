@@ -197,6 +197,25 @@ impl Backend for MirrorBackend {
         self.first(|l| l.backend.read_range(t, name, offset, length))
     }
 
+    fn read_range_into(
+        &self,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+        buf: &mut Vec<u8>,
+    ) -> Result<()> {
+        // Each location's own: a local one reads into the caller's buffer instead of a fresh one.
+        self.first(|l| l.backend.read_range_into(t, name, offset, length, buf))
+    }
+
+    fn prefetch(&self, t: FileType, name: &str, offset: u64, length: u64) {
+        // To the location the read will most likely go to: the first in read order.
+        if let Some(l) = self.read_order().first().filter(|l| !l.is_down()) {
+            l.backend.prefetch(t, name, offset, length);
+        }
+    }
+
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         self.all(t, name, |b| b.write(t, name, data))
     }
@@ -292,5 +311,98 @@ impl Backend for MirrorBackend {
         let order = self.read_order();
         let l = order.get(replica).ok_or_else(|| Error::InvalidInput("no such copy".into()))?;
         l.backend.read_range(t, name, offset, length)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::backend::LocalBackend;
+
+    /// A local location that records the hints and reads it is given.
+    struct Recording {
+        inner: LocalBackend,
+        calls: Mutex<Vec<String>>,
+    }
+
+    impl Recording {
+        fn new(dir: &std::path::Path) -> Arc<Recording> {
+            let inner = LocalBackend::new(dir);
+            inner.create().unwrap();
+            Arc::new(Recording { inner, calls: Mutex::new(Vec::new()) })
+        }
+        fn take(&self) -> Vec<String> {
+            std::mem::take(&mut *self.calls.lock().unwrap())
+        }
+    }
+
+    impl Backend for Recording {
+        fn location(&self) -> String {
+            self.inner.location()
+        }
+        fn create(&self) -> Result<()> {
+            self.inner.create()
+        }
+        fn location_exists(&self) -> Result<bool> {
+            self.inner.location_exists()
+        }
+        fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>> {
+            self.inner.stat(t, name)
+        }
+        fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
+            self.inner.read(t, name)
+        }
+        fn read_range(&self, t: FileType, name: &str, o: u64, l: u64) -> Result<Vec<u8>> {
+            self.calls.lock().unwrap().push(format!("read_range {name} {o} {l}"));
+            self.inner.read_range(t, name, o, l)
+        }
+        fn read_range_into(
+            &self,
+            t: FileType,
+            name: &str,
+            o: u64,
+            l: u64,
+            buf: &mut Vec<u8>,
+        ) -> Result<()> {
+            self.calls.lock().unwrap().push(format!("read_range_into {name} {o} {l}"));
+            self.inner.read_range_into(t, name, o, l, buf)
+        }
+        fn prefetch(&self, t: FileType, name: &str, o: u64, l: u64) {
+            self.calls.lock().unwrap().push(format!("prefetch {name} {o} {l}"));
+            self.inner.prefetch(t, name, o, l)
+        }
+        fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
+            self.inner.write(t, name, data)
+        }
+        fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
+            self.inner.list(t)
+        }
+        fn remove(&self, t: FileType, name: &str) -> Result<()> {
+            self.inner.remove(t, name)
+        }
+    }
+
+    #[test]
+    fn hints_and_buffered_reads_go_to_the_preferred_healthy_location() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b) = (Recording::new(&dir.path().join("a")), Recording::new(&dir.path().join("b")));
+        let mirror = MirrorBackend::new(vec![
+            Location::new("a".into(), a.clone()),
+            Location::new("b".into(), b.clone()),
+        ]);
+        mirror.write(FileType::Snapshot, "s", b"0123456789").unwrap();
+        mirror.prefetch(FileType::Snapshot, "s", 2, 4);
+        let mut buf = vec![9; 100];
+        mirror.read_range_into(FileType::Snapshot, "s", 2, 4, &mut buf).unwrap();
+        assert_eq!(buf, b"2345");
+        assert_eq!(a.take(), ["prefetch s 2 4", "read_range_into s 2 4"]);
+        assert!(b.take().is_empty());
+        // With the preferred one down, both go to the other.
+        mirror.locations[0].mark_down(&Error::InvalidInput("gone".into()));
+        mirror.prefetch(FileType::Snapshot, "s", 0, 0);
+        mirror.read_range_into(FileType::Snapshot, "s", 0, 3, &mut buf).unwrap();
+        assert_eq!(buf, b"012");
+        assert!(a.take().is_empty());
+        assert_eq!(b.take(), ["prefetch s 0 0", "read_range_into s 0 3"]);
     }
 }
