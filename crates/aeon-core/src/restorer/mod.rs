@@ -471,6 +471,16 @@ struct PackRead {
     blobs: Vec<BlobPlan>,
 }
 
+impl PackRead {
+    /// The bytes of the pack it reads, from its first blob to the end of its last; `None` if it
+    /// reads nothing.
+    fn range(&self) -> Option<(u64, u64)> {
+        let start = self.blobs.first()?.offset as u64;
+        let end = self.blobs.iter().map(|b| b.offset as u64 + b.length as u64).max()?;
+        Some((start, end))
+    }
+}
+
 /// Splits a pack's needed blobs (sorted by offset) into reads: a gap under `COALESCE_GAP` is
 /// read through rather than paid for with another request, and no read spans more than
 /// `MAX_READ`, so that even a batch within one pack keeps every worker busy.
@@ -523,10 +533,7 @@ fn restore_range(
             }
         }
     };
-    let Some(first) = blobs.first() else { return };
-    let range_start = first.offset as u64;
-    let range_end =
-        blobs.iter().map(|b| b.offset as u64 + b.length as u64).max().unwrap_or(range_start);
+    let Some((range_start, range_end)) = read.range() else { return };
     let read = repo
         .backend()
         .read_range_into(
@@ -543,11 +550,7 @@ fn restore_range(
             Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
             other => other,
         });
-    if let Some(next) = ahead
-        && let (Some(first), Some(last)) = (next.blobs.first(), next.blobs.last())
-    {
-        // Blobs are sorted by offset and do not overlap: the last one ends the read.
-        let (start, end) = (first.offset as u64, last.offset as u64 + last.length as u64);
+    if let Some((next, (start, end))) = ahead.and_then(|a| Some((a, a.range()?))) {
         repo.backend().prefetch(FileType::Pack, &next.pack_id.to_hex(), start, end - start);
     }
     match read {
