@@ -27,7 +27,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::blob::{self, BlobType, Compression};
 use crate::chunker::{Chunker, ChunkerParams, chunk_slice};
-use crate::direct_read::DirectReader;
+use crate::direct_read::ReadAhead;
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
@@ -735,9 +735,11 @@ impl FileReader<'_, '_> {
                         seed,
                     )?
                 } else {
-                    let mut direct = DirectReader::new(file);
-                    let complete = stream_chunks(&mut direct, &mut handle, params, seed)?;
-                    file = direct.into_inner();
+                    let mut ahead = ReadAhead::new(file);
+                    let complete = stream_chunks(&mut ahead, &mut handle, params, seed)?;
+                    file = ahead.into_inner().ok_or_else(|| {
+                        std::io::Error::other("the thread reading ahead stopped unexpectedly")
+                    })?;
                     complete
                 };
                 return Ok((complete, file, None));
