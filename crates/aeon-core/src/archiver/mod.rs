@@ -19,8 +19,8 @@ use std::fs::File;
 use std::io::Read;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset};
 use crossbeam_channel::{Receiver, Sender, bounded};
@@ -121,10 +121,16 @@ const WHOLE_READ_LIMIT: u64 = 16 << 20;
 struct FileOutcome {
     content: Vec<Id>,
     size_read: u64,
+    /// Read from the open file: the walker leaves them to the reader, which needs no path lookup.
+    xattrs: Vec<crate::tree::Xattr>,
 }
 
 struct FileJob {
     path: PathBuf,
+    /// The directory the file was listed in, open: the file is opened relative to it, which
+    /// saves looking up every component of its path again (and cannot land in a directory
+    /// renamed meanwhile).
+    dir: Option<Arc<File>>,
     /// What `lstat` said before reading: compared afterwards to detect changes during the read.
     before: FileState,
     sparse: bool,
@@ -650,12 +656,23 @@ fn run_compressor(shared: &Shared, rx: Receiver<Vec<ChunkJob>>, tx: Sender<Vec<S
     }
 }
 
-fn open_source(path: &std::path::Path) -> std::io::Result<File> {
-    // O_NOATIME keeps the backup from touching access times; only the owner (or root) may ask.
-    match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path) {
-        Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+fn open_source(job: &FileJob) -> std::io::Result<File> {
+    use rustix::fs::{Mode, OFlags, openat};
+    let (Some(dir), Some(name)) = (&job.dir, job.path.file_name()) else {
+        // O_NOATIME keeps the backup from touching access times; only the owner (or root) may.
+        let path = &job.path;
+        return match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path)
+        {
+            Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
+            other => other,
+        };
+    };
+    let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+    let fd = match openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
+        Err(rustix::io::Errno::PERM) => openat(dir, name, flags, Mode::empty()),
         other => other,
-    }
+    };
+    Ok(File::from(fd?))
 }
 
 fn run_reader(shared: &Shared, rx: Receiver<FileBatch>, chunks: Sender<Vec<ChunkJob>>) {
@@ -724,7 +741,7 @@ impl FileReader<'_, '_> {
             let size_hint = job.before.size;
             let large = size_hint > params.min_size as u64;
             let _slot = large.then(|| shared.large_files.acquire());
-            let mut file = open_source(&job.path)?;
+            let mut file = open_source(job)?;
             if job.sparse || size_hint > WHOLE_READ_LIMIT {
                 // Huge or sparse: stream it through the chunker's own buffer.
                 let complete = if job.sparse {
@@ -794,7 +811,15 @@ impl FileReader<'_, '_> {
                         ));
                     }
                 }
-                Some(Some(FileOutcome { content, size_read }))
+                let xattrs = match crate::metadata::read_xattrs_of(&file) {
+                    Ok(x) => x,
+                    Err(e) => {
+                        let path = job.path.display();
+                        shared.warn(format!("{path}: extended attributes not read: {e}"));
+                        Vec::new()
+                    }
+                };
+                Some(Some(FileOutcome { content, size_read, xattrs }))
             }
             Ok((false, ..)) => None,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -848,6 +873,7 @@ fn run_finisher(
                 if let Some(outcome) = outcomes.pop_front().flatten() {
                     n.content = outcome.content;
                     n.size = outcome.size_read;
+                    n.xattrs = outcome.xattrs;
                     c.total_bytes.fetch_add(n.size, Ordering::Relaxed);
                     stack.last_mut()?.push(n);
                 }
@@ -930,6 +956,23 @@ mod tests {
         files
     }
 
+    /// Backs `src` up into a new repository under `work`, without warnings, and checks that
+    /// the recovery point holds `files` files, each with its own content.
+    fn back_up_and_check_every_file(
+        work: &Path,
+        src: &Path,
+        files: usize,
+    ) -> (Repository, BackupResult) {
+        let mut repo = repository(&work.join("repo"));
+        let done =
+            backup(&repo, &BackupOptions::new(vec![src.to_path_buf()]), &NoProgress).unwrap();
+        assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+        repo.load_index().unwrap();
+        let root = repo.find_node(&done.snapshot.tree, &src.display().to_string()).unwrap();
+        assert_eq!(assert_tree(&repo, &root.subtree.unwrap(), src), files);
+        (repo, done)
+    }
+
     /// A reader reads the size the walk listed; a file that grew or shrank since is read to its
     /// end all the same, and reported as changed.
     #[test]
@@ -952,9 +995,12 @@ mod tests {
         };
         let md = std::fs::metadata(&path).unwrap();
         let listed = FileState::of(&walk::node_from_metadata(b"file", &md));
-        for size in [0, 1000, 300_000, 699_999, 700_000, 900_000] {
-            let job =
-                FileJob { path: path.clone(), before: FileState { size, ..listed }, sparse: false };
+        let dir = Arc::new(File::open(work.path()).unwrap());
+        for (i, size) in [0, 1000, 300_000, 699_999, 700_000, 900_000].into_iter().enumerate() {
+            // Opened relative to its directory, or by its path: the same either way.
+            let dir = (i % 2 == 0).then(|| dir.clone());
+            let before = FileState { size, ..listed };
+            let job = FileJob { path: path.clone(), dir, before, sparse: false };
             let outcome = reader.read(&job).unwrap().unwrap();
             assert_eq!(outcome.size_read, body.len() as u64, "listed as {size}");
             let warned = shared.warnings.lock().unwrap().len();
@@ -1007,13 +1053,32 @@ mod tests {
         let huge: Vec<u8> = (0..(WHOLE_READ_LIMIT + 12345)).map(|i| (i % 251) as u8).collect();
         std::fs::write(src.join("d4/huge"), huge).unwrap();
         files += 1;
-        let repo = repository(&work.path().join("repo"));
-        let done = backup(&repo, &BackupOptions::new(vec![src.clone()]), &NoProgress).unwrap();
-        assert!(done.warnings.is_empty(), "{:?}", done.warnings);
-        let mut repo = repo;
-        repo.load_index().unwrap();
-        let root = repo.find_node(&done.snapshot.tree, &src.display().to_string()).unwrap();
-        assert_eq!(assert_tree(&repo, &root.subtree.unwrap(), &src), files);
+        let (_, done) = back_up_and_check_every_file(work.path(), &src, files);
         assert_eq!(done.snapshot.summary.files_new, files as u64);
+    }
+
+    /// Files are opened relative to their open directory, and their extended attributes read
+    /// from the open file; past the cap on open directories, by path. Both ways must record
+    /// the same: every file's own content and attributes.
+    #[test]
+    fn files_in_more_directories_than_are_held_open_keep_content_and_xattrs() {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
+        let dirs = walk::MAX_OPEN_DIRS + 40;
+        for d in 0..dirs {
+            let dir = src.join(format!("{:03}", d / 100)).join(format!("d{d}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            let file = dir.join("f");
+            std::fs::write(&file, format!("file {d} ").repeat(d % 7 + 1)).unwrap();
+            xattr::set(&file, "user.which", d.to_string().as_bytes()).unwrap();
+        }
+        let (repo, done) = back_up_and_check_every_file(work.path(), &src, dirs);
+        for d in [0, walk::MAX_OPEN_DIRS - 1, walk::MAX_OPEN_DIRS, dirs - 1] {
+            let path = src.join(format!("{:03}", d / 100)).join(format!("d{d}")).join("f");
+            let node = repo.find_node(&done.snapshot.tree, &path.display().to_string()).unwrap();
+            let recorded: Vec<_> =
+                node.xattrs.iter().map(|x| (&x.name.0[..], &x.value.0[..])).collect();
+            assert_eq!(recorded, vec![(&b"user.which"[..], d.to_string().as_bytes())], "{d}");
+        }
     }
 }

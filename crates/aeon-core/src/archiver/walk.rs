@@ -146,6 +146,7 @@ pub(super) struct Walker<'s, 'a> {
     pending: RefCell<Vec<Item>>,
     /// Files to read not yet handed to the readers.
     files: RefCell<PendingFiles>,
+    open_dirs: OpenDirs,
 }
 
 #[derive(Default)]
@@ -165,6 +166,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             items,
             pending: RefCell::new(Vec::with_capacity(ITEM_BATCH)),
             files: RefCell::default(),
+            open_dirs: OpenDirs::default(),
         }
     }
 
@@ -265,7 +267,7 @@ impl<'s, 'a> Walker<'s, 'a> {
                             continue;
                         }
                     };
-                    let node = self.describe(path, name, &md, None);
+                    let node = self.describe(path, name, &md, None, true);
                     let sub = parent_subtree.and_then(|id| self.load_parent_tree(&id));
                     if !self.send(Item::EnterDir) {
                         return;
@@ -283,7 +285,14 @@ impl<'s, 'a> Walker<'s, 'a> {
     /// Extended attributes are taken from `previous` (the same entry in the parent recovery
     /// point) when its inode and ctime are unchanged: setting one changes the ctime, and not
     /// asking saves a system call (and a path lookup) per entry.
-    fn describe(&self, path: &Path, name: &[u8], md: &Metadata, previous: Option<&Node>) -> Node {
+    fn describe(
+        &self,
+        path: &Path,
+        name: &[u8],
+        md: &Metadata,
+        previous: Option<&Node>,
+        read_xattrs: bool,
+    ) -> Node {
         let mut node = node_from_metadata(name, md);
         node.user = self.shared.owners.user(node.uid);
         node.group = self.shared.owners.group(node.gid);
@@ -296,6 +305,9 @@ impl<'s, 'a> Walker<'s, 'a> {
             node.xattrs = p.xattrs.clone();
             return node;
         }
+        if !read_xattrs {
+            return node;
+        }
         match crate::metadata::read_xattrs(path) {
             Ok(x) => node.xattrs = x,
             Err(e) => {
@@ -306,12 +318,13 @@ impl<'s, 'a> Walker<'s, 'a> {
     }
 
     /// `entry`: the directory entry of `path` when listed from its directory, whose metadata
-    /// is read relative to the open directory instead of by a lookup of the whole path.
+    /// is read relative to the listing instead of by a lookup of the whole path, and the
+    /// directory, opened on demand for the readers to open its files relative to.
     fn walk_entry(
         &self,
         path: &Path,
         name: &[u8],
-        entry: Option<&std::fs::DirEntry>,
+        entry: Option<(&std::fs::DirEntry, &DirForReaders)>,
         parent_node: Option<&Node>,
         root_device: Option<u64>,
     ) {
@@ -322,7 +335,7 @@ impl<'s, 'a> Walker<'s, 'a> {
         if opts.excludes.matches(path) {
             return;
         }
-        let md = match entry.map_or_else(|| std::fs::symlink_metadata(path), |e| e.metadata()) {
+        let md = match entry.map_or_else(|| std::fs::symlink_metadata(path), |e| e.0.metadata()) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 self.shared
@@ -337,7 +350,9 @@ impl<'s, 'a> Walker<'s, 'a> {
         if md.is_file() && opts.exclude_larger_than.is_some_and(|limit| md.len() > limit) {
             return;
         }
-        let mut node = self.describe(path, name, &md, parent_node);
+        // A file's extended attributes are read by the reader that opens it, from the open
+        // file; one not read (unchanged) keeps those of its parent.
+        let mut node = self.describe(path, name, &md, parent_node, !md.is_file());
         let c = &self.shared.counters;
         match node.kind {
             NodeKind::Dir => {
@@ -358,6 +373,7 @@ impl<'s, 'a> Walker<'s, 'a> {
                     .fetch_add(1, Ordering::Relaxed);
                 let job = FileJob {
                     path: path.to_path_buf(),
+                    dir: entry.and_then(|(_, dir)| dir.get(&self.open_dirs)),
                     before: super::FileState::of(&node),
                     sparse: crate::metadata::SparseReader::looks_sparse(&md),
                 };
@@ -440,13 +456,14 @@ impl<'s, 'a> Walker<'s, 'a> {
                 if let Some(keep) = &marker {
                     entries.retain(|(n, _)| n.as_bytes() == keep.as_slice());
                 }
+                let dir = DirForReaders::new(path);
                 for (name, entry) in &entries {
                     let child_parent = parent_tree.as_ref().and_then(|t| t.find(name.as_bytes()));
                     let child = path.join(name);
                     self.walk_entry(
                         &child,
                         name.as_bytes(),
-                        Some(entry),
+                        Some((entry, &dir)),
                         child_parent,
                         root_device,
                     );
@@ -458,6 +475,52 @@ impl<'s, 'a> Walker<'s, 'a> {
             Err(e) => self.shared.warn(format!("{}: {e} (contents skipped)", path.display())),
         }
         self.send(Item::LeaveDir(node, parent_subtree));
+    }
+}
+
+/// Directories kept open for readers at once, at most. Each queued file holds its directory
+/// open until read, and a tree of one file per directory would otherwise hold thousands: files
+/// beyond this are opened by their whole path, as before.
+pub(super) const MAX_OPEN_DIRS: usize = 256;
+
+/// A directory being walked, opened the first time one of its files is queued.
+pub(super) struct DirForReaders<'p> {
+    path: &'p Path,
+    open: std::cell::OnceCell<Option<Arc<std::fs::File>>>,
+}
+
+impl<'p> DirForReaders<'p> {
+    fn new(path: &'p Path) -> Self {
+        DirForReaders { path, open: std::cell::OnceCell::new() }
+    }
+
+    /// The open directory, or `None` (files are then opened by path) if it cannot be opened or
+    /// `open_dirs` are already held.
+    fn get(&self, open_dirs: &OpenDirs) -> Option<Arc<std::fs::File>> {
+        self.open.get_or_init(|| open_dirs.open(self.path)).clone()
+    }
+}
+
+/// Counts the directories held open for readers (see [`MAX_OPEN_DIRS`]).
+#[derive(Default)]
+pub(super) struct OpenDirs {
+    held: RefCell<Vec<std::sync::Weak<std::fs::File>>>,
+}
+
+impl OpenDirs {
+    fn open(&self, path: &Path) -> Option<Arc<std::fs::File>> {
+        use rustix::fs::{Mode, OFlags};
+        let mut held = self.held.borrow_mut();
+        if held.len() >= MAX_OPEN_DIRS {
+            held.retain(|d| d.strong_count() > 0);
+            if held.len() >= MAX_OPEN_DIRS {
+                return None;
+            }
+        }
+        let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
+        let dir = Arc::new(std::fs::File::from(rustix::fs::open(path, flags, Mode::empty()).ok()?));
+        held.push(Arc::downgrade(&dir));
+        Some(dir)
     }
 }
 
@@ -624,6 +687,19 @@ mod tests {
         let sources = [root, single];
         assert_eq!(scan_ahead(&sources, 3, &excludes, true, &|| false), Some((5, 68)));
         assert_eq!(scan_ahead(&sources, 3, &excludes, false, &|| true), None);
+    }
+
+    #[test]
+    fn no_more_directories_are_held_open_than_the_cap() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = OpenDirs::default();
+        let held: Vec<_> = (0..MAX_OPEN_DIRS).map(|_| open.open(dir.path()).unwrap()).collect();
+        assert!(open.open(dir.path()).is_none(), "one past the cap");
+        drop(held);
+        assert!(open.open(dir.path()).is_some(), "released ones make room");
+        // A file is not a directory to open files relative to.
+        std::fs::write(dir.path().join("f"), b"x").unwrap();
+        assert!(open.open(&dir.path().join("f")).is_none());
     }
 
     #[test]

@@ -19,14 +19,28 @@ fn unsupported(e: &std::io::Error) -> bool {
 /// Reads every extended attribute of `path` without following a symlink. File systems without
 /// xattr support yield none; other errors are returned so the caller can warn.
 pub fn read_xattrs(path: &Path) -> std::io::Result<Vec<Xattr>> {
-    let names = match xattr::list(path) {
+    collect_xattrs(|| xattr::list(path), |name| xattr::get(path, name))
+}
+
+/// [`read_xattrs`] of an open file: no lookup of its path, which in a deep tree cost more than
+/// listing the attributes.
+pub fn read_xattrs_of(file: &std::fs::File) -> std::io::Result<Vec<Xattr>> {
+    use xattr::FileExt;
+    collect_xattrs(|| file.list_xattr(), |name| file.get_xattr(name))
+}
+
+fn collect_xattrs<L: Iterator<Item = std::ffi::OsString>>(
+    list: impl FnOnce() -> std::io::Result<L>,
+    get: impl Fn(&std::ffi::OsStr) -> std::io::Result<Option<Vec<u8>>>,
+) -> std::io::Result<Vec<Xattr>> {
+    let names = match list() {
         Ok(names) => names,
         Err(e) if unsupported(&e) => return Ok(Vec::new()),
         Err(e) => return Err(e),
     };
     let mut out = Vec::new();
     for name in names {
-        match xattr::get(path, &name) {
+        match get(&name) {
             Ok(Some(value)) => {
                 out.push(Xattr { name: RawName(name.as_bytes().to_vec()), value: RawName(value) })
             }
