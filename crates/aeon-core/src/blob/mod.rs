@@ -105,6 +105,15 @@ impl<'de> Deserialize<'de> for Compression {
     }
 }
 
+/// Blobs shorter than this are compressed at zstd level 1 when the level asked for is a fast one
+/// (3 or less). Below 16 KiB zstd takes its parameters from a table for small inputs, in which
+/// level 1 compresses as well as level 3 for a third less CPU: 200,000 small files stored 1%
+/// smaller (285.8 against 288.6 MB) with 2.4 instead of 3.6 CPU-s; the source-tree set stayed
+/// within the chunk seed's noise (238.8-239.1 against 238.9 MB) with 5-10% less CPU. Higher
+/// levels are kept as asked: whoever chose one wants the smallest repository.
+const SMALL_BLOB_LEN: usize = 16 * 1024;
+const FAST_LEVEL_MAX: i32 = 3;
+
 /// Chunks at least this long are probed before zstd compresses them: [`Codec::worth_compressing`].
 const PROBE_MIN_LEN: usize = 64 * 1024;
 /// The probe compresses this many evenly spaced samples of this length...
@@ -185,6 +194,8 @@ impl Codec {
         match compression {
             Compression::None => {}
             Compression::Zstd(level) => {
+                let small = data.len() < SMALL_BLOB_LEN && level <= FAST_LEVEL_MAX;
+                let level = if small { 1 } else { level };
                 if self.worth_compressing(data)
                     && let Some(n) = self.zstd_into(level, data, false)
                     && n < data.len()
@@ -454,6 +465,30 @@ mod tests {
         #[test]
         fn decode_payload_never_panics(p in proptest::collection::vec(any::<u8>(), 0..200), n in 0u32..10_000) {
             let _ = decode_payload(&p, n, "t");
+        }
+    }
+
+    #[test]
+    fn small_blobs_take_level_one_at_the_fast_levels_only() {
+        let text: Vec<u8> = (0..12_000u32)
+            .flat_map(|i| format!("line {} of {}\n", i % 97, i % 13).into_bytes())
+            .collect();
+        for (len, level, expected) in [
+            (SMALL_BLOB_LEN - 1, 3, 1),
+            (SMALL_BLOB_LEN - 1, 2, 1),
+            (SMALL_BLOB_LEN - 1, 19, 19),
+            (SMALL_BLOB_LEN, 3, 3),
+            (4 * SMALL_BLOB_LEN, 3, 3),
+        ] {
+            let data = &text[..len];
+            let mut payload = Vec::new();
+            encode_payload(Compression::Zstd(level), data, &mut payload);
+            let want = zstd::bulk::compress(data, expected).unwrap();
+            let other = if expected == 1 { level } else { 1 };
+            assert!(zstd::bulk::compress(data, other).unwrap() != want, "levels must differ here");
+            assert_eq!(payload[0], CODEC_ZSTD);
+            assert!(payload[1..] == want[..], "{len} bytes at level {level}");
+            assert_eq!(decode_payload(&payload, len as u32, "blob").unwrap(), data);
         }
     }
 
