@@ -9,7 +9,7 @@
 //! ```
 //! Files unchanged since the parent recovery point (same size, mtime, ctime, inode) are not
 //! read: their content list is taken from the parent. Small files and small chunks travel in
-//! batches ([`FileBatch`], [`ChunkBatcher`]): on two cores, a message per file spent a fifth of
+//! batches (`FileBatch`, `ChunkBatcher`): on two cores, a message per file spent a fifth of
 //! the CPU on wake-ups and context switches.
 
 mod walk;

@@ -613,7 +613,7 @@ pub fn scan_ahead(
     (!stopped.into_inner()).then(|| (files.into_inner(), bytes.into_inner()))
 }
 
-/// A [`scan_ahead`] of a backup's sources on threads of its own, started before the repository
+/// A `scan_ahead` of a backup's sources on threads of its own, started before the repository
 /// is open: the disk answers the first listings while the key is derived (Argon2id keeps both
 /// cores busy for 0.14 s, during which a cold walk would otherwise not have begun). Hand it to
 /// [`super::backup_after_scan`]; dropped, it stops.
