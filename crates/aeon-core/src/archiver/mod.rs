@@ -676,14 +676,7 @@ fn open_source(job: &FileJob) -> std::io::Result<File> {
 }
 
 fn run_reader(shared: &Shared, rx: Receiver<FileBatch>, chunks: Sender<Vec<ChunkJob>>) {
-    let mut reader = FileReader {
-        shared,
-        params: shared.repo.settings().chunker,
-        seed: shared.repo.chunker_seed(),
-        zero_ids: HashMap::new(),
-        buffer: Vec::new(),
-        chunks: ChunkBatcher::new(chunks),
-    };
+    let mut reader = FileReader::new(shared, chunks);
     for batch in rx.iter() {
         let mut outcomes = Vec::with_capacity(batch.files.len());
         for job in &batch.files {
@@ -714,7 +707,19 @@ struct FileReader<'s, 'a> {
     chunks: ChunkBatcher,
 }
 
-impl FileReader<'_, '_> {
+impl<'s, 'a> FileReader<'s, 'a> {
+    /// A reader for the files of `shared`'s backup; their new chunks go to `chunks`.
+    fn new(shared: &'s Shared<'a>, chunks: Sender<Vec<ChunkJob>>) -> Self {
+        FileReader {
+            shared,
+            params: shared.repo.settings().chunker,
+            seed: shared.repo.chunker_seed(),
+            zero_ids: HashMap::new(),
+            buffer: Vec::new(),
+            chunks: ChunkBatcher::new(chunks),
+        }
+    }
+
     /// Reads, chunks and hashes one file, queueing its new chunks. `Some(None)`: the file was
     /// skipped with a warning; `None`: the backup is stopping.
     fn read(&mut self, job: &FileJob) -> Option<Option<FileOutcome>> {
@@ -973,6 +978,31 @@ mod tests {
         (repo, done)
     }
 
+    /// A file replaced by a symlink between the listing and the read is skipped with a warning,
+    /// not followed: following it would store another file's content under this file's name.
+    #[test]
+    fn a_file_swapped_for_a_symlink_after_listing_is_skipped_not_followed() {
+        let work = tempfile::tempdir().unwrap();
+        let repo = repository(&work.path().join("repo"));
+        let path = work.path().join("file");
+        std::fs::write(&path, b"listed content").unwrap();
+        let secret = work.path().join("secret");
+        std::fs::write(&secret, b"someone else's content").unwrap();
+        let opts = BackupOptions::new(vec![work.path().to_path_buf()]);
+        let shared = Shared::new(&repo, &opts, &NoProgress);
+        let (tx, _rx) = bounded(64);
+        let mut reader = FileReader::new(&shared, tx);
+        let md = std::fs::metadata(&path).unwrap();
+        let before = FileState::of(&walk::node_from_metadata(b"file", &md));
+        std::fs::remove_file(&path).unwrap();
+        std::os::unix::fs::symlink(&secret, &path).unwrap();
+        let dir = Some(Arc::new(File::open(work.path()).unwrap()));
+        let job = FileJob { path: path.clone(), dir, before, sparse: false };
+        assert!(reader.read(&job).unwrap().is_none(), "the symlink must not be read");
+        let warnings = shared.warnings.lock().unwrap().clone();
+        assert!(warnings.len() == 1 && warnings[0].contains("file skipped"), "{warnings:?}");
+    }
+
     /// A reader reads the size the walk listed; a file that grew or shrank since is read to its
     /// end all the same, and reported as changed.
     #[test]
@@ -985,14 +1015,7 @@ mod tests {
         let opts = BackupOptions::new(vec![path.clone()]);
         let shared = Shared::new(&repo, &opts, &NoProgress);
         let (tx, rx) = bounded(64);
-        let mut reader = FileReader {
-            shared: &shared,
-            params: repo.settings().chunker,
-            seed: repo.chunker_seed(),
-            zero_ids: HashMap::new(),
-            buffer: Vec::new(),
-            chunks: ChunkBatcher::new(tx),
-        };
+        let mut reader = FileReader::new(&shared, tx);
         let md = std::fs::metadata(&path).unwrap();
         let listed = FileState::of(&walk::node_from_metadata(b"file", &md));
         let dir = Arc::new(File::open(work.path()).unwrap());
