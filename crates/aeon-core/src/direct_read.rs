@@ -236,6 +236,18 @@ mod tests {
     use super::*;
     use std::io::{Seek, Write};
 
+    /// Everything `r` gives, asked for `piece` bytes at a time.
+    fn read_in_pieces(r: &mut impl Read, piece: usize) -> Vec<u8> {
+        let (mut got, mut buf) = (Vec::new(), vec![0u8; piece]);
+        loop {
+            let n = r.read(&mut buf).unwrap();
+            if n == 0 {
+                return got;
+            }
+            got.extend_from_slice(&buf[..n]);
+        }
+    }
+
     fn pattern(len: usize) -> Vec<u8> {
         (0..len).map(|i| (i * 7 + i / 4099) as u8).collect()
     }
@@ -249,15 +261,7 @@ mod tests {
             std::fs::write(&path, &data).unwrap();
             for chunk in [1usize, 1000, 4096, BLOCK, 4 * BLOCK] {
                 let mut r = DirectReader::new(File::open(&path).unwrap());
-                let mut got = Vec::new();
-                let mut piece = vec![0u8; chunk];
-                loop {
-                    let n = r.read(&mut piece).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&piece[..n]);
-                }
+                let got = read_in_pieces(&mut r, chunk);
                 assert_eq!(got.len(), data.len(), "length {len}, reads of {chunk}");
                 assert!(got == data, "content differs: length {len}, reads of {chunk}");
             }
@@ -273,16 +277,8 @@ mod tests {
             std::fs::write(&path, &data).unwrap();
             for chunk in [1000usize, BLOCK, 3 * BLOCK] {
                 let mut r = ReadAhead::new(File::open(&path).unwrap());
-                let mut got = Vec::new();
-                let mut piece = vec![0u8; chunk];
-                loop {
-                    let n = r.read(&mut piece).unwrap();
-                    if n == 0 {
-                        break;
-                    }
-                    got.extend_from_slice(&piece[..n]);
-                }
-                assert_eq!(r.read(&mut piece).unwrap(), 0, "the end stays the end");
+                let got = read_in_pieces(&mut r, chunk);
+                assert_eq!(r.read(&mut [0u8; 16]).unwrap(), 0, "the end stays the end");
                 assert_eq!(got.len(), data.len(), "length {len}, reads of {chunk}");
                 assert!(got == data, "content differs: length {len}, reads of {chunk}");
                 let file = r.into_inner().expect("the file comes back");

@@ -17,7 +17,6 @@ mod walk;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -656,20 +655,19 @@ fn run_compressor(shared: &Shared, rx: Receiver<Vec<ChunkJob>>, tx: Sender<Vec<S
     }
 }
 
+/// Opens a file to read: relative to its directory when that is open, by path otherwise, and
+/// never through a symlink (one swapped in since the listing would put another file's content
+/// under this name).
 fn open_source(job: &FileJob) -> std::io::Result<File> {
-    use rustix::fs::{Mode, OFlags, openat};
-    let (Some(dir), Some(name)) = (&job.dir, job.path.file_name()) else {
-        // O_NOATIME keeps the backup from touching access times; only the owner (or root) may.
-        let path = &job.path;
-        return match std::fs::OpenOptions::new().read(true).custom_flags(libc::O_NOATIME).open(path)
-        {
-            Err(e) if e.raw_os_error() == Some(libc::EPERM) => File::open(path),
-            other => other,
-        };
+    use rustix::fs::{Mode, OFlags, open, openat};
+    let open_with = |flags| match (&job.dir, job.path.file_name()) {
+        (Some(dir), Some(name)) => openat(dir, name, flags, Mode::empty()),
+        _ => open(&job.path, flags, Mode::empty()),
     };
     let flags = OFlags::RDONLY | OFlags::CLOEXEC | OFlags::NOFOLLOW;
-    let fd = match openat(dir, name, flags | OFlags::NOATIME, Mode::empty()) {
-        Err(rustix::io::Errno::PERM) => openat(dir, name, flags, Mode::empty()),
+    // O_NOATIME keeps the backup from touching access times; only the owner (or root) may ask.
+    let fd = match open_with(flags | OFlags::NOATIME) {
+        Err(rustix::io::Errno::PERM) => open_with(flags),
         other => other,
     };
     Ok(File::from(fd?))

@@ -267,7 +267,7 @@ impl<'s, 'a> Walker<'s, 'a> {
                             continue;
                         }
                     };
-                    let node = self.describe(path, name, &md, None, true);
+                    let node = self.describe(path, name, &md, None);
                     let sub = parent_subtree.and_then(|id| self.load_parent_tree(&id));
                     if !self.send(Item::EnterDir) {
                         return;
@@ -284,15 +284,9 @@ impl<'s, 'a> Walker<'s, 'a> {
     /// The node for `path` with everything the backup records: owner names and xattrs too.
     /// Extended attributes are taken from `previous` (the same entry in the parent recovery
     /// point) when its inode and ctime are unchanged: setting one changes the ctime, and not
-    /// asking saves a system call (and a path lookup) per entry.
-    fn describe(
-        &self,
-        path: &Path,
-        name: &[u8],
-        md: &Metadata,
-        previous: Option<&Node>,
-        read_xattrs: bool,
-    ) -> Node {
+    /// asking saves a system call (and a path lookup) per entry. A regular file's are left to
+    /// the reader that opens it, which reads them from the open file.
+    fn describe(&self, path: &Path, name: &[u8], md: &Metadata, previous: Option<&Node>) -> Node {
         let mut node = node_from_metadata(name, md);
         node.user = self.shared.owners.user(node.uid);
         node.group = self.shared.owners.group(node.gid);
@@ -305,7 +299,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             node.xattrs = p.xattrs.clone();
             return node;
         }
-        if !read_xattrs {
+        if md.is_file() {
             return node;
         }
         match crate::metadata::read_xattrs(path) {
@@ -350,9 +344,7 @@ impl<'s, 'a> Walker<'s, 'a> {
         if md.is_file() && opts.exclude_larger_than.is_some_and(|limit| md.len() > limit) {
             return;
         }
-        // A file's extended attributes are read by the reader that opens it, from the open
-        // file; one not read (unchanged) keeps those of its parent.
-        let mut node = self.describe(path, name, &md, parent_node, !md.is_file());
+        let mut node = self.describe(path, name, &md, parent_node);
         let c = &self.shared.counters;
         match node.kind {
             NodeKind::Dir => {

@@ -550,7 +550,9 @@ fn restore_range(
             Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
             other => other,
         });
-    if let Some((next, (start, end))) = ahead.and_then(|a| Some((a, a.range()?))) {
+    if let Some(next) = ahead
+        && let Some((start, end)) = next.range()
+    {
         repo.backend().prefetch(FileType::Pack, &next.pack_id.to_hex(), start, end - start);
     }
     match read {
