@@ -44,6 +44,73 @@ impl LocalBackend {
         Ok(())
     }
 
+    /// The files of one folder (names starting with '.' are uploads in progress).
+    fn list_folder(&self, dir: &Path) -> Result<Vec<ObjectInfo>> {
+        let mut out = Vec::new();
+        let rd = match fs::read_dir(dir) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+            Err(e) => return Err(self.err(dir, e)),
+        };
+        for entry in rd {
+            let entry = entry.map_err(|e| self.err(dir, e))?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with('.') {
+                continue;
+            }
+            let md = match entry.metadata() {
+                Ok(md) => md,
+                // Removed between the listing and the stat (a lock released, a pack pruned): it
+                // is simply no longer there.
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(self.err(&entry.path(), e)),
+            };
+            if md.is_file() {
+                out.push(ObjectInfo { name, size: md.len() });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The files of many folders, listed by several threads at once. With a cold cache each
+    /// folder costs the disk a few small random reads; one at a time, the 256 pack folders take
+    /// 0.2 s of an SSD's latency, several at a time a fraction of that.
+    fn list_folders(&self, folders: &[PathBuf]) -> Result<Vec<ObjectInfo>> {
+        let threads = LISTING_THREADS.min(folders.len());
+        if threads <= 1 {
+            let mut out = Vec::new();
+            for f in folders {
+                out.extend(self.list_folder(f)?);
+            }
+            return Ok(out);
+        }
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let work = || {
+            let mut out = Vec::new();
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let Some(folder) = folders.get(i) else { return Ok(out) };
+                out.extend(self.list_folder(folder)?);
+            }
+        };
+        let listed: Vec<Result<Vec<ObjectInfo>>> = std::thread::scope(|s| {
+            // A helper that cannot be started leaves its share to the others and to this thread.
+            let helpers: Vec<_> = (1..threads)
+                .filter_map(|_| std::thread::Builder::new().spawn_scoped(s, work).ok())
+                .collect();
+            let mut listed = vec![work()];
+            for h in helpers {
+                listed.push(h.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)));
+            }
+            listed
+        });
+        let mut out = Vec::new();
+        for part in listed {
+            out.extend(part?);
+        }
+        Ok(out)
+    }
+
     fn err(&self, path: &Path, e: std::io::Error) -> Error {
         if e.kind() == ErrorKind::NotFound {
             Error::ObjectNotFound { kind: "object", id: path.display().to_string() }
@@ -52,6 +119,9 @@ impl LocalBackend {
         }
     }
 }
+
+/// Folders listed at once by [`LocalBackend::list`]: enough to keep an SSD's queue busy.
+const LISTING_THREADS: usize = 8;
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -229,50 +299,26 @@ impl Backend for LocalBackend {
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {
-        let mut out = Vec::new();
-        let mut list_dir = |d: &Path| -> Result<()> {
-            let rd = match fs::read_dir(d) {
-                Ok(rd) => rd,
-                Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
-                Err(e) => return Err(self.err(d, e)),
-            };
-            for entry in rd {
-                let entry = entry.map_err(|e| self.err(d, e))?;
-                let name = entry.file_name().to_string_lossy().into_owned();
-                if name.starts_with('.') {
-                    continue;
-                }
-                let md = match entry.metadata() {
-                    Ok(md) => md,
-                    // Removed between the listing and the stat (a lock released, a pack pruned):
-                    // it is simply no longer there.
-                    Err(e) if e.kind() == ErrorKind::NotFound => continue,
-                    Err(e) => return Err(self.err(&entry.path(), e)),
-                };
-                if md.is_file() {
-                    out.push(ObjectInfo { name, size: md.len() });
-                }
-            }
-            Ok(())
-        };
-        match t {
-            FileType::Config => {}
+        let mut out = match t {
+            FileType::Config => Vec::new(),
             FileType::Pack => {
                 let data = self.root.join("data");
                 let rd = match fs::read_dir(&data) {
                     Ok(rd) => rd,
-                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(out),
+                    Err(e) if e.kind() == ErrorKind::NotFound => return Ok(Vec::new()),
                     Err(e) => return Err(self.err(&data, e)),
                 };
+                let mut folders = Vec::new();
                 for sub in rd {
                     let sub = sub.map_err(|e| self.err(&data, e))?;
                     if sub.file_type().map(|ft| ft.is_dir()).unwrap_or(false) {
-                        list_dir(&sub.path())?;
+                        folders.push(sub.path());
                     }
                 }
+                self.list_folders(&folders)?
             }
-            _ => list_dir(&self.root.join(t.dir()))?,
-        }
+            _ => self.list_folder(&self.root.join(t.dir()))?,
+        };
         out.sort_by(|a, b| a.name.cmp(&b.name));
         Ok(out)
     }
@@ -338,5 +384,26 @@ mod tests {
         b.remove(FileType::Pack, "abcdef").unwrap();
         assert_eq!(b.stat(FileType::Pack, "abcdef").unwrap(), None);
         assert!(matches!(b.read(FileType::Index, "x"), Err(Error::ObjectNotFound { .. })));
+    }
+
+    #[test]
+    fn packs_in_every_folder_are_listed_once_with_their_sizes() {
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        // More folders than listing threads, some with several packs, one with an upload in
+        // progress that is not an object yet.
+        let mut want = Vec::new();
+        for i in 0..40u32 {
+            for j in 0..(i % 3 + 1) {
+                let name = format!("{:02x}{:060x}", i * 6, j);
+                let data = vec![7u8; (i * 10 + j) as usize];
+                b.write(FileType::Pack, &name, &data).unwrap();
+                want.push(ObjectInfo { name, size: data.len() as u64 });
+            }
+        }
+        std::fs::write(dir.path().join("repo/data/06/.tmp-upload-1"), b"partial").unwrap();
+        want.sort_by(|a, b| a.name.cmp(&b.name));
+        assert_eq!(b.list(FileType::Pack).unwrap(), want);
     }
 }
