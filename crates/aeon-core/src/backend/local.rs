@@ -123,6 +123,12 @@ impl LocalBackend {
 /// Folders listed at once by [`LocalBackend::list`]: enough to keep an SSD's queue busy.
 const LISTING_THREADS: usize = 8;
 
+/// The piece of a file one read-ahead hint asks for. The kernel reads no more per hint than
+/// the device's read-ahead window or its largest request (128 KiB and 1.25 MiB on a default
+/// SATA disk; 8 MiB and 4 MiB on the development machine), so a whole pack is asked for in
+/// pieces no larger than that.
+const PREFETCH_PIECE: u64 = 1 << 20;
+
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
 }
@@ -228,15 +234,23 @@ impl Backend for LocalBackend {
 
     fn prefetch(&self, t: FileType, name: &str, offset: u64, length: u64) {
         use std::os::fd::AsRawFd;
-        let (Ok(offset), Ok(length)) = (i64::try_from(offset), i64::try_from(length)) else {
-            return;
+        let Ok(f) = File::open(self.path(t, name)) else { return };
+        let end = match length {
+            0 => f.metadata().map_or(offset, |md| md.len()),
+            _ => offset.saturating_add(length),
         };
-        if let Ok(f) = File::open(self.path(t, name)) {
+        // Asked for whole, a 16 MiB pack came only half into the cache here, and check waited
+        // for the rest (cold check of the 2 GiB set, interleaved x8: median 1.90 -> 1.67 s).
+        let mut at = offset;
+        while at < end {
+            let len = (end - at).min(PREFETCH_PIECE);
+            let (Ok(start), Ok(len_i64)) = (i64::try_from(at), i64::try_from(len)) else { return };
             // SAFETY: a plain system call on a descriptor this function owns; it reads no
             // memory of ours. The kernel reads the range into its cache in the background.
             unsafe {
-                libc::posix_fadvise(f.as_raw_fd(), offset, length, libc::POSIX_FADV_WILLNEED)
+                libc::posix_fadvise(f.as_raw_fd(), start, len_i64, libc::POSIX_FADV_WILLNEED)
             };
+            at += len;
         }
     }
 
@@ -405,5 +419,64 @@ mod tests {
         std::fs::write(dir.path().join("repo/data/06/.tmp-upload-1"), b"partial").unwrap();
         want.sort_by(|a, b| a.name.cmp(&b.name));
         assert_eq!(b.list(FileType::Pack).unwrap(), want);
+    }
+
+    /// The pages of `path` in the page cache, and all its pages.
+    fn pages_cached(path: &Path) -> (usize, usize) {
+        use std::os::fd::AsRawFd;
+        let f = File::open(path).unwrap();
+        let len = f.metadata().unwrap().len() as usize;
+        let page = 4096;
+        let pages = len.div_ceil(page);
+        let mut resident = vec![0u8; pages];
+        // SAFETY: a read-only shared mapping of a file of `len` bytes, unmapped before return;
+        // mincore writes one byte per page into `resident`, which holds that many.
+        unsafe {
+            let at = libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ,
+                libc::MAP_SHARED,
+                f.as_raw_fd(),
+                0,
+            );
+            assert_ne!(at, libc::MAP_FAILED);
+            assert_eq!(libc::mincore(at, len, resident.as_mut_ptr()), 0);
+            libc::munmap(at, len);
+        }
+        (resident.iter().filter(|r| *r & 1 == 1).count(), pages)
+    }
+
+    #[test]
+    fn prefetch_brings_a_whole_pack_into_the_cache() {
+        use std::os::fd::AsRawFd;
+        let dir = tempfile::tempdir().unwrap();
+        let b = LocalBackend::new(dir.path().join("repo"));
+        b.create().unwrap();
+        // Larger than any device's read-ahead window, which one hint would stop at.
+        let name = format!("ab{:062x}", 1);
+        b.write(FileType::Pack, &name, &vec![3u8; 24 << 20]).unwrap();
+        let path = b.path(FileType::Pack, &name);
+        {
+            let f = File::open(&path).unwrap();
+            f.sync_all().unwrap();
+            // SAFETY: a plain system call on an open descriptor.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        }
+        let (before, pages) = pages_cached(&path);
+        if before == pages {
+            eprintln!("note: this file system keeps the file cached; the test shows less here");
+        }
+        b.prefetch(FileType::Pack, &name, 0, 0);
+        // The hint only starts the reads; they land within milliseconds.
+        let started = std::time::Instant::now();
+        let mut after = pages_cached(&path).0;
+        while after < pages && started.elapsed() < std::time::Duration::from_secs(5) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+            after = pages_cached(&path).0;
+        }
+        assert_eq!(after, pages, "{after} of {pages} pages cached after the prefetch");
+        // Nothing there to prefetch is no error.
+        b.prefetch(FileType::Pack, &format!("cd{:062x}", 2), 0, 0);
     }
 }
