@@ -73,8 +73,8 @@ impl LocalBackend {
     }
 
     /// The files of many folders, listed by several threads at once. With a cold cache each
-    /// folder costs the disk a few small random reads; one at a time, the 256 pack folders take
-    /// 0.2 s of an SSD's latency, several at a time a fraction of that.
+    /// folder and its files' metadata cost the disk small random reads, which several threads
+    /// keep in flight together (40,000 packs, cold: 0.5 s one folder at a time, 0.2 s here).
     fn list_folders(&self, folders: &[PathBuf]) -> Result<Vec<ObjectInfo>> {
         let threads = LISTING_THREADS.min(folders.len());
         if threads <= 1 {
@@ -428,7 +428,8 @@ mod tests {
         use std::os::fd::AsRawFd;
         let f = File::open(path).unwrap();
         let len = f.metadata().unwrap().len() as usize;
-        let page = 4096;
+        // SAFETY: sysconf only reads a system setting.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap();
         let pages = len.div_ceil(page);
         let mut resident = vec![0u8; pages];
         // SAFETY: a read-only shared mapping of a file of `len` bytes, unmapped before return;
@@ -455,7 +456,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let b = LocalBackend::new(dir.path().join("repo"));
         b.create().unwrap();
-        // Larger than any device's read-ahead window, which one hint would stop at.
+        // Larger than the read-ahead window one hint stops at (8 MiB on the development machine,
+        // 128 KiB by default).
         let name = format!("ab{:062x}", 1);
         b.write(FileType::Pack, &name, &vec![3u8; 24 << 20]).unwrap();
         let path = b.path(FileType::Pack, &name);
