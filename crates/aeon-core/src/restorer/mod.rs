@@ -32,6 +32,7 @@ use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
 use crate::metadata::OwnerNames;
+use crate::parallel::run_parallel;
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind, Timestamp};
@@ -437,32 +438,6 @@ impl<'a> Run<'a> {
         summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
         summary.bytes += written.load(Ordering::Relaxed);
     }
-}
-
-/// Runs `work` on every item (with its position) on `threads` threads, each with a state of its
-/// own (a buffer); returns what it reported.
-fn run_parallel<T: Sync, S: Default, R: Send>(
-    threads: usize,
-    items: &[T],
-    work: impl Fn(&mut S, usize, &T) -> Option<R> + Sync,
-) -> Vec<R> {
-    let next = AtomicUsize::new(0);
-    let reports = Mutex::new(Vec::new());
-    std::thread::scope(|s| {
-        for _ in 0..threads.max(1).min(items.len()) {
-            s.spawn(|| {
-                let mut state = S::default();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(item) = items.get(i) else { break };
-                    if let Some(r) = work(&mut state, i, item) {
-                        reports.lock().unwrap_or_else(|p| p.into_inner()).push(r);
-                    }
-                }
-            });
-        }
-    });
-    reports.into_inner().unwrap_or_else(|p| p.into_inner())
 }
 
 /// Needed blobs of one stretch of a pack, fetched with one read.
