@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use aeon_core::keys::KdfParams;
 use clap::{Args, Parser, Subcommand};
 
 const AFTER_HELP: &str = "\
@@ -419,13 +420,13 @@ pub struct InitArgs {
     #[arg(long, default_value_t = 16, value_name = "MIB")]
     pub pack_size: u32,
     /// Argon2id memory for the password slot, in MiB
-    #[arg(long, default_value_t = 64, value_name = "MIB")]
+    #[arg(long, default_value_t = KdfParams::default().memory_kib / 1024, value_name = "MIB")]
     pub kdf_memory: u32,
     /// Argon2id passes for the password slot
-    #[arg(long, default_value_t = 3, value_name = "N")]
+    #[arg(long, default_value_t = KdfParams::default().iterations, value_name = "N")]
     pub kdf_iterations: u32,
     /// Argon2id lanes for the password slot (computed in parallel on all cores)
-    #[arg(long, default_value_t = 4, value_name = "N")]
+    #[arg(long, default_value_t = KdfParams::default().parallelism, value_name = "N")]
     pub kdf_lanes: u32,
     /// Most space the repository may use (e.g. 50GiB); backups stop before passing it
     #[arg(long, value_name = "SIZE")]
