@@ -6,6 +6,9 @@ use crate::progress::{Bar, bytes};
 use crate::{Ctx, exit};
 
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
+    // Listing the packs and reading the first needs no key: it begins while the key is derived.
+    let early =
+        if args.read_data { Some(check::EarlyPackRead::start(ctx.backend()?)) } else { None };
     let mut repo = ctx.open()?;
     ctx.lock_shared(&mut repo)?;
     let mut location_code = 0;
@@ -18,7 +21,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     let opts = CheckOptions { read_data: args.read_data, threads: ctx.threads() };
     let bar = Bar::new(ctx.progress_visible() && args.read_data, "packs");
     let started = std::time::Instant::now();
-    let report = check::check(&mut repo, &opts, &bar);
+    let report = check::check_after_listing(&mut repo, &opts, &bar, early);
     bar.finish();
     let report = report?;
     if ctx.global.json {
