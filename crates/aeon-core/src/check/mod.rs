@@ -143,11 +143,23 @@ pub fn check_after_listing(
     let mut bad_blobs: HashSet<Id> = HashSet::new();
     let mut bad_packs: HashSet<u32> = HashSet::new();
 
-    let listing = match early.and_then(|e| e.listing_of(repo)) {
-        Some(listing) => listing?,
-        None => repo.backend().list(FileType::Pack)?,
+    let (listing, listed_before_index) = match early.and_then(|e| e.listing_of(repo)) {
+        Some(listing) => (listing?, true),
+        None => (repo.backend().list(FileType::Pack)?, false),
     };
-    let stored: HashMap<String, u64> = listing.into_iter().map(|o| (o.name, o.size)).collect();
+    let mut stored: HashMap<String, u64> = listing.into_iter().map(|o| (o.name, o.size)).collect();
+    if listed_before_index {
+        // A backup or prune that finished between the listing and the index load has indexed
+        // packs the listing cannot show: each is looked up before it is called missing.
+        for p in index.packs() {
+            let name = p.id.to_hex();
+            if !stored.contains_key(&name)
+                && let Some(size) = repo.backend().stat(FileType::Pack, &name)?
+            {
+                stored.insert(name, size);
+            }
+        }
+    }
     let (mut pending, mut pending_bytes) = (0usize, 0u64);
     for (n, p) in index.packs().iter().enumerate() {
         if p.condemned {
@@ -557,4 +569,64 @@ fn tree_is_bad(
     }
     verdict.insert(*tree_id, bad);
     bad
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::archiver::{BackupOptions, backup};
+    use crate::backend::LocalBackend;
+    use crate::keys::KdfParams;
+    use crate::progress::NoProgress;
+    use crate::repository::InitOptions;
+
+    #[test]
+    fn packs_indexed_after_the_early_listing_are_not_called_missing() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, source) = (dir.path().join("repo"), dir.path().join("src"));
+        std::fs::create_dir(&source).unwrap();
+        std::fs::write(source.join("a"), vec![7u8; 100_000]).unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&store));
+        let init = InitOptions {
+            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+            ..InitOptions::default()
+        };
+        let mut repo = Repository::init(backend.clone(), b"pw", init).unwrap();
+        repo.load_index().unwrap();
+        let opts = BackupOptions::new(vec![source.clone()]);
+        backup(&repo, &opts, &NoProgress).unwrap();
+
+        // Listed now; a second backup then stores a pack the listing does not have.
+        let early = EarlyPackRead::start(backend.clone());
+        let before = early.listing_of(&repo).unwrap().unwrap();
+        std::fs::write(
+            source.join("b"),
+            (0..200_000u32).map(|i| (i * 31 % 251) as u8).collect::<Vec<_>>(),
+        )
+        .unwrap();
+        backup(&repo, &opts, &NoProgress).unwrap();
+        assert!(backend.list(FileType::Pack).unwrap().len() > before.len());
+        let late = EarlyPackRead {
+            location: backend.location(),
+            thread: Some(std::thread::spawn(move || Ok(before))),
+        };
+
+        let check_opts = CheckOptions { read_data: true, threads: 2 };
+        let report = check_after_listing(&mut repo, &check_opts, &NoProgress, Some(late)).unwrap();
+        assert!(report.is_ok(), "{:?}", report.problems);
+        assert_eq!(report.packs_read as usize, backend.list(FileType::Pack).unwrap().len());
+
+        // A pack really gone is still found missing with an early listing.
+        let gone = repo.index().packs()[0].id.to_hex();
+        std::fs::remove_file(store.join("data").join(&gone[..2]).join(&gone)).unwrap();
+        let early = EarlyPackRead::start(backend.clone());
+        let report = check_after_listing(&mut repo, &check_opts, &NoProgress, Some(early)).unwrap();
+        assert!(
+            report.problems.iter().any(|p| p.object.contains(&gone) && p.message.contains(GONE)),
+            "{:?}",
+            report.problems
+        );
+    }
 }
