@@ -107,22 +107,26 @@ pub struct AttackCost {
     pub area_time_mib2: f64,
 }
 
+impl AttackCost {
+    /// `passes` over `memory_mib`, each writing it once and reading it once.
+    fn of(memory_mib: f64, passes: u32) -> AttackCost {
+        let traffic = 2.0 * memory_mib * f64::from(passes);
+        AttackCost { traffic_mib: traffic, area_time_mib2: traffic * memory_mib }
+    }
+}
+
 impl KdfParams {
     /// Each Argon2 pass writes every block once and reads one earlier block at random for it
     /// (the block just written is still in the cache).
     pub fn attack_cost(&self) -> AttackCost {
-        let memory = f64::from(self.memory_kib) / 1024.0;
-        let traffic = 2.0 * memory * f64::from(self.iterations);
-        AttackCost { traffic_mib: traffic, area_time_mib2: traffic * memory }
+        AttackCost::of(f64::from(self.memory_kib) / 1024.0, self.iterations)
     }
 }
 
 /// The same measures for scrypt(N, r, p): each of the p rounds writes 128·r·N bytes in order,
 /// then reads as many back at random; one round's memory is reused by the next.
 pub fn scrypt_attack_cost(log_n: u32, r: u32, p: u32) -> AttackCost {
-    let memory = 128.0 * f64::from(r) * f64::from(1u32 << log_n) / (1024.0 * 1024.0);
-    let traffic = 2.0 * memory * f64::from(p);
-    AttackCost { traffic_mib: traffic, area_time_mib2: traffic * memory }
+    AttackCost::of(128.0 * f64::from(r) * f64::from(1u32 << log_n) / (1024.0 * 1024.0), p)
 }
 
 /// Argon2's working memory, zeroed, and backed by transparent huge pages where the kernel allows:
