@@ -169,9 +169,9 @@ impl<'a> Reader<'a> {
 /// Serialises `value` as CBOR (RFC 8949), the encoding of every structured record.
 ///
 /// cbor4ii writes the same bytes as ciborium, the encoder of earlier releases (a property
-/// test below holds it to that, so that a tree unchanged since then keeps its id), and decodes
-/// three times as fast: decoding the parent's trees is on the critical path of a backup with
-/// nothing changed.
+/// test in `tree` holds it to that, so that a tree unchanged since then keeps its id), and
+/// decodes three times as fast: decoding the parent's trees is on the critical path of a backup
+/// with nothing changed.
 pub fn to_cbor<T: serde::Serialize>(value: &T) -> Vec<u8> {
     // Only allocation can fail writing into a Vec, and our types serialise infallibly.
     cbor4ii::serde::to_vec(Vec::new(), value).expect("CBOR serialisation into memory")
