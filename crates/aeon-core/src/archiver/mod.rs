@@ -364,7 +364,7 @@ pub fn backup_after_scan(
             stop_early_scan = early.as_ref().map(EarlyScan::stopper);
             let sources = &sources;
             let (excludes, one_fs) = (&opts.excludes, opts.one_file_system);
-            s.spawn(move || {
+            spawn_stage(s, "scan-ahead", move || {
                 let totals = match early {
                     Some(scan) => scan.totals(),
                     None => {
@@ -386,9 +386,9 @@ pub fn backup_after_scan(
         for _ in 0..(threads * 4).min(32) {
             let job_rx = job_rx.clone();
             let chunk_tx = chunk_tx.clone();
-            s.spawn(move || run_reader(shared, job_rx, chunk_tx));
+            spawn_stage(s, "reader", move || run_reader(shared, job_rx, chunk_tx));
         }
-        let finisher = s.spawn({
+        let finisher = spawn_stage(s, "finisher", {
             let blob_tx = blob_tx.clone();
             move || run_finisher(shared, item_rx, blob_tx)
         });
@@ -527,16 +527,30 @@ fn spawn_storage_stages<'scope, 'env>(
     blob_tx: &Sender<Vec<SealedBlob>>,
     blob_rx: &Receiver<Vec<SealedBlob>>,
 ) -> std::thread::ScopedJoinHandle<'scope, PackerStats> {
-    let packer = s.spawn({
+    let packer = spawn_stage(s, "packer", {
         let blob_rx = blob_rx.clone();
         move || run_packer(shared, blob_rx)
     });
     for _ in 0..threads {
         let chunk_rx = chunk_rx.clone();
         let blob_tx = blob_tx.clone();
-        s.spawn(move || run_compressor(shared, chunk_rx, blob_tx));
+        spawn_stage(s, "compressor", move || run_compressor(shared, chunk_rx, blob_tx));
     }
     packer
+}
+
+/// A scoped thread named after its stage, so that `top -H`, perf and debuggers tell the
+/// pipeline's stages apart.
+fn spawn_stage<'scope, 'env, T: Send + 'scope>(
+    s: &'scope std::thread::Scope<'scope, 'env>,
+    name: &str,
+    f: impl FnOnce() -> T + Send + 'scope,
+) -> std::thread::ScopedJoinHandle<'scope, T> {
+    // As `Scope::spawn` does, a thread the system refuses ends the backup with a panic.
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn_scoped(s, f)
+        .unwrap_or_else(|e| panic!("cannot start the backup's {name} thread: {e}"))
 }
 
 /// Writes the recovery point once every stage is done, if nothing failed and `check_source`
