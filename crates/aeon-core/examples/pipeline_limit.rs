@@ -117,7 +117,7 @@ fn main() {
     let cold = |threads: usize| drop_page_cache().then(|| run(&list, threads, true, &cache));
     match (cold(1), cold(cores).zip(cold(cores * 4))) {
         (Some(one), Some((all, many))) => println!(
-            "| read (cold cache)+chunk+hash+compress+encrypt | {:.0} | {:.0} |\n",
+            "| read (cold cache)+chunk+hash+compress+encrypt | {:.0} | {:.0} |",
             mb(one),
             mb(all.min(many))
         ),
@@ -125,6 +125,37 @@ fn main() {
             "| read (cold cache): not measured, dropping the page cache needs root | | |\n"
         ),
     }
+    // Reading alone, with many reads in flight, is what the disk allows: no pipeline reading
+    // from a cold cache can be faster than this or than the stages with the data in memory,
+    // whichever is lower. (The row above, each reader working in line, is easily beaten.)
+    let read_alone = |threads: usize| drop_page_cache().then(|| run_reads(&list, threads));
+    if let (Some(few), Some(many)) = (read_alone(cores * 4), read_alone(cores * 16)) {
+        println!(
+            "| read alone (cold cache, best of {} and {} threads) | | {:.0} |",
+            cores * 4,
+            cores * 16,
+            mb(few.min(many))
+        );
+    }
+    println!();
+}
+
+/// Seconds to read every piece from storage and nothing else, `threads` reads at a time.
+fn run_reads(list: &[Piece], threads: usize) -> f64 {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let start = Instant::now();
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some(piece) = list.get(i) else { break };
+                    std::hint::black_box(read_piece(piece).len());
+                }
+            });
+        }
+    });
+    start.elapsed().as_secs_f64()
 }
 
 /// `sync; echo 3 > /proc/sys/vm/drop_caches`; false if not permitted.
