@@ -67,6 +67,24 @@ fn process(data: &[u8], cipher: &Cipher, hasher: &IdHasher) -> usize {
 fn run(list: &[Piece], threads: usize, with_read: bool, cache: &[Vec<u8>]) -> f64 {
     let cipher = Cipher::for_format(&Key([1; 32]), aeon_core::format::FORMAT_VERSION);
     let hasher = IdHasher::new(&Key([2; 32]));
+    timed_on_threads(list.len(), threads, |i| {
+        if with_read {
+            std::hint::black_box(process(&read_piece(&list[i]), &cipher, &hasher));
+        } else {
+            std::hint::black_box(process(&cache[i], &cipher, &hasher));
+        }
+    })
+}
+
+/// Seconds to read every piece from storage and nothing else, `threads` reads at a time.
+fn run_reads(list: &[Piece], threads: usize) -> f64 {
+    timed_on_threads(list.len(), threads, |i| {
+        std::hint::black_box(read_piece(&list[i]).len());
+    })
+}
+
+/// Seconds for `threads` threads to call `work` once for each of `0..count` between them.
+fn timed_on_threads(count: usize, threads: usize, work: impl Fn(usize) + Sync) -> f64 {
     let next = std::sync::atomic::AtomicUsize::new(0);
     let start = Instant::now();
     std::thread::scope(|s| {
@@ -74,14 +92,10 @@ fn run(list: &[Piece], threads: usize, with_read: bool, cache: &[Vec<u8>]) -> f6
             s.spawn(|| {
                 loop {
                     let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    if i >= list.len() {
+                    if i >= count {
                         break;
                     }
-                    if with_read {
-                        std::hint::black_box(process(&read_piece(&list[i]), &cipher, &hasher));
-                    } else {
-                        std::hint::black_box(process(&cache[i], &cipher, &hasher));
-                    }
+                    work(i);
                 }
             });
         }
@@ -138,24 +152,6 @@ fn main() {
         );
     }
     println!();
-}
-
-/// Seconds to read every piece from storage and nothing else, `threads` reads at a time.
-fn run_reads(list: &[Piece], threads: usize) -> f64 {
-    let next = std::sync::atomic::AtomicUsize::new(0);
-    let start = Instant::now();
-    std::thread::scope(|s| {
-        for _ in 0..threads {
-            s.spawn(|| {
-                loop {
-                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    let Some(piece) = list.get(i) else { break };
-                    std::hint::black_box(read_piece(piece).len());
-                }
-            });
-        }
-    });
-    start.elapsed().as_secs_f64()
 }
 
 /// `sync; echo 3 > /proc/sys/vm/drop_caches`; false if not permitted.
