@@ -414,8 +414,8 @@ def final_report(rows, tools, datasets, run_line=None):
     extra = ["## Versions", ""] + [f"- {v}" for v in versions(tools)] + [""]
     limits = RESULTS / "limits.md"
     if limits.exists():
-        extra += limits.read_text().splitlines()
-        extra += limit_fraction(rows, limits.read_text())
+        limits_md = limits.read_text()
+        extra += limits_md.splitlines() + limit_fraction(rows, limits_md)
     report(rows, tools, datasets, extra, run_line)
 
 

@@ -140,8 +140,8 @@ fn main() {
         ),
     }
     // Reading alone, with many reads in flight, is what the disk allows: no pipeline reading
-    // from a cold cache can be faster than this or than the stages with the data in memory,
-    // whichever is lower. (The row above, each reader working in line, is easily beaten.)
+    // from a cold cache can be faster than this or than the stages' CPU work, whichever is
+    // lower. (The row above, each reader working in line, is easily beaten.)
     let read_alone = |threads: usize| drop_page_cache().then(|| run_reads(&list, threads));
     if let (Some(few), Some(many)) = (read_alone(cores * 4), read_alone(cores * 16)) {
         println!(

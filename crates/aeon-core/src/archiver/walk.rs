@@ -559,7 +559,7 @@ pub fn scan_ahead(
     let stopped = AtomicBool::new(false);
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
-            s.spawn(|| {
+            super::spawn_stage(s, "scan-ahead", || {
                 loop {
                     let (dir, device) = {
                         let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
