@@ -435,9 +435,10 @@ def limit_fraction(rows, limits_md):
     out = ["", "### Aeon's first backup against the limit", "",
            "The limit's stages with reads from a cold cache match the compared first backup; with reads from "
            "the page cache, Aeon's first backup of a warm cache (measured for this only). The limit's cold readers "
-           "work in line and can be beaten; the bound, the lower of the data read alone with many reads in flight "
-           "and the stages' CPU work (in memory or from the page cache, whichever was faster), cannot.", "",
-           "| dataset | cold cache: Aeon MB/s | limit MB/s | fraction | bound: min(read alone, stages' CPU) MB/s "
+           "work in line and can be beaten. The bound is the lower of the data read alone with many reads in flight "
+           "and the CPU work no cold-cache backup avoids: reading alone plus the stages on every core, spread "
+           "without loss over the cores (where limits.md lacks that row, the stages' CPU alone).", "",
+           "| dataset | cold cache: Aeon MB/s | limit MB/s | fraction | bound: min(read alone, CPU work) MB/s "
            "| Aeon cold / bound | warm cache: Aeon MB/s | limit MB/s | fraction "
            "| in memory: limit MB/s | Aeon warm / in memory |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for ds in DATASETS:
@@ -458,10 +459,11 @@ def limit_fraction(rows, limits_md):
             continue
         a_cold = cold_run["data_bytes"] / cold_run["wall_s"] / 1e6
         a_warm = warm_run["data_bytes"] / warm_run["wall_s"] / 1e6
-        # No cold-cache pipeline beats the disk read alone or the stages' CPU work (the larger
-        # of the two CPU measures: on a noisy machine the one with reads can come out higher).
-        disk = limit("| read alone")
-        bound = min(disk, max(memory, warm)) if disk else None
+        # No cold-cache pipeline beats the disk read alone or its CPU work. Older limits.md
+        # files lack the CPU of reading: the stages' alone (the faster of the two measures: on
+        # a noisy machine the one with reads can come out higher) is then an optimistic bound.
+        disk, cpu_work = limit("| read alone"), limit("| CPU work")
+        bound = min(disk, cpu_work or max(memory, warm)) if disk else None
         bound_cells = f"{bound:.0f} | {100 * a_cold / bound:.0f}%" if bound else "— | —"
         out.append(f"| {ds} | {a_cold:.0f} | {cold:.0f} | {100 * a_cold / cold:.0f}% | {bound_cells} | {a_warm:.0f} | "
                    f"{warm:.0f} | {100 * a_warm / warm:.0f}% | {memory:.0f} | {100 * a_warm / memory:.0f}% |")

@@ -18,7 +18,7 @@ use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, FixedOffset};
@@ -233,6 +233,8 @@ struct Shared<'a> {
     /// Readers inside a file larger than one chunk (each holds an 8 MiB chunker buffer): at
     /// most one per compressor, so that many readers cost memory only for small files.
     large_files: Slots,
+    /// Files held open by the readers ahead of their turn, against [`READ_AHEAD_OPEN_FILES`].
+    opened_ahead: AtomicUsize,
 }
 
 /// A counting semaphore.
@@ -292,6 +294,7 @@ impl<'a> Shared<'a> {
             owners: OwnerNames::default(),
             opts,
             large_files: Slots::new(opts.threads),
+            opened_ahead: AtomicUsize::new(0),
         }
     }
 
@@ -687,15 +690,92 @@ fn open_source(job: &FileJob) -> std::io::Result<File> {
     Ok(File::from(fd?))
 }
 
+/// A reader opens up to this many files of its batch ahead of the one it reads and asks the
+/// kernel to read them in. Reading small files cold waits on one small disk read after
+/// another; with the next files' reads already queued, the disk works on many at once while
+/// the reader waits on one. 200,000 small files: 6.2 s without, 3.9 s with 16 ahead, 3.6 s with
+/// 64; the source tree 2.75, 2.29 and 2.15 s. Beyond the whole batch there is nothing to gain.
+const READ_AHEAD_FILES: usize = FILE_BATCH_FILES;
+
+/// All readers together hold at most this many files open ahead: with the directories held
+/// open for them ([`walk::MAX_OPEN_DIRS`]) well inside the usual limit of 1,024 descriptors.
+const READ_AHEAD_OPEN_FILES: usize = 384;
+
+/// Files up to this size are read ahead whole; the kernel's own read-ahead serves larger ones,
+/// which are also read a few at a time ([`Shared::large_files`]). Reading ahead files of up to
+/// 2 MiB instead made the source tree's backup no faster.
+const READ_AHEAD_MAX_LEN: u64 = 256 * 1024;
+
+/// The files of one batch opened ahead of the reader, in batch order.
+struct OpenedAhead<'s> {
+    files: std::collections::VecDeque<Option<File>>,
+    /// Index in the batch of the next file to consider.
+    next: usize,
+    budget: &'s AtomicUsize,
+}
+
+impl<'s> OpenedAhead<'s> {
+    fn new(budget: &'s AtomicUsize) -> Self {
+        OpenedAhead { files: std::collections::VecDeque::new(), next: 0, budget }
+    }
+
+    /// The file `i` of `jobs` if it was opened ahead (one that was not, or failed to open, is
+    /// left to the reader, which reports why); opens and queues the reads of those after it.
+    fn take(&mut self, jobs: &[FileJob], i: usize) -> Option<File> {
+        while self.next < jobs.len() && self.next <= i + READ_AHEAD_FILES {
+            let job = &jobs[self.next];
+            let worth = !job.sparse && job.before.size > 0 && job.before.size <= READ_AHEAD_MAX_LEN;
+            let file = (worth && self.reserve()).then(|| self.open(job)).flatten();
+            self.files.push_back(file);
+            self.next += 1;
+        }
+        let file = self.files.pop_front().flatten();
+        if file.is_some() {
+            self.budget.fetch_sub(1, Ordering::Relaxed);
+        }
+        file
+    }
+
+    /// Takes a descriptor from the budget; false if every one is in use.
+    fn reserve(&self) -> bool {
+        let taken = self.budget.fetch_add(1, Ordering::Relaxed);
+        if taken >= READ_AHEAD_OPEN_FILES {
+            self.budget.fetch_sub(1, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+
+    /// Opens a file reserved for and queues its read; gives the reservation back on failure.
+    fn open(&self, job: &FileJob) -> Option<File> {
+        let Ok(file) = open_source(job) else {
+            self.budget.fetch_sub(1, Ordering::Relaxed);
+            return None;
+        };
+        // Only advice: a kernel that ignores it leaves the file to be read when its turn comes.
+        let _ = rustix::fs::fadvise(&file, 0, None, rustix::fs::Advice::WillNeed);
+        Some(file)
+    }
+}
+
+impl Drop for OpenedAhead<'_> {
+    fn drop(&mut self) {
+        let held = self.files.iter().filter(|f| f.is_some()).count();
+        self.budget.fetch_sub(held, Ordering::Relaxed);
+    }
+}
+
 fn run_reader(shared: &Shared, rx: Receiver<FileBatch>, chunks: Sender<Vec<ChunkJob>>) {
     let mut reader = FileReader::new(shared, chunks);
     for batch in rx.iter() {
         let mut outcomes = Vec::with_capacity(batch.files.len());
-        for job in &batch.files {
+        let mut ahead = OpenedAhead::new(&shared.opened_ahead);
+        for (i, job) in batch.files.iter().enumerate() {
             if shared.aborted() {
                 return;
             }
-            match reader.read(job) {
+            let opened = ahead.take(&batch.files, i);
+            match reader.read(job, opened) {
                 Some(outcome) => outcomes.push(outcome),
                 None => return,
             }
@@ -734,7 +814,8 @@ impl<'s, 'a> FileReader<'s, 'a> {
 
     /// Reads, chunks and hashes one file, queueing its new chunks. `Some(None)`: the file was
     /// skipped with a warning; `None`: the backup is stopping.
-    fn read(&mut self, job: &FileJob) -> Option<Option<FileOutcome>> {
+    /// `opened`: the file, if it was opened ahead.
+    fn read(&mut self, job: &FileJob, opened: Option<File>) -> Option<Option<FileOutcome>> {
         let shared = self.shared;
         let (params, seed) = (self.params, self.seed);
         let mut content = Vec::new();
@@ -758,7 +839,10 @@ impl<'s, 'a> FileReader<'s, 'a> {
             let size_hint = job.before.size;
             let large = size_hint > params.min_size as u64;
             let _slot = large.then(|| shared.large_files.acquire());
-            let mut file = open_source(job)?;
+            let mut file = match opened {
+                Some(file) => file,
+                None => open_source(job)?,
+            };
             if job.sparse || size_hint > WHOLE_READ_LIMIT {
                 // Huge or sparse: stream it through the chunker's own buffer.
                 let complete = if job.sparse {
@@ -1010,9 +1094,48 @@ mod tests {
         std::os::unix::fs::symlink(&secret, &path).unwrap();
         let dir = Some(Arc::new(File::open(work.path()).unwrap()));
         let job = FileJob { path: path.clone(), dir, before, sparse: false };
-        assert!(reader.read(&job).unwrap().is_none(), "the symlink must not be read");
+        assert!(reader.read(&job, None).unwrap().is_none(), "the symlink must not be read");
         let warnings = shared.warnings.lock().unwrap().clone();
         assert!(warnings.len() == 1 && warnings[0].contains("file skipped"), "{warnings:?}");
+    }
+
+    /// Files opened ahead are each the file of their own job, count against one budget for
+    /// all readers and give it back once taken or left behind; past the budget, and when a
+    /// file vanished since the listing, the reader is left to open the file itself.
+    #[test]
+    fn files_opened_ahead_are_their_jobs_own_and_stay_within_the_budget() {
+        let work = tempfile::tempdir().unwrap();
+        let jobs: Vec<FileJob> = (0..6)
+            .map(|i| {
+                let path = work.path().join(format!("f{i}"));
+                std::fs::write(&path, format!("content of file {i}")).unwrap();
+                let md = std::fs::metadata(&path).unwrap();
+                let before = FileState::of(&walk::node_from_metadata(b"f", &md));
+                FileJob { path, dir: None, before, sparse: false }
+            })
+            .collect();
+        std::fs::remove_file(&jobs[1].path).unwrap();
+        let content = |f: Option<File>| {
+            let mut s = String::new();
+            f.expect("opened ahead").read_to_string(&mut s).unwrap();
+            s
+        };
+
+        let budget = AtomicUsize::new(0);
+        let mut ahead = OpenedAhead::new(&budget);
+        assert_eq!(content(ahead.take(&jobs, 0)), "content of file 0");
+        assert_eq!(budget.load(Ordering::Relaxed), 4, "files 2 to 5 held, the vanished one not");
+        assert!(ahead.take(&jobs, 1).is_none(), "the vanished file is left to the reader");
+        assert_eq!(content(ahead.take(&jobs, 2)), "content of file 2");
+        drop(ahead);
+        assert_eq!(budget.load(Ordering::Relaxed), 0, "files left behind give their share back");
+
+        let budget = AtomicUsize::new(READ_AHEAD_OPEN_FILES - 2);
+        let mut ahead = OpenedAhead::new(&budget);
+        let taken: Vec<bool> = (0..jobs.len()).map(|i| ahead.take(&jobs, i).is_some()).collect();
+        // Two to share: file 1 vanished and gave its share to file 2; files 3 on found none.
+        assert_eq!(taken, [true, false, true, false, false, false]);
+        assert_eq!(budget.load(Ordering::Relaxed), READ_AHEAD_OPEN_FILES - 2);
     }
 
     /// A reader reads the size the walk listed; a file that grew or shrank since is read to its
@@ -1036,7 +1159,7 @@ mod tests {
             let dir = (i % 2 == 0).then(|| dir.clone());
             let before = FileState { size, ..listed };
             let job = FileJob { path: path.clone(), dir, before, sparse: false };
-            let outcome = reader.read(&job).unwrap().unwrap();
+            let outcome = reader.read(&job, None).unwrap().unwrap();
             assert_eq!(outcome.size_read, body.len() as u64, "listed as {size}");
             let warned = shared.warnings.lock().unwrap().len();
             assert_eq!(warned, usize::from(size != 700_000), "listed as {size}");
