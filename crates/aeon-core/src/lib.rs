@@ -15,7 +15,7 @@ pub mod chunker;
 pub mod copy;
 pub mod crypto;
 pub mod diff;
-pub mod direct_read;
+pub mod direct_io;
 pub mod dump;
 pub mod error;
 pub mod filter;

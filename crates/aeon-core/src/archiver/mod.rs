@@ -26,7 +26,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use crate::blob::{self, BlobType, Compression};
 use crate::chunker::{Chunker, ChunkerParams, chunk_slice};
-use crate::direct_read::ReadAhead;
+use crate::direct_io::ReadAhead;
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;

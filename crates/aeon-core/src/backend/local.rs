@@ -3,18 +3,22 @@
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use super::{Backend, FileType, ObjectInfo, Upload};
+use crate::direct_io::{BlockPool, WriteBehind};
 use crate::error::{Error, Result};
 
 #[derive(Clone)]
 pub struct LocalBackend {
     root: PathBuf,
+    /// Buffers of the packs being written, reused from pack to pack.
+    blocks: Arc<BlockPool>,
 }
 
 impl LocalBackend {
     pub fn new(root: impl Into<PathBuf>) -> LocalBackend {
-        LocalBackend { root: root.into() }
+        LocalBackend { root: root.into(), blocks: Arc::default() }
     }
 
     pub fn root(&self) -> &Path {
@@ -120,25 +124,35 @@ fn temp_path(dir: &Path, name: &str) -> Result<PathBuf> {
     Ok(dir.join(format!(".tmp-{}-{}", name, hex::encode(nonce))))
 }
 
-/// An object streamed to a temporary file, made durable and renamed into place at the end.
+/// An object streamed to a temporary file (written behind, direct: [`WriteBehind`]), made
+/// durable and renamed into place at the end.
 struct LocalUpload {
     backend: LocalBackend,
     t: FileType,
-    file: File,
+    /// Taken by `finish`.
+    writer: Option<WriteBehind>,
     tmp: PathBuf,
     renamed: bool,
 }
 
 impl Upload for LocalUpload {
     fn write(&mut self, data: &[u8]) -> Result<()> {
-        self.file.write_all(data).map_err(|e| io_err(&self.tmp, e))
+        match &mut self.writer {
+            Some(w) => w.write(data).map_err(|e| io_err(&self.tmp, e)),
+            None => Err(io_err(&self.tmp, std::io::Error::other("written after its end"))),
+        }
     }
 
     fn finish(mut self: Box<Self>, name: &str) -> Result<()> {
         let p = self.backend.path(self.t, name);
         let dir = p.parent().expect("object paths have a parent");
         self.backend.ensure_dir(dir)?;
-        self.file.sync_all().map_err(|e| io_err(&self.tmp, e))?;
+        let writer = self.writer.take();
+        let file = writer
+            .ok_or_else(|| std::io::Error::other("finished twice"))
+            .and_then(WriteBehind::finish)
+            .map_err(|e| io_err(&self.tmp, e))?;
+        file.sync_all().map_err(|e| io_err(&self.tmp, e))?;
         fs::rename(&self.tmp, &p).map_err(|e| io_err(&p, e))?;
         self.renamed = true;
         sync_dir(dir).map_err(|e| io_err(&p, e))
@@ -147,6 +161,8 @@ impl Upload for LocalUpload {
 
 impl Drop for LocalUpload {
     fn drop(&mut self) {
+        // The writing thread ends before its file goes.
+        drop(self.writer.take());
         // Unfinished, or its rename failed: the partial file goes.
         if !self.renamed {
             let _ = fs::remove_file(&self.tmp);
@@ -286,7 +302,8 @@ impl Backend for LocalBackend {
             .create_new(true)
             .open(&tmp)
             .map_err(|e| io_err(&tmp, e))?;
-        Ok(Some(Box::new(LocalUpload { backend: self.clone(), t, file, tmp, renamed: false })))
+        let writer = Some(WriteBehind::new(file, self.blocks.clone()));
+        Ok(Some(Box::new(LocalUpload { backend: self.clone(), t, writer, tmp, renamed: false })))
     }
 
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>> {

@@ -1,26 +1,11 @@
-//! Large sequential reads that bypass the page cache (`O_DIRECT`).
-//!
-//! A buffered read from a cold cache makes the kernel allocate, account and later reclaim a page
-//! for every 4 KiB. On the virtual machines backups often run on, that costs more CPU than
-//! decrypting the data: 900 MB read cold took 0.66 s of system time buffered and 0.06 s direct.
-//! Direct reads also leave the machine's working set in the cache instead of replacing it with
-//! data read once. Aeon uses them for source files above 16 MiB, read front to back; not for
-//! small files, which read direct are slower (each read waits for the disk, without
-//! read-ahead), nor for packs, which a check reads as fast with the kernel's read-ahead.
-//!
-//! Where the file system refuses direct I/O (tmpfs, some FUSE and network file systems), or a
-//! read is refused for its alignment, the reader falls back to ordinary reads of the same file:
-//! the bytes returned are the same either way.
+//! Large sequential reads that bypass the page cache: [`DirectReader`] in line, [`ReadAhead`]
+//! on a thread of its own.
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::AsRawFd;
 
-/// Bytes asked of the kernel per read.
-const BLOCK: usize = 1 << 20;
-/// Alignment of the buffer, offsets and lengths of direct reads: the largest logical block size
-/// of common devices.
-const ALIGN: usize = 4096;
+use super::{ALIGN, BLOCK, set_direct};
 
 /// Reads a file from its current position (which must be 0 or a multiple of 4 KiB for the
 /// reads to go direct) to its end.
@@ -213,21 +198,6 @@ impl Read for ReadAhead {
         out[..n].copy_from_slice(&current.buf[current.start..current.start + n]);
         current.start += n;
         Ok(n)
-    }
-}
-
-/// Turns `O_DIRECT` on or off for an open file; false if the file system refuses it.
-fn set_direct(file: &File, on: bool) -> bool {
-    let fd = file.as_raw_fd();
-    // SAFETY: fcntl on a descriptor owned by `file`, which is open; F_GETFL/F_SETFL touch only
-    // the descriptor's status flags.
-    unsafe {
-        let flags = libc::fcntl(fd, libc::F_GETFL);
-        if flags < 0 {
-            return false;
-        }
-        let wanted = if on { flags | libc::O_DIRECT } else { flags & !libc::O_DIRECT };
-        libc::fcntl(fd, libc::F_SETFL, wanted) == 0
     }
 }
 
