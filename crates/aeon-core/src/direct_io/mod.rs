@@ -11,7 +11,6 @@
 //! Where the file system refuses direct I/O (tmpfs, some FUSE and network file systems), or a
 //! read is refused for its alignment, the reader falls back to ordinary reads of the same file:
 //! the bytes returned are the same either way.
-
 //!
 //! Writes of packs to a local repository go direct for the same reason: a buffered write copies
 //! every byte into a page the kernel allocates for it, then writes it back and reclaims it. On
@@ -29,11 +28,9 @@ mod write;
 pub use read::{DirectReader, ReadAhead};
 pub use write::WriteBehind;
 
-/// Bytes asked of the kernel per read.
+/// Bytes asked of the kernel per read or handed to it per write (512 KiB writes were slower:
+/// 2 GiB cold, 5.8 s against 5.3 s).
 const BLOCK: usize = 1 << 20;
-/// Bytes handed to the kernel per write: half a read's, since a pack being finished and the
-/// next one filling each hold a few blocks.
-const WRITE_BLOCK: usize = 1 << 20;
 /// Alignment of the buffer, offsets and lengths of direct reads and writes: the largest logical
 /// block size of common devices.
 const ALIGN: usize = 4096;
@@ -41,7 +38,7 @@ const ALIGN: usize = 4096;
 /// Blocks a [`BlockPool`] keeps at most.
 const POOL_BLOCKS: usize = 8;
 
-/// Aligned buffers of `WRITE_BLOCK` bytes kept for reuse: a fresh one costs 256 page faults and the
+/// Aligned buffers of `BLOCK` bytes kept for reuse: a fresh one costs 256 page faults and the
 /// kernel's zeroing of every page, as much as copying the data in. One pool serves the many
 /// packs of a backup in turn, so a few blocks serve them all.
 #[derive(Default)]
@@ -50,15 +47,15 @@ pub struct BlockPool {
 }
 
 impl BlockPool {
-    /// A buffer of `WRITE_BLOCK + ALIGN` bytes (so that an aligned `WRITE_BLOCK` fits in it).
+    /// A buffer of `BLOCK + ALIGN` bytes (so that an aligned `BLOCK` fits in it).
     fn take(&self) -> Vec<u8> {
         let reused = self.spare.lock().unwrap_or_else(|p| p.into_inner()).pop();
-        reused.unwrap_or_else(|| vec![0u8; WRITE_BLOCK + ALIGN])
+        reused.unwrap_or_else(|| vec![0u8; BLOCK + ALIGN])
     }
 
     /// Keeps `buf` for the next [`BlockPool::take`] unless the pool is full.
     fn give(&self, buf: Vec<u8>) {
-        if buf.len() != WRITE_BLOCK + ALIGN {
+        if buf.len() != BLOCK + ALIGN {
             return;
         }
         let mut spare = self.spare.lock().unwrap_or_else(|p| p.into_inner());

@@ -6,7 +6,7 @@ use std::io::{self, Seek, SeekFrom, Write};
 use std::os::fd::AsRawFd;
 use std::sync::Arc;
 
-use super::{ALIGN, BlockPool, WRITE_BLOCK as BLOCK, set_direct};
+use super::{ALIGN, BLOCK, BlockPool, set_direct};
 
 /// Blocks queued for the writing thread besides the one it is writing. A direct write returns
 /// only once the device has the data: without a queue, the writer's caller would wait for the
