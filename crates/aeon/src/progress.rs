@@ -43,6 +43,11 @@ impl aeon_core::progress::Progress for Bar {
     }
 
     fn add(&self, files: u64, bytes: u64) {
+        // A hidden bar draws nothing, and keeping its count and message was 5% of the walk of
+        // a backup with nothing changed.
+        if self.bar.is_hidden() {
+            return;
+        }
         if bytes > 0 {
             self.bar.inc(bytes);
         }

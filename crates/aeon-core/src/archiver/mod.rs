@@ -12,6 +12,7 @@
 //! batches (`FileBatch`, `ChunkBatcher`): on two cores, a message per file spent a fifth of
 //! the CPU on wake-ups and context switches.
 
+mod parent;
 mod walk;
 
 use std::collections::{HashMap, HashSet};
@@ -358,8 +359,12 @@ pub fn backup_after_scan(
     let (chunk_tx, chunk_rx) = bounded::<Vec<ChunkJob>>(threads * 2);
     let (blob_tx, blob_rx) = bounded::<Vec<SealedBlob>>(threads * 2);
 
+    let parent_trees = &parent::ParentTrees::default();
     let (root, packer_stats) = std::thread::scope(|s| {
         let shared = &shared;
+        if let Some(root) = parent_tree {
+            spawn_stage(s, "parent-trees", move || parent_trees.read_ahead(repo, root));
+        }
         // With a parent, most files are skipped unread and the walk is the backup's pace: a scan
         // ahead warms the caches it reads. The same scan gives a progress bar its totals.
         let mut stop_early_scan = None;
@@ -397,9 +402,11 @@ pub fn backup_after_scan(
         });
         drop((chunk_tx, blob_tx, job_rx, chunk_rx, blob_rx));
 
-        let walker = walk::Walker::new(shared, job_tx, item_tx);
-        walker.run(&sources, parent_tree.as_ref());
-        drop(walker);
+        {
+            let _stop_reading_parent = parent::CloseOnDrop(parent_trees);
+            let ahead = parent_tree.map(|_| parent_trees);
+            walk::Walker::new(shared, job_tx, item_tx, ahead).run(&sources, parent_tree.as_ref());
+        }
         shared.walked.store(true, Ordering::Relaxed);
         if let Some(stop) = stop_early_scan {
             stop.store(true, Ordering::Relaxed);

@@ -14,6 +14,7 @@ use std::thread::JoinHandle;
 
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+use super::parent::ParentTrees;
 use super::{FILE_BATCH_BYTES, FILE_BATCH_FILES, FileBatch, FileJob, FileOutcome, Item, Shared};
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
@@ -147,6 +148,8 @@ pub(super) struct Walker<'s, 'a> {
     /// Files to read not yet handed to the readers.
     files: RefCell<PendingFiles>,
     open_dirs: OpenDirs,
+    /// The parent's trees, read ahead.
+    parent_trees: Option<&'s ParentTrees>,
 }
 
 #[derive(Default)]
@@ -159,7 +162,12 @@ struct PendingFiles {
 const ITEM_BATCH: usize = 256;
 
 impl<'s, 'a> Walker<'s, 'a> {
-    pub fn new(shared: &'s Shared<'a>, jobs: Sender<FileBatch>, items: Sender<Vec<Item>>) -> Self {
+    pub fn new(
+        shared: &'s Shared<'a>,
+        jobs: Sender<FileBatch>,
+        items: Sender<Vec<Item>>,
+        parent_trees: Option<&'s ParentTrees>,
+    ) -> Self {
         Walker {
             shared,
             jobs,
@@ -167,6 +175,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             pending: RefCell::new(Vec::with_capacity(ITEM_BATCH)),
             files: RefCell::default(),
             open_dirs: OpenDirs::default(),
+            parent_trees,
         }
     }
 
@@ -241,6 +250,9 @@ impl<'s, 'a> Walker<'s, 'a> {
     }
 
     fn load_parent_tree(&self, id: &Id) -> Option<Tree> {
+        if let Some(tree) = self.parent_trees.and_then(|ahead| ahead.take(id)) {
+            return Some(tree);
+        }
         // A parent that cannot be read only costs speed: everything is read afresh.
         self.shared.repo.load_tree(id).ok()
     }
