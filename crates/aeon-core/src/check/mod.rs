@@ -11,17 +11,18 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
+use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::backend::{Backend, FileType, ObjectInfo};
-use crate::blob;
+use crate::blob::{self, BlobType};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack;
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repository::{Repository, UnreadableObjects};
 use crate::snapshot::SnapshotEntry;
-use crate::tree::NodeKind;
+use crate::tree::{NodeKind, Tree};
 
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
@@ -206,24 +207,39 @@ pub fn check_after_listing(
     report.blobs = index.blob_count();
 
     // The trees are walked while the packs are read: the walk is mostly waiting for storage,
-    // the reading mostly computing. It knows only the packs found missing so far; if reading
-    // finds damage, the walk is done again to name the recovery points it reaches.
+    // the reading mostly computing. Reading verifies every tree blob anyway, so it also keeps
+    // what the walk needs of each (its subtrees and its own problems), and the walk, once the
+    // reading is done, reads no tree twice; meanwhile only the recovery points are listed.
+    // That needs reading to find nothing bad: the walk must then name the recovery points
+    // that reach damage, and is done again (or, with packs missing from the start, at once)
+    // with every tree loaded.
     let known_bad = blobs_of_packs(repo, &bad_packs);
+    let summarise = opts.read_data && known_bad.is_empty();
     let (walked, read_found_damage) = std::thread::scope(|s| {
-        let walker = s.spawn(|| check_snapshots(repo, &known_bad));
+        let walker = (!summarise)
+            .then(|| s.spawn(|| check_snapshots(repo, repo.list_snapshots(), &known_bad, None)));
+        let lister = summarise.then(|| s.spawn(|| repo.list_snapshots()));
         let bad_before = bad_packs.len();
-        if opts.read_data {
-            read_all_packs(repo, opts, progress, &mut report, &mut bad_packs, &mut bad_blobs);
-        }
+        let summaries = opts.read_data.then(|| {
+            let (report, bad_packs, bad_blobs) = (&mut report, &mut bad_packs, &mut bad_blobs);
+            read_all_packs(repo, opts, progress, report, bad_packs, bad_blobs, summarise)
+        });
         let damaged = bad_packs.len() > bad_before || !bad_blobs.is_empty();
-        let walked = walker.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        let walked = match (walker, lister, summaries) {
+            (Some(walker), _, _) => Some(join(walker)),
+            (None, Some(lister), Some(summaries)) if !damaged => {
+                Some(check_snapshots(repo, join(lister), &known_bad, Some(&summaries)))
+            }
+            _ => None,
+        };
         (walked, damaged)
     });
-    let walked = if read_found_damage {
-        bad_blobs.extend(blobs_of_packs(repo, &bad_packs));
-        check_snapshots(repo, &bad_blobs)?
-    } else {
-        walked?
+    let walked = match walked {
+        Some(walked) if !read_found_damage => walked?,
+        _ => {
+            bad_blobs.extend(blobs_of_packs(repo, &bad_packs));
+            check_snapshots(repo, repo.list_snapshots(), &bad_blobs, None)?
+        }
     };
     report.problems.extend(walked.problems);
     report.snapshots = walked.snapshots;
@@ -246,17 +262,36 @@ fn blobs_of_packs(repo: &Repository, packs: &HashSet<u32>) -> HashSet<Id> {
         .collect()
 }
 
+/// A scoped thread's result, its panic passed on.
+fn join<T>(handle: std::thread::ScopedJoinHandle<'_, T>) -> T {
+    handle.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
+}
+
 /// The recovery points' part of a check: each decrypts, its trees decrypt and name only indexed
-/// blobs; those reaching one of `bad_blobs` are listed as affected.
-fn check_snapshots(repo: &Repository, bad_blobs: &HashSet<Id>) -> Result<CheckReport> {
+/// blobs; those reaching one of `bad_blobs` are listed as affected. A tree in `summaries` was
+/// verified by pack reading with no bad blobs known, and is not loaded again.
+fn check_snapshots(
+    repo: &Repository,
+    listed: Result<(Vec<SnapshotEntry>, UnreadableObjects)>,
+    bad_blobs: &HashSet<Id>,
+    summaries: Option<&TreeSummaries>,
+) -> Result<CheckReport> {
     let mut report = CheckReport::default();
-    let (snapshots, unreadable) = repo.list_snapshots()?;
+    let (snapshots, unreadable) = listed?;
     for (name, e) in unreadable {
         report.problem(format!("recovery point {name}"), error_message(&e));
     }
     report.snapshots = snapshots.len();
-    report.affected_snapshots = walk_snapshots(repo, &snapshots, bad_blobs, &mut report);
-    Ok(report)
+    let mut walk = Walk { repo, bad_blobs, summaries, verdict: HashMap::new(), report };
+    let mut affected = Vec::new();
+    for s in &snapshots {
+        if walk.tree_is_bad(&s.snapshot.tree) {
+            affected.push(s.id.to_hex());
+        }
+    }
+    walk.report.trees_checked = walk.verdict.len();
+    walk.report.affected_snapshots = affected;
+    Ok(walk.report)
 }
 
 fn error_object(e: &Error, fallback: &str) -> String {
@@ -282,7 +317,8 @@ fn read_all_packs(
     report: &mut CheckReport,
     bad_packs: &mut HashSet<u32>,
     bad_blobs: &mut HashSet<Id>,
-) {
+    summarise: bool,
+) -> TreeSummaries {
     let index = repo.index();
     // In name order (an id orders as its hex name), as [`EarlyPackRead`] hinted them.
     let mut todo: Vec<u32> =
@@ -297,10 +333,12 @@ fn read_all_packs(
     let next = AtomicUsize::new(0);
     let bytes = AtomicU64::new(0);
     let found = Mutex::new(Vec::<(u32, Option<Id>, String)>::new());
+    let summaries = Mutex::new(TreeSummaries::new());
     std::thread::scope(|s| {
         for _ in 0..opts.threads.max(1) {
             s.spawn(|| {
                 let mut buf = Vec::new();
+                let mut trees = Vec::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&p) = todo.get(i) else { break };
@@ -315,7 +353,12 @@ fn read_all_packs(
                         ahead,
                         expected.get(&p).map(Vec::as_slice).unwrap_or(&[]),
                         &mut buf,
+                        summarise.then_some(&mut trees),
                     );
+                    if !trees.is_empty() {
+                        let mut all = summaries.lock().unwrap_or_else(|e| e.into_inner());
+                        all.extend(trees.drain(..));
+                    }
                     if info.condemned
                         && problems.iter().any(|(b, m)| b.is_none() && m.contains(GONE))
                     {
@@ -347,10 +390,12 @@ fn read_all_packs(
             }
         }
     }
+    summaries.into_inner().unwrap_or_else(|e| e.into_inner())
 }
 
 /// Reads one pack whole into `data` and verifies it; returns (blob, message) per problem,
-/// `None` for the pack as a whole.
+/// `None` for the pack as a whole. With `trees`, the tree blobs verified are summarised into it
+/// (for packs laid out as writers store them; the walk loads any other tree itself).
 ///
 /// Every byte is checked. When the table's blobs lie back to back from the first blob offset to
 /// the table, each byte is covered by an authenticated box (blobs, table) or by parsing
@@ -364,6 +409,7 @@ fn verify_pack(
     ahead: Option<Id>,
     expected: &[(Id, crate::index::BlobLocation)],
     data: &mut Vec<u8>,
+    trees: Option<&mut Vec<(Id, TreeSummary)>>,
 ) -> Vec<(Option<Id>, String)> {
     let name = pack_id.to_hex();
     match repo.backend().read_into(FileType::Pack, &name, data) {
@@ -377,7 +423,8 @@ fn verify_pack(
     let what = format!("pack {pack_id}");
     let table = pack::read_table(repo.cipher(), data, &what);
     if let Ok(table) = &table
-        && let Some(problems) = verify_tiled_pack(repo, table, expected, data)
+        && let Some(problems) =
+            verify_tiled_pack(repo, table, expected, data, trees, ahead.is_none())
     {
         if problems.is_empty() {
             return problems;
@@ -442,6 +489,8 @@ fn verify_tiled_pack(
     table: &[pack::PackEntry],
     expected: &[(Id, crate::index::BlobLocation)],
     data: &mut [u8],
+    mut trees: Option<&mut Vec<(Id, TreeSummary)>>,
+    last: bool,
 ) -> Option<Vec<(Option<Id>, String)>> {
     let table_start = pack::table_start(data, "pack").ok()?;
     let mut order: Vec<&pack::PackEntry> = table.iter().collect();
@@ -457,14 +506,41 @@ fn verify_tiled_pack(
     if end != table_start {
         return None;
     }
-    let (cipher, hasher) = (repo.cipher(), repo.hasher());
-    let mut failed: HashMap<u32, String> = HashMap::new();
+    // A worker's `last` pack (no other will be left for it) is verified on every core: with
+    // whole packs as the unit, the last of a check ran on one core while the others idled (17
+    // packs on 2 cores: a twentieth of a check of the source tree). Every pack so would cost
+    // more than it gains: the pool's threads spin between blobs beside the other workers.
+    let mut sealed_blobs = Vec::with_capacity(order.len());
+    let mut rest = &mut data[pack::FIRST_BLOB_OFFSET as usize..table_start];
     for e in &order {
-        let sealed = &mut data[e.offset as usize..e.offset as usize + e.length as usize];
-        if let Err(err) =
-            blob::verify_blob_in_place(cipher, hasher, e.blob_type, &e.id, sealed, e.raw_len)
-        {
-            failed.insert(e.offset, error_message(&err));
+        let (sealed, after) = std::mem::take(&mut rest).split_at_mut(e.length as usize);
+        sealed_blobs.push((*e, sealed));
+        rest = after;
+    }
+    let (cipher, hasher) = (repo.cipher(), repo.hasher());
+    let summarise = trees.is_some();
+    let verify = |(e, sealed): (&pack::PackEntry, &mut [u8])| {
+        let tree = summarise && e.blob_type == BlobType::Tree;
+        let (kind, id, raw_len) = (e.blob_type, &e.id, e.raw_len);
+        let verified =
+            blob::verify_blob_in_place_then(cipher, hasher, kind, id, sealed, raw_len, |plain| {
+                tree.then(|| summarise_tree(repo, id, plain)).flatten()
+            });
+        (e.offset, e.id, verified)
+    };
+    let verified: Vec<_> = if last {
+        sealed_blobs.into_par_iter().with_min_len(8).map(verify).collect()
+    } else {
+        sealed_blobs.into_iter().map(verify).collect()
+    };
+    let mut failed: HashMap<u32, String> = HashMap::new();
+    for (offset, id, verified) in verified {
+        match (verified, trees.as_deref_mut()) {
+            (Err(err), _) => {
+                failed.insert(offset, error_message(&err));
+            }
+            (Ok(Some(summary)), Some(trees)) => trees.push((id, summary)),
+            (Ok(_), _) => {}
         }
     }
     // Back to back, so each offset holds one entry.
@@ -486,67 +562,59 @@ fn verify_tiled_pack(
     Some(out)
 }
 
-/// Walks every recovery point's trees; reports unreadable trees and unindexed blobs, and
-/// returns the recovery points that reach any bad blob.
-fn walk_snapshots(
-    repo: &Repository,
-    snapshots: &[SnapshotEntry],
-    bad_blobs: &HashSet<Id>,
-    report: &mut CheckReport,
-) -> Vec<String> {
-    // Per tree: does anything below it reach a bad or missing blob?
-    let mut verdict: HashMap<Id, bool> = HashMap::new();
-    let mut affected = Vec::new();
-    for s in snapshots {
-        if tree_is_bad(repo, &s.snapshot.tree, bad_blobs, &mut verdict, report) {
-            affected.push(s.id.to_hex());
-        }
-    }
-    report.trees_checked = verdict.len();
-    affected
+/// What the walk needs of a tree: the trees of its directories, and the problems it has on its
+/// own (blobs it names that are not indexed, directories without a tree).
+struct TreeSummary {
+    subtrees: Box<[Id]>,
+    problems: Vec<Problem>,
 }
 
-fn tree_is_bad(
+/// The summaries of the trees pack reading verified, by tree id.
+type TreeSummaries = HashMap<Id, TreeSummary>;
+
+/// Summarises a verified tree blob; `None` for one that does not decode, which the walk loads
+/// and reports if a recovery point reaches it.
+fn summarise_tree(repo: &Repository, tree_id: &Id, plain: &[u8]) -> Option<TreeSummary> {
+    let tree = Tree::decode(plain, &format!("tree {tree_id}")).ok()?;
+    let mut problems = Vec::new();
+    let (_, subtrees) = inspect_tree(repo, tree_id, &tree, &HashSet::new(), &mut problems);
+    Some(TreeSummary { subtrees: subtrees.into_boxed_slice(), problems })
+}
+
+/// The problems `tree` has on its own, given the blobs known bad: whether it reaches one of
+/// them or a missing blob, and its subtrees.
+fn inspect_tree(
     repo: &Repository,
     tree_id: &Id,
+    tree: &Tree,
     bad_blobs: &HashSet<Id>,
-    verdict: &mut HashMap<Id, bool>,
-    report: &mut CheckReport,
-) -> bool {
-    if let Some(&v) = verdict.get(tree_id) {
-        return v;
-    }
-    verdict.insert(*tree_id, false); // guards against cycles in a crafted repository
-    let tree = match repo.load_tree(tree_id) {
-        Ok(t) => t,
-        Err(e) => {
-            report.problem(error_object(&e, &format!("tree {tree_id}")), error_message(&e));
-            verdict.insert(*tree_id, true);
-            return true;
-        }
-    };
+    problems: &mut Vec<Problem>,
+) -> (bool, Vec<Id>) {
+    let index = repo.index();
+    let mut problem = |object: String, message: String| problems.push(Problem { object, message });
     let mut bad = bad_blobs.contains(tree_id);
+    let mut subtrees = Vec::new();
     for node in &tree.nodes {
         match node.kind {
             NodeKind::File => {
                 for id in &node.content {
-                    if repo.index().get_readable(id).is_none() {
-                        report.problem(
+                    let Some(loc) = index.get_readable(id) else {
+                        problem(
                             format!("blob {id}"),
                             format!("referenced by {:?} but not in the index", node.name),
                         );
                         bad = true;
-                    } else if bad_blobs.contains(id) {
-                        if let Some(l) = repo.index().get_readable(id)
-                            && repo.index().pack(l.pack).condemned
-                        {
-                            report.problem(
+                        continue;
+                    };
+                    if bad_blobs.contains(id) {
+                        let pack = index.pack(loc.pack);
+                        if pack.condemned {
+                            problem(
                                 format!("blob {id}"),
                                 format!(
                                     "needed by {:?}, but its pack {} (awaiting deletion) is \
                                      missing or damaged",
-                                    node.name,
-                                    repo.index().pack(l.pack).id
+                                    node.name, pack.id
                                 ),
                             );
                         }
@@ -555,9 +623,9 @@ fn tree_is_bad(
                 }
             }
             NodeKind::Dir => match node.subtree {
-                Some(sub) => bad |= tree_is_bad(repo, &sub, bad_blobs, verdict, report),
+                Some(sub) => subtrees.push(sub),
                 None => {
-                    report.problem(
+                    problem(
                         format!("tree {tree_id}"),
                         format!("directory {:?} has no subtree", node.name),
                     );
@@ -567,8 +635,59 @@ fn tree_is_bad(
             _ => {}
         }
     }
-    verdict.insert(*tree_id, bad);
-    bad
+    (bad, subtrees)
+}
+
+/// A walk of recovery points' trees, each visited once.
+struct Walk<'a> {
+    repo: &'a Repository,
+    bad_blobs: &'a HashSet<Id>,
+    summaries: Option<&'a TreeSummaries>,
+    /// Per tree: does anything below it reach a bad or missing blob?
+    verdict: HashMap<Id, bool>,
+    report: CheckReport,
+}
+
+impl Walk<'_> {
+    fn tree_is_bad(&mut self, tree_id: &Id) -> bool {
+        if let Some(&v) = self.verdict.get(tree_id) {
+            return v;
+        }
+        self.verdict.insert(*tree_id, false); // guards against cycles in a crafted repository
+        // A summary stands for the tree only where the index still names it readable (it
+        // was made from whatever pack held the blob).
+        let summary = self
+            .summaries
+            .and_then(|s| s.get(tree_id))
+            .filter(|_| self.repo.index().get_readable(tree_id).is_some());
+        let (mut bad, loaded);
+        let subtrees: &[Id] = match summary {
+            Some(summary) => {
+                self.report.problems.extend(summary.problems.iter().cloned());
+                bad = !summary.problems.is_empty() || self.bad_blobs.contains(tree_id);
+                &summary.subtrees
+            }
+            None => match self.repo.load_tree(tree_id) {
+                Ok(tree) => {
+                    let problems = &mut self.report.problems;
+                    (bad, loaded) =
+                        inspect_tree(self.repo, tree_id, &tree, self.bad_blobs, problems);
+                    &loaded
+                }
+                Err(e) => {
+                    let object = error_object(&e, &format!("tree {tree_id}"));
+                    self.report.problem(object, error_message(&e));
+                    self.verdict.insert(*tree_id, true);
+                    return true;
+                }
+            },
+        };
+        for sub in subtrees {
+            bad |= self.tree_is_bad(sub);
+        }
+        self.verdict.insert(*tree_id, bad);
+        bad
+    }
 }
 
 #[cfg(test)]

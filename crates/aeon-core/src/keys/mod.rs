@@ -129,47 +129,47 @@ pub fn scrypt_attack_cost(log_n: u32, r: u32, p: u32) -> AttackCost {
     AttackCost::of(128.0 * f64::from(r) * f64::from(1u32 << log_n) / (1024.0 * 1024.0), p)
 }
 
-/// Argon2's working memory, zeroed, and backed by transparent huge pages where the kernel allows:
-/// filling 64 MiB through 4 KiB pages took 16,000 page faults, a third of a derivation's time
-/// on a virtual machine. The argon2 crate allocates through the same global allocator; only the
-/// advice is added.
-fn argon2_memory(blocks: usize) -> Result<Vec<argon2::Block>> {
-    let layout = std::alloc::Layout::array::<argon2::Block>(blocks)
-        .map_err(|_| Error::InvalidInput("Argon2id memory too large".into()))?;
-    if layout.size() == 0 {
-        return Ok(Vec::new());
-    }
-    // SAFETY: the layout has a non-zero size. The memory is zeroed (after the advice, so that
-    // the first touch of each page already gets a huge one), and zeroed memory is a valid value
-    // of `Block` (an array of u64): the vector holds `blocks` initialised elements, allocated
-    // by the global allocator with exactly the layout `Vec<Block>` frees it with.
-    let memory = unsafe {
-        let ptr = std::alloc::alloc(layout);
-        if ptr.is_null() {
-            return Err(Error::InvalidInput("not enough memory for the key derivation".into()));
-        }
-        advise_huge_pages(ptr, layout.size());
-        ptr.write_bytes(0, layout.size());
-        Vec::from_raw_parts(ptr.cast::<argon2::Block>(), blocks, blocks)
-    };
-    Ok(memory)
+/// Argon2's working memory: an anonymous mapping of its own, so that
+/// - the kernel hands its pages over already zeroed, at the first touch by a lane's thread
+///   (the allocator's zeroing had the command's main thread write 46 MiB before the lanes
+///   started, and the kernel zero every page of it first: 4% of a cold check);
+/// - it is backed by transparent huge pages where the kernel allows: filling 64 MiB through
+///   4 KiB pages took 16,000 page faults, a third of a derivation's time on a virtual machine;
+/// - dropping it gives the pages back to the kernel at once, which zeroes them before any
+///   other use: nothing derived from the password outlives the derivation in the process,
+///   without the pass that cleared it (another 46 MiB written on the main thread).
+struct KdfMemory {
+    map: memmap2::MmapMut,
+    blocks: usize,
 }
 
-/// Asks for huge pages over the whole pages of `[ptr, ptr + len)`; a refusal changes nothing.
-fn advise_huge_pages(ptr: *mut u8, len: usize) {
-    #[cfg(target_os = "linux")]
-    {
-        const PAGE: usize = 4096;
-        let start = (ptr as usize).next_multiple_of(PAGE);
-        let end = (ptr as usize + len) / PAGE * PAGE;
-        if end > start {
-            // SAFETY: the range lies inside an allocation of ours; the advice changes how its
-            // pages are backed, never their contents.
-            unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_HUGEPAGE) };
+impl KdfMemory {
+    fn new(blocks: usize) -> Result<KdfMemory> {
+        let len = blocks
+            .checked_mul(std::mem::size_of::<argon2::Block>())
+            .ok_or_else(|| Error::InvalidInput("Argon2id memory too large".into()))?;
+        let map = memmap2::MmapMut::map_anon(len.max(1)).map_err(|e| {
+            Error::InvalidInput(format!("not enough memory for the key derivation: {e}"))
+        })?;
+        #[cfg(target_os = "linux")]
+        // A refusal only leaves ordinary pages.
+        let _ = map.advise(memmap2::Advice::HugePage);
+        Ok(KdfMemory { map, blocks })
+    }
+}
+
+impl AsMut<[argon2::Block]> for KdfMemory {
+    fn as_mut(&mut self) -> &mut [argon2::Block] {
+        // SAFETY: the mapping is page-aligned (beyond a block's 64 bytes), at least `blocks`
+        // blocks long, and lives as long as the borrow of `self`; any bytes, zeroes included,
+        // are a valid block (an array of u64).
+        unsafe {
+            std::slice::from_raw_parts_mut(
+                self.map.as_mut_ptr().cast::<argon2::Block>(),
+                self.blocks,
+            )
         }
     }
-    #[cfg(not(target_os = "linux"))]
-    let _ = (ptr, len);
 }
 
 impl KdfParams {
@@ -177,15 +177,12 @@ impl KdfParams {
         let params =
             argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(KEY_LEN))
                 .map_err(|e| Error::InvalidInput(format!("invalid Argon2id parameters: {e}")))?;
-        let mut memory = argon2_memory(params.block_count())?;
+        let mut memory = KdfMemory::new(params.block_count())?;
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
         let mut out = [0u8; KEY_LEN];
         let derived = argon.hash_password_into_with_memory(password, salt, &mut out, &mut memory);
-        // The memory holds values derived from the password: cleared before it is freed (the
-        // black box keeps the compiler from dropping stores that nothing reads afterwards).
-        memory.iter_mut().for_each(|b| *b = argon2::Block::new());
-        std::hint::black_box(&mut memory);
+        drop(memory);
         derived.map_err(|e| Error::InvalidInput(format!("key derivation failed: {e}")))?;
         Ok(Key(out))
     }
