@@ -220,14 +220,16 @@ pub fn check_after_listing(
             .then(|| s.spawn(|| check_snapshots(repo, repo.list_snapshots(), &known_bad, None)));
         let lister = summarise.then(|| s.spawn(|| repo.list_snapshots()));
         let bad_before = bad_packs.len();
-        let summaries = opts.read_data.then(|| {
+        let summaries = if opts.read_data {
             let (report, bad_packs, bad_blobs) = (&mut report, &mut bad_packs, &mut bad_blobs);
             read_all_packs(repo, opts, progress, report, bad_packs, bad_blobs, summarise)
-        });
+        } else {
+            TreeSummaries::new()
+        };
         let damaged = bad_packs.len() > bad_before || !bad_blobs.is_empty();
-        let walked = match (walker, lister, summaries) {
-            (Some(walker), _, _) => Some(join(walker)),
-            (None, Some(lister), Some(summaries)) if !damaged => {
+        let walked = match (walker, lister) {
+            (Some(walker), _) => Some(join(walker)),
+            (None, Some(lister)) if !damaged => {
                 Some(check_snapshots(repo, join(lister), &known_bad, Some(&summaries)))
             }
             _ => None,
