@@ -703,6 +703,67 @@ mod tests {
     use crate::progress::NoProgress;
     use crate::repository::InitOptions;
 
+    /// Drops `blob` from every index file (each rewritten as one that supersedes it), as an
+    /// index damaged by a bug would: the pack still holds the blob, but nothing can find it.
+    fn forget_blob_in_index(repo: &mut Repository, blob: &Id) {
+        for file in repo.read_index_files().unwrap() {
+            let (old, mut file) = file.unwrap();
+            for pack in &mut file.packs {
+                pack.blobs.retain(|b| b.id != *blob);
+            }
+            file.supersedes = vec![old];
+            repo.write_index_file(&file).unwrap();
+        }
+        repo.load_index().unwrap();
+        assert!(repo.index().get(blob).is_none());
+    }
+
+    #[test]
+    fn a_tree_naming_an_unindexed_blob_is_reported_by_both_walks() {
+        let dir = tempfile::tempdir().unwrap();
+        let (store, source) = (dir.path().join("repo"), dir.path().join("src"));
+        std::fs::create_dir_all(source.join("sub")).unwrap();
+        std::fs::write(source.join("kept"), vec![7u8; 50_000]).unwrap();
+        let lost: Vec<u8> = (0..80_000u32).map(|i| (i * 17 % 253) as u8).collect();
+        std::fs::write(source.join("sub").join("lost"), &lost).unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&store));
+        let init = InitOptions {
+            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+            ..InitOptions::default()
+        };
+        let mut repo = Repository::init(backend, b"pw", init).unwrap();
+        repo.load_index().unwrap();
+        let first = backup(&repo, &BackupOptions::new(vec![source.clone()]), &NoProgress).unwrap();
+        // A second recovery point without the file must stay unaffected.
+        std::fs::remove_file(source.join("sub").join("lost")).unwrap();
+        let second = backup(&repo, &BackupOptions::new(vec![source.clone()]), &NoProgress).unwrap();
+        repo.load_index().unwrap();
+        let root = first.snapshot.tree;
+        let path = format!("{}/sub/lost", source.display());
+        let lost_blob = repo.find_node(&root, &path).unwrap().content[0];
+        forget_blob_in_index(&mut repo, &lost_blob);
+
+        let mut reports = Vec::new();
+        for read_data in [true, false] {
+            let opts = CheckOptions { read_data, threads: 2 };
+            let report = check(&mut repo, &opts, &NoProgress).unwrap();
+            let named: Vec<_> = report
+                .problems
+                .iter()
+                .filter(|p| p.object == format!("blob {lost_blob}"))
+                .collect();
+            assert_eq!(named.len(), 1, "read_data {read_data}: {:?}", report.problems);
+            assert!(named[0].message.contains("\"lost\"") && named[0].message.contains("index"));
+            assert_eq!(report.affected_snapshots, vec![first.snapshot_id.to_hex()]);
+            assert_ne!(report.affected_snapshots, vec![second.snapshot_id.to_hex()]);
+            assert!(!report.is_ok());
+            reports.push((report.problems.len(), report.trees_checked, report.snapshots));
+        }
+        // Reading the packs found nothing wrong in them, so its walk used the summaries; it
+        // must see exactly what the walk that loads every tree sees.
+        assert_eq!(reports[0], reports[1]);
+    }
+
     #[test]
     fn packs_indexed_after_the_early_listing_are_not_called_missing() {
         let dir = tempfile::tempdir().unwrap();
