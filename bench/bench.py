@@ -387,9 +387,15 @@ def main():
         return
     (RESULTS).mkdir(exist_ok=True)
     (RESULTS / "machine.txt").write_text(machine() + "\n" + "\n".join(versions(tools)) + "\n")
-    rows = []
+    rows, limit_runs = [], {}
     for ds in datasets:
         for rep in range(1, args.reps + 1):
+            # The limit is measured in every repetition, beside the tools: a virtual machine's
+            # speed drifts by tens of percent within a run, and a limit measured once, before
+            # the tools, would be compared with backups made on a faster or slower machine.
+            if "aeon" in tools:
+                limit_runs.setdefault(ds, []).append(measure_limit(ds))
+                save_limits(limit_runs)
             order = tools if rep % 2 else list(reversed(tools))  # A B C D, D C B A, ...
             for t in order:
                 run_tool(TOOLS[t](), ds, rep, rows)
@@ -397,6 +403,45 @@ def main():
         done = datasets[: datasets.index(ds) + 1]
         report(rows, tools, done, ["(partial: datasets still running)"] if done != datasets else [])
     final_report(rows, tools, datasets)
+
+
+LIMIT_EXAMPLE = ROOT / "target" / "release" / "examples" / "pipeline_limit"
+IN_MEMORY_ROW = "| chunk+hash"
+
+
+def measure_limit(dataset):
+    """One run of the in-memory pipeline limit on `dataset` (its Markdown section)."""
+    out = subprocess.run([str(LIMIT_EXAMPLE), str(WORK / "data" / dataset), dataset],
+                         check=True, capture_output=True, text=True, env=ENV)
+    return out.stdout.strip() + "\n"
+
+
+def in_memory_figure(section):
+    """The 2-core in-memory figure (MB/s) of one limit section, 0 where missing."""
+    row = next((l for l in section.splitlines() if l.startswith(IN_MEMORY_ROW)), "")
+    try:
+        return float(row.strip("| ").split("|")[-1])
+    except ValueError:
+        return 0.0
+
+
+def save_limits(limit_runs):
+    """limits.md: per dataset, the repetition whose in-memory figure is the median (all its
+    rows from one run, so they stay consistent with each other), every repetition's figure
+    listed; then the index measurement run.sh left in index.md."""
+    parts = ["## In-memory pipeline limit", "",
+             "Measured in each repetition just before the tools run; shown: the repetition with the "
+             "median in-memory figure.", ""]
+    for ds, sections in limit_runs.items():
+        ranked = sorted(sections, key=in_memory_figure)
+        median = ranked[(len(ranked) - 1) // 2]
+        figures = ", ".join(f"{in_memory_figure(x):.0f}" for x in sections)
+        parts += [median.rstrip("\n"), "",
+                  f"In-memory figure (2 cores) of each repetition, MB/s: {figures}.", ""]
+    index = RESULTS / "index.md"
+    if index.exists():
+        parts += [index.read_text().strip(), ""]
+    (RESULTS / "limits.md").write_text("\n".join(parts))
 
 
 def load_raw():

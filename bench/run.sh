@@ -12,8 +12,6 @@ command -v rustic >/dev/null || cargo install rustic-rs --locked
 cargo build --release -p aeon -p aeon-core --examples --bins
 mkdir -p bench/results
 python3 bench/bench.py --prepare-only
-{ printf '## In-memory pipeline limit\n\n'
-  for ds in src large small; do ./target/release/examples/pipeline_limit bench/work/data/$ds $ds; done
-} > bench/results/limits.md
-./target/release/examples/index_memory 10000000 >> bench/results/limits.md
+# The pipeline limit is measured by bench.py in every repetition, beside the tools.
+./target/release/examples/index_memory 10000000 > bench/results/index.md
 exec python3 bench/bench.py "$@"
