@@ -4,7 +4,8 @@
 Every tool runs with its default settings into a local repository on the same file system as
 the data. The tools are interleaved (A B C D, A B C D, ...) for REPS repetitions and the
 medians reported. The page cache is dropped before every timed phase. Wall time, CPU time and
-peak RSS come from /usr/bin/time; repository size from the bytes on disk.
+peak RSS come from /usr/bin/time; repository size from the bytes on disk. Each repetition first
+measures the in-memory pipeline limit of its dataset (examples/pipeline_limit) into limits.md.
 
 Usage: bench/run.sh (installs the peers and builds Aeon first), or
        bench/bench.py [--reps N] [--datasets src,large,small] [--tools aeon,restic,rustic,borg]
