@@ -417,13 +417,19 @@ def measure_limit(dataset):
     return out.stdout.strip() + "\n"
 
 
+def row_figure(section, prefix):
+    """The last cell (the 2-core MB/s) of the row of a limit section starting with `prefix`;
+    None where the row or its figure is missing."""
+    row = next((l for l in section.splitlines() if l.startswith(prefix)), None)
+    try:
+        return float(row.strip("| ").split("|")[-1]) if row else None
+    except ValueError:
+        return None
+
+
 def in_memory_figure(section):
     """The 2-core in-memory figure (MB/s) of one limit section, 0 where missing."""
-    row = next((l for l in section.splitlines() if l.startswith(IN_MEMORY_ROW)), "")
-    try:
-        return float(row.strip("| ").split("|")[-1])
-    except ValueError:
-        return 0.0
+    return row_figure(section, IN_MEMORY_ROW) or 0.0
 
 
 def save_limits(limit_runs):
@@ -495,12 +501,8 @@ def limit_fraction(rows, limits_md):
         body = section[1].split("\n#", 1)[0]
 
         def limit(prefix):
-            row = next((l for l in body.splitlines() if l.startswith(prefix)), None)
-            try:
-                return float(row.strip("| ").split("|")[-1]) if row else None
-            except ValueError:
-                return None
-        memory, warm, cold = limit("| chunk+hash"), limit("| read (page cache)"), limit("| read (cold cache)")
+            return row_figure(body, prefix)
+        memory, warm, cold = limit(IN_MEMORY_ROW), limit("| read (page cache)"), limit("| read (cold cache)")
         if None in (memory, warm, cold):
             continue
         a_cold = cold_run["data_bytes"] / cold_run["wall_s"] / 1e6

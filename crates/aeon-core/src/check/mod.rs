@@ -703,6 +703,18 @@ mod tests {
     use crate::progress::NoProgress;
     use crate::repository::InitOptions;
 
+    /// A new repository in `store` with a cheap key derivation, its index loaded.
+    fn repository(store: &std::path::Path) -> (Arc<dyn Backend>, Repository) {
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(store));
+        let init = InitOptions {
+            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+            ..InitOptions::default()
+        };
+        let mut repo = Repository::init(backend.clone(), b"pw", init).unwrap();
+        repo.load_index().unwrap();
+        (backend, repo)
+    }
+
     /// Drops `blob` from every index file (each rewritten as one that supersedes it), as an
     /// index damaged by a bug would: the pack still holds the blob, but nothing can find it.
     fn forget_blob_in_index(repo: &mut Repository, blob: &Id) {
@@ -726,13 +738,7 @@ mod tests {
         std::fs::write(source.join("kept"), vec![7u8; 50_000]).unwrap();
         let lost: Vec<u8> = (0..80_000u32).map(|i| (i * 17 % 253) as u8).collect();
         std::fs::write(source.join("sub").join("lost"), &lost).unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&store));
-        let init = InitOptions {
-            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
-            ..InitOptions::default()
-        };
-        let mut repo = Repository::init(backend, b"pw", init).unwrap();
-        repo.load_index().unwrap();
+        let (_, mut repo) = repository(&store);
         let first = backup(&repo, &BackupOptions::new(vec![source.clone()]), &NoProgress).unwrap();
         // A second recovery point without the file must stay unaffected.
         std::fs::remove_file(source.join("sub").join("lost")).unwrap();
@@ -770,13 +776,7 @@ mod tests {
         let (store, source) = (dir.path().join("repo"), dir.path().join("src"));
         std::fs::create_dir(&source).unwrap();
         std::fs::write(source.join("a"), vec![7u8; 100_000]).unwrap();
-        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(&store));
-        let init = InitOptions {
-            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
-            ..InitOptions::default()
-        };
-        let mut repo = Repository::init(backend.clone(), b"pw", init).unwrap();
-        repo.load_index().unwrap();
+        let (backend, mut repo) = repository(&store);
         let opts = BackupOptions::new(vec![source.clone()]);
         backup(&repo, &opts, &NoProgress).unwrap();
 
