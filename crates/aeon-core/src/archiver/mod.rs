@@ -8,13 +8,16 @@
 //!    └──entries──▶ finisher (assembles trees in order) ──tree blobs──▶ packer ◀─┘ (packs, index)
 //! ```
 //! Files unchanged since the parent recovery point (same size, mtime, ctime, inode) are not
-//! read: their content list is taken from the parent. Small files and small chunks travel in
+//! read: their content list is taken from the parent. The bytes of new chunks between the
+//! readers and the packer are held to a budget ([`IN_FLIGHT_BYTES`]), whatever the chunks' sizes. Small files and small chunks travel in
 //! batches (`FileBatch`, `ChunkBatcher`): on two cores, a message per file spent a fifth of
 //! the CPU on wake-ups and context switches.
 
+mod budget;
 mod parent;
 mod walk;
 
+use std::borrow::Cow;
 use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io::Read;
@@ -25,6 +28,7 @@ use std::sync::{Arc, Mutex};
 use chrono::{DateTime, FixedOffset};
 use crossbeam_channel::{Receiver, Sender, bounded};
 
+use self::budget::Budget;
 use crate::blob::{self, BlobType, Compression};
 use crate::chunker::{Chunker, ChunkerParams, chunk_slice};
 use crate::direct_io::ReadAhead;
@@ -177,26 +181,41 @@ struct ChunkJob {
 }
 
 /// New chunks gathered for the compressors: small chunks travel together, since a message per
-/// chunk of a small file cost more in wake-ups than compressing it.
-struct ChunkBatcher {
+/// chunk of a small file cost more in wake-ups than compressing it. Each chunk is charged to
+/// the backup's bytes in flight before it is copied out of the file.
+struct ChunkBatcher<'s> {
     tx: Sender<Vec<ChunkJob>>,
     jobs: Vec<ChunkJob>,
     bytes: usize,
+    in_flight: &'s Budget,
 }
 
 /// A batch of chunks is sent once it holds this many bytes or chunks.
 const CHUNK_BATCH_BYTES: usize = 256 << 10;
 const CHUNK_BATCH_CHUNKS: usize = 64;
 
-impl ChunkBatcher {
-    fn new(tx: Sender<Vec<ChunkJob>>) -> ChunkBatcher {
-        ChunkBatcher { tx, jobs: Vec::new(), bytes: 0 }
+/// New chunks' bytes between the readers and the packer, at most: what bounds a backup's memory
+/// whatever the files' and chunks' sizes. A chunk larger than this (up to the chunker's maximum)
+/// waits until it is alone in flight.
+const IN_FLIGHT_BYTES: usize = 8 << 20;
+
+impl<'s> ChunkBatcher<'s> {
+    fn new(tx: Sender<Vec<ChunkJob>>, in_flight: &'s Budget) -> ChunkBatcher<'s> {
+        ChunkBatcher { tx, jobs: Vec::new(), bytes: 0, in_flight }
     }
 
-    /// Queues a chunk; false if the compressors have stopped.
-    fn push(&mut self, job: ChunkJob) -> bool {
-        self.bytes += job.data.len();
-        self.jobs.push(job);
+    /// Queues a chunk once the bytes in flight allow it; false if the backup is stopping.
+    fn push(&mut self, id: Id, data: Cow<'_, [u8]>) -> bool {
+        if !self.in_flight.try_acquire(data.len()) {
+            // Everything this batcher holds goes on first: the bytes it was charged are then
+            // all on their way to the packer, which releases them (waiting with them held here
+            // could wait for ever).
+            if !self.flush() || !self.in_flight.acquire(data.len()) {
+                return false;
+            }
+        }
+        self.bytes += data.len();
+        self.jobs.push(ChunkJob { id, data: data.into_owned() });
         if self.bytes >= CHUNK_BATCH_BYTES || self.jobs.len() >= CHUNK_BATCH_CHUNKS {
             return self.flush();
         }
@@ -233,38 +252,12 @@ struct Shared<'a> {
     opts: &'a BackupOptions,
     /// Readers inside a file larger than one chunk (each holds an 8 MiB chunker buffer): at
     /// most one per compressor, so that many readers cost memory only for small files.
-    large_files: Slots,
+    large_files: Budget,
+    /// Bytes of new chunks between the readers and the packer (copied out of a file, queued,
+    /// being compressed, sealed and queued for the packer), against [`IN_FLIGHT_BYTES`].
+    in_flight: Budget,
     /// Files held open by the readers ahead of their turn, against [`READ_AHEAD_OPEN_FILES`].
     opened_ahead: AtomicUsize,
-}
-
-/// A counting semaphore.
-struct Slots {
-    free: Mutex<usize>,
-    freed: std::sync::Condvar,
-}
-
-impl Slots {
-    fn new(n: usize) -> Slots {
-        Slots { free: Mutex::new(n.max(1)), freed: std::sync::Condvar::new() }
-    }
-    fn acquire(&self) -> SlotGuard<'_> {
-        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
-        while *free == 0 {
-            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
-        }
-        *free -= 1;
-        SlotGuard(self)
-    }
-}
-
-struct SlotGuard<'a>(&'a Slots);
-
-impl Drop for SlotGuard<'_> {
-    fn drop(&mut self) {
-        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        self.0.freed.notify_one();
-    }
 }
 
 #[derive(Default)]
@@ -294,7 +287,8 @@ impl<'a> Shared<'a> {
             counters: Counters::default(),
             owners: OwnerNames::default(),
             opts,
-            large_files: Slots::new(opts.threads),
+            large_files: Budget::new(opts.threads),
+            in_flight: Budget::new(IN_FLIGHT_BYTES),
             opened_ahead: AtomicUsize::new(0),
         }
     }
@@ -304,7 +298,15 @@ impl<'a> Shared<'a> {
         if f.is_none() {
             *f = Some(e);
         }
+        drop(f);
+        self.stop();
+    }
+
+    /// Stops every stage: they see [`Shared::aborted`], and those waiting on a budget wake.
+    fn stop(&self) {
         self.abort.store(true, Ordering::SeqCst);
+        self.large_files.close();
+        self.in_flight.close();
     }
 
     fn aborted(&self) -> bool {
@@ -462,7 +464,7 @@ fn stream_tree(
     blobs: &Sender<Vec<SealedBlob>>,
 ) -> Option<Id> {
     let repo = shared.repo;
-    let mut chunks = ChunkBatcher::new(chunks);
+    let mut chunks = ChunkBatcher::new(chunks, &shared.in_flight);
     let mut node = Node::new(RawName(name.as_bytes().to_vec()), NodeKind::File);
     for c in Chunker::new(source, repo.settings().chunker, repo.chunker_seed()) {
         let data = match c {
@@ -476,7 +478,7 @@ fn stream_tree(
         node.size += data.len() as u64;
         shared.progress.add(0, data.len() as u64);
         node.content.push(id);
-        if shared.claim(&id) && !chunks.push(ChunkJob { id, data }) {
+        if shared.claim(&id) && !chunks.push(id, Cow::Owned(data)) {
             return None;
         }
     }
@@ -642,6 +644,10 @@ fn run_packer(shared: &Shared, rx: Receiver<Vec<SealedBlob>>) -> PackerStats {
             shared.fail(e);
             return abandon(packer);
         }
+        if b.blob_type == BlobType::Data {
+            // Its bytes are in the pack now (or on their way to storage in its bounded buffers).
+            shared.in_flight.release(b.raw_len as usize);
+        }
     }
     if shared.aborted() {
         return abandon(packer);
@@ -801,7 +807,7 @@ struct FileReader<'s, 'a> {
     /// Holes and zero runs give the same all-zero chunks again and again: hash them once.
     zero_ids: HashMap<usize, Id>,
     buffer: Vec<u8>,
-    chunks: ChunkBatcher,
+    chunks: ChunkBatcher<'s>,
 }
 
 impl<'s, 'a> FileReader<'s, 'a> {
@@ -813,7 +819,7 @@ impl<'s, 'a> FileReader<'s, 'a> {
             seed: shared.repo.chunker_seed(),
             zero_ids: HashMap::new(),
             buffer: Vec::new(),
-            chunks: ChunkBatcher::new(chunks),
+            chunks: ChunkBatcher::new(chunks, &shared.in_flight),
         }
     }
 
@@ -837,13 +843,13 @@ impl<'s, 'a> FileReader<'s, 'a> {
             size_read += data.len() as u64;
             shared.progress.add(0, data.len() as u64);
             content.push(id);
-            !shared.claim(&id) || chunks.push(ChunkJob { id, data: data.to_vec() })
+            !shared.claim(&id) || chunks.push(id, Cow::Borrowed(data))
         };
         // (complete, the file, its metadata if already taken after the read)
         let result = (|| -> std::io::Result<(bool, File, Option<std::fs::Metadata>)> {
             let size_hint = job.before.size;
             let large = size_hint > params.min_size as u64;
-            let _slot = large.then(|| shared.large_files.acquire());
+            let _slot = large.then(|| shared.large_files.hold(1));
             let mut file = match opened {
                 Some(file) => file,
                 None => open_source(job)?,
@@ -1218,6 +1224,53 @@ mod tests {
         files += 1;
         let (_, done) = back_up_and_check_every_file(work.path(), &src, files);
         assert_eq!(done.snapshot.summary.files_new, files as u64);
+    }
+
+    /// Chunks larger than the whole in-flight budget still go through (one at a time), mixed
+    /// with small ones from other readers, and every file keeps its own content.
+    #[test]
+    fn chunks_larger_than_the_in_flight_budget_are_stored_whole() {
+        let work = tempfile::tempdir().unwrap();
+        let src = work.path().join("src");
+        std::fs::create_dir_all(&src).unwrap();
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut random = |len: usize| -> Vec<u8> {
+            (0..len)
+                .map(|_| {
+                    state ^= state << 13;
+                    state ^= state >> 7;
+                    state ^= state << 17;
+                    state as u8
+                })
+                .collect()
+        };
+        // Streamed (above WHOLE_READ_LIMIT) and read whole, each cut into chunks of 1-16 MiB.
+        for (name, len) in [("streamed", 40 << 20), ("whole", 12 << 20)] {
+            std::fs::write(src.join(name), random(len)).unwrap();
+        }
+        for f in 0..200 {
+            std::fs::write(src.join(format!("small{f}")), random(100 + f * 37)).unwrap();
+        }
+        let chunker = ChunkerParams { min_size: 1 << 20, avg_size: 4 << 20, max_size: 16 << 20 };
+        assert!(chunker.max_size as usize > IN_FLIGHT_BYTES);
+        let init = InitOptions {
+            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+            chunker,
+            ..InitOptions::default()
+        };
+        let backend = Arc::new(LocalBackend::new(&work.path().join("repo")));
+        let mut repo = Repository::init(backend, b"pw", init).unwrap();
+        repo.load_index().unwrap();
+        let done = backup(&repo, &BackupOptions::new(vec![src.clone()]), &NoProgress).unwrap();
+        assert!(done.warnings.is_empty(), "{:?}", done.warnings);
+        repo.load_index().unwrap();
+        let root = repo.find_node(&done.snapshot.tree, &src.display().to_string()).unwrap();
+        assert_eq!(assert_tree(&repo, &root.subtree.unwrap(), &src), 202);
+        let largest = (repo.index().blobs())
+            .filter(|(_, e)| e.blob_type == BlobType::Data)
+            .map(|(_, e)| e.raw_len as usize)
+            .max();
+        assert!(largest > Some(IN_FLIGHT_BYTES), "largest chunk {largest:?}");
     }
 
     /// Files are opened relative to their open directory, and their extended attributes read

@@ -244,7 +244,7 @@ impl<'s, 'a> Walker<'s, 'a> {
         };
         let sent = self.jobs.send(batch).is_ok();
         if !sent {
-            self.shared.abort.store(true, Ordering::SeqCst);
+            self.shared.stop();
         }
         sent
     }

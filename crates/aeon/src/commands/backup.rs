@@ -10,7 +10,6 @@ use crate::progress::{Bar, bytes};
 use crate::{Ctx, exit, timefmt};
 
 pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
-    crate::tune_allocator_for_backup();
     let streaming = args.stdin || args.stdin_from_command;
     let mut opts = options(ctx, &args)?;
     // Listing the sources needs no key: it begins while the repository opens.
