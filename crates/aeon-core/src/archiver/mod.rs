@@ -9,9 +9,9 @@
 //! ```
 //! Files unchanged since the parent recovery point (same size, mtime, ctime, inode) are not
 //! read: their content list is taken from the parent. The bytes of new chunks between the
-//! readers and the packer are held to a budget ([`IN_FLIGHT_BYTES`]), whatever the chunks' sizes. Small files and small chunks travel in
-//! batches (`FileBatch`, `ChunkBatcher`): on two cores, a message per file spent a fifth of
-//! the CPU on wake-ups and context switches.
+//! readers and the packer are held to a budget (`IN_FLIGHT_BYTES`), whatever the chunks' sizes.
+//! Small files and small chunks travel in batches (`FileBatch`, `ChunkBatcher`): on two cores,
+//! a message per file spent a fifth of the CPU on wake-ups and context switches.
 
 mod budget;
 mod parent;
