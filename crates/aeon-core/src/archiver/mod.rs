@@ -1026,8 +1026,13 @@ mod tests {
     use crate::repository::InitOptions;
 
     fn repository(dir: &Path) -> Repository {
+        repository_with(dir, ChunkerParams::default())
+    }
+
+    fn repository_with(dir: &Path, chunker: ChunkerParams) -> Repository {
         let init = InitOptions {
             kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
+            chunker,
             ..InitOptions::default()
         };
         let mut repo = Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", init).unwrap();
@@ -1245,22 +1250,19 @@ mod tests {
                 .collect()
         };
         // Streamed (above WHOLE_READ_LIMIT) and read whole, each cut into chunks of 1-16 MiB.
-        for (name, len) in [("streamed", 40 << 20), ("whole", 12 << 20)] {
-            std::fs::write(src.join(name), random(len)).unwrap();
-        }
+        // The run of zeros has no cut point whatever the repository's chunker seed: it gives
+        // chunks of the maximum size, twice the budget.
+        let mut streamed = random(8 << 20);
+        streamed.resize(32 << 20, 0);
+        streamed.extend(random(8 << 20));
+        std::fs::write(src.join("streamed"), streamed).unwrap();
+        std::fs::write(src.join("whole"), random(12 << 20)).unwrap();
         for f in 0..200 {
             std::fs::write(src.join(format!("small{f}")), random(100 + f * 37)).unwrap();
         }
         let chunker = ChunkerParams { min_size: 1 << 20, avg_size: 4 << 20, max_size: 16 << 20 };
         assert!(chunker.max_size as usize > IN_FLIGHT_BYTES);
-        let init = InitOptions {
-            kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
-            chunker,
-            ..InitOptions::default()
-        };
-        let backend = Arc::new(LocalBackend::new(&work.path().join("repo")));
-        let mut repo = Repository::init(backend, b"pw", init).unwrap();
-        repo.load_index().unwrap();
+        let mut repo = repository_with(&work.path().join("repo"), chunker);
         let done = backup(&repo, &BackupOptions::new(vec![src.clone()]), &NoProgress).unwrap();
         assert!(done.warnings.is_empty(), "{:?}", done.warnings);
         repo.load_index().unwrap();
