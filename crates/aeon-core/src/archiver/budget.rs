@@ -18,13 +18,16 @@ pub(super) struct Budget {
 struct State {
     held: usize,
     closed: bool,
+    /// Threads blocked in `acquire`: the packer releases once per blob, and waking a condition
+    /// variable nobody waits on is a system call per blob.
+    waiting: usize,
 }
 
 impl Budget {
     pub(super) fn new(capacity: usize) -> Budget {
         Budget {
             capacity: capacity.max(1),
-            state: Mutex::new(State { held: 0, closed: false }),
+            state: Mutex::new(State { held: 0, closed: false, waiting: 0 }),
             released: Condvar::new(),
         }
     }
@@ -54,7 +57,9 @@ impl Budget {
         let n = self.charge(n);
         let mut state = self.lock();
         while !state.closed && state.held + n > self.capacity {
+            state.waiting += 1;
             state = self.released.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.waiting -= 1;
         }
         if state.closed {
             return false;
@@ -73,8 +78,11 @@ impl Budget {
         let n = self.charge(n);
         let mut state = self.lock();
         state.held = state.held.saturating_sub(n);
+        let anyone_waiting = state.waiting > 0;
         drop(state);
-        self.released.notify_all();
+        if anyone_waiting {
+            self.released.notify_all();
+        }
     }
 
     /// Refuses every acquire from now on and wakes the waiters.
