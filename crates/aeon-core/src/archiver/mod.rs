@@ -79,6 +79,11 @@ pub struct BackupOptions {
 }
 
 impl BackupOptions {
+    /// What the scan ahead of this backup's walk, if it runs, is for.
+    fn scan_purpose(&self) -> walk::ScanPurpose {
+        if self.scan_totals { walk::ScanPurpose::Totals } else { walk::ScanPurpose::WarmCaches }
+    }
+
     pub fn new(paths: Vec<PathBuf>) -> BackupOptions {
         BackupOptions {
             paths,
@@ -379,7 +384,8 @@ pub fn backup_after_scan(
                     Some(scan) => scan.totals(),
                     None => {
                         let stop = || shared.walk_done();
-                        walk::scan_ahead(sources, SCAN_THREADS, excludes, one_fs, &stop)
+                        let purpose = opts.scan_purpose();
+                        walk::scan_ahead(sources, SCAN_THREADS, purpose, excludes, one_fs, &stop)
                     }
                 };
                 if let (true, Some((files, bytes))) = (opts.scan_totals, totals) {

@@ -539,9 +539,12 @@ impl OpenDirs {
 ///
 /// It goes only where the walker will: not into excluded paths nor, with `one_file_system`,
 /// onto other file systems (a dead network mount there must not hang the backup).
+///
+/// For [`ScanPurpose::WarmCaches`] it stops by itself once listing no longer waits on the disk.
 pub fn scan_ahead(
     sources: &[PathBuf],
     threads: usize,
+    purpose: ScanPurpose,
     excludes: &PathFilter,
     one_file_system: bool,
     stop: &(dyn Fn() -> bool + Sync),
@@ -569,6 +572,12 @@ pub fn scan_ahead(
     let queue = Mutex::new(Queue { dirs: roots, busy: 0 });
     let more = Condvar::new();
     let stopped = AtomicBool::new(false);
+    let warm_streak = AtomicU64::new(0);
+    let stop = || {
+        stop()
+            || (purpose == ScanPurpose::WarmCaches
+                && warm_streak.load(Ordering::Relaxed) >= WARM_DIRECTORIES_TO_STOP)
+    };
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             super::spawn_stage(s, "scan-ahead", || {
@@ -592,6 +601,7 @@ pub fn scan_ahead(
                         }
                     };
                     let mut found = Vec::new();
+                    let waits_before = blocking_waits_of_this_thread();
                     if let Ok(rd) = std::fs::read_dir(&dir) {
                         for e in rd.flatten() {
                             let Ok(md) = e.metadata() else { continue };
@@ -605,6 +615,12 @@ pub fn scan_ahead(
                             }
                         }
                     }
+                    match (waits_before, blocking_waits_of_this_thread()) {
+                        (Some(before), Some(after)) if before == after => {
+                            warm_streak.fetch_add(1, Ordering::Relaxed);
+                        }
+                        _ => warm_streak.store(0, Ordering::Relaxed),
+                    }
                     let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
                     // Reversed so that popping visits them in listing order, as the walker does.
                     q.dirs.extend(found.into_iter().rev());
@@ -615,6 +631,44 @@ pub fn scan_ahead(
         }
     });
     (!stopped.into_inner()).then(|| (files.into_inner(), bytes.into_inner()))
+}
+
+/// What a [`scan_ahead`] is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScanPurpose {
+    /// The totals for a progress bar: it lists everything.
+    Totals,
+    /// Only the caches' warmth for the walker: once directories are listed without waiting on
+    /// the disk, the caches were warm already (or the walker has caught up) and the scan would
+    /// only double the walker's system calls on cores the backup needs. 200,000 small files,
+    /// warm cache, four interleaved runs each: first backup 2.68-3.13 s -> 2.53-2.77 s, with
+    /// nothing changed 0.94-1.22 s -> 0.87-1.02 s (a third less system time); cold, no change.
+    WarmCaches,
+}
+
+/// Directories in a row listed without a wait that make a [`ScanPurpose::WarmCaches`] scan stop.
+/// With 8, a cold no-change backup of 200,000 small files slowed (1.75-1.82 s -> 1.86-2.07 s):
+/// a few directories whose blocks the kernel had read ahead stopped the scan while most of the
+/// tree was still on the disk.
+const WARM_DIRECTORIES_TO_STOP: u64 = 64;
+
+/// How often the calling thread has given up the CPU to wait (its voluntary context switches):
+/// unchanged across a listing, that listing was served from the caches. `None` where the
+/// system does not count them per thread.
+fn blocking_waits_of_this_thread() -> Option<u64> {
+    #[cfg(target_os = "linux")]
+    {
+        let mut usage = std::mem::MaybeUninit::<libc::rusage>::zeroed();
+        // SAFETY: getrusage writes a whole `rusage` into the pointer it is given, and the
+        // value is read only when it reports success.
+        let done = unsafe { libc::getrusage(libc::RUSAGE_THREAD, usage.as_mut_ptr()) };
+        // SAFETY: as above, `done == 0` means the struct was filled.
+        (done == 0).then(|| unsafe { usage.assume_init() }.ru_nvcsw as u64)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        None
+    }
 }
 
 /// A `scan_ahead` of a backup's sources on threads of its own, started before the repository
@@ -632,6 +686,7 @@ impl EarlyScan {
         let sources = absolute_source_paths(&opts.paths)?;
         let excludes = opts.excludes.clone();
         let one_file_system = opts.one_file_system;
+        let purpose = opts.scan_purpose();
         let stop = Arc::new(AtomicBool::new(false));
         // Only a head start: a backup without it is as correct, so a failed spawn is ignored.
         let thread = std::thread::Builder::new()
@@ -640,7 +695,8 @@ impl EarlyScan {
                 let stop = stop.clone();
                 move || {
                     let stopped = || stop.load(Ordering::Relaxed);
-                    scan_ahead(&sources, super::SCAN_THREADS, &excludes, one_file_system, &stopped)
+                    let threads = super::SCAN_THREADS;
+                    scan_ahead(&sources, threads, purpose, &excludes, one_file_system, &stopped)
                 }
             })
             .ok();
@@ -689,8 +745,29 @@ mod tests {
         std::fs::write(&single, [0u8; 5]).unwrap();
         let excludes = PathFilter::new(&[format!("{}/skip", root.display())], &[]).unwrap();
         let sources = [root, single];
-        assert_eq!(scan_ahead(&sources, 3, &excludes, true, &|| false), Some((5, 68)));
-        assert_eq!(scan_ahead(&sources, 3, &excludes, false, &|| true), None);
+        let totals = ScanPurpose::Totals;
+        assert_eq!(scan_ahead(&sources, 3, totals, &excludes, true, &|| false), Some((5, 68)));
+        assert_eq!(scan_ahead(&sources, 3, totals, &excludes, false, &|| true), None);
+    }
+
+    #[test]
+    fn a_scan_for_warm_caches_stops_where_listing_does_not_wait() {
+        // Just written, every directory is in the caches: listing them never waits on a disk.
+        let d = tempfile::tempdir().unwrap();
+        let dirs = WARM_DIRECTORIES_TO_STOP as usize * 2;
+        for i in 0..dirs {
+            let dir = d.path().join(format!("{i:03}"));
+            std::fs::create_dir(&dir).unwrap();
+            std::fs::write(dir.join("f"), b"x").unwrap();
+        }
+        let (sources, none) = ([d.path().to_path_buf()], PathFilter::default());
+        let listed_all = Some((dirs as u64, dirs as u64));
+        let totals = scan_ahead(&sources, 1, ScanPurpose::Totals, &none, false, &|| false);
+        assert_eq!(totals, listed_all, "a scan for totals lists everything");
+        if blocking_waits_of_this_thread().is_some() {
+            let warm = scan_ahead(&sources, 1, ScanPurpose::WarmCaches, &none, false, &|| false);
+            assert_eq!(warm, None, "warm listings stop a scan that only warms the caches");
+        }
     }
 
     #[test]
