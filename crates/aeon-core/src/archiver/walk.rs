@@ -572,12 +572,10 @@ pub fn scan_ahead(
     let queue = Mutex::new(Queue { dirs: roots, busy: 0 });
     let more = Condvar::new();
     let stopped = AtomicBool::new(false);
+    // Only a scan that may stop early watches its waits: two more system calls per directory.
+    let watch_waits = purpose == ScanPurpose::WarmCaches;
     let warm_streak = AtomicU64::new(0);
-    let stop = || {
-        stop()
-            || (purpose == ScanPurpose::WarmCaches
-                && warm_streak.load(Ordering::Relaxed) >= WARM_DIRECTORIES_TO_STOP)
-    };
+    let stop = || stop() || warm_streak.load(Ordering::Relaxed) >= WARM_DIRECTORIES_TO_STOP;
     std::thread::scope(|s| {
         for _ in 0..threads.max(1) {
             super::spawn_stage(s, "scan-ahead", || {
@@ -601,7 +599,7 @@ pub fn scan_ahead(
                         }
                     };
                     let mut found = Vec::new();
-                    let waits_before = blocking_waits_of_this_thread();
+                    let waits_before = watch_waits.then(blocking_waits_of_this_thread).flatten();
                     if let Ok(rd) = std::fs::read_dir(&dir) {
                         for e in rd.flatten() {
                             let Ok(md) = e.metadata() else { continue };
@@ -615,11 +613,12 @@ pub fn scan_ahead(
                             }
                         }
                     }
-                    match (waits_before, blocking_waits_of_this_thread()) {
-                        (Some(before), Some(after)) if before == after => {
+                    if let Some(before) = waits_before {
+                        if blocking_waits_of_this_thread() == Some(before) {
                             warm_streak.fetch_add(1, Ordering::Relaxed);
+                        } else {
+                            warm_streak.store(0, Ordering::Relaxed);
                         }
-                        _ => warm_streak.store(0, Ordering::Relaxed),
                     }
                     let mut q = queue.lock().unwrap_or_else(|p| p.into_inner());
                     // Reversed so that popping visits them in listing order, as the walker does.
