@@ -484,15 +484,21 @@ def rewritten_run_line():
 def limit_fraction(rows, limits_md):
     """Aeon's first backups against the pipeline limits of the same data (bench/results/limits.md)."""
     med = median_rows(rows)
-    out = ["", "### Aeon's first backup against the limit", "",
-           "The limit's stages with reads from a cold cache match the compared first backup; with reads from "
-           "the page cache, Aeon's first backup of a warm cache (measured for this only). The limit's cold readers "
-           "work in line and can be beaten. The bound is the lower of the data read alone with many reads in flight "
-           "and the CPU work no cold-cache backup avoids: reading alone plus the stages on every core, spread "
-           "without loss over the cores (where limits.md lacks that row, the stages' CPU alone).", "",
-           "| dataset | cold cache: Aeon MB/s | limit MB/s | fraction | bound: min(read alone, CPU work) MB/s "
-           "| Aeon cold / bound | warm cache: Aeon MB/s | limit MB/s | fraction "
-           "| in memory: limit MB/s | Aeon warm / in memory |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    target = ["", "### Aeon's first backup against the limit", "",
+              "The target: a cold first backup at 60% or more of the in-memory limit. No backup reading a cold "
+              "cache passes the bound: the lower of the data read alone with many reads in flight and the CPU work "
+              "no such backup avoids (reading alone plus the stages on every core, spread without loss over the "
+              "cores; where limits.md lacks that row, the stages' CPU alone). So bound / in memory is the most "
+              "any tool could reach on this machine and this data.", "",
+              "| dataset | in memory: limit MB/s | cold: Aeon MB/s | **Aeon cold / in memory** "
+              "| bound: min(read alone, CPU work) MB/s | bound / in memory | Aeon cold / bound |",
+              "|---|---|---|---|---|---|---|"]
+    in_line = ["", "Against the limit's own pipelines, whose readers work in line (read, then the stages): cold, "
+               "they match the compared first backup and can be beaten; with reads from the page cache, Aeon's first "
+               "backup of a warm cache (measured for this only). Reading every file from the page cache, with "
+               "nothing else but the stages, already costs the fraction of the in-memory figure in the last column.",
+               "", "| dataset | cold: Aeon MB/s | limit MB/s | fraction | warm: Aeon MB/s | limit MB/s | fraction "
+               "| Aeon warm / in memory | page-cache limit / in memory |", "|---|---|---|---|---|---|---|---|---|"]
     for ds in DATASETS:
         section = limits_md.split(f"### {ds}\n", 1)
         cold_run, warm_run = med.get((ds, "backup-first", "aeon")), med.get((ds, WARM_FIRST, "aeon"))
@@ -512,10 +518,15 @@ def limit_fraction(rows, limits_md):
         # a noisy machine the one with reads can come out higher) is then an optimistic bound.
         disk, cpu_work = limit("| read alone"), limit("| CPU work")
         bound = min(disk, cpu_work or max(memory, warm)) if disk else None
-        bound_cells = f"{bound:.0f} | {100 * a_cold / bound:.0f}%" if bound else "— | —"
-        out.append(f"| {ds} | {a_cold:.0f} | {cold:.0f} | {100 * a_cold / cold:.0f}% | {bound_cells} | {a_warm:.0f} | "
-                   f"{warm:.0f} | {100 * a_warm / warm:.0f}% | {memory:.0f} | {100 * a_warm / memory:.0f}% |")
-    return out + [""] if len(out) > 6 else []
+        bound_cells = (f"{bound:.0f} | {100 * bound / memory:.0f}% | {100 * a_cold / bound:.0f}%"
+                       if bound else "— | — | —")
+        target.append(f"| {ds} | {memory:.0f} | {a_cold:.0f} | **{100 * a_cold / memory:.0f}%** | {bound_cells} |")
+        in_line.append(f"| {ds} | {a_cold:.0f} | {cold:.0f} | {100 * a_cold / cold:.0f}% | {a_warm:.0f} | "
+                       f"{warm:.0f} | {100 * a_warm / warm:.0f}% | {100 * a_warm / memory:.0f}% "
+                       f"| {100 * warm / memory:.0f}% |")
+    if len(target) <= 8:
+        return []
+    return target + in_line + [""]
 
 
 if __name__ == "__main__":
