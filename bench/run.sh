@@ -6,7 +6,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive
-command -v restic >/dev/null && command -v borg >/dev/null || {
+command -v restic >/dev/null && command -v borg >/dev/null && [ -x /usr/bin/time ] || {
     apt-get update -qq && apt-get install -y -qq --no-upgrade restic borgbackup rsync time; }
 command -v rustic >/dev/null || cargo install rustic-rs --locked
 cargo build --release -p aeon -p aeon-core --examples --bins
