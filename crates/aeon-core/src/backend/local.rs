@@ -415,8 +415,8 @@ mod tests {
         assert_eq!(b.list(FileType::Pack).unwrap(), want);
     }
 
-    /// The pages of `path` in the page cache, and all its pages.
-    fn pages_cached(path: &Path) -> (usize, usize) {
+    /// One flag per page of `path`: whether that page is in the page cache.
+    fn pages_cached(path: &Path) -> Vec<bool> {
         use std::os::fd::AsRawFd;
         let f = File::open(path).unwrap();
         let len = f.metadata().unwrap().len() as usize;
@@ -439,7 +439,7 @@ mod tests {
             assert_eq!(libc::mincore(at, len, resident.as_mut_ptr()), 0);
             libc::munmap(at, len);
         }
-        (resident.iter().filter(|r| *r & 1 == 1).count(), pages)
+        resident.iter().map(|r| *r & 1 == 1).collect()
     }
 
     #[test]
@@ -459,19 +459,30 @@ mod tests {
             // SAFETY: a plain system call on an open descriptor.
             unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
         }
-        let (before, pages) = pages_cached(&path);
-        if before == pages {
+        let before = pages_cached(&path);
+        if before.iter().all(|cached| *cached) {
             eprintln!("note: this file system keeps the file cached; the test shows less here");
         }
         b.prefetch(FileType::Pack, &name, 0, 0);
-        // The hint only starts the reads; they land within milliseconds.
+        // The hint only starts the reads; they land within milliseconds. It is a hint: the
+        // kernel may leave a few pages out (CI once found 6120 of 6144 after 5 s), so the test
+        // asks that every third of the file came in, which one hint alone never brings.
         let started = std::time::Instant::now();
-        let mut after = pages_cached(&path).0;
-        while after < pages && started.elapsed() < std::time::Duration::from_secs(5) {
+        let mut after = pages_cached(&path);
+        while after.iter().any(|cached| !cached)
+            && started.elapsed() < std::time::Duration::from_secs(5)
+        {
             std::thread::sleep(std::time::Duration::from_millis(20));
-            after = pages_cached(&path).0;
+            after = pages_cached(&path);
         }
-        assert_eq!(after, pages, "{after} of {pages} pages cached after the prefetch");
+        let per_third = after.len().div_ceil(3);
+        for (which, third) in after.chunks(per_third).enumerate() {
+            let cached = third.iter().filter(|c| **c).count();
+            assert!(
+                cached * 100 >= per_third * 95,
+                "third {which} of the pack: {cached} of {per_third} pages cached after the prefetch"
+            );
+        }
         // Nothing there to prefetch, or a range far past the end, is no error and no wait.
         b.prefetch(FileType::Pack, &format!("cd{:062x}", 2), 0, 0);
         b.prefetch(FileType::Pack, &name, 1 << 20, u64::MAX);
