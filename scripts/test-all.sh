@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 
-step() { printf '\n==> %s\n' "$*"; }
+# Each step says when it began, so a slow CI run shows where its time went.
+step() { printf '\n==> %s (%s, %ds in)\n' "$*" "$(date -u +%H:%M:%S)" "$SECONDS"; }
 
 step "tools"
 if ! cargo nextest --version >/dev/null 2>&1; then
@@ -63,4 +64,4 @@ if [ "$FUZZ_SECONDS" != 0 ]; then
     done
 fi
 echo
-echo "all tests passed"
+echo "all tests passed in ${SECONDS}s"
