@@ -17,11 +17,12 @@ if [ "$FUZZ_SECONDS" != 0 ] && ! cargo fuzz --version >/dev/null 2>&1; then
     cargo install cargo-fuzz --locked
 fi
 # Oracles and helpers the end-to-end tests use: setfacl (ACLs), rsync (second opinion on
-# restores), setpriv (running aeon as an unprivileged user), tar, mkfifo, mount.
+# restores), setpriv (running aeon as an unprivileged user), tar, mkfifo, mount, unshare and
+# faketime (a writer in another PID namespace, on another host with a slow clock).
 need=()
 # Real storage servers: OpenSSH's sshd (SFTP tests; the ssh client drives the SFTP backend),
 # curl (creates S3 buckets), python3-venv (for SeaweedFS below).
-for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount \
+for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount unshare:util-linux faketime:faketime \
     /usr/sbin/sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client curl:curl; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done

@@ -567,6 +567,11 @@ pub struct RestoreArgs {
     /// Read every restored file back and check it against the repository
     #[arg(long)]
     pub verify: bool,
+    /// Do not recreate what grants privileges: setuid/setgid bits, device nodes, and the
+    /// security.capability and trusted.* extended attributes (for a recovery point that another,
+    /// possibly compromised, host wrote)
+    #[arg(long)]
+    pub no_privileged: bool,
 }
 
 #[derive(Args, Debug)]

@@ -20,6 +20,8 @@ use cli::{Cli, Command, GlobalOpts};
 /// Exit codes, documented in the README and in `aeon --help`.
 pub mod exit {
     pub const ERROR: u8 = 1;
+    /// A command line that cannot be run as given (clap's own code for usage errors).
+    pub const USAGE: u8 = 2;
     pub const INCOMPLETE: u8 = 3;
     pub const DAMAGE: u8 = 4;
     pub const NO_REPOSITORY: u8 = 10;
@@ -74,6 +76,9 @@ impl Ctx {
         let password = password::get(&self.global, false)?;
         let remote = !backend.location().starts_with('/') && backend.location().contains(':');
         let mut repo = Repository::open(backend, password.as_bytes())?;
+        if let Some(period) = lock_stale_after()? {
+            repo.set_lock_stale_after(period);
+        }
         let locations = repo.settings().locations.clone();
         if locations.len() > 1 {
             repo.set_backend(self.mirror(&locations)?);
@@ -177,6 +182,15 @@ fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse_from(version_aware_args());
     let ctx = Ctx { global: cli.global, operation: operation_name(&cli.command) };
+    if ctx.global.no_lock && writes_data(&cli.command) {
+        eprintln!(
+            "aeon: error: --no-lock is refused by `{}`: a command that writes or deletes data \
+             without a lock could lose a recovery point to a concurrent prune",
+            ctx.operation
+        );
+        eprintln!("hint: leave out --no-lock; it is for reading a repository on read-only storage");
+        return ExitCode::from(exit::USAGE);
+    }
     let result = match cli.command {
         Command::Init(a) => commands::init::run(&ctx, a),
         Command::Backup(a) => commands::backup::run(&ctx, a),
@@ -235,6 +249,38 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Copy(_) => "copy",
         Command::Locations(_) => "locations",
     }
+}
+
+/// AEON_LOCK_STALE_AFTER: seconds after which this process's locks go stale if it stops
+/// refreshing them (default 1800). Judges read the period from each lock.
+fn lock_stale_after() -> Result<Option<std::time::Duration>> {
+    let Ok(value) = std::env::var("AEON_LOCK_STALE_AFTER") else { return Ok(None) };
+    let secs: u64 = value.trim().parse().map_err(|_| {
+        anyhow::anyhow!("AEON_LOCK_STALE_AFTER={value:?} is not a number of seconds")
+    })?;
+    let period = std::time::Duration::from_secs(secs);
+    if period < aeon_core::lock::MIN_STALE_AFTER || period > aeon_core::lock::MAX_STALE_AFTER {
+        anyhow::bail!(
+            "AEON_LOCK_STALE_AFTER={secs} is outside {}..{} seconds",
+            aeon_core::lock::MIN_STALE_AFTER.as_secs(),
+            aeon_core::lock::MAX_STALE_AFTER.as_secs()
+        );
+    }
+    Ok(Some(period))
+}
+
+/// Commands whose work prune must know about: they hold a lock, always.
+fn writes_data(c: &Command) -> bool {
+    matches!(
+        c,
+        Command::Backup(_)
+            | Command::Forget(_)
+            | Command::Prune(_)
+            | Command::Protect(_)
+            | Command::Unprotect(_)
+            | Command::Copy(_)
+            | Command::Unlock(_)
+    )
 }
 
 /// `aeon --version` must print `aeon X.Y.Z` even without a subcommand.

@@ -119,3 +119,101 @@ fn crafted_names_never_escape_the_target() {
     assert_eq!(names, vec![std::ffi::OsString::from("harmless.txt")]);
     assert_eq!(fs::read_dir(env.path("deep")).unwrap().count(), 1);
 }
+
+/// Every regular file below `dir` (symlinks not followed).
+fn files_below(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let ft = e.file_type().unwrap();
+            if ft.is_dir() {
+                stack.push(e.path());
+            } else if ft.is_file() {
+                out.push(e.path());
+            }
+        }
+    }
+    out
+}
+
+/// Root restores into a folder an unprivileged user owns; that user swaps every directory the
+/// restore creates there for a symlink to a folder outside. Nothing may appear outside, and the
+/// restore must blame the changed paths, not the repository's data.
+#[test]
+fn a_racing_user_cannot_steer_a_root_restore_outside_its_target() {
+    assert!(is_root(), "this test restores as root against an unprivileged racer");
+    let env = Env::new();
+    let src = env.path("src");
+    for d in 0..60 {
+        let dir = src.join(format!("d{d:02}"));
+        fs::create_dir_all(dir.join("sub")).unwrap();
+        for f in 0..30 {
+            write_random(&dir.join(format!("f{f:02}")), d * 100 + f, 16 << 10);
+        }
+        fs::write(dir.join("sub/deep"), b"deep").unwrap();
+    }
+    let id = env.backup(&src);
+
+    // The racer (uid 4242) must reach the target through the test's folders.
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o711)).unwrap();
+    let outside = env.path("outside");
+    fs::create_dir_all(&outside).unwrap();
+    let target = env.path("alice");
+    fs::create_dir_all(&target).unwrap();
+    std::os::unix::fs::chown(&target, Some(4242), Some(4242)).unwrap();
+    let racer_code = r#"
+import os, sys, time
+target, outside = sys.argv[1], sys.argv[2]
+swapped, end = 0, time.time() + 60
+while time.time() < end and not os.path.exists(os.path.join(target, ".stop")):
+    for e in os.scandir(target):
+        if e.name.startswith(".") or e.is_symlink() or not e.is_dir(follow_symlinks=False):
+            continue
+        try:
+            os.rename(e.path, os.path.join(target, ".moved-" + e.name))
+            os.symlink(outside, e.path)
+            swapped += 1
+        except OSError:
+            pass
+print(swapped)
+"#;
+    let racer = std::process::Command::new("setpriv")
+        .args([
+            "--reuid=4242",
+            "--regid=4242",
+            "--clear-groups",
+            "/usr/bin/python3",
+            "-c",
+            racer_code,
+        ])
+        .arg(&target)
+        .arg(&outside)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let spec = format!("{id}:{}", src.display());
+    let out = env.run(&["restore", &spec, "--target", target.to_str().unwrap(), "--threads", "2"]);
+    fs::write(target.join(".stop"), b"").unwrap();
+    let racer = racer.wait_with_output().unwrap();
+    let swapped: u64 = String::from_utf8_lossy(&racer.stdout).trim().parse().unwrap();
+
+    assert_eq!(files_below(&outside), Vec::<std::path::PathBuf>::new(), "written outside");
+    let err = stderr(&out);
+    assert!(!err.contains("failed verification"), "the data is fine: {err}");
+    assert_ne!(out.status.code(), Some(4), "not a damage exit code: {err}");
+    assert!(swapped > 0, "the racer swapped nothing: the test proves nothing");
+    assert!(!out.status.success(), "a restore raced this way cannot be complete: {err}");
+    assert!(err.contains("changed while the restore ran"), "{err}");
+    // Every file the restore completed where it put it is right (what the racer moved away
+    // is out of the restore's reach, by design: it follows no name it did not create).
+    for f in files_below(&target) {
+        let rel = f.strip_prefix(&target).unwrap();
+        if rel.starts_with(".stop") || rel.to_string_lossy().starts_with(".moved-") {
+            continue;
+        }
+        let got = fs::read(&f).unwrap();
+        assert!(got == fs::read(src.join(rel)).unwrap(), "{} differs", f.display());
+    }
+}

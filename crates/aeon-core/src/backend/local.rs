@@ -2,6 +2,7 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -39,7 +40,7 @@ impl LocalBackend {
     /// tools); a missing repository folder, though, is a missing location, not created here.
     fn ensure_dir(&self, dir: &Path) -> Result<()> {
         if !dir.exists() && self.root.is_dir() {
-            match fs::create_dir(dir) {
+            match private_dir().create(dir) {
                 Ok(()) => {}
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
                 Err(e) => return Err(io_err(dir, e)),
@@ -107,6 +108,26 @@ const LISTING_THREADS: usize = 8;
 /// SATA disk; 8 MiB and 4 MiB on the development machine), so a whole pack is asked for in
 /// pieces no larger than that.
 const PREFETCH_PIECE: u64 = 1 << 20;
+
+/// Repository folders are the owner's alone (0700) and files 0600, as restic's: a key slot
+/// anyone could copy is a password anyone could guess at offline.
+const FILE_MODE: u32 = 0o600;
+
+fn private_dir() -> fs::DirBuilder {
+    let mut b = fs::DirBuilder::new();
+    b.recursive(true).mode(0o700);
+    b
+}
+
+fn new_private_file(path: &Path) -> std::io::Result<File> {
+    OpenOptions::new().write(true).create_new(true).mode(FILE_MODE).open(path)
+}
+
+/// Whether users other than the owner may read the object (its mode has group or other read).
+fn readable_by_others(path: &Path) -> Option<u32> {
+    let mode = fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o044 != 0).then_some(mode & 0o777)
+}
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     File::open(dir)?.sync_all()
@@ -177,14 +198,14 @@ impl Backend for LocalBackend {
 
     fn create(&self) -> Result<()> {
         let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
-        fs::create_dir_all(&self.root).map_err(|e| io(&self.root, e))?;
+        private_dir().create(&self.root).map_err(|e| io(&self.root, e))?;
         for t in FileType::all_dirs() {
             let d = self.root.join(t.dir());
-            fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+            private_dir().create(&d).map_err(|e| io(&d, e))?;
         }
         for i in 0..=255u8 {
             let d = self.root.join("data").join(format!("{i:02x}"));
-            fs::create_dir_all(&d).map_err(|e| io(&d, e))?;
+            private_dir().create(&d).map_err(|e| io(&d, e))?;
         }
         sync_dir(&self.root).map_err(|e| io(&self.root, e))
     }
@@ -200,6 +221,16 @@ impl Backend for LocalBackend {
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(&p, e)),
         }
+    }
+
+    fn modified(&self, t: FileType, name: &str) -> Result<Vec<Option<std::time::SystemTime>>> {
+        let p = self.path(t, name);
+        let md = fs::metadata(&p).map_err(|e| self.err(&p, e))?;
+        Ok(vec![md.modified().ok()])
+    }
+
+    fn readable_by_others(&self, t: FileType, name: &str) -> Option<u32> {
+        readable_by_others(&self.path(t, name))
     }
 
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
@@ -278,7 +309,7 @@ impl Backend for LocalBackend {
         // Write beside the target, make it durable, then rename: readers see all or nothing.
         let tmp = temp_path(dir, name)?;
         let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            let mut f = new_private_file(&tmp)?;
             f.write_all(data)?;
             f.sync_all()?;
             drop(f);
@@ -297,11 +328,7 @@ impl Backend for LocalBackend {
         let dir = self.root.join(t.dir());
         self.ensure_dir(&dir)?;
         let tmp = temp_path(&dir, "upload")?;
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&tmp)
-            .map_err(|e| io_err(&tmp, e))?;
+        let file = new_private_file(&tmp).map_err(|e| io_err(&tmp, e))?;
         let writer = Some(WriteBehind::new(file, self.blocks.clone()));
         Ok(Some(Box::new(LocalUpload { backend: self.clone(), t, writer, tmp, renamed: false })))
     }

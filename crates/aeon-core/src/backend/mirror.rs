@@ -180,6 +180,42 @@ impl Backend for MirrorBackend {
         Ok(None)
     }
 
+    fn modified(&self, t: FileType, name: &str) -> Result<Vec<Option<std::time::SystemTime>>> {
+        // In the configured order, one entry per location: each compared only with itself.
+        let mut out = Vec::with_capacity(self.locations.len());
+        let mut found = false;
+        for l in &self.locations {
+            if l.is_down() {
+                out.push(None);
+                continue;
+            }
+            let time = match l.backend.modified(t, name) {
+                Ok(v) => {
+                    found = true;
+                    v.into_iter().next().flatten()
+                }
+                Err(e) => {
+                    if is_location_failure(&e) {
+                        l.mark_down(&e);
+                    }
+                    None
+                }
+            };
+            out.push(time);
+        }
+        if !found {
+            return Err(Error::ObjectNotFound {
+                kind: "object",
+                id: format!("{} {name}", t.dir()),
+            });
+        }
+        Ok(out)
+    }
+
+    fn readable_by_others(&self, t: FileType, name: &str) -> Option<u32> {
+        self.locations.iter().find_map(|l| l.backend.readable_by_others(t, name))
+    }
+
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
         self.first(|l| {
             let data = l.backend.read(t, name)?;

@@ -116,7 +116,25 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;
+    /// When storage last wrote the object, by storage's own clock: one entry per replica
+    /// ([`Backend::replicas`]), `None` where a replica cannot tell or lacks the object.
+    /// [`crate::error::Error::ObjectNotFound`] when no replica has it. Lock ages are measured
+    /// with these, never with a client's clock (see [`crate::lock`]).
+    fn modified(&self, t: FileType, name: &str) -> Result<Vec<Option<std::time::SystemTime>>> {
+        match self.stat(t, name)? {
+            Some(_) => Ok(vec![None; self.replicas()]),
+            None => Err(crate::error::Error::ObjectNotFound {
+                kind: "object",
+                id: object_path(t, name),
+            }),
+        }
+    }
     fn remove(&self, t: FileType, name: &str) -> Result<()>;
+    /// The permission bits of an object that users other than its owner may read (local
+    /// storage only; `None` elsewhere or when it is private). `check` warns about key slots.
+    fn readable_by_others(&self, _t: FileType, _name: &str) -> Option<u32> {
+        None
+    }
     /// Removes partial uploads that a killed writer left behind, untouched for `older_than`
     /// (younger ones may belong to a writer still at work). Returns how many were removed.
     fn remove_leftovers(&self, _older_than: std::time::Duration) -> Result<u64> {

@@ -253,6 +253,17 @@ impl Backend for RemoteBackend {
         }
     }
 
+    fn modified(&self, t: FileType, name: &str) -> Result<Vec<Option<std::time::SystemTime>>> {
+        let path = object_path(t, name);
+        match self.op.stat(&path) {
+            Ok(m) => Ok(vec![m.last_modified().map(std::time::SystemTime::from)]),
+            Err(e) if e.kind() == ErrorKind::NotFound => {
+                Err(Error::ObjectNotFound { kind: "object", id: path })
+            }
+            Err(e) => Err(self.err(e, &path)),
+        }
+    }
+
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
         let path = object_path(t, name);
         let data = self.op.read(&path).map_err(|e| self.err(e, &path))?.to_vec();

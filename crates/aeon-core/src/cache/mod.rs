@@ -45,9 +45,13 @@ impl Cache {
     /// The cache of one repository: `<base>/<repository id>/`. The base defaults (in the CLI) to
     /// `$XDG_CACHE_HOME/aeon` or `~/.cache/aeon`.
     pub fn open(base: &Path, repository_id: &str) -> std::io::Result<Cache> {
+        use std::os::unix::fs::DirBuilderExt;
         let root = base.join(repository_id);
+        // The owner's alone, like the repository: it holds (sealed) metadata.
+        let mut private = fs::DirBuilder::new();
+        private.recursive(true).mode(0o700);
         for k in [CacheKind::Index, CacheKind::Snapshot, CacheKind::TreePack] {
-            fs::create_dir_all(root.join(k.dir()))?;
+            private.create(root.join(k.dir()))?;
         }
         // A cache directory tag keeps other backup tools (and Aeon's --exclude-caches) out.
         let tag = base.join("CACHEDIR.TAG");
@@ -89,9 +93,23 @@ impl Cache {
     /// Stores an object (best effort: a cache that cannot be written only costs speed).
     pub fn put(&self, kind: CacheKind, name: &str, data: &[u8]) {
         self.count("miss");
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let p = self.path(kind, name);
-        let tmp = p.with_extension(format!("tmp{}", std::process::id()));
-        if fs::write(&tmp, data).is_ok() && fs::rename(&tmp, &p).is_err() {
+        // An unpredictable name, created afresh (never through a link another user planted).
+        let mut nonce = [0u8; 12];
+        if crate::crypto::fill_random(&mut nonce).is_err() {
+            return;
+        }
+        let tmp = p.with_extension(format!("tmp-{}", hex::encode(nonce)));
+        let written = fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .mode(0o600)
+            .open(&tmp)
+            .and_then(|mut f| f.write_all(data));
+        if written.is_err() || fs::rename(&tmp, &p).is_err() {
             let _ = fs::remove_file(&tmp);
         }
     }

@@ -134,6 +134,15 @@ pub fn check_after_listing(
     early: Option<EarlyPackRead>,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    for slot in repo.backend().list(FileType::Key)? {
+        if let Some(mode) = repo.backend().readable_by_others(FileType::Key, &slot.name) {
+            report.notes.push(format!(
+                "warning: key slot {} is readable by other users (mode {mode:04o}): whoever can \
+                 copy it can guess the password offline; `chmod 600` it and `chmod 700` its folders",
+                slot.name
+            ));
+        }
+    }
     for (name, e) in repo.load_index_tolerant()? {
         report.problem(error_object(&e, &format!("index file {name}")), error_message(&e));
     }

@@ -7,19 +7,26 @@
 //! were condemned — is gone.
 //!
 //! A crashed process must never block the repository forever, so every lock is refreshed while
-//! its process lives and is *stale* when:
-//! - it was taken on this host and its process is gone (pid not running, or running with another
-//!   start time: the pid was reused), or
-//! - it has not been refreshed for [`STALE_AFTER`] (another host, or no /proc).
+//! its process lives and becomes *stale*. What decides it (docs/FORMAT.md §11a has the argument):
+//! - **Same machine**: only when the lock's machine identity (machine id, boot id and PID
+//!   namespace, see [`machine_identity`]) is the judge's own may its pid be looked up; then a pid
+//!   that is gone, or reused by a process started at another time, makes it stale at once. A
+//!   hostname proves nothing: containers, cloned VMs and fleets of `ubuntu` hosts share one.
+//! - **Anywhere else**: its age as *the storage* measures it, the modification time of the lock
+//!   object against that of the judge's own lock just written, never the holder's or the
+//!   judge's clock. It is stale after the period the holder declared in it (default
+//!   [`DEFAULT_STALE_AFTER`]).
 //!
-//! Stale locks are ignored by every decision and removed by the next prune, backup or `unlock`.
-//! A process whose own lock could not be refreshed for nearly [`STALE_AFTER`] (suspended
-//! laptop, lost network) stops before writing anything that others could rely on: its lock may
-//! have been judged stale, so prune may have deleted data it meant to use.
+//! The holder keeps its side on its own boot clock (which counts suspends and SIGSTOPs): once
+//! five sixths of the period have passed since the start of its last successful refresh, its
+//! lock counts as lost for good ([`LockState::ensure_held`]), and it writes no index file and no
+//! recovery point; a recovery point it wrote is checked again afterwards and removed if the lock
+//! was lost meanwhile. Stale locks are ignored by every decision and removed by the next prune,
+//! backup or `unlock`.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::{Duration, SystemTime};
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -30,12 +37,24 @@ use crate::error::{Error, Result};
 use crate::format::{self, ObjectKind};
 use crate::id::Id;
 
-/// How often a held lock is rewritten.
-pub const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
-/// A lock not refreshed for this long is stale.
-pub const STALE_AFTER: Duration = Duration::from_secs(30 * 60);
-/// A process stops writing when its own lock is this close to looking stale to others.
-const SAFETY_MARGIN: Duration = Duration::from_secs(5 * 60);
+/// A lock not refreshed for this long (by the storage's clock) is stale, unless its holder
+/// declared another period.
+pub const DEFAULT_STALE_AFTER: Duration = Duration::from_secs(30 * 60);
+/// The shortest period a holder may declare (tests use a few seconds; a shorter one would make
+/// a loaded machine lose its locks).
+pub const MIN_STALE_AFTER: Duration = Duration::from_secs(4);
+/// The longest: a crashed process must not hold back deletions for more than a day.
+pub const MAX_STALE_AFTER: Duration = Duration::from_secs(24 * 3600);
+
+/// How often a lock with this stale period is rewritten, and how long before it would look
+/// stale its holder stops writing: a sixth of the period each (5 minutes of 30).
+fn refresh_interval(stale_after: Duration) -> Duration {
+    stale_after / 6
+}
+
+fn safety_margin(stale_after: Duration) -> Duration {
+    stale_after / 6
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -58,6 +77,13 @@ pub struct LockInfo {
     pub process_start: Option<u64>,
     pub created: DateTime<Utc>,
     pub refreshed: DateTime<Utc>,
+    /// Where `pid` means something: see [`machine_identity`]. Absent in locks of older
+    /// versions, and where it cannot be known: such a lock goes stale by its age alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub machine: Option<String>,
+    /// The stale period the holder keeps to, in seconds (absent: [`DEFAULT_STALE_AFTER`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stale_after: Option<u64>,
 }
 
 impl LockInfo {
@@ -80,6 +106,14 @@ impl LockInfo {
             self.created.format("%Y-%m-%d %H:%M:%S UTC")
         )
     }
+
+    /// The stale period this lock's holder keeps to, within the allowed bounds.
+    pub fn stale_period(&self) -> Duration {
+        self.stale_after
+            .map(Duration::from_secs)
+            .unwrap_or(DEFAULT_STALE_AFTER)
+            .clamp(MIN_STALE_AFTER, MAX_STALE_AFTER)
+    }
 }
 
 /// Whether a lock still counts.
@@ -89,9 +123,12 @@ pub enum Liveness {
     Stale(String),
 }
 
-/// Judges a lock seen at `now` by a process on `this_host`.
-pub fn liveness(info: &LockInfo, this_host: &str, now: DateTime<Utc>) -> Liveness {
-    if info.hostname == this_host {
+/// Judges a lock. `here` is the judge's [`machine_identity`]; `age` how long ago the storage
+/// last saw the lock written, by the storage's own clock (`None`: it cannot tell).
+pub fn liveness(info: &LockInfo, here: Option<&str>, age: Option<Duration>) -> Liveness {
+    if let (Some(mine), Some(theirs)) = (here, info.machine.as_deref())
+        && mine == theirs
+    {
         match process_state(info.pid, info.process_start) {
             ProcessState::Gone => {
                 return Liveness::Stale(format!("process {} is no longer running", info.pid));
@@ -106,11 +143,20 @@ pub fn liveness(info: &LockInfo, this_host: &str, now: DateTime<Utc>) -> Livenes
             ProcessState::Unknown => {}
         }
     }
-    let age = now.signed_duration_since(info.refreshed);
-    if age.to_std().is_ok_and(|a| a > STALE_AFTER) {
-        return Liveness::Stale(format!("not refreshed for {} minutes", age.num_minutes()));
+    match age {
+        Some(age) if age > info.stale_period() => Liveness::Stale(format!(
+            "not refreshed for {} by the storage's clock",
+            describe_duration(age)
+        )),
+        _ => Liveness::Live,
     }
-    Liveness::Live
+}
+
+fn describe_duration(d: Duration) -> String {
+    match d.as_secs() {
+        s if s < 120 => format!("{s} seconds"),
+        s => format!("{} minutes", s / 60),
+    }
 }
 
 enum ProcessState {
@@ -151,6 +197,37 @@ pub fn this_host() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
+/// Names the set of processes whose pids this process can look up: the machine (its
+/// `/etc/machine-id`), the running kernel (its boot id, new at every boot, also of a cloned VM)
+/// and the PID namespace (each container has its own). Two processes with the same identity see
+/// the same pids. `None` when any part is unknown, or when `/proc` shows another PID namespace
+/// than this process's own (`unshare --pid` without a new /proc): pids read there would mean
+/// other processes.
+pub fn machine_identity() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let pid_namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    let proc_pid: u32 = std::fs::read_link("/proc/self").ok()?.to_str()?.parse().ok()?;
+    if proc_pid != std::process::id() {
+        return None;
+    }
+    let machine = std::fs::read_to_string("/etc/machine-id").unwrap_or_default();
+    Some(format!("{}/{}/{}", machine.trim(), boot.trim(), pid_namespace.to_string_lossy()))
+}
+
+/// A clock that never goes back and counts the time a machine was suspended and a process was
+/// stopped (CLOCK_BOOTTIME): what a holder measures its own lock's age with.
+fn boot_clock() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes the timespec it is given and nothing else.
+    let rc = unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
+    if rc != 0 {
+        // Not on Linux: the monotonic clock is the next best.
+        // SAFETY: as above.
+        unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+    }
+    Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
+}
+
 /// A lock as listed: its name, and its content or why it could not be read.
 #[derive(Debug)]
 pub struct ListedLock {
@@ -183,32 +260,59 @@ pub struct JudgedLock {
     pub liveness: Liveness,
 }
 
-/// Lists the locks and judges each. Unreadable lock objects (another repository's key, damage)
-/// are reported as stale with the reason, so that they can never block anything forever.
-pub fn judge_all(backend: &dyn Backend, cipher: &Cipher) -> Result<Vec<JudgedLock>> {
-    let host = this_host();
-    let now = Utc::now();
+/// How long before `reference` the storage last wrote `times`: each replica compared with its
+/// own clock, and the youngest age counts. `None` when no replica has both times.
+fn storage_age(reference: &[Option<SystemTime>], times: &[Option<SystemTime>]) -> Option<Duration> {
+    reference
+        .iter()
+        .zip(times)
+        .filter_map(|(r, t)| Some(r.as_ref()?.duration_since(*t.as_ref()?).unwrap_or_default()))
+        .min()
+}
+
+/// Lists the locks and judges each. `reference` names a lock this process has just written
+/// (its own): the storage's modification time of it is "now" on the storage's clock.
+/// Unreadable lock objects (another repository's key, damage) go stale by their age like any
+/// other, so that they can never block anything forever.
+pub fn judge_all(
+    backend: &dyn Backend,
+    cipher: &Cipher,
+    reference: &Id,
+) -> Result<Vec<JudgedLock>> {
+    let here = machine_identity();
+    let now_on_storage = backend.modified(FileType::Lock, &reference.to_hex())?;
     let mut out = Vec::new();
     for l in list(backend, cipher)? {
+        let age = match backend.modified(FileType::Lock, &l.id.to_hex()) {
+            Ok(times) => storage_age(&now_on_storage, &times),
+            Err(Error::ObjectNotFound { .. }) => continue,
+            Err(e) => return Err(e),
+        };
         match l.info {
             Ok(info) => {
-                let liveness = liveness(&info, &host, now);
+                let liveness = liveness(&info, here.as_deref(), age);
                 out.push(JudgedLock { id: l.id, info, liveness });
             }
-            Err(e) => out.push(JudgedLock {
-                id: l.id,
-                info: LockInfo {
+            Err(e) => {
+                let now = Utc::now();
+                let info = LockInfo {
                     kind: LockKind::Shared,
-                    operation: "unknown".into(),
+                    operation: "unreadable lock".into(),
                     hostname: "unknown".into(),
                     username: "unknown".into(),
                     pid: 0,
                     process_start: None,
                     created: now,
                     refreshed: now,
-                },
-                liveness: Liveness::Stale(format!("unreadable: {e}")),
-            }),
+                    machine: None,
+                    stale_after: None,
+                };
+                let liveness = match liveness(&info, None, age) {
+                    Liveness::Stale(why) => Liveness::Stale(format!("unreadable ({e}), {why}")),
+                    Liveness::Live => Liveness::Live,
+                };
+                out.push(JudgedLock { id: l.id, info, liveness });
+            }
         }
     }
     Ok(out)
@@ -233,17 +337,40 @@ pub fn remove_stale(backend: &dyn Backend, judged: &[JudgedLock]) -> Result<Vec<
 /// the lock is lost.
 #[derive(Debug)]
 pub struct LockState {
-    last_refresh: Mutex<Instant>,
+    /// [`boot_clock`] when the last successful refresh began (the storage dates the lock no
+    /// earlier than that).
+    last_refresh: Mutex<Duration>,
+    /// Latched: a lock once lost stays lost, even if a later refresh succeeds (a judge may
+    /// have acted on its staleness meanwhile).
     lost: AtomicBool,
+    stale_after: Duration,
     description: String,
 }
 
 impl LockState {
+    fn new(stale_after: Duration, description: String) -> LockState {
+        LockState {
+            last_refresh: Mutex::new(boot_clock()),
+            lost: AtomicBool::new(false),
+            stale_after,
+            description,
+        }
+    }
+
     /// Fails if others may consider this lock stale (then prune may have deleted data this
     /// process relies on, so nothing that refers to such data may be written).
     pub fn ensure_held(&self) -> Result<()> {
-        let since = self.last_refresh.lock().unwrap_or_else(|p| p.into_inner()).elapsed();
-        if self.lost.load(Ordering::SeqCst) || since + SAFETY_MARGIN > STALE_AFTER {
+        self.held_at(boot_clock())
+    }
+
+    /// [`LockState::ensure_held`] at `now` on the boot clock.
+    fn held_at(&self, now: Duration) -> Result<()> {
+        let last = *self.last_refresh.lock().unwrap_or_else(|p| p.into_inner());
+        let since = now.saturating_sub(last);
+        if since + safety_margin(self.stale_after) > self.stale_after {
+            self.lost.store(true, Ordering::SeqCst);
+        }
+        if self.lost.load(Ordering::SeqCst) {
             return Err(Error::LockLost(self.description.clone()));
         }
         Ok(())
@@ -260,14 +387,18 @@ pub struct Lock {
 }
 
 impl Lock {
-    /// Takes a lock. An exclusive lock fails with [`Error::Locked`] while another live
-    /// exclusive lock exists; stale locks in the way are removed (their messages are returned).
+    /// Takes a lock that goes stale `stale_after` after its last refresh (clamped to
+    /// [`MIN_STALE_AFTER`]..[`MAX_STALE_AFTER`]). An exclusive lock fails with
+    /// [`Error::Locked`] while another live exclusive lock exists; stale locks in the way are
+    /// removed (their messages are returned).
     pub fn acquire(
         backend: Arc<dyn Backend>,
         cipher: &Cipher,
         kind: LockKind,
         operation: &str,
+        stale_after: Duration,
     ) -> Result<(Lock, Vec<String>)> {
+        let stale_after = stale_after.clamp(MIN_STALE_AFTER, MAX_STALE_AFTER);
         let now = Utc::now();
         let info = LockInfo {
             kind,
@@ -281,21 +412,19 @@ impl Lock {
             process_start: process_start_time(std::process::id()),
             created: now,
             refreshed: now,
+            machine: machine_identity(),
+            stale_after: Some(stale_after.as_secs()),
         };
         let mut raw = [0u8; 32];
         crate::crypto::fill_random(&mut raw)?;
         let id = Id(raw);
+        let state = Arc::new(LockState::new(stale_after, info.describe()));
         backend.write(FileType::Lock, &id.to_hex(), &info.encode(cipher)?)?;
-        let state = Arc::new(LockState {
-            last_refresh: Mutex::new(Instant::now()),
-            lost: AtomicBool::new(false),
-            description: info.describe(),
-        });
         let mut lock = Lock { backend: backend.clone(), id, state, stop: None, refresher: None };
 
         let mut messages = Vec::new();
         if kind == LockKind::Exclusive {
-            let judged = judge_all(backend.as_ref(), cipher)?;
+            let judged = judge_all(backend.as_ref(), cipher, &id)?;
             let others: Vec<_> = judged.into_iter().filter(|l| l.id != id).collect();
             messages = remove_stale(backend.as_ref(), &others)?;
             if let Some(holder) = others
@@ -315,12 +444,16 @@ impl Lock {
         let backend = self.backend.clone();
         let state = self.state.clone();
         let name = self.id.to_hex();
+        let interval = refresh_interval(state.stale_after);
         let handle = std::thread::spawn(move || {
-            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                rx.recv_timeout(REFRESH_INTERVAL)
-            {
-                // A lock someone removed (`aeon unlock --all`) is not silently re-created: the
-                // remover may have acted on its absence.
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                // Too late (the process was stopped, the machine suspended, storage slow): a
+                // judge may already count the lock as stale, and a refresh now would hide it.
+                if state.ensure_held().is_err() {
+                    return;
+                }
+                // A lock someone removed (`aeon unlock --all`, or a judge that found it stale)
+                // is not silently re-created: the remover may have acted on its absence.
                 match backend.stat(FileType::Lock, &name) {
                     Ok(None) => {
                         state.lost.store(true, Ordering::SeqCst);
@@ -329,12 +462,13 @@ impl Lock {
                     Ok(Some(_)) => {}
                     Err(_) => continue,
                 }
+                let began = boot_clock();
                 info.refreshed = Utc::now();
                 let written = info
                     .encode(&cipher)
                     .and_then(|data| backend.write(FileType::Lock, &name, &data));
                 if written.is_ok() {
-                    *state.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = Instant::now();
+                    *state.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = began;
                 }
             }
         });
@@ -352,6 +486,19 @@ impl Lock {
 
     pub fn ensure_held(&self) -> Result<()> {
         self.state.ensure_held()
+    }
+
+    /// [`Lock::ensure_held`], and the lock object is still on storage: what a writer checks
+    /// after it committed something, to withdraw it if a judge removed the lock meanwhile.
+    pub fn confirm(&self) -> Result<()> {
+        self.state.ensure_held()?;
+        match self.backend.stat(FileType::Lock, &self.id.to_hex())? {
+            Some(_) => self.state.ensure_held(),
+            None => {
+                self.state.lost.store(true, Ordering::SeqCst);
+                Err(Error::LockLost(self.state.description.clone()))
+            }
+        }
     }
 }
 
@@ -382,26 +529,113 @@ mod tests {
             process_start: None,
             created: t,
             refreshed: t,
+            machine: None,
+            stale_after: None,
         }
     }
 
+    fn on(machine: &str, mut i: LockInfo) -> LockInfo {
+        i.machine = Some(machine.into());
+        i
+    }
+
+    const MIN: Duration = Duration::from_secs(60);
+
     #[test]
-    fn staleness_rules() {
-        let now = Utc::now();
+    fn a_pid_is_looked_up_only_on_the_same_machine_identity() {
         let me = std::process::id();
-        // This process, on this host: live however old its refresh.
-        assert_eq!(liveness(&info("h", me, 120), "h", now), Liveness::Live);
-        // A pid that cannot exist on this host: stale at once.
-        assert!(matches!(liveness(&info("h", u32::MAX - 1, 0), "h", now), Liveness::Stale(_)));
-        // Our pid with another start time: reused, stale.
-        let mut reused = info("h", me, 0);
+        let gone = u32::MAX - 1;
+        // Same identity: the pid decides at once, whatever the age.
+        assert_eq!(
+            liveness(&on("m", info("h", me, 120)), Some("m"), Some(120 * MIN)),
+            Liveness::Live
+        );
+        assert!(matches!(
+            liveness(&on("m", info("h", gone, 0)), Some("m"), None),
+            Liveness::Stale(_)
+        ));
+        let mut reused = on("m", info("h", me, 0));
         reused.process_start = process_start_time(me).map(|t| t + 1);
-        assert!(matches!(liveness(&reused, "h", now), Liveness::Stale(_)));
-        // Another host: live while refreshed, stale after STALE_AFTER.
-        assert_eq!(liveness(&info("other", 1, 10), "h", now), Liveness::Live);
-        assert!(matches!(liveness(&info("other", 1, 31), "h", now), Liveness::Stale(_)));
-        // A clock ahead of ours never makes a lock stale.
-        assert_eq!(liveness(&info("other", 1, -60), "h", now), Liveness::Live);
+        assert!(matches!(liveness(&reused, Some("m"), Some(Duration::ZERO)), Liveness::Stale(_)));
+        // Same hostname, other PID namespace or machine: a missing pid proves nothing.
+        assert_eq!(
+            liveness(&on("other", info("h", gone, 0)), Some("m"), Some(MIN)),
+            Liveness::Live
+        );
+        // A lock without an identity (older versions), or a judge without one: age alone.
+        assert_eq!(liveness(&info("h", gone, 0), Some("m"), Some(MIN)), Liveness::Live);
+        assert_eq!(liveness(&on("m", info("h", gone, 0)), None, Some(MIN)), Liveness::Live);
+    }
+
+    #[test]
+    fn age_is_the_storages_and_the_period_the_holders() {
+        // The content's refresh time plays no part: 40 minutes "old" by a slow clock is live,
+        // a lock dated in the future is stale once storage says so.
+        assert_eq!(liveness(&info("x", 1, 40), None, Some(MIN)), Liveness::Live);
+        assert!(matches!(liveness(&info("x", 1, -60), None, Some(31 * MIN)), Liveness::Stale(_)));
+        assert_eq!(liveness(&info("x", 1, 0), None, Some(29 * MIN)), Liveness::Live);
+        // Unknown age: never stale by time.
+        assert_eq!(liveness(&info("x", 1, 600), None, None), Liveness::Live);
+        // A declared period is honoured, within bounds.
+        let mut short = info("x", 1, 0);
+        short.stale_after = Some(10);
+        assert!(matches!(
+            liveness(&short, None, Some(Duration::from_secs(11))),
+            Liveness::Stale(_)
+        ));
+        assert_eq!(liveness(&short, None, Some(Duration::from_secs(9))), Liveness::Live);
+        short.stale_after = Some(0);
+        assert_eq!(short.stale_period(), MIN_STALE_AFTER);
+        short.stale_after = Some(u64::MAX);
+        assert_eq!(short.stale_period(), MAX_STALE_AFTER);
+    }
+
+    #[test]
+    fn storage_age_compares_each_replica_with_its_own_clock() {
+        let t = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+        let ago = |s| Some(t - Duration::from_secs(s));
+        assert_eq!(storage_age(&[Some(t)], &[ago(90)]), Some(Duration::from_secs(90)));
+        // The youngest age counts; a replica without either time is left out.
+        assert_eq!(
+            storage_age(&[Some(t), Some(t), None], &[ago(90), ago(30), ago(5)]),
+            Some(Duration::from_secs(30))
+        );
+        assert_eq!(storage_age(&[None], &[ago(90)]), None);
+        // Written after the reference: age zero, never negative.
+        assert_eq!(storage_age(&[ago(10)], &[Some(t)]), Some(Duration::ZERO));
+    }
+
+    #[test]
+    fn judge_reads_ages_from_storage_not_from_lock_content() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path());
+        local.create().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(local);
+        let cipher = Cipher::new(&Key::random().unwrap());
+        let write = |name: u8, i: &LockInfo, age: Duration| {
+            let id = Id([name; 32]);
+            backend.write(FileType::Lock, &id.to_hex(), &i.encode(&cipher).unwrap()).unwrap();
+            let path = dir.path().join("locks").join(id.to_hex());
+            let f = std::fs::File::options().write(true).open(path).unwrap();
+            f.set_modified(SystemTime::now() - age).unwrap();
+            id
+        };
+        // A clock 40 minutes slow wrote this one just now.
+        let skewed = write(1, &info("other", 1, 40), Duration::ZERO);
+        // A clock 2 hours fast wrote this one 31 minutes ago.
+        let old = write(2, &info("other", 1, -120), 31 * MIN);
+        // Damaged, but recent: not stale yet.
+        let id = Id([3; 32]);
+        backend.write(FileType::Lock, &id.to_hex(), b"AEON garbage").unwrap();
+        let (me, _) =
+            Lock::acquire(backend.clone(), &cipher, LockKind::Shared, "t", DEFAULT_STALE_AFTER)
+                .unwrap();
+        let judged = judge_all(backend.as_ref(), &cipher, &me.id()).unwrap();
+        let of = |id: Id| judged.iter().find(|l| l.id == id).unwrap().liveness.clone();
+        assert_eq!(of(skewed), Liveness::Live);
+        assert!(matches!(of(old), Liveness::Stale(w) if w.contains("31 minutes")));
+        assert_eq!(of(id), Liveness::Live);
+        assert_eq!(of(me.id()), Liveness::Live);
     }
 
     #[test]
@@ -410,15 +644,16 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
         backend.create().unwrap();
         let cipher = Cipher::new(&Key::random().unwrap());
-        let (shared, _) =
-            Lock::acquire(backend.clone(), &cipher, LockKind::Shared, "backup").unwrap();
-        let (excl, _) =
-            Lock::acquire(backend.clone(), &cipher, LockKind::Exclusive, "prune").unwrap();
-        let second = Lock::acquire(backend.clone(), &cipher, LockKind::Exclusive, "prune");
+        let take =
+            |kind, op| Lock::acquire(backend.clone(), &cipher, kind, op, DEFAULT_STALE_AFTER);
+        let (shared, _) = take(LockKind::Shared, "backup").unwrap();
+        let (excl, _) = take(LockKind::Exclusive, "prune").unwrap();
+        let second = take(LockKind::Exclusive, "prune");
         assert!(matches!(second, Err(Error::Locked(_))));
         // The failed attempt left no lock behind.
         assert_eq!(list(backend.as_ref(), &cipher).unwrap().len(), 2);
         shared.ensure_held().unwrap();
+        shared.confirm().unwrap();
         drop(excl);
         drop(shared);
         assert!(list(backend.as_ref(), &cipher).unwrap().is_empty());
@@ -430,16 +665,42 @@ mod tests {
         let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
         backend.create().unwrap();
         let cipher = Cipher::new(&Key::random().unwrap());
-        let mut dead = info(&this_host(), u32::MAX - 1, 0);
+        let Some(here) = machine_identity() else {
+            panic!("the test machine has /proc, a boot id and its own PID namespace's /proc");
+        };
+        let mut dead = on(&here, info(&this_host(), u32::MAX - 1, 0));
         dead.kind = LockKind::Exclusive;
         backend
             .write(FileType::Lock, &Id([7; 32]).to_hex(), &dead.encode(&cipher).unwrap())
             .unwrap();
-        let (_l, messages) =
-            Lock::acquire(backend.clone(), &cipher, LockKind::Exclusive, "prune").unwrap();
+        let (_l, messages) = Lock::acquire(
+            backend.clone(),
+            &cipher,
+            LockKind::Exclusive,
+            "prune",
+            DEFAULT_STALE_AFTER,
+        )
+        .unwrap();
         assert_eq!(messages.len(), 1, "{messages:?}");
         assert!(messages[0].contains("no longer running"), "{messages:?}");
         assert_eq!(list(backend.as_ref(), &cipher).unwrap().len(), 1);
+    }
+
+    #[test]
+    fn a_removed_lock_is_lost_and_not_recreated() {
+        let dir = tempfile::tempdir().unwrap();
+        let backend: Arc<dyn Backend> = Arc::new(LocalBackend::new(dir.path()));
+        backend.create().unwrap();
+        let cipher = Cipher::new(&Key::random().unwrap());
+        let (l, _) =
+            Lock::acquire(backend.clone(), &cipher, LockKind::Shared, "backup", MIN_STALE_AFTER)
+                .unwrap();
+        backend.remove(FileType::Lock, &l.id().to_hex()).unwrap();
+        assert!(matches!(l.confirm(), Err(Error::LockLost(_))));
+        // Latched: the refresher (every MIN_STALE_AFTER / 6) does not bring it back.
+        std::thread::sleep(refresh_interval(MIN_STALE_AFTER) * 2);
+        assert!(matches!(l.ensure_held(), Err(Error::LockLost(_))));
+        assert_eq!(backend.stat(FileType::Lock, &l.id().to_hex()).unwrap(), None);
     }
 }
 
@@ -447,23 +708,16 @@ mod tests {
 mod lost_lock_tests {
     use super::*;
 
-    fn state(refreshed_ago: Duration, lost: bool) -> LockState {
-        LockState {
-            last_refresh: Mutex::new(
-                Instant::now().checked_sub(refreshed_ago).unwrap_or_else(Instant::now),
-            ),
-            lost: AtomicBool::new(lost),
-            description: "backup on host h".into(),
-        }
-    }
-
     #[test]
-    fn a_writer_stops_before_its_lock_could_look_stale() {
-        assert!(state(Duration::from_secs(60), false).ensure_held().is_ok());
-        let late = STALE_AFTER - SAFETY_MARGIN + Duration::from_secs(1);
-        if Instant::now().checked_sub(late).is_some() {
-            assert!(matches!(state(late, false).ensure_held(), Err(Error::LockLost(_))));
-        }
-        assert!(matches!(state(Duration::ZERO, true).ensure_held(), Err(Error::LockLost(_))));
+    fn a_writer_stops_before_its_lock_could_look_stale_and_stays_stopped() {
+        let s = LockState::new(DEFAULT_STALE_AFTER, "backup on host h".into());
+        *s.last_refresh.lock().unwrap() = Duration::ZERO;
+        assert!(s.held_at(Duration::from_secs(60)).is_ok());
+        let margin = safety_margin(DEFAULT_STALE_AFTER);
+        let late = DEFAULT_STALE_AFTER - margin + Duration::from_secs(1);
+        assert!(matches!(s.held_at(late), Err(Error::LockLost(_))));
+        // A refresh that succeeds afterwards does not bring it back: a judge may have acted.
+        *s.last_refresh.lock().unwrap() = late;
+        assert!(matches!(s.held_at(late), Err(Error::LockLost(_))));
     }
 }

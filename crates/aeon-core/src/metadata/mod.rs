@@ -69,3 +69,34 @@ pub fn write_xattrs(path: &Path, xattrs: &[Xattr]) -> std::io::Result<()> {
     }
     Ok(())
 }
+
+/// [`write_xattrs`] through a path whose last component is followed: a `/proc/self/fd/N` link
+/// to an entry the restore holds open (see the restorer's `beneath` module).
+pub fn write_xattrs_following(path: &Path, xattrs: &[Xattr]) -> std::io::Result<()> {
+    let mut names = vec![0u8; 4096];
+    loop {
+        match rustix::fs::listxattr(path, &mut names[..]) {
+            Ok(n) => {
+                names.truncate(n);
+                break;
+            }
+            Err(rustix::io::Errno::RANGE) if names.len() < (1 << 20) => {
+                names.resize(names.len() * 4, 0)
+            }
+            Err(_) => {
+                names.clear();
+                break;
+            }
+        }
+    }
+    for name in names.split(|&b| b == 0).filter(|n| !n.is_empty()) {
+        if !xattrs.iter().any(|x| x.name.0 == name) {
+            let _ = rustix::fs::removexattr(path, std::ffi::OsStr::from_bytes(name));
+        }
+    }
+    for x in xattrs {
+        rustix::fs::setxattr(path, x.name.as_os_str(), &x.value.0, rustix::fs::XattrFlags::empty())
+            .map_err(std::io::Error::from)?;
+    }
+    Ok(())
+}

@@ -120,7 +120,7 @@ pub fn prune(
         .into_iter()
         .filter_map(|o| o.name.parse::<Id>().ok().map(|id| (id, o.size)))
         .collect();
-    let judged = lock::judge_all(repo.backend().as_ref(), repo.cipher())?;
+    let judged = repo.judge_locks()?;
     report.messages.extend(lock::remove_stale(repo.backend().as_ref(), &judged)?);
     let live_locks: HashSet<Id> = judged
         .iter()
@@ -348,7 +348,8 @@ const LEFTOVER_AGE: Duration = Duration::from_secs(3600);
 
 /// Live locks other than ours, with descriptions.
 fn live_holders(repo: &Repository, own: Option<Id>) -> Result<Vec<(Id, String)>> {
-    Ok(lock::judge_all(repo.backend().as_ref(), repo.cipher())?
+    Ok(repo
+        .judge_locks()?
         .into_iter()
         .filter(|l| l.liveness == Liveness::Live && Some(l.id) != own)
         .map(|l| (l.id, l.info.describe()))

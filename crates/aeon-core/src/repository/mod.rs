@@ -21,7 +21,7 @@ use crate::format::{self, HEADER_LEN, ObjectKind};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
 use crate::keys::{KdfParams, KeySlot, MasterKey};
-use crate::lock::{Lock, LockKind, LockState};
+use crate::lock::{JudgedLock, Lock, LockKind, LockState};
 use crate::retention::RetentionPolicy;
 use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::{Node, NodeKind, Tree};
@@ -124,6 +124,8 @@ pub struct Repository {
     index: Index,
     index_state: IndexState,
     lock: Option<Lock>,
+    /// The stale period this process's locks declare (see [`crate::lock`]).
+    lock_stale_after: std::time::Duration,
     cache: Option<Cache>,
 }
 
@@ -198,6 +200,7 @@ impl Repository {
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
+            lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
             cache: None,
         })
     }
@@ -262,6 +265,7 @@ impl Repository {
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
+            lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
             cache: None,
         })
     }
@@ -457,9 +461,37 @@ impl Repository {
     /// Takes a lock for this repository, held until [`Repository::unlock`] or drop. Stale
     /// locks in the way are removed; the messages say which.
     pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Vec<String>> {
-        let (lock, messages) = Lock::acquire(self.backend.clone(), &self.cipher, kind, operation)?;
+        let (lock, messages) = Lock::acquire(
+            self.backend.clone(),
+            &self.cipher,
+            kind,
+            operation,
+            self.lock_stale_after,
+        )?;
         self.lock = Some(lock);
         Ok(messages)
+    }
+
+    /// The period after which this process's locks go stale if it stops refreshing them
+    /// (default [`crate::lock::DEFAULT_STALE_AFTER`]); declared in each lock, so judges use it.
+    pub fn set_lock_stale_after(&mut self, period: std::time::Duration) {
+        self.lock_stale_after = period;
+    }
+
+    /// Judges every lock against this process's own (its storage time is "now": see
+    /// [`crate::lock`]). Needs a held lock.
+    pub fn judge_locks(&self) -> Result<Vec<JudgedLock>> {
+        let Some(own) = &self.lock else {
+            return Err(Error::InvalidInput(
+                "judging locks needs a lock of this process's own (none is held)".into(),
+            ));
+        };
+        crate::lock::judge_all(self.backend.as_ref(), &self.cipher, &own.id())
+    }
+
+    /// Removes the stale locks, returning a message for each.
+    pub fn remove_stale_locks(&self) -> Result<Vec<String>> {
+        crate::lock::remove_stale(self.backend.as_ref(), &self.judge_locks()?)
     }
 
     pub fn unlock(&mut self) {
@@ -610,11 +642,20 @@ impl Repository {
         Ok(node)
     }
 
+    /// Writes a recovery point: the commit of a backup. The lock is checked before and again
+    /// after the write; if it was lost meanwhile (a judge may have deleted data the point uses),
+    /// the point is removed again and the error says so.
     pub fn save_snapshot(&self, snap: &Snapshot) -> Result<Id> {
         self.ensure_lock_held()?;
         let data = snap.encode(&self.cipher)?;
         let id = Id::of_stored_bytes(&data);
         self.backend.write(FileType::Snapshot, &id.to_hex(), &data)?;
+        if let Some(lock) = &self.lock
+            && let Err(e) = lock.confirm()
+        {
+            let _ = self.backend.remove(FileType::Snapshot, &id.to_hex());
+            return Err(e);
+        }
         Ok(id)
     }
 

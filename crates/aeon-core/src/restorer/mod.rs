@@ -11,20 +11,23 @@
 //!    attributes and ACLs, times; directories after their contents, deepest first.
 //! 5. Optionally, verification: every restored file is read back and hashed.
 //!
-//! Nothing is ever written through a symlink: anything that is not a directory where the
-//! recovery point has a directory is removed first, files are created with `O_EXCL|O_NOFOLLOW`,
-//! and names that could step outside their directory are refused.
+//! Nothing is ever written outside the target, even while someone races the restore: every
+//! entry is reached through descriptors below the target without crossing a symlink (see
+//! [`beneath`]), files are created with `O_EXCL|O_NOFOLLOW` and reopened for their data only if
+//! they are still the same inode, and names that could step outside their directory are
+//! refused by the plan.
 
+mod beneath;
 mod plan;
 
 use std::borrow::Cow;
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::Read;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::backend::FileType;
 use crate::blob::{self, BlobType};
@@ -37,6 +40,7 @@ use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::tree::{Node, NodeKind, Timestamp};
 
+use beneath::{Beneath, EntryMetadata, Inode};
 use plan::Action;
 
 /// Gap between two needed blobs of a pack below which one read covers both.
@@ -87,6 +91,10 @@ pub struct RestoreOptions {
     /// Files and bytes to expect, when known beforehand (a whole recovery point's summary);
     /// otherwise the progress totals grow as the plan is made, batch by batch.
     pub expected_totals: Option<(u64, u64)>,
+    /// Recreate what gives privileges when root restores: setuid and setgid bits, device nodes,
+    /// and the `security.capability` and `trusted.*` extended attributes. Off
+    /// (`--no-privileged`) for a recovery point another host may have written.
+    pub privileged: bool,
 }
 
 impl Default for RestoreOptions {
@@ -100,6 +108,7 @@ impl Default for RestoreOptions {
             numeric_owner: false,
             verify: false,
             expected_totals: None,
+            privileged: true,
         }
     }
 }
@@ -141,11 +150,18 @@ impl RestoreSummary {
     }
 }
 
+/// Why a file was not completed.
+const FAILED_DATA: u8 = 1;
+const FAILED_TARGET: u8 = 2;
+
 /// A regular file whose data is written by this restore.
 struct FileJob {
     path: PathBuf,
     node: Node,
-    failed: AtomicBool,
+    /// The file this restore created, which alone may receive the data.
+    inode: Inode,
+    /// 0, or why it failed: its stored data ([`FAILED_DATA`]) or writing it ([`FAILED_TARGET`]).
+    failed: AtomicU8,
     /// A file of one blob: the writer of that blob also sets its metadata, through the file it
     /// has open, instead of a later pass looking the path up for each attribute. (Creating it
     /// there too was tried: creations in one directory on several threads contend for its lock,
@@ -160,6 +176,9 @@ struct MetadataRules<'a> {
     root: bool,
     numeric_owner: bool,
     owners: &'a OwnerNames,
+    /// See [`RestoreOptions::privileged`].
+    privileged: bool,
+    beneath: &'a Beneath,
 }
 
 /// One place a blob's plaintext goes.
@@ -204,7 +223,7 @@ fn restore_in_batches(
     progress: &dyn Progress,
     batch_weight: usize,
 ) -> Result<RestoreSummary> {
-    fs::create_dir_all(target).map_err(|e| Error::io(target, e))?;
+    let beneath = &Beneath::open(target)?;
     if let Some((files, bytes)) = opts.expected_totals {
         progress.set_total(files, bytes);
     }
@@ -217,6 +236,7 @@ fn restore_in_batches(
         owners: &owners,
         root: is_root(),
         planned: (0, 0),
+        beneath,
     };
     // The plan and the structure of the next batch are made while the writers fill the files
     // of this one. Both are serial (the entries of a directory are created one at a time
@@ -225,9 +245,11 @@ fn restore_in_batches(
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(1);
         let preparer = s.spawn(move || {
             let mut dirs = Vec::new();
+            let mut failed_dirs = Vec::new();
             let planned = plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
+                let prepared = make_structure(b, beneath, opts, &mut dirs, &mut failed_dirs);
                 // Fails only if the receiving side is unwinding from a panic.
-                let _ = tx.send(make_structure(b, &mut dirs));
+                let _ = tx.send(prepared);
             });
             (planned, dirs)
         });
@@ -247,7 +269,7 @@ fn restore_in_batches(
     // after everything inside them is done.
     dirs.sort_by_key(|(p, _)| std::cmp::Reverse(p.components().count()));
     for (path, node) in &dirs {
-        if let Err(e) = apply_metadata(path, node, run.rules()) {
+        if let Err(e) = apply_metadata(path, node, &run.rules()) {
             run.summary.errors.push(e.to_string());
         }
     }
@@ -264,6 +286,7 @@ struct Run<'a> {
     root: bool,
     /// Files and bytes planned so far, the progress totals when none were given.
     planned: (u64, u64),
+    beneath: &'a Beneath,
 }
 
 /// One batch of the plan whose structure exists: what is left is its data, hard links and
@@ -280,27 +303,46 @@ struct Prepared {
 
 /// Makes one batch's structure in tree order (parents exist before children, here or in an
 /// earlier batch): deletions, directories, empty files at their full length, symlinks and
-/// special files. The directories made are added to `dirs`, whose metadata comes last.
-fn make_structure(batch: plan::Batch, dirs: &mut Vec<(PathBuf, Node)>) -> Prepared {
+/// special files. The directories made are added to `dirs`, whose metadata comes last; those
+/// that could not be made to `failed_dirs`, whose contents are skipped with one message.
+fn make_structure(
+    batch: plan::Batch,
+    beneath: &Beneath,
+    opts: &RestoreOptions,
+    dirs: &mut Vec<(PathBuf, Node)>,
+    failed_dirs: &mut Vec<PathBuf>,
+) -> Prepared {
     let mut summary =
         RestoreSummary { errors: batch.errors, notes: batch.notes, ..Default::default() };
     for path in &batch.deletions {
-        match remove_existing(path) {
+        match beneath.remove(path) {
             Ok(()) => summary.deleted += 1,
             Err(e) => summary.errors.push(e.to_string()),
         }
     }
     let (mut files, mut hardlinks, mut finish) = (Vec::new(), Vec::new(), Vec::new());
     for action in batch.actions {
+        if failed_dirs.iter().any(|d| action.path().starts_with(d)) {
+            continue;
+        }
         let made = match action {
-            Action::Dir { path, node, existed } => create_dir(&path, existed).map(|()| {
-                summary.dirs += 1;
-                dirs.push((path, node));
-            }),
+            Action::Dir { path, node, existed } => match beneath.create_dir(&path, existed) {
+                Ok(()) => {
+                    summary.dirs += 1;
+                    dirs.push((path, node));
+                    Ok(())
+                }
+                Err(e) => {
+                    summary.errors.push(format!("{e} (its contents were not restored)"));
+                    failed_dirs.push(path);
+                    continue;
+                }
+            },
             Action::File { path, node, write_data: true, existed } => {
-                create_file(&path, node.size, existed).map(|()| {
+                beneath.create_file(&path, node.size, existed).map(|inode| {
                     let one_blob = node.content.len() == 1;
-                    files.push(FileJob { path, node, failed: AtomicBool::new(false), one_blob })
+                    let failed = AtomicU8::new(0);
+                    files.push(FileJob { path, node, inode, failed, one_blob })
                 })
             }
             Action::File { path, node, write_data: false, .. } => {
@@ -312,11 +354,24 @@ fn make_structure(batch: plan::Batch, dirs: &mut Vec<(PathBuf, Node)>) -> Prepar
                 hardlinks.push((path, primary));
                 Ok(())
             }
-            Action::Symlink { path, node } => create_symlink(&path, &node).map(|()| {
-                summary.links += 1;
-                finish.push((path, node));
-            }),
-            Action::Special { path, node } => create_special(&path, &node).map(|()| {
+            Action::Symlink { path, node } => {
+                let target = node.target.clone().unwrap_or_default();
+                beneath.create_symlink(&path, target.as_os_str()).map(|()| {
+                    summary.links += 1;
+                    finish.push((path, node));
+                })
+            }
+            Action::Special { path, node }
+                if !opts.privileged
+                    && matches!(node.kind, NodeKind::Chardev | NodeKind::Blockdev) =>
+            {
+                summary.notes.push(format!(
+                    "{}: device node not recreated (--no-privileged)",
+                    path.display()
+                ));
+                Ok(())
+            }
+            Action::Special { path, node } => create_special(beneath, &path, &node).map(|()| {
                 summary.special += 1;
                 finish.push((path, node));
             }),
@@ -338,39 +393,54 @@ impl<'a> Run<'a> {
         let rules = self.rules();
         let summary = &mut self.summary;
 
-        for (path, primary) in &hardlinks {
-            let linked = remove_existing(path)
-                .and_then(|()| fs::hard_link(primary, path).map_err(|e| Error::io(path, e)));
-            match linked {
-                Ok(()) => summary.hardlinks += 1,
-                Err(e) => summary.errors.push(e.to_string()),
+        // Failed files go before any link is made to them: a link must never keep a
+        // half-written file alive under another name.
+        for f in &files {
+            match f.failed.load(Ordering::Relaxed) {
+                0 => summary.files += 1,
+                failure => {
+                    if failure == FAILED_DATA {
+                        summary.integrity_errors += 1;
+                    }
+                    // Never leave a file with content that could not be verified.
+                    self.beneath.remove_file(&f.path);
+                }
             }
         }
-
-        for f in &files {
-            if f.failed.load(Ordering::Relaxed) {
-                summary.integrity_errors += 1;
-                // Never leave a file with content that could not be verified.
-                let _ = fs::remove_file(&f.path);
-            } else {
-                summary.files += 1;
+        let failed: std::collections::HashSet<&Path> = files
+            .iter()
+            .filter(|f| f.failed.load(Ordering::Relaxed) != 0)
+            .map(|f| f.path.as_path())
+            .collect();
+        for (path, primary) in &hardlinks {
+            if failed.contains(primary.as_path()) {
+                summary.errors.push(format!(
+                    "{}: not linked: {} (the file it links to) was not restored",
+                    path.display(),
+                    primary.display()
+                ));
+                continue;
+            }
+            match self.beneath.hard_link(primary, path) {
+                Ok(()) => summary.hardlinks += 1,
+                Err(e) => summary.errors.push(e.to_string()),
             }
         }
         // Files and links are independent of each other: their metadata goes on in parallel
         // (a few system calls each, 200,000 files are seconds of them).
         let items: Vec<(&Path, &Node)> = files
             .iter()
-            .filter(|f| !f.one_blob && !f.failed.load(Ordering::Relaxed))
+            .filter(|f| !f.one_blob && f.failed.load(Ordering::Relaxed) == 0)
             .map(|f| (f.path.as_path(), &f.node))
             .chain(finish.iter().map(|(p, n)| (p.as_path(), n)))
             .collect();
         let failures = run_parallel(self.opts.threads, &items, |_: &mut (), _, (path, node)| {
-            apply_metadata(path, node, rules).err().map(|e| e.to_string())
+            apply_metadata(path, node, &rules).err().map(|e| e.to_string())
         });
         summary.errors.extend(failures);
 
         if self.opts.verify {
-            verify_files(self.repo, &files, self.opts.threads, summary);
+            verify_files(self.repo, self.beneath, &files, self.opts.threads, summary);
         }
     }
 
@@ -379,6 +449,8 @@ impl<'a> Run<'a> {
             root: self.root,
             numeric_owner: self.opts.numeric_owner,
             owners: self.owners,
+            privileged: self.opts.privileged,
+            beneath: self.beneath,
         }
     }
 
@@ -395,7 +467,7 @@ impl<'a> Run<'a> {
                     summary
                         .errors
                         .push(format!("{}: blob {id} is not in the index", f.path.display()));
-                    f.failed.store(true, Ordering::Relaxed);
+                    f.failed.store(FAILED_DATA, Ordering::Relaxed);
                     break;
                 };
                 let plan = by_pack.entry(loc.pack).or_default().entry(*id).or_insert(BlobPlan {
@@ -499,13 +571,19 @@ fn restore_range(
 ) {
     let (files, errors, written, progress) = (out.files, out.errors, out.written, out.progress);
     let (pack_id, blobs) = (read.pack_id, &read.blobs);
+    // A blob that fails fails every file it goes to; a write fails only its file.
     let fail = |b: &BlobPlan, e: &Error| {
         let mut errs = errors.lock().unwrap_or_else(|p| p.into_inner());
         for t in &b.targets {
             let f = &files[t.file];
-            if !f.failed.swap(true, Ordering::Relaxed) {
+            if f.failed.swap(FAILED_DATA, Ordering::Relaxed) == 0 {
                 errs.push(format!("{}: {e}", f.path.display()));
             }
+        }
+    };
+    let fail_target = |f: &FileJob, e: &Error| {
+        if f.failed.swap(FAILED_TARGET, Ordering::Relaxed) == 0 {
+            errors.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
         }
     };
     let Some((range_start, range_end)) = read.range() else { return };
@@ -571,16 +649,16 @@ fn restore_range(
         };
         for t in &b.targets {
             let f = &files[t.file];
-            if f.failed.load(Ordering::Relaxed) {
+            if f.failed.load(Ordering::Relaxed) != 0 {
                 continue;
             }
             let wrote = if f.one_blob {
-                write_whole_file(&f.path, &f.node, &plain, out.rules)
+                write_whole_file(f, &plain, &out.rules)
             } else {
-                write_at(&f.path, t.offset, &plain).map(|()| None)
+                write_at(out.rules.beneath, f, t.offset, &plain).map(|()| None)
             };
             match wrote {
-                Err(e) => fail(b, &e),
+                Err(e) => fail_target(f, &e),
                 Ok(metadata_error) => {
                     if let Some(e) = metadata_error {
                         // The content is right: the file stays, the error is reported.
@@ -596,6 +674,7 @@ fn restore_range(
 
 fn verify_files(
     repo: &Repository,
+    beneath: &Beneath,
     files: &[FileJob],
     threads: usize,
     summary: &mut RestoreSummary,
@@ -609,10 +688,10 @@ fn verify_files(
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(f) = files.get(i) else { break };
-                    if f.failed.load(Ordering::Relaxed) {
+                    if f.failed.load(Ordering::Relaxed) != 0 {
                         continue;
                     }
-                    match verify_file(repo, &f.path, &f.node) {
+                    match verify_file(repo, beneath, f) {
                         Ok(n) => {
                             bytes.fetch_add(n, Ordering::Relaxed);
                         }
@@ -629,15 +708,14 @@ fn verify_files(
 }
 
 /// Reads a restored file back and checks each stretch against its blob id.
-fn verify_file(repo: &Repository, path: &Path, node: &Node) -> std::result::Result<u64, String> {
+fn verify_file(
+    repo: &Repository,
+    beneath: &Beneath,
+    job: &FileJob,
+) -> std::result::Result<u64, String> {
+    let (path, node) = (&job.path, &job.node);
     let fail = |why: String| format!("{}: verification failed: {why}", path.display());
-    // O_NOATIME: reading back must not change the access time just restored.
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOATIME | libc::O_NOFOLLOW)
-        .open(path)
-        .or_else(|_| fs::File::open(path))
-        .map_err(|e| fail(e.to_string()))?;
+    let mut f = beneath.open_for_reading(path, job.inode).map_err(|e| fail(e.to_string()))?;
     let mut total = 0u64;
     let mut buf = Vec::new();
     for id in &node.content {
@@ -660,98 +738,14 @@ fn verify_file(repo: &Repository, path: &Path, node: &Node) -> std::result::Resu
     Ok(total)
 }
 
-/// Creates a directory; `existed`: the plan found something at `path` (else it is not looked at).
-fn create_dir(path: &Path, existed: bool) -> Result<()> {
-    if !existed {
-        return fs::create_dir(path).map_err(|e| Error::io(path, e));
-    }
-    match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => Ok(()),
-        Ok(_) => {
-            remove_existing(path)?;
-            fs::create_dir(path).map_err(|e| Error::io(path, e))
-        }
-        Err(_) => fs::create_dir(path).map_err(|e| Error::io(path, e)),
-    }
-}
-
-/// Removes whatever is at `path` (never following a symlink).
-fn remove_existing(path: &Path) -> Result<()> {
-    match fs::symlink_metadata(path) {
-        Ok(md) if md.is_dir() => {
-            make_writable_tree(path);
-            fs::remove_dir_all(path).map_err(|e| Error::io(path, e))
-        }
-        Ok(_) => fs::remove_file(path).map_err(|e| Error::io(path, e)),
-        Err(_) => Ok(()),
-    }
-}
-
-/// Read-only directories (restored from an earlier run) must be writable to be emptied.
-fn make_writable_tree(dir: &Path) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = fs::set_permissions(dir, fs::Permissions::from_mode(0o700));
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                make_writable_tree(&e.path());
-            }
-        }
-    }
-}
-
-/// Creates a regular file of `size` bytes (all holes) without following a symlink in its place;
-/// `existed`: the plan found something at `path` to remove first.
-fn create_file(path: &Path, size: u64, existed: bool) -> Result<()> {
-    if existed {
-        remove_existing(path)?;
-    }
-    let f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .mode(0o600)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    f.set_len(size).map_err(|e| Error::io(path, e))
-}
-
-fn create_symlink(path: &Path, node: &Node) -> Result<()> {
-    let target = node.target.clone().unwrap_or_default();
-    if let Ok(existing) = fs::read_link(path)
-        && existing.as_os_str() == target.as_os_str()
-    {
-        return Ok(());
-    }
-    remove_existing(path)?;
-    std::os::unix::fs::symlink(target.as_os_str(), path).map_err(|e| Error::io(path, e))
-}
-
-fn create_special(path: &Path, node: &Node) -> Result<()> {
-    use std::os::unix::ffi::OsStrExt;
-    remove_existing(path)?;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes())
-        .map_err(|_| Error::InvalidInput(format!("{}: NUL in path", path.display())))?;
-    let mode = (node.mode & 0o7777) as libc::mode_t;
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    let rc = unsafe {
-        match node.kind {
-            NodeKind::Fifo => libc::mkfifo(c.as_ptr(), mode),
-            NodeKind::Chardev => {
-                libc::mknod(c.as_ptr(), libc::S_IFCHR | mode, node.rdev.unwrap_or(0) as libc::dev_t)
-            }
-            NodeKind::Blockdev => {
-                libc::mknod(c.as_ptr(), libc::S_IFBLK | mode, node.rdev.unwrap_or(0) as libc::dev_t)
-            }
-            _ => return Ok(()),
-        }
+fn create_special(beneath: &Beneath, path: &Path, node: &Node) -> Result<()> {
+    let kind = match node.kind {
+        NodeKind::Fifo => libc::S_IFIFO,
+        NodeKind::Chardev => libc::S_IFCHR,
+        NodeKind::Blockdev => libc::S_IFBLK,
+        _ => return Ok(()),
     };
-    if rc != 0 {
-        let e = std::io::Error::last_os_error();
-        let hint = if e.raw_os_error() == Some(libc::EPERM) { " (devices need root)" } else { "" };
-        return Err(Error::InvalidInput(format!("{}: {e}{hint}", path.display())));
-    }
-    Ok(())
+    beneath.create_special(path, kind, node.mode, node.rdev.unwrap_or(0))
 }
 
 /// Block size below which zero runs are written rather than skipped.
@@ -759,34 +753,21 @@ const HOLE_BLOCK: usize = 4096;
 
 /// Writes `data` at `offset`, skipping all-zero 4 KiB blocks: files are created empty at their
 /// full length, so the zeros are already there, as holes. This is what recreates sparse files.
-fn write_at(path: &Path, offset: u64, data: &[u8]) -> Result<()> {
+fn write_at(beneath: &Beneath, job: &FileJob, offset: u64, data: &[u8]) -> Result<()> {
     if data.iter().all(|&b| b == 0) {
         return Ok(());
     }
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    write_skipping_zeros(&f, path, offset, data)
+    let f = beneath.open_for_data(&job.path, job.inode)?;
+    write_skipping_zeros(&f, &job.path, offset, data)
 }
 
 /// Writes `data`, the whole content of the file `path` (created at its full length), and sets
 /// the file's metadata, through one open file. A failed write is an error (the caller removes
 /// the file); a failure to set metadata is returned inside `Ok`, as the content is right.
-fn write_whole_file(
-    path: &Path,
-    node: &Node,
-    data: &[u8],
-    rules: MetadataRules,
-) -> Result<Option<Error>> {
-    let f = OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| Error::io(path, e))?;
-    write_skipping_zeros(&f, path, 0, data)?;
-    Ok(apply_metadata_to_open_file(&f, path, node, rules).err())
+fn write_whole_file(job: &FileJob, data: &[u8], rules: &MetadataRules) -> Result<Option<Error>> {
+    let f = rules.beneath.open_for_data(&job.path, job.inode)?;
+    write_skipping_zeros(&f, &job.path, 0, data)?;
+    Ok(apply_metadata_to_open_file(&f, &job.path, &job.node, rules).err())
 }
 
 fn write_skipping_zeros(f: &File, path: &Path, offset: u64, data: &[u8]) -> Result<()> {
@@ -816,7 +797,7 @@ fn to_filetime(t: Timestamp) -> filetime::FileTime {
 
 /// The owner to give a restored entry: by name where this system knows the name, unless
 /// numeric owners were asked for.
-fn owner_of(node: &Node, rules: MetadataRules) -> (u32, u32) {
+fn owner_of(node: &Node, rules: &MetadataRules) -> (u32, u32) {
     let (mut uid, mut gid) = (node.uid, node.gid);
     if !rules.numeric_owner {
         uid = node.user.as_deref().and_then(|u| rules.owners.uid(u)).unwrap_or(uid);
@@ -825,22 +806,44 @@ fn owner_of(node: &Node, rules: MetadataRules) -> (u32, u32) {
     (uid, gid)
 }
 
+/// The permission bits to set: setuid and setgid only when privileges are restored.
+fn mode_of(node: &Node, rules: &MetadataRules) -> u32 {
+    let mode = node.mode & 0o7777;
+    if rules.privileged { mode } else { mode & !0o6000 }
+}
+
+/// The extended attributes to set: `security.capability` and `trusted.*` only when privileges
+/// are restored.
+fn xattrs_of<'n>(node: &'n Node, rules: &MetadataRules) -> Cow<'n, [crate::tree::Xattr]> {
+    if rules.privileged {
+        return Cow::Borrowed(&node.xattrs);
+    }
+    let privileged = |n: &[u8]| n == b"security.capability" || n.starts_with(b"trusted.");
+    Cow::Owned(node.xattrs.iter().filter(|x| !privileged(&x.name.0)).cloned().collect())
+}
+
+fn timespec(t: Timestamp) -> rustix::fs::Timespec {
+    rustix::fs::Timespec { tv_sec: t.0, tv_nsec: t.1 as _ }
+}
+
 /// [`apply_metadata`] for a regular file this restore has created (so it has no extended
 /// attributes to remove) and holds open.
 fn apply_metadata_to_open_file(
     f: &File,
     path: &Path,
     node: &Node,
-    rules: MetadataRules,
+    rules: &MetadataRules,
 ) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
+    use xattr::FileExt as _;
     if rules.root {
         let (uid, gid) = owner_of(node, rules);
         std::os::unix::fs::fchown(f, Some(uid), Some(gid)).map_err(|e| Error::io(path, e))?;
     }
-    f.set_permissions(fs::Permissions::from_mode(node.mode)).map_err(|e| Error::io(path, e))?;
-    if !node.xattrs.is_empty() {
-        crate::metadata::write_xattrs(path, &node.xattrs).map_err(|e| {
+    f.set_permissions(std::fs::Permissions::from_mode(mode_of(node, rules)))
+        .map_err(|e| Error::io(path, e))?;
+    for x in xattrs_of(node, rules).iter() {
+        f.set_xattr(x.name.as_os_str(), &x.value.0).map_err(|e| {
             Error::InvalidInput(format!("{}: extended attributes: {e}", path.display()))
         })?;
     }
@@ -849,31 +852,25 @@ fn apply_metadata_to_open_file(
     filetime::set_file_handle_times(f, Some(atime), Some(mtime)).map_err(|e| Error::io(path, e))
 }
 
-/// Sets owner (when root), mode (not on symlinks), extended attributes and times, never
-/// following a symlink. Owner comes first because chown clears setuid and setgid bits.
-fn apply_metadata(path: &Path, node: &Node, rules: MetadataRules) -> Result<()> {
-    if rules.root {
-        let (uid, gid) = owner_of(node, rules);
-        std::os::unix::fs::lchown(path, Some(uid), Some(gid)).map_err(|e| Error::io(path, e))?;
-    }
-    if node.kind != NodeKind::Symlink {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(node.mode))
-            .map_err(|e| Error::io(path, e))?;
-    }
-    if node.kind != NodeKind::Symlink || !node.xattrs.is_empty() {
-        crate::metadata::write_xattrs(path, &node.xattrs).map_err(|e| {
-            Error::InvalidInput(format!("{}: extended attributes: {e}", path.display()))
-        })?;
-    }
-    let mtime = to_filetime(node.mtime);
-    let atime = node.atime.map(to_filetime).unwrap_or(mtime);
-    filetime::set_symlink_file_times(path, atime, mtime).map_err(|e| Error::io(path, e))
+/// Sets owner (when root), mode (not on symlinks), extended attributes and times, through the
+/// restore's descriptors (never following a symlink, never outside the target).
+fn apply_metadata(path: &Path, node: &Node, rules: &MetadataRules) -> Result<()> {
+    let xattrs = xattrs_of(node, rules);
+    let meta = EntryMetadata {
+        symlink: node.kind == NodeKind::Symlink,
+        owner: rules.root.then(|| owner_of(node, rules)),
+        mode: mode_of(node, rules),
+        xattrs: &xattrs,
+        atime: timespec(node.atime.unwrap_or(node.mtime)),
+        mtime: timespec(node.mtime),
+    };
+    rules.beneath.set_metadata(path, &meta)
 }
 
 #[cfg(test)]
 mod tests {
     use std::collections::BTreeMap;
+    use std::fs;
     use std::os::unix::fs::MetadataExt;
     use std::sync::Arc;
 

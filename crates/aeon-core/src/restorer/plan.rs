@@ -44,6 +44,19 @@ pub(super) enum Action {
     },
 }
 
+impl Action {
+    /// Where the action puts its entry.
+    pub(super) fn path(&self) -> &Path {
+        match self {
+            Action::Dir { path, .. }
+            | Action::File { path, .. }
+            | Action::HardLink { path, .. }
+            | Action::Symlink { path, .. }
+            | Action::Special { path, .. } => path,
+        }
+    }
+}
+
 /// Entries and data blobs a batch holds before it is carried out. Small enough to bound memory
 /// (a few MiB of nodes), large enough that the workers writing its data stay busy.
 pub(super) const BATCH_WEIGHT: usize = 16_384;

@@ -1,7 +1,6 @@
 use aeon_core::archiver::{self, BackupOptions};
 use aeon_core::filter::PathFilter;
 use aeon_core::id::Id;
-use aeon_core::lock;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
@@ -18,12 +17,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     // The lock comes before the index is read (prune relies on it). Stale locks are evidence
     // of a crash: their packs are adopted so that nothing they stored is uploaded again.
     ctx.lock_shared(&mut repo)?;
-    let stale = if ctx.global.no_lock {
-        Vec::new()
-    } else {
-        let judged = lock::judge_all(repo.backend().as_ref(), repo.cipher())?;
-        lock::remove_stale(repo.backend().as_ref(), &judged)?
-    };
+    let stale = repo.remove_stale_locks()?;
     for m in &stale {
         eprintln!("note: {m}");
     }

@@ -18,6 +18,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         excludes: PathFilter::new(&args.excludes, &[])?,
         numeric_owner: args.numeric_owner,
         verify: args.verify,
+        privileged: !args.no_privileged,
         // A whole recovery point: its summary says what is coming.
         expected_totals: (path.trim_matches('/').is_empty()
             && args.includes.is_empty()

@@ -7,8 +7,11 @@ use crate::Ctx;
 use crate::cli::UnlockArgs;
 
 pub fn run(ctx: &Ctx, args: UnlockArgs) -> Result<u8> {
-    let repo = ctx.open()?;
-    let judged = lock::judge_all(repo.backend().as_ref(), repo.cipher())?;
+    let mut repo = ctx.open()?;
+    // A lock of our own first: its storage time is the "now" that other locks' ages count from.
+    repo.lock(lock::LockKind::Shared, "unlock")?;
+    let own = repo.held_lock().map(|l| l.id());
+    let judged: Vec<_> = repo.judge_locks()?.into_iter().filter(|l| Some(l.id) != own).collect();
     let mut removed = lock::remove_stale(repo.backend().as_ref(), &judged)?;
     let mut kept = Vec::new();
     for l in judged.iter().filter(|l| l.liveness == Liveness::Live) {

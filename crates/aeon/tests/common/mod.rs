@@ -59,6 +59,21 @@ impl Env {
         c
     }
 
+    /// Like [`Env::cmd`], with aeon started by `wrapper` (e.g. `unshare --pid --fork`): the
+    /// wrapper's arguments, then aeon's path, then what the caller adds.
+    pub fn cmd_via(&self, wrapper: &[&str]) -> Command {
+        let mut c = Command::new(wrapper[0]);
+        c.args(&wrapper[1..])
+            .arg(env!("CARGO_BIN_EXE_aeon"))
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .env("AEON_REPOSITORY", &self.repo)
+            .env("AEON_PASSWORD", PASSWORD)
+            .envs(self.extra_env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::null());
+        c
+    }
+
     pub fn run(&self, args: &[&str]) -> Output {
         self.cmd().args(args).output().expect("run aeon")
     }
@@ -182,11 +197,15 @@ impl Rng {
     }
 }
 
+/// `len` incompressible bytes (rounded down to a multiple of 8) determined by `seed`.
+pub fn random_bytes(seed: u64, len: usize) -> Vec<u8> {
+    let mut rng = Rng::new(seed);
+    (0..len / 8).flat_map(|_| rng.next().to_le_bytes()).collect()
+}
+
 /// Writes `len` incompressible bytes determined by `seed`.
 pub fn write_random(path: &Path, seed: u64, len: usize) {
-    let mut rng = Rng::new(seed);
-    let data: Vec<u8> = (0..len / 8).flat_map(|_| rng.next().to_le_bytes()).collect();
-    fs::write(path, data).expect("write");
+    fs::write(path, random_bytes(seed, len)).expect("write");
 }
 
 /// Generates a tree: nested dirs, files from 0 bytes to `max_file` bytes, symlinks (relative,
