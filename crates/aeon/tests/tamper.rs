@@ -155,3 +155,49 @@ fn intact_repository_passes_read_data_check() {
     let out = d.env.run_ok(&["check", "--read-data"]);
     assert!(out.contains("no errors were found"), "{out}");
 }
+
+/// Storage rolled back to an older index (a replayed index, an old mirror) names a pack that
+/// prune has since deleted. A backup must not deduplicate against it, and prune must not carry
+/// it into the new index.
+#[test]
+fn a_rolled_back_index_never_makes_a_backup_skip_data() {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("f"), 41, 3 << 20);
+    let first = env.backup(&src);
+    let saved = env.path("index-then");
+    copy_dir(&env.repo.join("index"), &saved);
+    env.run_ok(&["forget", &first[..12]]);
+    let r = env.json(&["prune"]);
+    assert!(r["packs_deleted"].as_u64().unwrap() >= 1, "{r}");
+    // Roll the index back.
+    std::fs::remove_dir_all(env.repo.join("index")).unwrap();
+    copy_dir(&saved, &env.repo.join("index"));
+
+    let out = env.run(&["backup", "--json", src.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("storage does not have"), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["data_added"].as_u64().unwrap() >= 3 << 20, "stored again: {v}");
+    // check names the pack the rolled-back index promises and storage lacks...
+    let check = env.run(&["check"]);
+    assert_eq!(check.status.code(), Some(4), "{}", stderr(&check));
+    let id = v["snapshot_id"].as_str().unwrap();
+    let dump = env.cmd().args(["dump", &format!("{id}:{}/f", src.display())]).output().unwrap();
+    assert!(dump.stdout == std::fs::read(src.join("f")).unwrap());
+
+    // ...until prune leaves it out of the index; the new point is whole.
+    let r = env.json(&["prune"]);
+    assert!(r["packs_missing"].as_u64().unwrap() >= 1, "{r}");
+    env.run_ok(&["check", "--read-data"]);
+    let out = env.run(&["backup", src.to_str().unwrap()]);
+    assert!(!stderr(&out).contains("storage does not have"), "prune dropped it: {}", stderr(&out));
+}
+
+fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap().flatten() {
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+}

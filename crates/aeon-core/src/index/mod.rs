@@ -403,6 +403,34 @@ impl Index {
         slice.binary_search_by(|e| e.id.cmp(id)).ok().map(|i| &slice[i])
     }
 
+    /// Takes the blobs of every pack for which `present` is false out of what backups may reuse
+    /// (they stay readable, as a condemned pack's). Returns those packs. For packs that an index
+    /// names but storage does not have: a rolled-back index or a stale mirror must never make a
+    /// backup skip storing data.
+    pub fn distrust_packs(&mut self, mut present: impl FnMut(&Id) -> bool) -> Vec<Id> {
+        let mut distrusted = Vec::new();
+        for p in self.packs.iter_mut().filter(|p| !p.condemned) {
+            if !present(&p.id) {
+                p.condemned = true;
+                distrusted.push(p.id);
+            }
+        }
+        if distrusted.is_empty() {
+            return distrusted;
+        }
+        let packs = &self.packs;
+        let (gone, kept): (Vec<Entry>, Vec<Entry>) = std::mem::take(&mut self.sorted)
+            .into_iter()
+            .chain(std::mem::take(&mut self.pending))
+            .partition(|e| packs[e.pack as usize].condemned);
+        self.condemned.extend(gone);
+        self.condemned.sort_by_key(|e| e.id);
+        // In their order of addition, so that `seal` keeps the first present copy.
+        self.pending = kept;
+        self.seal();
+        distrusted
+    }
+
     /// Where a live blob is: what backups may reuse.
     pub fn get(&self, id: &Id) -> Option<BlobLocation> {
         self.find_sorted(id).or_else(|| self.find_pending(id)).map(Entry::location)
@@ -613,5 +641,42 @@ mod condemnation_tests {
             let n = idx.pack_number(&Id([2; 32])).unwrap();
             assert_eq!(idx.blobs_in_pack(n).len(), 2);
         }
+    }
+}
+
+#[cfg(test)]
+mod distrust_tests {
+    use super::*;
+    use crate::blob::BlobType;
+    use crate::pack::PackEntry;
+
+    fn pack(id: u8, blobs: &[u8]) -> IndexPack {
+        let blobs = blobs
+            .iter()
+            .enumerate()
+            .map(|(i, &b)| PackEntry {
+                blob_type: BlobType::Data,
+                id: Id([b; 32]),
+                offset: 9 + 100 * i as u32,
+                length: 100,
+                raw_len: 60,
+            })
+            .collect();
+        IndexPack { id: Id([id; 32]), size: 1000, blobs }
+    }
+
+    #[test]
+    fn a_missing_pack_is_never_reused_and_a_present_copy_wins() {
+        let mut idx = Index::default();
+        idx.add_pack(&pack(1, &[10, 11]));
+        idx.add_pack(&pack(2, &[11, 12]));
+        let gone = idx.distrust_packs(|p| *p != Id([1; 32]));
+        assert_eq!(gone, vec![Id([1; 32])]);
+        idx.seal();
+        assert!(idx.get(&Id([10; 32])).is_none(), "only in the missing pack");
+        assert!(idx.get_readable(&Id([10; 32])).is_some());
+        let copy = idx.get(&Id([11; 32])).expect("the present copy");
+        assert_eq!(idx.pack(copy.pack).id, Id([2; 32]));
+        assert!(idx.get(&Id([12; 32])).is_some());
     }
 }

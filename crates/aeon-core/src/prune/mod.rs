@@ -74,6 +74,8 @@ pub struct PruneReport {
     pub packs_pending: usize,
     pub bytes_pending: u64,
     pub packs_restored: usize,
+    /// Packs the index named that storage does not have.
+    pub packs_missing: usize,
     pub orphan_packs_adopted: usize,
     pub orphan_bytes_adopted: u64,
     pub index_files_removed: usize,
@@ -101,6 +103,9 @@ enum Fate {
     /// Condemned earlier and still held back: carried into the new record as it was.
     StillCondemned(usize),
     Delete,
+    /// Named by the index but not on storage: nothing is read from it, and the new index
+    /// leaves it out (an index rolled back or copied from elsewhere is not trusted).
+    Gone,
 }
 
 /// Runs prune on `repo` (opened, index not needed).
@@ -184,6 +189,19 @@ pub fn prune(
         }
     }
 
+    // Packs the index names that storage does not have (looked up once more: a backup may
+    // have written one since the listing).
+    for p in packs.iter_mut().filter(|p| !stored.contains_key(&p.id)) {
+        if repo.backend().stat(FileType::Pack, &p.id.to_hex())?.is_none() {
+            p.fate = Fate::Gone;
+            report.packs_missing += 1;
+            report.messages.push(format!(
+                "pack {} is named by the index but not on storage: left out of the new index",
+                p.id
+            ));
+        }
+    }
+
     // Where each used blob will be read from: a live copy first, then a pack condemned earlier
     // (which must then come back).
     let mut chosen: HashMap<Id, usize> = HashMap::with_capacity(used.len());
@@ -191,7 +209,7 @@ pub fn prune(
     for pass in [false, true] {
         for (i, p) in packs.iter().enumerate() {
             let condemned = matches!(p.fate, Fate::Delete | Fate::StillCondemned(_));
-            if condemned != pass {
+            if condemned != pass || p.fate == Fate::Gone {
                 continue;
             }
             for b in &p.blobs {
@@ -217,7 +235,7 @@ pub fn prune(
                 report.packs_restored += 1;
                 p.fate = Fate::Keep;
             }
-            Fate::StillCondemned(_) | Fate::Delete => continue,
+            Fate::StillCondemned(_) | Fate::Delete | Fate::Gone => continue,
             _ => {}
         }
         let blob_bytes: u64 = p.blobs.iter().map(|b| b.length as u64).sum();
@@ -481,17 +499,20 @@ fn repack(
         let mut copied = Vec::new();
         let mut ok = true;
         for b in p.blobs.iter().filter(|b| chosen.get(&b.id) == Some(&i)) {
-            let sealed = &data[b.offset as usize..(b.offset + b.length) as usize];
-            if blob::open_blob(repo.cipher(), repo.hasher(), b.blob_type, &b.id, sealed, b.raw_len)
-                .is_err()
-            {
+            // Offsets and lengths come from the index: checked, never trusted to be in range.
+            let start = b.offset as usize;
+            let sealed = start.checked_add(b.length as usize).and_then(|end| data.get(start..end));
+            let opened = sealed.map(|sealed| {
+                blob::open_blob(repo.cipher(), repo.hasher(), b.blob_type, &b.id, sealed, b.raw_len)
+            });
+            let Some((sealed, Ok(_))) = sealed.zip(opened) else {
                 report.messages.push(format!(
                     "kept pack {name}: blob {} fails verification (run `aeon check --read-data`)",
                     b.id
                 ));
                 ok = false;
                 break;
-            }
+            };
             copied.push((b.blob_type, b.id, sealed, b.raw_len));
         }
         if !ok {
@@ -534,7 +555,7 @@ fn tally(packs: &[PackState], report: &mut PruneReport, used_bytes: &[u64], alon
                     report.bytes_written += used_bytes[i];
                 }
             }
-            Fate::Keep => {}
+            Fate::Keep | Fate::Gone => {}
         }
     }
 }

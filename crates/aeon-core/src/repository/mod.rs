@@ -134,6 +134,9 @@ pub struct Repository {
 pub struct IndexState {
     /// Index files in force.
     pub active: Vec<Id>,
+    /// Packs the index names that storage does not have: never used for deduplication (see
+    /// [`Index::distrust_packs`]).
+    pub missing_packs: Vec<Id>,
     /// Index files replaced by an active one (prune stopped before removing them).
     pub superseded: Vec<Id>,
     pub condemnations: Vec<CondemnationInfo>,
@@ -341,6 +344,12 @@ impl Repository {
         &self,
         tolerant: bool,
     ) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
+        // The packs storage has, listed before the index: an index rolled back or copied from
+        // elsewhere may name packs that are gone (`check`, tolerant, reports them instead).
+        let stored: Option<HashSet<String>> = match tolerant {
+            true => None,
+            false => Some(self.backend.list(FileType::Pack)?.into_iter().map(|o| o.name).collect()),
+        };
         let names: Vec<String> =
             self.backend.list(FileType::Index)?.into_iter().map(|o| o.name).collect();
         let mut skip: HashSet<Id> = HashSet::new();
@@ -379,6 +388,12 @@ impl Repository {
                 state.active.iter().filter(|id| superseded.contains(id)).copied().collect();
             if loaded_superseded.is_empty() {
                 state.superseded = skip.into_iter().collect();
+                if let Some(stored) = &stored {
+                    state.missing_packs = self.packs_not_stored(&index, stored)?;
+                    let missing: HashSet<Id> = state.missing_packs.iter().copied().collect();
+                    // Before sealing: a blob also stored in a present pack keeps that copy.
+                    index.distrust_packs(|id| !missing.contains(id));
+                }
                 index.seal();
                 if let Some(c) = &self.cache {
                     c.retain(CacheKind::Index, &names.iter().cloned().collect());
@@ -391,6 +406,19 @@ impl Repository {
             }
             skip.extend(loaded_superseded);
         }
+    }
+
+    /// Indexed packs missing from `stored` and from storage (each is looked up once more: one
+    /// written after the listing began is indexed but not listed).
+    fn packs_not_stored(&self, index: &Index, stored: &HashSet<String>) -> Result<Vec<Id>> {
+        let mut missing = Vec::new();
+        for p in index.packs() {
+            let name = p.id.to_hex();
+            if !stored.contains(&name) && self.backend.stat(FileType::Pack, &name)?.is_none() {
+                missing.push(p.id);
+            }
+        }
+        Ok(missing)
     }
 
     /// Every index file, decoded; errors are per file.

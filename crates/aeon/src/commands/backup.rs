@@ -22,6 +22,15 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         eprintln!("note: {m}");
     }
     repo.load_index()?;
+    let absent = repo.index_state().missing_packs.clone();
+    if !absent.is_empty() {
+        eprintln!(
+            "warning: the index names {} pack(s) that storage does not have (first: {}); their \
+             data is stored again rather than trusted (run `aeon check`)",
+            absent.len(),
+            absent[0]
+        );
+    }
     let mut adopted = (0usize, 0u64);
     if !stale.is_empty() {
         adopted = adopt_unindexed_packs(&mut repo)?;
