@@ -5,7 +5,7 @@ use aeon_core::index::IndexFile;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    for version in 1..=2 {
+    for version in 1..=aeon_core::format::FORMAT_VERSION {
         let cipher = Cipher::for_format(&Key([7; 32]), version);
         let _ = IndexFile::decode(&cipher, data, "fuzz");
     }

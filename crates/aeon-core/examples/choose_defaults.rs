@@ -126,7 +126,7 @@ fn main() {
     ] {
         let p = ChunkerParams { min_size: min << 10, avg_size: avg << 10, max_size: max << 10 };
         let ids = |d: &[u8]| -> Vec<(blake3::Hash, usize)> {
-            Chunker::new(d, p, 42)
+            Chunker::new(d, p, aeon_core::chunker::Gear::from_secret(&[42; 32]))
                 .map(|c| c.unwrap())
                 .map(|c| (blake3::hash(&c), c.len()))
                 .collect()

@@ -47,12 +47,13 @@ fn main() {
     files(Path::new(&dir), &mut paths);
     println!("| min/avg/max KiB | chunks | unique chunks | after dedup | stored (zstd:3) |");
     println!("|---|---|---|---|---|");
+    let gear = aeon_core::chunker::Gear::from_secret(&[7; 32]);
     for p in bounds {
         let (mut chunks, mut unique, mut deduplicated, mut stored) = (0usize, 0usize, 0u64, 0u64);
         let mut seen = HashSet::new();
         for path in &paths {
             let Ok(data) = std::fs::read(path) else { continue };
-            let pieces: Vec<&[u8]> = chunk_slice(&data, p, 7).collect();
+            let pieces: Vec<&[u8]> = chunk_slice(&data, p, &gear).collect();
             chunks += pieces.len();
             // Compress on two threads, as a backup would.
             let half = pieces.len().div_ceil(2).max(1);

@@ -55,7 +55,8 @@ fn read_piece(p: &Piece) -> Vec<u8> {
 /// Chunk, hash, compress and encrypt one buffer; returns the sealed bytes (to keep it honest).
 fn process(data: &[u8], cipher: &Cipher, hasher: &IdHasher) -> usize {
     let mut sealed = 0;
-    for c in chunk_slice(data, ChunkerParams::default(), 7) {
+    let gear = aeon_core::chunker::Gear::from_secret(&[7; 32]);
+    for c in chunk_slice(data, ChunkerParams::default(), &gear) {
         let id = hasher.hash(c);
         sealed += blob::seal_blob(cipher, BlobType::Data, &id, c, Compression::default())
             .expect("seal")

@@ -26,6 +26,10 @@ pub enum Error {
     #[error("wrong password or no key slot matches")]
     WrongPassword,
 
+    /// No slot opened, and some could not be tried at all (they might have).
+    #[error("wrong password or no key slot matches ({0})")]
+    WrongPasswordWithSkipped(String),
+
     #[error("{what} is corrupted: {reason}")]
     Corrupt { what: String, reason: String },
 

@@ -7,8 +7,9 @@ pub const MAGIC: [u8; 4] = *b"AEON";
 /// The repository format version `init` writes, and the newest this library reads. A
 /// repository keeps the version it was created with (its config's header holds it), and every
 /// object written into it carries that version, so older clients keep working on older
-/// repositories. Version 2 stores 16-byte nonces and compressed pack tables.
-pub const FORMAT_VERSION: u8 = 2;
+/// repositories. Version 2 stores 16-byte nonces and compressed pack tables; version 3 draws the
+/// chunker's gear table from a secret and binds each pack table to its pack's content.
+pub const FORMAT_VERSION: u8 = 3;
 pub const HEADER_LEN: usize = 8;
 
 /// What a stored object is. The numbers are part of the format; reserved kinds are listed so
@@ -53,6 +54,17 @@ impl ObjectKind {
 /// (`pack::write_entry_columns`) rather than in rows.
 pub const fn entry_columns(version: u8) -> bool {
     version >= 2
+}
+
+/// Whether the chunker's gear table is a PRF of a repository secret (else a seeded public one).
+pub const fn keyed_gear(version: u8) -> bool {
+    version >= 3
+}
+
+/// Whether a pack table's associated data includes the hash of the pack bytes before it, so
+/// that a table copied onto other bytes does not open.
+pub const fn table_bound_to_content(version: u8) -> bool {
+    version >= 3
 }
 
 pub fn header(kind: ObjectKind, version: u8) -> [u8; HEADER_LEN] {

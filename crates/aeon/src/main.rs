@@ -76,6 +76,9 @@ impl Ctx {
         let password = password::get(&self.global, false)?;
         let remote = !backend.location().starts_with('/') && backend.location().contains(':');
         let mut repo = Repository::open(backend, password.as_bytes())?;
+        for w in repo.open_warnings() {
+            eprintln!("warning: {w}");
+        }
         if let Some(period) = lock_stale_after()? {
             repo.set_lock_stale_after(period);
         }
@@ -338,7 +341,7 @@ fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
         Error::NotARepository(..) => {
             (exit::NO_REPOSITORY, Some("--repo must name the folder that `aeon init` created"))
         }
-        Error::WrongPassword => (
+        Error::WrongPassword | Error::WrongPasswordWithSkipped(_) => (
             exit::WRONG_PASSWORD,
             Some("check AEON_PASSWORD, AEON_PASSWORD_FILE or AEON_PASSWORD_COMMAND"),
         ),

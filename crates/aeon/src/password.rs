@@ -3,8 +3,22 @@
 use std::io::IsTerminal;
 
 use anyhow::{Context, Result, bail};
+use zeroize::Zeroizing;
 
 use crate::cli::GlobalOpts;
+
+/// A password, wiped from memory when dropped.
+pub type Password = Zeroizing<String>;
+
+/// Refuses an empty password from any source, naming the source: an empty one protects nothing,
+/// and is more often a variable or file that was not filled in than a choice.
+fn non_empty(p: String, source: &str) -> Result<Password> {
+    let p = Zeroizing::new(p);
+    if p.is_empty() {
+        bail!("the password from {source} is empty: an empty password is not allowed");
+    }
+    Ok(p)
+}
 
 fn trim_line_end(mut s: String) -> String {
     if s.ends_with('\n') {
@@ -17,15 +31,17 @@ fn trim_line_end(mut s: String) -> String {
 }
 
 /// Returns the password; `confirm` asks twice on a terminal (for `init`).
-pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<String> {
+pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<Password> {
     if let Ok(p) = std::env::var("AEON_PASSWORD") {
-        return Ok(p);
+        return non_empty(p, "AEON_PASSWORD");
     }
     if let Some(file) = &opts.password_file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read password file {}", file.display()))?;
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read password file {}", file.display()))?,
+        );
         let first = text.lines().next().unwrap_or("").to_string();
-        return Ok(trim_line_end(first));
+        return non_empty(trim_line_end(first), &format!("password file {}", file.display()));
     }
     if let Some(cmd) = &opts.password_command {
         let out = std::process::Command::new("sh")
@@ -39,18 +55,18 @@ pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<String> {
         }
         let text =
             String::from_utf8(out.stdout).context("password command printed non-UTF-8 output")?;
-        return Ok(trim_line_end(text));
+        return non_empty(trim_line_end(text), &format!("password command {cmd:?}"));
     }
     if std::io::stdin().is_terminal() {
-        let p = rpassword::prompt_password("enter password for repository: ")?;
+        let p = non_empty(
+            rpassword::prompt_password("enter password for repository: ")?,
+            "the prompt",
+        )?;
         if confirm {
-            let again = rpassword::prompt_password("enter password again: ")?;
-            if again != p {
+            let again = Zeroizing::new(rpassword::prompt_password("enter password again: ")?);
+            if *again != *p {
                 bail!("the two passwords differ");
             }
-        }
-        if p.is_empty() {
-            bail!("an empty password is not allowed");
         }
         return Ok(p);
     }
@@ -61,17 +77,21 @@ pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<String> {
 
 /// The password of a second repository (the source of `copy`): AEON_FROM_PASSWORD, a file, or
 /// a prompt on a terminal.
-pub fn get_source(file: Option<&std::path::Path>) -> Result<String> {
+pub fn get_source(file: Option<&std::path::Path>) -> Result<Password> {
     if let Ok(p) = std::env::var("AEON_FROM_PASSWORD") {
-        return Ok(p);
+        return non_empty(p, "AEON_FROM_PASSWORD");
     }
     if let Some(file) = file {
-        let text = std::fs::read_to_string(file)
-            .with_context(|| format!("cannot read password file {}", file.display()))?;
-        return Ok(trim_line_end(text.lines().next().unwrap_or("").to_string()));
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read password file {}", file.display()))?,
+        );
+        let first = trim_line_end(text.lines().next().unwrap_or("").to_string());
+        return non_empty(first, &format!("password file {}", file.display()));
     }
     if std::io::stdin().is_terminal() {
-        return Ok(rpassword::prompt_password("password of the source repository: ")?);
+        let p = rpassword::prompt_password("password of the source repository: ")?;
+        return non_empty(p, "the prompt");
     }
     bail!("no password for the source repository: set AEON_FROM_PASSWORD or --from-password-file")
 }

@@ -105,7 +105,7 @@ fn cat_prints_decrypted_objects_as_json() {
     generate_tree(&src, 4, 5, 10_000);
     let id = env.backup(&src);
     let config = env.json(&["cat", "config"]);
-    assert_eq!(config["format_version"], 2);
+    assert_eq!(config["format_version"], 3);
     assert_eq!(config["settings"]["chunker"]["avg_size"], 512 * 1024);
     assert_eq!(config["settings"]["compression"], "zstd:3");
     let snap = env.json(&["cat", "snapshot", &id[..10]]);

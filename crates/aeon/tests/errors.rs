@@ -39,12 +39,12 @@ fn newer_format_version_is_refused_by_name() {
     let env = Env::new();
     let config = env.repo.join("config");
     let mut bytes = fs::read(&config).unwrap();
-    bytes[4] = 3;
+    bytes[4] = 4;
     fs::write(&config, &bytes).unwrap();
     let out = env.run(&["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
-    assert!(err.contains("format version 3 is newer than this aeon supports (up to 2)"), "{err}");
+    assert!(err.contains("format version 4 is newer than this aeon supports (up to 3)"), "{err}");
 }
 
 #[test]
@@ -130,4 +130,27 @@ fn bad_arguments_are_usage_errors() {
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("aeon {}", env!("CARGO_PKG_VERSION"))
     );
+}
+
+/// An empty password is refused from every source, naming the source.
+#[test]
+fn an_empty_password_is_refused_from_every_source() {
+    let env = Env::new();
+    let out = env.cmd().env("AEON_PASSWORD", "").arg("snapshots").output().unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("AEON_PASSWORD is empty"), "{}", stderr(&out));
+    let file = env.path("pw");
+    std::fs::write(&file, "\n").unwrap();
+    let out = env
+        .cmd()
+        .env_remove("AEON_PASSWORD")
+        .args(["snapshots", "--password-file", file.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("is empty"), "{}", stderr(&out));
+    let fresh = Env::empty();
+    let out = fresh.cmd().env("AEON_PASSWORD", "").arg("init").output().unwrap();
+    assert!(!out.status.success());
+    assert!(!fresh.repo.join("config").exists(), "no repository made with an empty password");
 }

@@ -43,6 +43,11 @@ fn version_two_repository_opens_checks_and_restores() {
     fixture_opens_checks_and_restores(2);
 }
 
+#[test]
+fn version_three_repository_opens_checks_and_restores() {
+    fixture_opens_checks_and_restores(3);
+}
+
 fn fixture_opens_checks_and_restores(version: u8) {
     let env = fixture_env(version);
     let out = run(&env, &["snapshots", "--json"]);

@@ -30,7 +30,7 @@ use crossbeam_channel::{Receiver, Sender, bounded};
 
 use self::budget::Budget;
 use crate::blob::{self, BlobType, Compression};
-use crate::chunker::{Chunker, ChunkerParams, chunk_slice};
+use crate::chunker::{Chunker, ChunkerParams, Gear, chunk_slice};
 use crate::direct_io::ReadAhead;
 use crate::error::{Error, Result};
 use crate::filter::PathFilter;
@@ -472,7 +472,7 @@ fn stream_tree(
     let repo = shared.repo;
     let mut chunks = ChunkBatcher::new(chunks, &shared.in_flight);
     let mut node = Node::new(RawName(name.as_bytes().to_vec()), NodeKind::File);
-    for c in Chunker::new(source, repo.settings().chunker, repo.chunker_seed()) {
+    for c in Chunker::new(source, repo.settings().chunker, repo.gear().clone()) {
         let data = match c {
             Ok(d) => d,
             Err(e) => {
@@ -809,7 +809,7 @@ fn run_reader(shared: &Shared, rx: Receiver<FileBatch>, chunks: Sender<Vec<Chunk
 struct FileReader<'s, 'a> {
     shared: &'s Shared<'a>,
     params: ChunkerParams,
-    seed: u64,
+    gear: Gear,
     /// Holes and zero runs give the same all-zero chunks again and again: hash them once.
     zero_ids: HashMap<usize, Id>,
     buffer: Vec<u8>,
@@ -822,7 +822,7 @@ impl<'s, 'a> FileReader<'s, 'a> {
         FileReader {
             shared,
             params: shared.repo.settings().chunker,
-            seed: shared.repo.chunker_seed(),
+            gear: shared.repo.gear().clone(),
             zero_ids: HashMap::new(),
             buffer: Vec::new(),
             chunks: ChunkBatcher::new(chunks, &shared.in_flight),
@@ -834,7 +834,7 @@ impl<'s, 'a> FileReader<'s, 'a> {
     /// `opened`: the file, if it was opened ahead.
     fn read(&mut self, job: &FileJob, opened: Option<File>) -> Option<Option<FileOutcome>> {
         let shared = self.shared;
-        let (params, seed) = (self.params, self.seed);
+        let (params, gear) = (self.params, self.gear.clone());
         let mut content = Vec::new();
         let mut size_read = 0u64;
         let (zero_ids, chunks, buffer) = (&mut self.zero_ids, &mut self.chunks, &mut self.buffer);
@@ -867,11 +867,11 @@ impl<'s, 'a> FileReader<'s, 'a> {
                         &mut SparseReader::new(file.try_clone()?, size_hint),
                         &mut handle,
                         params,
-                        seed,
+                        &gear,
                     )?
                 } else {
                     let mut ahead = ReadAhead::new(file);
-                    let complete = stream_chunks(&mut ahead, &mut handle, params, seed)?;
+                    let complete = stream_chunks(&mut ahead, &mut handle, params, &gear)?;
                     file = ahead.into_inner().ok_or_else(|| {
                         std::io::Error::other("the thread reading ahead stopped unexpectedly")
                     })?;
@@ -894,7 +894,7 @@ impl<'s, 'a> FileReader<'s, 'a> {
                 // It grew since it was listed: read on to its end, streaming after what we have.
                 let rest = std::mem::take(buffer);
                 let mut rest = std::io::Cursor::new(rest).chain(&mut file);
-                let complete = stream_chunks(&mut rest, &mut handle, params, seed)?;
+                let complete = stream_chunks(&mut rest, &mut handle, params, &gear)?;
                 return Ok((complete, file, None));
             }
             if buffer.len() as u64 <= params.min_size as u64 {
@@ -902,7 +902,7 @@ impl<'s, 'a> FileReader<'s, 'a> {
                     return Ok((false, file, None));
                 }
             } else {
-                for c in chunk_slice(buffer, params, seed) {
+                for c in chunk_slice(buffer, params, &gear) {
                     if !handle(c) {
                         return Ok((false, file, None));
                     }
@@ -958,9 +958,9 @@ fn stream_chunks(
     reader: &mut dyn Read,
     handle: &mut dyn FnMut(&[u8]) -> bool,
     params: ChunkerParams,
-    seed: u64,
+    gear: &Gear,
 ) -> std::io::Result<bool> {
-    let mut chunker = Chunker::new(reader, params, seed);
+    let mut chunker = Chunker::new(reader, params, gear.clone());
     while let Some(chunk) = chunker.next_chunk() {
         if !handle(chunk?) {
             return Ok(false);
@@ -1195,7 +1195,7 @@ mod tests {
             for id in &outcome.content {
                 // Chunks claimed by an earlier round are not sent again: chunk them alike.
                 got.extend(stored.get(id).cloned().unwrap_or_else(|| {
-                    chunk_slice(&body, repo.settings().chunker, repo.chunker_seed())
+                    chunk_slice(&body, repo.settings().chunker, repo.gear())
                         .find(|c| repo.hasher().hash(c) == *id)
                         .map(|c| c.to_vec())
                         .unwrap_or_else(|| panic!("listed as {size}: chunk {id} unknown"))

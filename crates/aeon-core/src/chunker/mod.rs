@@ -1,9 +1,15 @@
-//! Content-defined chunking with FastCDC (2020), its gear table seeded per repository so that
+//! Content-defined chunking with FastCDC (2020), its gear table a repository secret so that
 //! chunk boundaries (and therefore chunk sizes) do not fingerprint known files.
+//!
+//! Format version 3 draws the whole 256-entry gear table from a PRF (keyed BLAKE3 in XOF mode)
+//! of a 256-bit repository secret: nothing about it is public. Versions 1 and 2 XOR a 64-bit
+//! seed into fastcdc's public table, which known cut points can reveal (as for restic's, Borg's
+//! and bupstash's chunkers); their repositories keep cutting that way, for deduplication.
 
 use std::io::Read;
+use std::sync::Arc;
 
-use fastcdc::v2020::{FastCDC, Normalization};
+use fastcdc::v2020::{Normalization, cut_gear, get_gear_with_seed, select_masks};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
@@ -47,18 +53,78 @@ impl ChunkerParams {
     }
 }
 
+/// A repository's gear table (and its left-shifted twin, as FastCDC 2020 uses both): what
+/// makes its cut points its own. Cheap to clone.
+#[derive(Clone)]
+pub struct Gear(Arc<GearTables>);
+
+struct GearTables {
+    gear: [u64; 256],
+    gear_ls: [u64; 256],
+}
+
+impl Gear {
+    /// Format versions 1 and 2: fastcdc's public table with `seed` XORed into every entry.
+    pub fn from_seed(seed: u64) -> Gear {
+        let (gear, gear_ls) = get_gear_with_seed(seed);
+        let mut t = GearTables { gear: [0; 256], gear_ls: [0; 256] };
+        t.gear.copy_from_slice(&gear);
+        t.gear_ls.copy_from_slice(&gear_ls);
+        Gear(Arc::new(t))
+    }
+
+    /// Format version 3: entry i is bytes 8i..8i+8 (little-endian) of the BLAKE3 XOF output
+    /// keyed with `secret` over the input `aeon gear table`.
+    pub fn from_secret(secret: &[u8; 32]) -> Gear {
+        let mut bytes = [0u8; 256 * 8];
+        let mut hasher = blake3::Hasher::new_keyed(secret);
+        hasher.update(b"aeon gear table");
+        hasher.finalize_xof().fill(&mut bytes);
+        let mut t = GearTables { gear: [0; 256], gear_ls: [0; 256] };
+        for (i, word) in bytes.chunks_exact(8).enumerate() {
+            let v = u64::from_le_bytes(word.try_into().expect("8 bytes"));
+            t.gear[i] = v;
+            t.gear_ls[i] = v << 1;
+        }
+        Gear(Arc::new(t))
+    }
+
+    /// Where the chunk that starts at `data[0]` ends (all of `data` when it holds no cut).
+    fn cut(&self, data: &[u8], p: ChunkerParams) -> usize {
+        let (mask_s, mask_l) = select_masks(p.avg_size as usize, Normalization::Level1);
+        let t = &self.0;
+        cut_gear(
+            data,
+            p.min_size as usize,
+            p.avg_size as usize,
+            p.max_size as usize,
+            mask_s,
+            mask_l,
+            mask_s << 1,
+            mask_l << 1,
+            &t.gear,
+            &t.gear_ls,
+        )
+        .1
+    }
+}
+
 /// Splits data already in memory: the same cut points as [`Chunker`] on the same bytes, with
 /// no buffer of its own (so nothing to allocate and zero per file).
-pub fn chunk_slice(data: &[u8], params: ChunkerParams, seed: u64) -> impl Iterator<Item = &[u8]> {
-    fastcdc::v2020::FastCDC::with_level_and_seed(
-        data,
-        params.min_size as usize,
-        params.avg_size as usize,
-        params.max_size as usize,
-        Normalization::Level1,
-        seed,
-    )
-    .map(move |c| &data[c.offset..c.offset + c.length])
+pub fn chunk_slice<'a>(
+    data: &'a [u8],
+    params: ChunkerParams,
+    gear: &'a Gear,
+) -> impl Iterator<Item = &'a [u8]> + 'a {
+    let mut rest = data;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let (chunk, after) = rest.split_at(gear.cut(rest, params).clamp(1, rest.len()));
+        rest = after;
+        Some(chunk)
+    })
 }
 
 /// Splits a stream into chunks through a window of `max_size` bytes: the same cut points as
@@ -71,7 +137,7 @@ pub fn chunk_slice(data: &[u8], params: ChunkerParams, seed: u64) -> impl Iterat
 pub struct Chunker<R: Read> {
     source: R,
     params: ChunkerParams,
-    seed: u64,
+    gear: Gear,
     /// `max_size` bytes once the first chunk is asked for, zeroed once: reads go straight into
     /// it. (Filled through `read_to_end` instead, its spare capacity was zeroed before every
     /// refill, 1.5% of a large-file backup's CPU.)
@@ -84,8 +150,8 @@ pub struct Chunker<R: Read> {
 }
 
 impl<R: Read> Chunker<R> {
-    pub fn new(source: R, params: ChunkerParams, seed: u64) -> Self {
-        Chunker { source, params, seed, window: Vec::new(), start: 0, end: 0, eof: false }
+    pub fn new(source: R, params: ChunkerParams, gear: Gear) -> Self {
+        Chunker { source, params, gear, window: Vec::new(), start: 0, end: 0, eof: false }
     }
 
     /// The next chunk, borrowed from the window until the next call.
@@ -135,17 +201,7 @@ impl<R: Read> Chunker<R> {
         if remaining == 0 {
             return self.start;
         }
-        let p = self.params;
-        FastCDC::with_level_and_seed(
-            &self.window[..self.end],
-            p.min_size as usize,
-            p.avg_size as usize,
-            p.max_size as usize,
-            Normalization::Level1,
-            self.seed,
-        )
-        .cut(self.start, remaining)
-        .1
+        self.start + self.gear.cut(&self.window[self.start..self.end], self.params).max(1)
     }
 }
 
@@ -165,7 +221,44 @@ mod tests {
     const SMALL: ChunkerParams = ChunkerParams { min_size: 256, avg_size: 1024, max_size: 4096 };
 
     fn chunks(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
-        Chunker::new(data, SMALL, seed).map(|c| c.unwrap()).collect()
+        Chunker::new(data, SMALL, Gear::from_seed(seed)).map(|c| c.unwrap()).collect()
+    }
+
+    /// Cut points by fastcdc's own iterator: the seeded tables cut exactly as before.
+    fn fastcdc_chunks(data: &[u8], seed: u64) -> Vec<Vec<u8>> {
+        fastcdc::v2020::FastCDC::with_level_and_seed(
+            data,
+            256,
+            1024,
+            4096,
+            Normalization::Level1,
+            seed,
+        )
+        .map(|c| data[c.offset..c.offset + c.length].to_vec())
+        .collect()
+    }
+
+    proptest! {
+        #[test]
+        fn seeded_gear_cuts_as_fastcdc_did(data in proptest::collection::vec(any::<u8>(), 0..20_000), seed: u64) {
+            prop_assert_eq!(chunks(&data, seed), fastcdc_chunks(&data, seed));
+        }
+    }
+
+    #[test]
+    fn keyed_gear_is_a_secret_table() {
+        let a = Gear::from_secret(&[1; 32]);
+        let b = Gear::from_secret(&[2; 32]);
+        assert_ne!(a.0.gear, b.0.gear);
+        // Nothing of fastcdc's public table shows through.
+        let public = Gear::from_seed(0);
+        assert!(a.0.gear.iter().zip(public.0.gear.iter()).all(|(x, y)| x != y));
+        assert!(a.0.gear.iter().zip(a.0.gear_ls.iter()).all(|(g, ls)| *ls == g << 1));
+        let data: Vec<u8> =
+            (0..200_000u32).map(|i| (i.wrapping_mul(2654435761) >> 13) as u8).collect();
+        let cut = |g: &Gear| chunk_slice(&data, SMALL, g).map(<[u8]>::len).collect::<Vec<_>>();
+        assert_ne!(cut(&a), cut(&b));
+        assert_eq!(cut(&a).iter().sum::<usize>(), data.len());
     }
 
     proptest! {
@@ -205,7 +298,8 @@ mod tests {
         #[test]
         fn slice_and_stream_cut_alike(data in proptest::collection::vec(any::<u8>(), 0..20_000), seed: u64) {
             let streamed = chunks(&data, seed);
-            let sliced: Vec<Vec<u8>> = chunk_slice(&data, SMALL, seed).map(<[u8]>::to_vec).collect();
+            let gear = Gear::from_seed(seed);
+            let sliced: Vec<Vec<u8>> = chunk_slice(&data, SMALL, &gear).map(<[u8]>::to_vec).collect();
             prop_assert_eq!(streamed, sliced);
         }
     }
@@ -225,7 +319,7 @@ mod tests {
         #[test]
         fn short_reads_cut_alike(data in proptest::collection::vec(any::<u8>(), 0..20_000), seed: u64) {
             let trickled: Vec<Vec<u8>> =
-                Chunker::new(Trickle(&data), SMALL, seed).map(|c| c.unwrap()).collect();
+                Chunker::new(Trickle(&data), SMALL, Gear::from_seed(seed)).map(|c| c.unwrap()).collect();
             prop_assert_eq!(trickled, chunks(&data, seed));
         }
     }

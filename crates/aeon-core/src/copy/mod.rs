@@ -147,7 +147,7 @@ impl Copier<'_> {
             BlobStream { repo: self.source, ids: content, next: 0, buf: Vec::new(), pos: 0 };
         let settings = self.target.settings().chunker;
         let mut out = Vec::new();
-        for chunk in Chunker::new(stream, settings, self.target.chunker_seed()) {
+        for chunk in Chunker::new(stream, settings, self.target.gear().clone()) {
             let data = chunk.map_err(|e| match e.into_inner() {
                 Some(inner) => match inner.downcast::<crate::Error>() {
                     Ok(core) => *core,

@@ -249,7 +249,7 @@ fn compare_live(
 fn live_content(repo: &Repository, path: &Path) -> Result<Vec<Id>> {
     let f = fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut ids = Vec::new();
-    for c in Chunker::new(f, repo.settings().chunker, repo.chunker_seed()) {
+    for c in Chunker::new(f, repo.settings().chunker, repo.gear().clone()) {
         ids.push(repo.hasher().hash(&c.map_err(|e| Error::io(path, e))?));
     }
     Ok(ids)

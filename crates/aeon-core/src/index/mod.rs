@@ -513,7 +513,7 @@ mod tests {
             packs in proptest::collection::vec((any::<[u8; 32]>(), proptest::collection::vec(arb_entry(), 0..10)), 0..5),
             sup in proptest::collection::vec(any::<[u8; 32]>(), 0..3),
             cond in any::<bool>(),
-            version in 1u8..=2,
+            version in 1u8..=crate::format::FORMAT_VERSION,
         ) {
             let f = IndexFile {
                 supersedes: sup.into_iter().map(Id).collect(),

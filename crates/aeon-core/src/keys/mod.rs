@@ -35,6 +35,8 @@ pub struct MasterKey {
 }
 
 const MASTER_KEY_ENCODING_VERSION: u8 = 1;
+/// BLAKE3 key-derivation context of the chunker's secret (format version 3).
+const GEAR_SECRET_CONTEXT: &str = "aeon 2026-12-07 chunker gear table secret";
 const MASTER_KEY_LEN: usize = 1 + KEY_LEN + KEY_LEN + 8;
 
 impl MasterKey {
@@ -57,8 +59,20 @@ impl MasterKey {
         IdHasher::new(&self.id_key)
     }
 
-    fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(MASTER_KEY_LEN);
+    /// The chunker's gear table in a repository of this format version: from version 3 a PRF
+    /// of a secret derived from the id key (docs/FORMAT.md §3), before it the seeded public one.
+    pub fn gear(&self, format_version: u8) -> crate::chunker::Gear {
+        if crate::format::keyed_gear(format_version) {
+            let secret =
+                zeroize::Zeroizing::new(blake3::derive_key(GEAR_SECRET_CONTEXT, &self.id_key.0));
+            crate::chunker::Gear::from_secret(&secret)
+        } else {
+            crate::chunker::Gear::from_seed(self.chunker_seed)
+        }
+    }
+
+    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+        let mut out = zeroize::Zeroizing::new(Vec::with_capacity(MASTER_KEY_LEN));
         out.push(MASTER_KEY_ENCODING_VERSION);
         out.extend_from_slice(&self.data_key.0);
         out.extend_from_slice(&self.id_key.0);
@@ -180,24 +194,50 @@ impl KdfParams {
         let mut memory = KdfMemory::new(params.block_count())?;
         let argon =
             argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params);
-        let mut out = [0u8; KEY_LEN];
-        let derived = argon.hash_password_into_with_memory(password, salt, &mut out, &mut memory);
+        let mut key = Key([0u8; KEY_LEN]);
+        let derived = argon.hash_password_into_with_memory(password, salt, &mut key.0, &mut memory);
         drop(memory);
         derived.map_err(|e| Error::InvalidInput(format!("key derivation failed: {e}")))?;
-        Ok(Key(out))
+        Ok(key)
     }
 
-    /// Whether a reader refuses these parameters: a hostile slot must not exhaust memory or time.
-    fn beyond_reader_limits(&self) -> bool {
-        self.memory_kib > 4 * 1024 * 1024 || self.iterations > 64 || self.parallelism > 64
-    }
-
-    fn check_sane(&self) -> Result<()> {
-        if self.beyond_reader_limits() {
-            return Err(Error::corrupt("key slot", "Argon2id parameters out of range"));
+    /// Why a reader refuses these parameters, if it does: a hostile slot must not exhaust
+    /// memory or time (the ceiling), nor may a slot be cheaper to guess than
+    /// [`KdfParams::FLOOR`].
+    pub fn outside_limits(&self) -> Option<String> {
+        let (floor, ceiling) = (KdfParams::FLOOR, KdfParams::CEILING);
+        if self.memory_kib > ceiling.memory_kib
+            || self.iterations > ceiling.iterations
+            || self.parallelism > ceiling.parallelism
+        {
+            return Some(format!(
+                "Argon2id cost {} above what readers run (at most {} MiB, {} passes, {} lanes)",
+                self.describe(),
+                ceiling.memory_kib / 1024,
+                ceiling.iterations,
+                ceiling.parallelism
+            ));
         }
-        Ok(())
+        if self.memory_kib < floor.memory_kib || self.iterations < 1 || self.parallelism < 1 {
+            return Some(format!(
+                "Argon2id cost {} below the floor ({} MiB, 1 pass, 1 lane)",
+                self.describe(),
+                floor.memory_kib / 1024
+            ));
+        }
+        None
     }
+
+    fn describe(&self) -> String {
+        format!("{} KiB, {} passes, {} lanes", self.memory_kib, self.iterations, self.parallelism)
+    }
+
+    /// The cheapest slot readers open and writers make.
+    pub const FLOOR: KdfParams = KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 };
+    /// The costliest: 2 GiB, 32 passes, 16 lanes (a hostile slot could otherwise ask for more
+    /// memory than the machine has).
+    pub const CEILING: KdfParams =
+        KdfParams { memory_kib: 2 * 1024 * 1024, iterations: 32, parallelism: 16 };
 }
 
 /// A decoded key slot: the public parameters plus the sealed master key.
@@ -224,12 +264,12 @@ impl KeySlot {
         kdf: KdfParams,
         created_unix: i64,
     ) -> Result<Vec<u8>> {
-        if kdf.beyond_reader_limits() {
+        if let Some(why) = kdf.outside_limits() {
             // Such a slot could never be opened again.
-            return Err(Error::InvalidInput(
-                "Argon2id cost beyond what readers accept (at most 4 GiB, 64 passes, 64 lanes)"
-                    .into(),
-            ));
+            return Err(Error::InvalidInput(why));
+        }
+        if password.is_empty() {
+            return Err(Error::InvalidInput("an empty password is not allowed".into()));
         }
         let mut salt = [0u8; 32];
         fill_random(&mut salt)?;
@@ -286,15 +326,19 @@ impl KeySlot {
     }
 
     /// Returns the master key if `password` opens this slot, `None` if it does not.
+    /// Errors when the slot cannot be tried at all: parameters outside the readers' limits
+    /// (never run), or a key derivation that fails.
     pub fn unlock(&self, password: &[u8]) -> Result<Option<MasterKey>> {
-        self.kdf.check_sane()?;
+        if let Some(why) = self.kdf.outside_limits() {
+            return Err(Error::corrupt("key slot", format!("{why}; not tried")));
+        }
         let kek = self.kdf.derive(password, &self.salt)?;
         match Cipher::new(&kek).open(
             &self.authenticated_prefix,
             &self.sealed_master_key,
             "key slot",
         ) {
-            Ok(plain) => Ok(Some(MasterKey::decode(&plain)?)),
+            Ok(plain) => Ok(Some(MasterKey::decode(&zeroize::Zeroizing::new(plain))?)),
             Err(_) => Ok(None),
         }
     }
@@ -308,7 +352,7 @@ impl KeySlot {
 mod tests {
     use super::*;
 
-    const CHEAP: KdfParams = KdfParams { memory_kib: 64, iterations: 1, parallelism: 1 };
+    const CHEAP: KdfParams = KdfParams::FLOOR;
 
     #[test]
     fn derivation_in_our_memory_is_argon2id_as_the_crate_computes_it() {
@@ -382,8 +426,28 @@ mod tests {
     #[test]
     fn a_slot_no_reader_would_open_is_refused_when_made() {
         let mk = MasterKey::random().unwrap();
-        let greedy = KdfParams { iterations: 65, ..CHEAP };
+        let greedy = KdfParams { iterations: 33, ..CHEAP };
         let err = KeySlot::new_password(&mk, [7; 32], b"pw", "", greedy, 5).unwrap_err();
-        assert!(err.to_string().contains("64 passes"), "{err}");
+        assert!(err.to_string().contains("32 passes"), "{err}");
+        let cheap = KdfParams { memory_kib: 1024, ..CHEAP };
+        let err = KeySlot::new_password(&mk, [7; 32], b"pw", "", cheap, 5).unwrap_err();
+        assert!(err.to_string().contains("below the floor"), "{err}");
+        let err = KeySlot::new_password(&mk, [7; 32], b"", "", CHEAP, 5).unwrap_err();
+        assert!(err.to_string().contains("empty password"), "{err}");
+    }
+
+    /// A slot whose (authenticated) costs were rewritten past the ceiling is never run: its
+    /// parameters are refused before any derivation.
+    #[test]
+    fn a_hostile_slot_is_not_run() {
+        let mk = MasterKey::random().unwrap();
+        let mut bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", CHEAP, 5).unwrap();
+        // Memory (u32 at 51 + label length 0): 4 TiB.
+        bytes[51..55].copy_from_slice(&u32::MAX.to_le_bytes());
+        let slot = KeySlot::decode(&bytes).unwrap();
+        let started = std::time::Instant::now();
+        let Err(err) = slot.unlock(b"pw") else { panic!("the hostile slot was tried") };
+        assert!(err.to_string().contains("not tried"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }

@@ -228,6 +228,9 @@ fn boot_clock() -> Duration {
     Duration::new(ts.tv_sec.max(0) as u64, ts.tv_nsec.clamp(0, 999_999_999) as u32)
 }
 
+/// A lock object is a few hundred bytes; a larger one is not read (it could be anything).
+const MAX_LOCK_LEN: u64 = 64 << 10;
+
 /// A lock as listed: its name, and its content or why it could not be read.
 #[derive(Debug)]
 pub struct ListedLock {
@@ -242,6 +245,11 @@ pub fn list(backend: &dyn Backend, cipher: &Cipher) -> Result<Vec<ListedLock>> {
         let Ok(id) = o.name.parse::<Id>() else {
             continue;
         };
+        if o.size > MAX_LOCK_LEN {
+            let why = format!("{} bytes, larger than any lock", o.size);
+            out.push(ListedLock { id, info: Err(Error::corrupt(format!("lock {}", o.name), why)) });
+            continue;
+        }
         let info = match backend.read(FileType::Lock, &o.name) {
             Ok(data) => LockInfo::decode(cipher, &data, &format!("lock {}", o.name)),
             Err(Error::ObjectNotFound { .. }) => continue,

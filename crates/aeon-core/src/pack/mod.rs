@@ -203,8 +203,12 @@ impl PackWriter {
         } else {
             encode_table_rows(&self.entries)
         };
+        let aad = match format::table_bound_to_content(cipher.format_version()) {
+            true => table_aad(Some(&self.body_hash()?)),
+            false => table_aad(None),
+        };
         let mut tail = Vec::new();
-        cipher.seal_into(TABLE_AAD, &table, &mut tail)?;
+        cipher.seal_into(&aad, &table, &mut tail)?;
         let table_len = tail.len() as u32;
         tail.extend_from_slice(&table_len.to_le_bytes());
         self.append(&tail)?;
@@ -217,6 +221,29 @@ impl PackWriter {
         };
         Ok(FinishedPack { id, size: self.len as u64, entries: self.entries, body })
     }
+}
+
+impl PackWriter {
+    /// BLAKE3 of every byte written so far (a streamed pack's staged bytes go out first).
+    fn body_hash(&mut self) -> Result<[u8; 32]> {
+        Ok(match &mut self.sink {
+            Sink::Memory(buf) => *blake3::hash(buf).as_bytes(),
+            Sink::Stream { upload, staged, hasher } => {
+                flush_staged(upload.as_mut(), staged, hasher)?;
+                *hasher.clone().finalize().as_bytes()
+            }
+        })
+    }
+}
+
+/// The associated data of a pack table: from format version 3 bound to the pack's bytes before
+/// the table (`body_hash`), so that a table copied onto other bytes does not open.
+fn table_aad(body_hash: Option<&[u8; 32]>) -> Vec<u8> {
+    let mut aad = TABLE_AAD.to_vec();
+    if let Some(h) = body_hash {
+        aad.extend_from_slice(h);
+    }
+    aad
 }
 
 fn flush_staged(
@@ -370,6 +397,12 @@ pub fn open_table(
     if mode != KEY_MODE_REPOSITORY {
         return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
     }
+    if format::table_bound_to_content(cipher.format_version()) {
+        return Err(Error::InvalidInput(format!(
+            "{what}: a version {} pack table opens only with its whole pack (pack::read_table)",
+            cipher.format_version()
+        )));
+    }
     let table = cipher.open(TABLE_AAD, sealed, what)?;
     decode_table(&table, table_start, what)
 }
@@ -383,7 +416,11 @@ pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEn
         return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
     }
     let table_start = table_start(pack, what)?;
-    let table = cipher.open(TABLE_AAD, &pack[table_start..pack.len() - 4], what)?;
+    let aad = match format::table_bound_to_content(cipher.format_version()) {
+        true => table_aad(Some(blake3::hash(&pack[..table_start]).as_bytes())),
+        false => table_aad(None),
+    };
+    let table = cipher.open(&aad, &pack[table_start..pack.len() - 4], what)?;
     decode_table(&table, table_start as u64, what)
 }
 
@@ -434,9 +471,10 @@ mod tests {
 
     #[test]
     fn streamed_pack_is_a_whole_pack_written_in_large_pieces() {
-        let cipher = Cipher::for_format(&Key::random().unwrap(), 2);
+        let version = format::FORMAT_VERSION;
+        let cipher = Cipher::for_format(&Key::random().unwrap(), version);
         let seen = Arc::new(Mutex::new((Vec::new(), Vec::new(), String::new())));
-        let mut w = PackWriter::streaming(Box::new(Recorder(seen.clone())), 2);
+        let mut w = PackWriter::streaming(Box::new(Recorder(seen.clone())), version);
         let blobs: Vec<Vec<u8>> = [10, 3 << 20, 5, STAGE_LEN - 1, 300_000, STAGE_LEN, 7, 1]
             .iter()
             .enumerate()
@@ -456,13 +494,34 @@ mod tests {
         for (e, b) in entries.iter().zip(&blobs) {
             assert_eq!(&bytes[e.offset as usize..(e.offset + e.length) as usize], &b[..]);
         }
-        // Header, eight blobs and table reach storage in fewer writes: small pieces are gathered.
-        assert_eq!(pieces.len(), 7, "{pieces:?}");
+        // Header, eight blobs and table reach storage in fewer writes: small pieces are gathered
+        // (the last blobs go out on their own before the table, which is sealed with their hash).
+        assert_eq!(pieces.len(), 8, "{pieces:?}");
+    }
+
+    /// A forged pack: genuine sealed table of one pack after other bytes.
+    #[test]
+    fn a_table_copied_onto_other_bytes_does_not_open_from_version_3() {
+        for version in 1..=format::FORMAT_VERSION {
+            let cipher = Cipher::for_format(&Key::random().unwrap(), version);
+            let mut w = PackWriter::with_buffer(Vec::new(), version);
+            w.add(BlobType::Data, Id([1; 32]), &[9u8; 100], 60).unwrap();
+            let (bytes, _, _) = in_memory(w.finish(&cipher).unwrap());
+            let mut forged = bytes.clone();
+            forged[20] ^= 1;
+            let copied = read_table(&cipher, &forged, "forged");
+            if format::table_bound_to_content(version) {
+                assert!(copied.is_err(), "version {version}");
+            } else {
+                assert!(copied.is_ok(), "version {version}: only v3 binds");
+            }
+            assert!(read_table(&cipher, &bytes, "genuine").is_ok());
+        }
     }
 
     proptest! {
         #[test]
-        fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..20), version in 1u8..=2) {
+        fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..20), version in 1u8..=format::FORMAT_VERSION) {
             let cipher = Cipher::for_format(&Key::random().unwrap(), version);
             let mut w = PackWriter::with_buffer(Vec::new(), version);
             for (i, b) in blobs.iter().enumerate() {
@@ -480,7 +539,7 @@ mod tests {
 
         #[test]
         fn read_table_never_panics(data in proptest::collection::vec(any::<u8>(), 0..200)) {
-            for version in 1..=2 {
+            for version in 1..=format::FORMAT_VERSION {
                 let cipher = Cipher::for_format(&Key([1; 32]), version);
                 let _ = read_table(&cipher, &data, "p");
             }
@@ -490,7 +549,7 @@ mod tests {
 
     #[test]
     fn truncated_pack_is_an_error() {
-        for version in 1..=2 {
+        for version in 1..=format::FORMAT_VERSION {
             let cipher = Cipher::for_format(&Key::random().unwrap(), version);
             let mut w = PackWriter::with_buffer(Vec::new(), version);
             w.add(BlobType::Data, Id::ZERO, b"abc", 3).unwrap();
@@ -507,7 +566,7 @@ mod tests {
     fn column_table_is_smaller_and_versions_do_not_mix() {
         let key = Key::random().unwrap();
         let mut sizes = Vec::new();
-        for version in 1..=2 {
+        for version in 1..=format::FORMAT_VERSION {
             let cipher = Cipher::for_format(&key, version);
             let mut w = PackWriter::with_buffer(Vec::new(), version);
             for i in 0..2000u32 {

@@ -118,16 +118,25 @@ pub struct Repository {
     backend: Arc<dyn Backend>,
     repository_id: [u8; 32],
     settings: Settings,
-    key: MasterKey,
     cipher: Cipher,
     hasher: IdHasher,
+    gear: crate::chunker::Gear,
     index: Index,
     index_state: IndexState,
     lock: Option<Lock>,
     /// The stale period this process's locks declare (see [`crate::lock`]).
     lock_stale_after: std::time::Duration,
     cache: Option<Cache>,
+    /// What opening met that is worth telling (key slots skipped).
+    warnings: Vec<String>,
 }
+
+/// The most bytes read of objects before they are authenticated: a hostile store must not make
+/// a client allocate what it claims. Real ones are far smaller (a config under 1 KiB, a key
+/// slot under 300 bytes, a recovery point a few KiB).
+const MAX_CONFIG_LEN: u64 = 1 << 20;
+const MAX_KEY_SLOT_LEN: u64 = 64 << 10;
+const MAX_SNAPSHOT_LEN: u64 = 64 << 20;
 
 /// Which index files were loaded, and what prune has condemned.
 #[derive(Debug, Clone, Default)]
@@ -198,19 +207,29 @@ impl Repository {
             repository_id,
             settings,
             hasher: key.id_hasher(),
+            gear: key.gear(cipher.format_version()),
             cipher,
-            key,
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
             lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
             cache: None,
+            warnings: Vec::new(),
         })
     }
 
     /// Reads and checks the config's public part: that this is an Aeon repository of a
     /// supported version. Call before asking for a password.
     pub fn probe(backend: &dyn Backend) -> Result<ConfigHeader> {
+        // Read before anything is authenticated: never more than a config can be.
+        if let Some(size) = backend.stat(FileType::Config, "config")?
+            && size > MAX_CONFIG_LEN
+        {
+            return Err(Error::NotARepository(
+                backend.location(),
+                format!("its config file is {size} bytes, larger than any config"),
+            ));
+        }
         let raw = match backend.read(FileType::Config, "config") {
             Ok(raw) => raw,
             Err(Error::ObjectNotFound { .. }) => {
@@ -238,22 +257,44 @@ impl Repository {
 
     /// Opens a repository with a password, trying every password key slot.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+        if password.is_empty() {
+            return Err(Error::InvalidInput("an empty password is not allowed".into()));
+        }
         let header = Self::probe(backend.as_ref())?;
         let mut key = None;
+        let mut skipped = Vec::new();
+        // Any one slot that cannot be read or tried is skipped with a warning: it never stops
+        // the others from being tried.
         for info in backend.list(FileType::Key)? {
-            let data = backend.read(FileType::Key, &info.name)?;
-            let Ok(slot) = KeySlot::decode(&data) else {
-                continue;
-            };
-            if slot.repository_id != header.repository_id {
+            if info.size > MAX_KEY_SLOT_LEN {
+                skipped.push(format!(
+                    "key slot {} skipped: {} bytes, larger than any key slot",
+                    info.name, info.size
+                ));
                 continue;
             }
-            if let Some(k) = slot.unlock(password)? {
-                key = Some(k);
-                break;
+            let tried = backend.read(FileType::Key, &info.name).and_then(|data| {
+                let slot = KeySlot::decode(&data)?;
+                if slot.repository_id != header.repository_id {
+                    return Ok(None);
+                }
+                slot.unlock(password)
+            });
+            match tried {
+                Ok(Some(k)) => {
+                    key = Some(k);
+                    break;
+                }
+                Ok(None) => {}
+                Err(e) => skipped.push(format!("key slot {} skipped: {e}", info.name)),
             }
         }
-        let key = key.ok_or(Error::WrongPassword)?;
+        let Some(key) = key else {
+            return Err(match skipped.is_empty() {
+                true => Error::WrongPassword,
+                false => Error::WrongPasswordWithSkipped(skipped.join("; ")),
+            });
+        };
         let cipher = key.cipher(header.format_version());
         let plain = cipher.open(header.aad(), header.sealed_settings(), "config")?;
         let settings: Settings = format::from_cbor(&plain, "config")?;
@@ -263,14 +304,20 @@ impl Repository {
             repository_id: header.repository_id,
             settings,
             hasher: key.id_hasher(),
+            gear: key.gear(cipher.format_version()),
             cipher,
-            key,
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
             lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
             cache: None,
+            warnings: skipped,
         })
+    }
+
+    /// What opening met that is worth telling: key slots that were skipped, and why.
+    pub fn open_warnings(&self) -> &[String] {
+        &self.warnings
     }
 
     pub fn backend(&self) -> &Arc<dyn Backend> {
@@ -299,8 +346,9 @@ impl Repository {
     pub fn hasher(&self) -> &IdHasher {
         &self.hasher
     }
-    pub fn chunker_seed(&self) -> u64 {
-        self.key.chunker_seed
+    /// The chunker's gear table (see [`crate::chunker::Gear`]).
+    pub fn gear(&self) -> &crate::chunker::Gear {
+        &self.gear
     }
     pub fn index(&self) -> &Index {
         &self.index
@@ -458,6 +506,21 @@ impl Repository {
         let min = crate::pack::FIRST_BLOB_OFFSET as u64 + 4;
         if size < min {
             return Err(Error::corrupt(what, "too short to hold a pack table"));
+        }
+        if crate::format::table_bound_to_content(self.format_version()) {
+            // The table opens only with the hash of the bytes before it: the whole pack is read
+            // (and must be the object its name says), never more than a pack can be.
+            let limit =
+                self.settings.pack_size as u64 + crate::blob::MAX_BLOB_LEN as u64 + (1 << 20);
+            if size > limit {
+                return Err(Error::corrupt(what, format!("{size} bytes: larger than any pack")));
+            }
+            let data = self.backend.read(FileType::Pack, name)?;
+            if Id::of_stored_bytes(&data) != id {
+                return Err(Error::corrupt(what, "content does not match its name"));
+            }
+            let blobs = crate::pack::read_table(&self.cipher, &data, &what)?;
+            return Ok(IndexPack { id, size: data.len() as u64, blobs });
         }
         let head = self.backend.read_range(FileType::Pack, name, 0, min - 4)?;
         let tail = self.backend.read_range(FileType::Pack, name, size - 4, 4)?;
@@ -706,6 +769,14 @@ impl Repository {
             c.retain(CacheKind::Snapshot, &listed.iter().map(|o| o.name.clone()).collect());
         }
         for info in listed {
+            if info.size > MAX_SNAPSHOT_LEN {
+                let why = format!("{} bytes, larger than any recovery point", info.size);
+                bad.push((
+                    info.name.clone(),
+                    Error::corrupt(format!("recovery point {}", info.name), why),
+                ));
+                continue;
+            }
             let loaded = info
                 .name
                 .parse::<Id>()
