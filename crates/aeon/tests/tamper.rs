@@ -35,6 +35,8 @@ fn setup() -> Damaged {
     let first = env.backup(&safe_dir);
     let before = pack_names(&env);
     fs::write(victim_dir.join("hit.bin"), rng.content(3 << 20)).unwrap();
+    // A second name of the damaged file: it must not survive as a link to a half-written file.
+    fs::hard_link(victim_dir.join("hit.bin"), victim_dir.join("hit-link.bin")).unwrap();
     let second = env.backup(&victim_dir);
     let new: Vec<PathBuf> = pack_names(&env).difference(&before).cloned().collect();
     let victim_pack = new
@@ -63,6 +65,8 @@ fn flipped_byte_is_named_by_check_and_refused_by_restore() {
     let err = stderr(&out);
     assert!(err.contains("hit.bin") && err.contains(&pack_id(&d.victim_pack)), "{err}");
     assert!(!target.join("hit.bin").exists(), "a file with unverified data was left behind");
+    assert!(!target.join("hit-link.bin").exists(), "a hard link to it was left behind");
+    assert!(err.contains(": not linked: "), "{err}");
 
     // Files in undamaged packs still restore bit for bit.
     let target = d.env.path("restore-safe");

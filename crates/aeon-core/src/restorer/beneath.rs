@@ -11,10 +11,12 @@
 //! Directories are created 0700 (root's, when root restores) until their final mode is set at
 //! the end, so nobody else can reach into them meanwhile.
 
+use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use rustix::fs::{AtFlags, Mode, OFlags, ResolveFlags};
 use rustix::io::Errno;
@@ -25,6 +27,13 @@ use crate::error::{Error, Result};
 pub(super) struct Beneath {
     root: OwnedFd,
     root_path: PathBuf,
+    /// Directories this restore created (relative paths): 0700 and the restoring user's until
+    /// the end, so nobody else can move them or change what is in them, and a descriptor of
+    /// one stays valid below the target. Only these are kept open between calls.
+    created: Mutex<HashSet<PathBuf>>,
+    /// The last such directory opened as a parent: entries come in tree order, so consecutive
+    /// ones mostly share it (one `openat2` saved per entry).
+    last_parent: Mutex<Option<(PathBuf, Arc<OwnedFd>)>>,
 }
 
 /// Identity of a file created by the restore, checked when it is opened again for its data.
@@ -68,7 +77,12 @@ impl Beneath {
             Mode::empty(),
         )
         .map_err(|e| Error::io(target, e.into()))?;
-        Ok(Beneath { root, root_path: target.to_path_buf() })
+        Ok(Beneath {
+            root,
+            root_path: target.to_path_buf(),
+            created: Mutex::default(),
+            last_parent: Mutex::default(),
+        })
     }
 
     /// `path` relative to the target; it must lie below it and contain only plain names (the
@@ -118,15 +132,32 @@ impl Beneath {
     }
 
     /// The parent directory of `path`, open, and its last component.
-    pub(super) fn parent<'p>(&self, path: &'p Path) -> Result<(OwnedFd, &'p OsStr)> {
+    pub(super) fn parent<'p>(&self, path: &'p Path) -> Result<(Arc<OwnedFd>, &'p OsStr)> {
         let rel = self.relative(path)?;
         let name = rel
             .file_name()
             .ok_or_else(|| Error::InvalidInput(format!("{}: no name", path.display())))?;
         let parent = rel.parent().unwrap_or(Path::new(""));
-        let fd =
-            self.open_rel(parent, OFlags::DIRECTORY | OFlags::PATH).map_err(|e| io(path, e))?;
+        let mut last = self.last_parent.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((cached, fd)) = last.as_ref()
+            && cached == parent
+        {
+            return Ok((fd.clone(), name));
+        }
+        let fd = Arc::new(
+            self.open_rel(parent, OFlags::DIRECTORY | OFlags::PATH).map_err(|e| io(path, e))?,
+        );
+        if self.created.lock().unwrap_or_else(|p| p.into_inner()).contains(parent) {
+            *last = Some((parent.to_path_buf(), fd.clone()));
+        }
         Ok((fd, name))
+    }
+
+    /// Notes a directory this restore made (see [`Beneath::created`]).
+    fn made_dir(&self, path: &Path) {
+        if let Ok(rel) = self.relative(path) {
+            self.created.lock().unwrap_or_else(|p| p.into_inner()).insert(rel.to_path_buf());
+        }
     }
 
     /// Opens an entry (not a symlink) for its metadata: `O_PATH`, so that opening a FIFO or a
@@ -173,18 +204,21 @@ impl Beneath {
         let (parent, name) = self.parent(path)?;
         let mkdir = |p: &OwnedFd| rustix::fs::mkdirat(p, name, Mode::from_raw_mode(0o700));
         match mkdir(&parent) {
-            Ok(()) => Ok(()),
+            Ok(()) => {}
+            // A directory that was there stays someone else's to move: not noted as made.
             Err(Errno::EXIST) if existed => {
                 match rustix::fs::statat(&parent, name, AtFlags::SYMLINK_NOFOLLOW) {
-                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => Ok(()),
+                    Ok(st) if st.st_mode & libc::S_IFMT == libc::S_IFDIR => return Ok(()),
                     _ => {
                         remove_at(&parent, name, path)?;
-                        mkdir(&parent).map_err(|e| io(path, e))
+                        mkdir(&parent).map_err(|e| io(path, e))?;
                     }
                 }
             }
-            Err(e) => Err(io(path, e)),
+            Err(e) => return Err(io(path, e)),
         }
+        self.made_dir(path);
+        Ok(())
     }
 
     /// Creates an empty regular file of `size` bytes (all holes), 0600, never through a symlink;
