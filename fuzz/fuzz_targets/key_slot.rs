@@ -4,5 +4,8 @@ use aeon_core::keys::KeySlot;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let _ = KeySlot::decode(data);
+    if let Ok(slot) = KeySlot::decode(data) {
+        // The limits are judged before any derivation would run.
+        let _ = slot.kdf.outside_limits();
+    }
 });

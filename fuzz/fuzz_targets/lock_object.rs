@@ -10,7 +10,12 @@ fuzz_target!(|data: &[u8]| {
     let cipher = Cipher::new(&Key([7; 32]));
     let _ = LockInfo::decode(&cipher, data, "fuzz");
     if let Ok(info) = format::from_cbor::<LockInfo>(data, "fuzz") {
-        let _ = aeon_core::lock::liveness(&info, "fuzz-host", chrono::Utc::now());
+        // Hostile content (another machine's identity, any declared period) must judge without
+        // panicking; the age comes from storage, never from the content.
+        let age = Some(std::time::Duration::from_secs(data.len() as u64 * 60));
+        let _ = aeon_core::lock::liveness(&info, Some("fuzz-machine"), age);
+        let _ = aeon_core::lock::liveness(&info, info.machine.as_deref(), None);
+        let _ = info.stale_period();
         let _ = info.describe();
     }
 });
