@@ -217,3 +217,39 @@ print(swapped)
         assert!(got == fs::read(src.join(rel)).unwrap(), "{} differs", f.display());
     }
 }
+
+/// `--no-privileged` leaves out setuid/setgid bits, device nodes and privileged extended
+/// attributes; a default restore as root brings them back.
+#[test]
+fn no_privileged_leaves_out_what_grants_privileges() {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    assert!(is_root(), "devices and trusted.* attributes need root");
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    let tool = src.join("tool");
+    fs::write(&tool, b"#!/bin/sh\n").unwrap();
+    fs::set_permissions(&tool, fs::Permissions::from_mode(0o6755)).unwrap();
+    xattr::set(&tool, "trusted.mark", b"t").unwrap();
+    xattr::set(&tool, "user.note", b"u").unwrap();
+    let dev = std::ffi::CString::new(src.join("null").to_str().unwrap()).unwrap();
+    // SAFETY: a plain mknod of a path this test owns.
+    assert_eq!(unsafe { libc::mknod(dev.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(1, 3)) }, 0);
+    let id = env.backup(&src);
+    let spec = format!("{id}:{}", src.display());
+
+    let full = env.path("full");
+    env.run_ok(&["restore", &spec, "--target", full.to_str().unwrap()]);
+    assert_eq!(fs::metadata(full.join("tool")).unwrap().mode() & 0o7777, 0o6755);
+    assert!(xattr::get(full.join("tool"), "trusted.mark").unwrap().is_some());
+    assert!(fs::symlink_metadata(full.join("null")).is_ok());
+
+    let safe = env.path("safe");
+    let out = env.run(&["restore", &spec, "--target", safe.to_str().unwrap(), "--no-privileged"]);
+    assert_success(&out);
+    assert_eq!(fs::metadata(safe.join("tool")).unwrap().mode() & 0o7777, 0o755);
+    assert!(xattr::get(safe.join("tool"), "trusted.mark").unwrap().is_none());
+    assert_eq!(xattr::get(safe.join("tool"), "user.note").unwrap(), Some(b"u".to_vec()));
+    assert!(fs::symlink_metadata(safe.join("null")).is_err(), "device recreated");
+    assert!(String::from_utf8_lossy(&out.stdout).contains("device node not recreated"));
+}

@@ -263,6 +263,7 @@ impl Repository {
         let header = Self::probe(backend.as_ref())?;
         let mut key = None;
         let mut skipped = Vec::new();
+        let mut unreachable_slot = None;
         // Any one slot that cannot be read or tried is skipped with a warning: it never stops
         // the others from being tried.
         for info in backend.list(FileType::Key)? {
@@ -286,13 +287,20 @@ impl Repository {
                     break;
                 }
                 Ok(None) => {}
-                Err(e) => skipped.push(format!("key slot {} skipped: {e}", info.name)),
+                Err(e) => {
+                    skipped.push(format!("key slot {} skipped: {e}", info.name));
+                    if matches!(e, Error::Backend { .. } | Error::Storage { .. }) {
+                        unreachable_slot.get_or_insert(e);
+                    }
+                }
             }
         }
         let Some(key) = key else {
-            return Err(match skipped.is_empty() {
-                true => Error::WrongPassword,
-                false => Error::WrongPasswordWithSkipped(skipped.join("; ")),
+            // A slot storage would not give is no evidence of a wrong password: say what failed.
+            return Err(match (unreachable_slot, skipped.is_empty()) {
+                (Some(e), _) => e,
+                (None, true) => Error::WrongPassword,
+                (None, false) => Error::WrongPasswordWithSkipped(skipped.join("; ")),
             });
         };
         let cipher = key.cipher(header.format_version());
