@@ -6,6 +6,7 @@ use libfuzzer_sys::fuzz_target;
 fuzz_target!(|data: &[u8]| {
     if let Ok(slot) = KeySlot::decode(data) {
         // The limits are judged before any derivation would run.
+        let _ = slot.kdf.above_ceiling();
         let _ = slot.kdf.outside_limits();
     }
 });

@@ -201,9 +201,28 @@ impl KdfParams {
         Ok(key)
     }
 
-    /// Why a reader refuses these parameters, if it does: a hostile slot must not exhaust
-    /// memory or time (the ceiling), nor may a slot be cheaper to guess than
-    /// [`KdfParams::FLOOR`].
+    /// Why a reader refuses to run these parameters, if it does: a hostile slot must not
+    /// exhaust memory or time. (Slots below the floor, made by older versions, still open:
+    /// refusing them would lock their owners out.)
+    pub fn above_ceiling(&self) -> Option<String> {
+        let ceiling = KdfParams::CEILING;
+        if self.memory_kib > ceiling.memory_kib
+            || self.iterations > ceiling.iterations
+            || self.parallelism > ceiling.parallelism
+        {
+            return Some(format!(
+                "Argon2id cost {} above what readers run (at most {} MiB, {} passes, {} lanes)",
+                self.describe(),
+                ceiling.memory_kib / 1024,
+                ceiling.iterations,
+                ceiling.parallelism
+            ));
+        }
+        None
+    }
+
+    /// Why a writer refuses to make a slot with these parameters: above the ceiling (no reader
+    /// would open it) or below the floor (too cheap to guess).
     pub fn outside_limits(&self) -> Option<String> {
         let (floor, ceiling) = (KdfParams::FLOOR, KdfParams::CEILING);
         if self.memory_kib > ceiling.memory_kib
@@ -232,7 +251,7 @@ impl KdfParams {
         format!("{} KiB, {} passes, {} lanes", self.memory_kib, self.iterations, self.parallelism)
     }
 
-    /// The cheapest slot readers open and writers make.
+    /// The cheapest slot writers make.
     pub const FLOOR: KdfParams = KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 };
     /// The costliest: 2 GiB, 32 passes, 16 lanes (a hostile slot could otherwise ask for more
     /// memory than the machine has).
@@ -329,7 +348,7 @@ impl KeySlot {
     /// Errors when the slot cannot be tried at all: parameters outside the readers' limits
     /// (never run), or a key derivation that fails.
     pub fn unlock(&self, password: &[u8]) -> Result<Option<MasterKey>> {
-        if let Some(why) = self.kdf.outside_limits() {
+        if let Some(why) = self.kdf.above_ceiling() {
             return Err(Error::corrupt("key slot", format!("{why}; not tried")));
         }
         let kek = self.kdf.derive(password, &self.salt)?;
