@@ -224,19 +224,10 @@ impl KdfParams {
     /// Why a writer refuses to make a slot with these parameters: above the ceiling (no reader
     /// would open it) or below the floor (too cheap to guess).
     pub fn outside_limits(&self) -> Option<String> {
-        let (floor, ceiling) = (KdfParams::FLOOR, KdfParams::CEILING);
-        if self.memory_kib > ceiling.memory_kib
-            || self.iterations > ceiling.iterations
-            || self.parallelism > ceiling.parallelism
-        {
-            return Some(format!(
-                "Argon2id cost {} above what readers run (at most {} MiB, {} passes, {} lanes)",
-                self.describe(),
-                ceiling.memory_kib / 1024,
-                ceiling.iterations,
-                ceiling.parallelism
-            ));
+        if let Some(why) = self.above_ceiling() {
+            return Some(why);
         }
+        let floor = KdfParams::FLOOR;
         if self.memory_kib < floor.memory_kib || self.iterations < 1 || self.parallelism < 1 {
             return Some(format!(
                 "Argon2id cost {} below the floor ({} MiB, 1 pass, 1 lane)",

@@ -189,15 +189,13 @@ pub fn prune(
         }
     }
 
-    // Packs the index names that storage does not have (looked up once more: a backup may
-    // have written one since the listing).
-    for p in packs.iter_mut().filter(|p| !stored.contains_key(&p.id)) {
-        if repo.backend().stat(FileType::Pack, &p.id.to_hex())?.is_none() {
-            p.fate = Fate::Gone;
+    // Packs the index names that storage does not have, as loading the index found them.
+    for id in &state.missing_packs {
+        if let Some(&i) = number.get(id) {
+            packs[i].fate = Fate::Gone;
             report.packs_missing += 1;
             report.messages.push(format!(
-                "pack {} is named by the index but not on storage: left out of the new index",
-                p.id
+                "pack {id} is named by the index but not on storage: left out of the new index"
             ));
         }
     }
