@@ -37,6 +37,15 @@ pub struct Ctx {
     pub operation: &'static str,
 }
 
+/// Loads the index, telling what was skipped in it.
+pub fn load_index(repo: &mut Repository) -> Result<()> {
+    repo.load_index()?;
+    for w in &repo.index_state().warnings {
+        eprintln!("warning: {w}");
+    }
+    Ok(())
+}
+
 impl Ctx {
     pub fn backend(&self) -> Result<Arc<dyn Backend>> {
         let repo = self
@@ -121,7 +130,7 @@ impl Ctx {
     pub fn open_with_index(&self) -> Result<Repository> {
         let mut repo = self.open()?;
         self.lock_shared(&mut repo)?;
-        repo.load_index()?;
+        load_index(&mut repo)?;
         Ok(repo)
     }
 

@@ -47,9 +47,20 @@ pub fn absolute_source_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
     out.dedup();
     let mut kept: Vec<PathBuf> = Vec::new();
     for p in out {
-        if !kept.iter().any(|k| p.starts_with(k)) {
-            kept.push(p);
+        if let Some(k) = kept.iter().find(|k| p.starts_with(k)) {
+            // A symlink is recorded as a link: what lies beneath the path it leads to would
+            // have no place in the point.
+            if std::fs::symlink_metadata(k).is_ok_and(|md| md.file_type().is_symlink()) {
+                return Err(Error::InvalidInput(format!(
+                    "{} is a symbolic link (backed up as a link) and {} lies beneath it: give \
+                     one of them, or the directory the link leads to",
+                    k.display(),
+                    p.display()
+                )));
+            }
+            continue;
         }
+        kept.push(p);
     }
     Ok(kept)
 }
@@ -272,14 +283,24 @@ impl<'s, 'a> Walker<'s, 'a> {
                     self.walk_entry(path, name, None, parent_node.as_ref(), device)
                 }
                 VirtualEntry::Dir(path, children) => {
-                    let md = match std::fs::symlink_metadata(path) {
-                        Ok(md) => md,
+                    // A directory above a source is recorded as the directory the path leads
+                    // to, even when it is reached through a symbolic link (`/home` -> `/data/home`):
+                    // the point keeps the path as it was given (docs/FORMAT.md §8).
+                    let resolved = match std::fs::canonicalize(path)
+                        .and_then(|real| std::fs::metadata(&real).map(|md| (real, md)))
+                    {
+                        Ok(resolved) => resolved,
                         Err(e) => {
                             self.shared.warn(format!("{}: {e}", path.display()));
                             continue;
                         }
                     };
-                    let node = self.describe(path, name, &md, None);
+                    let (real, md) = resolved;
+                    if !md.is_dir() {
+                        self.shared.warn(format!("{}: not a directory (skipped)", path.display()));
+                        continue;
+                    }
+                    let node = self.describe(&real, name, &md, None);
                     let sub = parent_subtree.and_then(|id| self.load_parent_tree(&id));
                     if !self.send(Item::EnterDir) {
                         return;

@@ -605,9 +605,17 @@ fn inspect_tree(
     let mut problem = |object: String, message: String| problems.push(Problem { object, message });
     let mut bad = bad_blobs.contains(tree_id);
     let mut subtrees = Vec::new();
+    for (i, fault) in tree.faults() {
+        problem(
+            format!("tree {tree_id}"),
+            format!("not well formed: {fault}: {:?}", tree.nodes[i].name),
+        );
+        bad = true;
+    }
     for node in &tree.nodes {
         match node.kind {
             NodeKind::File => {
+                let mut stored_size = Some(0u64);
                 for id in &node.content {
                     let Some(loc) = index.get_readable(id) else {
                         problem(
@@ -615,8 +623,10 @@ fn inspect_tree(
                             format!("referenced by {:?} but not in the index", node.name),
                         );
                         bad = true;
+                        stored_size = None;
                         continue;
                     };
+                    stored_size = stored_size.map(|s| s + u64::from(loc.raw_len));
                     if bad_blobs.contains(id) {
                         let pack = index.pack(loc.pack);
                         if pack.condemned {
@@ -632,18 +642,23 @@ fn inspect_tree(
                         bad = true;
                     }
                 }
-            }
-            NodeKind::Dir => match node.subtree {
-                Some(sub) => subtrees.push(sub),
-                None => {
+                if stored_size.is_some_and(|s| s != node.size) {
                     problem(
                         format!("tree {tree_id}"),
-                        format!("directory {:?} has no subtree", node.name),
+                        format!(
+                            "not well formed: {:?} records {} bytes, its content holds {}",
+                            node.name,
+                            node.size,
+                            stored_size.unwrap_or_default()
+                        ),
                     );
                     bad = true;
                 }
-            },
+            }
             _ => {}
+        }
+        if let Some(sub) = node.subtree.filter(|_| node.own_fault().is_none_or(|f| !f.refused())) {
+            subtrees.push(sub);
         }
     }
     (bad, subtrees)
@@ -678,7 +693,7 @@ impl Walk<'_> {
                 bad = !summary.problems.is_empty() || self.bad_blobs.contains(tree_id);
                 &summary.subtrees
             }
-            None => match self.repo.load_tree(tree_id) {
+            None => match self.repo.load_tree_as_stored(tree_id) {
                 Ok(tree) => {
                     let problems = &mut self.report.problems;
                     (bad, loaded) =

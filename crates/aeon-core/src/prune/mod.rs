@@ -387,6 +387,13 @@ fn load_and_mark(repo: &mut Repository) -> Result<(Vec<SnapshotEntry>, HashSet<I
     let mut attempt = 0;
     loop {
         repo.load_index()?;
+        // Data only a damaged index file described looks unused: deleting it would lose it.
+        if let Some((name, e)) = repo.index_state().damaged_files.first() {
+            return Err(Error::corrupt(
+                format!("index file {name}"),
+                format!("{e}; prune needs every index file intact, and stops"),
+            ));
+        }
         let snapshots = readable_snapshots(repo)?;
         let mut visited = HashSet::new();
         let mut used = HashSet::new();

@@ -149,6 +149,12 @@ pub struct IndexState {
     /// Index files replaced by an active one (prune stopped before removing them).
     pub superseded: Vec<Id>,
     pub condemnations: Vec<CondemnationInfo>,
+    /// Index files that could not be read, by name, with why. Readers go on without them: the
+    /// packs only they described are found by reading those packs' own tables (readable, never
+    /// used for deduplication). Prune refuses to run while there are any.
+    pub damaged_files: Vec<(String, String)>,
+    /// Things to tell the user: names in `index/` that are not index files, damaged files.
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
@@ -406,8 +412,12 @@ impl Repository {
             true => None,
             false => Some(self.backend.list(FileType::Pack)?.into_iter().map(|o| o.name).collect()),
         };
-        let names: Vec<String> =
-            self.backend.list(FileType::Index)?.into_iter().map(|o| o.name).collect();
+        let (names, unknown): (Vec<String>, Vec<String>) = self
+            .backend
+            .list(FileType::Index)?
+            .into_iter()
+            .map(|o| o.name)
+            .partition(|name| name.parse::<Id>().is_ok());
         let mut skip: HashSet<Id> = HashSet::new();
         // Usually one pass; a second only when some file supersedes another that was loaded
         // (prune stopped before removing it), so that memory holds one decoded file at a time.
@@ -427,6 +437,10 @@ impl Repository {
                         errors.push((name.clone(), e));
                         continue;
                     }
+                    Err(e) if e.is_integrity() => {
+                        state.damaged_files.push((name.clone(), e.to_string()));
+                        continue;
+                    }
                     Err(e) => return Err(e),
                 };
                 superseded.extend(file.supersedes.iter().copied());
@@ -444,6 +458,14 @@ impl Repository {
                 state.active.iter().filter(|id| superseded.contains(id)).copied().collect();
             if loaded_superseded.is_empty() {
                 state.superseded = skip.into_iter().collect();
+                for name in &unknown {
+                    state.warnings.push(format!(
+                        "index/{name} is not an index file (its name is not an object id): ignored"
+                    ));
+                }
+                if let Some(stored) = stored.as_ref().filter(|_| !state.damaged_files.is_empty()) {
+                    self.recover_packs_of_damaged_index(&mut index, &mut state, stored);
+                }
                 if let Some(stored) = &stored {
                     state.missing_packs = self.packs_not_stored(&index, stored)?;
                     let missing: HashSet<Id> = state.missing_packs.iter().copied().collect();
@@ -461,6 +483,43 @@ impl Repository {
                 return Ok((index, state, errors));
             }
             skip.extend(loaded_superseded);
+        }
+    }
+
+    /// After index files were found damaged: the stored packs no intact index file names are
+    /// read (their own tables are authenticated) and added as readable, but not for
+    /// deduplication, since no index file on storage vouches for them. A pack being written by
+    /// a backup right now is among them, which is harmless: it is only read.
+    fn recover_packs_of_damaged_index(
+        &self,
+        index: &mut Index,
+        state: &mut IndexState,
+        stored: &HashSet<String>,
+    ) {
+        let mut recovered = 0usize;
+        for name in stored {
+            let Ok(id) = name.parse::<Id>() else { continue };
+            if index.pack_number(&id).is_some() {
+                continue;
+            }
+            let size = match self.backend.stat(FileType::Pack, name) {
+                Ok(Some(size)) => size,
+                _ => continue,
+            };
+            match self.read_pack_table(name, size) {
+                Ok(pack) => {
+                    index.add_condemned_pack(&pack);
+                    recovered += 1;
+                }
+                Err(e) => state.warnings.push(format!("pack {name}: table not readable: {e}")),
+            }
+        }
+        for (name, e) in &state.damaged_files {
+            state.warnings.push(format!(
+                "index file {name} is damaged and was skipped ({e}); {recovered} pack(s) no \
+                 other index file names were read from their own tables instead. Restores work; \
+                 prune refuses until the index is repaired (run `aeon check`)"
+            ));
         }
     }
 
@@ -712,7 +771,13 @@ impl Repository {
         Err(last.unwrap_or_else(|| Error::InvalidInput("no storage location".into())))
     }
 
+    /// A tree as readers use it ([`Tree::for_readers`]).
     pub fn load_tree(&self, id: &Id) -> Result<Tree> {
+        self.load_tree_as_stored(id).map(Tree::for_readers)
+    }
+
+    /// A tree exactly as stored: for `check`, which reports what is not well formed.
+    pub fn load_tree_as_stored(&self, id: &Id) -> Result<Tree> {
         let data = self.read_blob(BlobType::Tree, id)?;
         Tree::decode(&data, &format!("tree {id}"))
     }
@@ -802,8 +867,8 @@ impl Repository {
 
     /// Resolves `latest`, an id or an id prefix to a recovery point.
     pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
-        let (entries, _) = self.list_snapshots()?;
-        snapshot::resolve(&entries, spec).cloned()
+        let (entries, unreadable) = self.list_snapshots()?;
+        snapshot::resolve_among(&entries, &unreadable, spec).cloned()
     }
 
     /// A packer that writes new blobs into this repository.

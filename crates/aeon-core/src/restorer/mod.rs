@@ -223,6 +223,7 @@ fn restore_in_batches(
     progress: &dyn Progress,
     batch_weight: usize,
 ) -> Result<RestoreSummary> {
+    let target_existed = std::fs::symlink_metadata(target).is_ok();
     let beneath = &Beneath::open(target)?;
     if let Some((files, bytes)) = opts.expected_totals {
         progress.set_total(files, bytes);
@@ -237,6 +238,7 @@ fn restore_in_batches(
         root: is_root(),
         planned: (0, 0),
         beneath,
+        failed_primaries: HashMap::new(),
     };
     // The plan and the structure of the next batch are made while the writers fill the files
     // of this one. Both are serial (the entries of a directory are created one at a time
@@ -260,9 +262,11 @@ fn restore_in_batches(
     });
     planned?;
 
-    // Restoring a directory's contents makes the target a copy of that directory, so it takes
-    // the directory's own metadata too (the virtual root above the sources has none).
-    if node.kind == NodeKind::Dir && !node.name.0.is_empty() {
+    // A target this restore created is a copy of the directory restored into it, so it takes
+    // the directory's metadata. One that existed keeps its own (as with restic): restoring into
+    // `/` or a home must not change their owner, mode or times. The virtual root above the
+    // sources (named `/`, which no entry can be) has no metadata to give.
+    if node.kind == NodeKind::Dir && !target_existed && crate::tree::is_safe_name(&node.name.0) {
         dirs.push((target.to_path_buf(), node.clone()));
     }
     // Directories last, deepest first: their times and (possibly read-only) modes are set
@@ -287,6 +291,8 @@ struct Run<'a> {
     /// Files and bytes planned so far, the progress totals when none were given.
     planned: (u64, u64),
     beneath: &'a Beneath,
+    /// Multiply linked files that failed, with how: their other names are not linked to them.
+    failed_primaries: HashMap<PathBuf, u8>,
 }
 
 /// One batch of the plan whose structure exists: what is left is its data, hard links and
@@ -407,17 +413,30 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        let failed: std::collections::HashSet<&Path> = files
-            .iter()
-            .filter(|f| f.failed.load(Ordering::Relaxed) != 0)
-            .map(|f| f.path.as_path())
-            .collect();
+        // Kept for the whole restore: a file's other names may come in a later batch.
+        for f in files.iter().filter(|f| f.node.links > 1) {
+            match f.failed.load(Ordering::Relaxed) {
+                0 => {}
+                failure => {
+                    self.failed_primaries.insert(f.path.clone(), failure);
+                }
+            }
+        }
         for (path, primary) in &hardlinks {
-            if failed.contains(primary.as_path()) {
+            if let Some(&failure) = self.failed_primaries.get(primary) {
+                // Another name of the same damaged file: not restored either, and counted.
+                if failure == FAILED_DATA {
+                    summary.integrity_errors += 1;
+                }
                 summary.errors.push(format!(
-                    "{}: not linked: {} (the file it links to) was not restored",
+                    "{}: not restored: it is another name of {}, whose data {}",
                     path.display(),
-                    primary.display()
+                    primary.display(),
+                    if failure == FAILED_DATA {
+                        "failed verification"
+                    } else {
+                        "could not be written"
+                    }
                 ));
                 continue;
             }
@@ -940,6 +959,33 @@ mod tests {
         let path = src.display().to_string();
         let node = repo.find_node(&done.snapshot.tree, &path).unwrap();
         (repo, node, path)
+    }
+
+    /// Both names of a hard-linked file whose data is lost are left out and reported, whether
+    /// or not they fall in the same batch: none is left as a zero-filled file.
+    #[test]
+    fn every_name_of_a_file_whose_data_failed_is_left_out_and_reported() {
+        let src = source();
+        let work = tempfile::tempdir().unwrap();
+        let (mut repo, node, path) = backed_up(src.path(), &work.path().join("repo"));
+        let f3 = repo.find_node(&node.subtree.unwrap(), "a/f3").unwrap();
+        for file in repo.read_index_files().unwrap() {
+            let (old, mut file) = file.unwrap();
+            file.packs.iter_mut().for_each(|p| p.blobs.retain(|b| b.id != f3.content[0]));
+            file.supersedes = vec![old];
+            repo.write_index_file(&file).unwrap();
+        }
+        repo.load_index().unwrap();
+        for weight in [1, 2, 3, 7, plan::BATCH_WEIGHT] {
+            let target = work.path().join(format!("t{weight}"));
+            let opts = RestoreOptions { verify: true, ..RestoreOptions::default() };
+            let s = restore_in_batches(&repo, &node, &path, &target, &opts, &NoProgress, weight)
+                .unwrap();
+            assert!(!target.join("a/f3").exists() && !target.join("b/zz-link").exists());
+            assert_eq!(s.integrity_errors, 2, "weight {weight}: {:?}", s.errors);
+            assert!(s.errors.iter().any(|e| e.contains("zz-link")), "{:?}", s.errors);
+            assert_eq!((s.files, s.hardlinks), (24, 0), "weight {weight}");
+        }
     }
 
     #[test]

@@ -15,7 +15,7 @@ use super::{Overwrite, RestoreOptions};
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::repository::Repository;
-use crate::tree::{Node, NodeKind};
+use crate::tree::{Node, NodeFault, NodeKind, is_safe_name};
 
 pub(super) enum Action {
     /// `existed`: something was at `path` when planning (else nothing need be removed there).
@@ -77,9 +77,7 @@ pub(super) struct Batch {
 /// Refuses names that would step outside their directory: a crafted tree must not write
 /// anywhere but below the target.
 fn safe_name(node: &Node) -> Option<&OsStr> {
-    let n = &node.name.0;
-    let bad = n.is_empty() || n == b"." || n == b".." || n.contains(&b'/') || n.contains(&0);
-    (!bad).then(|| node.name.as_os_str())
+    is_safe_name(&node.name.0).then(|| node.name.as_os_str())
 }
 
 struct Planner<'a> {
@@ -169,24 +167,20 @@ impl Planner<'_> {
     ) -> Result<()> {
         let Some(subtree) = subtree else { return Ok(()) };
         let tree = self.repo.load_tree(&subtree)?;
+        let refused: HashMap<usize, NodeFault> =
+            tree.faults().into_iter().filter(|(_, f)| f.refused()).collect();
         let mut seen = HashSet::new();
-        for node in tree.nodes {
-            let Some(name) = safe_name(&node).map(|n| n.to_os_string()) else {
+        for (i, node) in tree.nodes.into_iter().enumerate() {
+            if let Some(fault) = refused.get(&i) {
                 self.out.errors.push(format!(
-                    "{}: refused unsafe name {:?} in the recovery point",
-                    snap_dir.display(),
-                    node.name.to_string_lossy()
-                ));
-                continue;
-            };
-            if !seen.insert(node.name.0.clone()) {
-                self.out.errors.push(format!(
-                    "{}: refused duplicate name {:?} in the recovery point",
+                    "{}: refused {fault} {:?} in the recovery point",
                     snap_dir.display(),
                     node.name.to_string_lossy()
                 ));
                 continue;
             }
+            seen.insert(node.name.0.clone());
+            let name = node.name.as_os_str().to_os_string();
             let (snap_path, path) = (snap_dir.join(&name), target_dir.join(&name));
             self.plan_node(node, snap_path, path, target_is_new)?;
         }

@@ -130,6 +130,32 @@ pub fn resolve<'a>(entries: &'a [SnapshotEntry], spec: &str) -> Result<&'a Snaps
     }
 }
 
+/// Like [`resolve`], knowing the recovery points that could not be read (`unreadable`: their
+/// object names and why). `latest` cannot be decided while one is unreadable (its time is inside
+/// it), and a prefix that names one is an error naming it: neither silently means another point.
+pub fn resolve_among<'a>(
+    entries: &'a [SnapshotEntry],
+    unreadable: &[(String, Error)],
+    spec: &str,
+) -> Result<&'a SnapshotEntry> {
+    let prefix = spec.to_ascii_lowercase();
+    let damaged = unreadable
+        .iter()
+        .find(|(name, _)| spec == "latest" || (!prefix.is_empty() && name.starts_with(&prefix)));
+    if let Some((name, e)) = damaged {
+        let consequence = if spec == "latest" {
+            "so which point is the latest cannot be told; name an older one by id to use it"
+        } else {
+            "it cannot be used"
+        };
+        return Err(Error::corrupt(
+            format!("recovery point {name}"),
+            format!("{}; {consequence}", e.to_string().trim_end_matches('.')),
+        ));
+    }
+    resolve(entries, spec)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -170,8 +170,117 @@ impl Tree {
         format::from_cbor(data, what)
     }
 
+    /// Every fault of every entry, by entry position, in order (see [`NodeFault`]).
+    pub fn faults(&self) -> Vec<(usize, NodeFault)> {
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for (i, node) in self.nodes.iter().enumerate() {
+            if let Some(fault) = node.own_fault() {
+                out.push((i, fault));
+            }
+            if !seen.insert(node.name.0.as_slice()) {
+                out.push((i, NodeFault::DuplicateName));
+            } else if i > 0 && self.nodes[i - 1].name.0 > node.name.0 {
+                out.push((i, NodeFault::OutOfOrder));
+            }
+        }
+        out
+    }
+
+    /// The tree as readers use it: legacy symlinks carrying a subtree become directories.
+    pub fn for_readers(mut self) -> Tree {
+        self.nodes.iter_mut().for_each(Node::as_legacy_directory);
+        self
+    }
+
     pub fn find(&self, name: &[u8]) -> Option<&Node> {
         self.nodes.binary_search_by(|n| n.name.0.as_slice().cmp(name)).ok().map(|i| &self.nodes[i])
+    }
+}
+
+/// A name that stays inside its directory: not empty, `.` or `..`, and without `/` or NUL.
+pub fn is_safe_name(name: &[u8]) -> bool {
+    !(name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0))
+}
+
+/// What makes one entry of a stored tree not well formed. `check` reports every fault; readers
+/// (restore, ls, find, diff, dump) refuse the entries with a fault that [`NodeFault::refused`]
+/// says they cannot use, and nothing else: so a tree that `check` accepts is restored whole.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NodeFault {
+    /// Would step outside its directory (`..`, `a/b`, empty, NUL).
+    UnsafeName,
+    /// A second entry of the same name.
+    DuplicateName,
+    /// Not sorted after the entry before it (lookups by name could miss it).
+    OutOfOrder,
+    /// A directory without a tree of its own.
+    DirWithoutSubtree,
+    /// A symbolic link that also carries a subtree: written by aeon before format version 3's
+    /// fix for sources below a symlinked directory. Readers take it as the directory it led to.
+    SymlinkWithSubtree,
+    SymlinkWithoutTarget,
+    /// Data, a subtree or a link target on an entry of a kind that has none.
+    FieldOfAnotherKind,
+}
+
+impl NodeFault {
+    /// Readers skip (and report) the entry: using it could write outside the target, write one
+    /// path twice, or invent content.
+    pub fn refused(self) -> bool {
+        !matches!(self, NodeFault::OutOfOrder | NodeFault::SymlinkWithSubtree)
+    }
+}
+
+impl std::fmt::Display for NodeFault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            NodeFault::UnsafeName => "unsafe name",
+            NodeFault::DuplicateName => "duplicate name",
+            NodeFault::OutOfOrder => "entry out of order",
+            NodeFault::DirWithoutSubtree => "directory without a subtree",
+            NodeFault::SymlinkWithSubtree => {
+                "symbolic link carrying a subtree (made through a symlinked parent by an aeon \
+                 before 2026-12; readers take it as a directory)"
+            }
+            NodeFault::SymlinkWithoutTarget => "symbolic link without a target",
+            NodeFault::FieldOfAnotherKind => "data, subtree or target on an entry of another kind",
+        })
+    }
+}
+
+impl Node {
+    /// The faults of this entry on its own (not the ones that depend on its neighbours).
+    pub fn own_fault(&self) -> Option<NodeFault> {
+        if !is_safe_name(&self.name.0) {
+            return Some(NodeFault::UnsafeName);
+        }
+        let (content, subtree, target) =
+            (!self.content.is_empty(), self.subtree.is_some(), self.target.is_some());
+        match self.kind {
+            NodeKind::Dir if !subtree => Some(NodeFault::DirWithoutSubtree),
+            NodeKind::Dir if content || target => Some(NodeFault::FieldOfAnotherKind),
+            NodeKind::Symlink if subtree => Some(NodeFault::SymlinkWithSubtree),
+            NodeKind::Symlink if !target => Some(NodeFault::SymlinkWithoutTarget),
+            NodeKind::Symlink if content => Some(NodeFault::FieldOfAnotherKind),
+            NodeKind::File if subtree || target => Some(NodeFault::FieldOfAnotherKind),
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket
+                if content || subtree || target =>
+            {
+                Some(NodeFault::FieldOfAnotherKind)
+            }
+            _ => None,
+        }
+    }
+
+    /// A legacy symlink carrying a subtree, as the directory it stood for (see
+    /// [`NodeFault::SymlinkWithSubtree`]); its mode was the link's 0777, so it gets 0755.
+    fn as_legacy_directory(&mut self) {
+        if self.kind == NodeKind::Symlink && self.subtree.is_some() {
+            self.kind = NodeKind::Dir;
+            self.target = None;
+            self.mode = 0o755;
+        }
     }
 }
 

@@ -21,7 +21,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     for m in &stale {
         eprintln!("note: {m}");
     }
-    repo.load_index()?;
+    crate::load_index(&mut repo)?;
     let absent = repo.index_state().missing_packs.clone();
     if !absent.is_empty() {
         eprintln!(

@@ -16,7 +16,7 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<u8> {
     if !ctx.global.no_lock {
         source.lock(LockKind::Shared, "copy (source)")?;
     }
-    source.load_index()?;
+    crate::load_index(&mut source)?;
     let target = ctx.open_with_index()?;
     if source.repository_id() == target.repository_id() {
         anyhow::bail!("the source and the target are the same repository");
@@ -30,7 +30,7 @@ pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<u8> {
     } else {
         let mut v = Vec::new();
         for spec in &args.ids {
-            v.push(aeon_core::snapshot::resolve(&entries, spec)?.clone());
+            v.push(aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?.clone());
         }
         v
     };

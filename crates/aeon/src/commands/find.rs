@@ -34,7 +34,7 @@ pub fn run(ctx: &Ctx, args: FindArgs) -> Result<u8> {
         max_size,
     };
     let mut finder = Finder::new(&repo, query);
-    let (entries, _) = repo.list_snapshots()?;
+    let (entries, unreadable) = repo.list_snapshots()?;
     let mut results = Vec::new();
     for e in entries
         .iter()
@@ -75,6 +75,14 @@ pub fn run(ctx: &Ctx, args: FindArgs) -> Result<u8> {
     }
     if ctx.global.json {
         ctx.print_json(&results)?;
+    }
+    // What the damaged points held is unknown: the search is incomplete, and says so.
+    if let Some((name, e)) = unreadable.first() {
+        return Err(aeon_core::Error::corrupt(
+            format!("recovery point {name}"),
+            format!("{e}; not searched ({} damaged recovery point(s) in all)", unreadable.len()),
+        )
+        .into());
     }
     Ok(0)
 }

@@ -26,7 +26,7 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
         }
         let mut list = Vec::new();
         for spec in &args.ids {
-            let e = aeon_core::snapshot::resolve(&entries, spec)?.clone();
+            let e = aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?.clone();
             if e.snapshot.protected {
                 bail!(
                     "recovery point {} is protected; `aeon unprotect {}` first",

@@ -42,7 +42,17 @@ pub fn resolve_target_at(
     let entry = match (&at.at, id) {
         (Some(time), "" | "latest") => {
             let when = crate::timefmt::parse(time)?;
-            let (entries, _) = repo.list_snapshots()?;
+            let (entries, unreadable) = repo.list_snapshots()?;
+            if let Some((name, e)) = unreadable.first() {
+                return Err(aeon_core::Error::corrupt(
+                    format!("recovery point {name}"),
+                    format!(
+                        "{e}; which point was taken at or before {when} cannot be told while it \
+                         is unreadable: name a recovery point by id"
+                    ),
+                )
+                .into());
+            }
             entries
                 .into_iter()
                 .filter(|e| at.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))

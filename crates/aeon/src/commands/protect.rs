@@ -11,10 +11,10 @@ use crate::cli::ProtectArgs;
 pub fn run(ctx: &Ctx, args: ProtectArgs, protect: bool) -> Result<u8> {
     let mut repo = ctx.open()?;
     ctx.lock_shared(&mut repo)?;
-    let (entries, _) = repo.list_snapshots()?;
+    let (entries, unreadable) = repo.list_snapshots()?;
     let mut changed = Vec::new();
     for spec in &args.ids {
-        let e = aeon_core::snapshot::resolve(&entries, spec)?;
+        let e = aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?;
         if e.snapshot.protected == protect {
             if !ctx.global.json {
                 ctx.say(format!(

@@ -10,10 +10,10 @@ pub fn run(ctx: &Ctx, args: StatsArgs) -> Result<u8> {
     let selected = if args.ids.is_empty() {
         None
     } else {
-        let (entries, _) = repo.list_snapshots()?;
+        let (entries, unreadable) = repo.list_snapshots()?;
         let mut ids = Vec::new();
         for spec in &args.ids {
-            ids.push(aeon_core::snapshot::resolve(&entries, spec)?.id);
+            ids.push(aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?.id);
         }
         Some(ids)
     };

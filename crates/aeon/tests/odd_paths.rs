@@ -1,0 +1,181 @@
+//! Unusual paths and damaged repositories: sources below symlinked directories, restores into
+//! existing targets, damaged recovery points and index files. Each test failed before its fix.
+
+mod common;
+
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+
+use common::*;
+
+/// `/t/link -> real`: a backup of `/t/link/docs` records the path as given, with `link` a
+/// directory, so that every reader finds the files under the path the user named.
+#[test]
+fn a_source_below_a_symlinked_directory_is_restorable_by_the_path_given() {
+    let env = Env::new();
+    let docs = env.path("real/docs");
+    fs::create_dir_all(&docs).unwrap();
+    fs::write(docs.join("a"), b"hi\n").unwrap();
+    std::os::unix::fs::symlink("real", env.path("link")).unwrap();
+    let given = env.path("link/docs");
+    let id = env.backup(&given);
+
+    let spec = format!("{id}:{}", given.display());
+    let ls = env.run_ok(&["ls", &spec]);
+    assert!(ls.contains(&format!("{}/a", given.display())), "{ls}");
+    let dumped = env.run(&["dump", &format!("{spec}/a")]);
+    assert_success(&dumped);
+    assert_eq!(dumped.stdout, b"hi\n");
+    let found = env.run_ok(&["find", "a"]);
+    assert!(found.contains(&format!("{}/a", given.display())), "{found}");
+
+    let target = env.path("target");
+    env.run_ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    let restored = target.join(given.strip_prefix("/").unwrap());
+    assert_eq!(fs::read(restored.join("a")).unwrap(), b"hi\n");
+    let link = fs::symlink_metadata(restored.parent().unwrap()).unwrap();
+    assert!(link.is_dir(), "the symlinked parent is restored as the directory it led to");
+    let check = env.run(&["check", "--read-data"]);
+    assert_success(&check);
+
+    // A symlink given as a source with another source beneath it cannot be both: refused.
+    let out = env.run(&["backup", env.path("link").to_str().unwrap(), given.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("is a symbolic link"), "{}", stderr(&out));
+}
+
+/// The target directory keeps its own owner, mode and times when it existed: restoring a whole
+/// point into `/` must never `chmod 000 /`.
+#[test]
+fn an_existing_target_keeps_its_own_metadata() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/f"), b"x").unwrap();
+    let id = env.backup(&src);
+    let target = env.path("target");
+    fs::create_dir(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o751)).unwrap();
+    let t = filetime::FileTime::from_unix_time(1_700_000_000, 0);
+    filetime::set_file_mtime(&target, t).unwrap();
+    for extra in [&[][..], &["--overwrite", "always"], &["--include", "/**/f"]] {
+        let mut args = vec!["restore", &id, "--target", target.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        env.run_ok(&args);
+        let md = fs::metadata(&target).unwrap();
+        assert_eq!(md.mode() & 0o7777, 0o751, "{extra:?}");
+        // Adding entries moves its mtime to now; it is not set to the point's (1970) root.
+        assert!(md.mtime() >= 1_700_000_000, "{extra:?}");
+    }
+    // A subdirectory restored into a new target makes the target its copy, metadata and all.
+    let sub_target = env.path("new-target");
+    let mtime = fs::metadata(src.join("sub")).unwrap().mtime();
+    env.run_ok(&[
+        "restore",
+        &format!("{id}:{}/sub", src.display()),
+        "--target",
+        sub_target.to_str().unwrap(),
+    ]);
+    assert_eq!(fs::metadata(&sub_target).unwrap().mtime(), mtime);
+}
+
+/// A file whose data is damaged is not restored under any of its names.
+#[test]
+fn no_name_of_a_damaged_file_is_left_behind() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("d1")).unwrap();
+    fs::create_dir_all(src.join("d2")).unwrap();
+    write_random(&src.join("d1/f"), 5, 3 << 20);
+    fs::hard_link(src.join("d1/f"), src.join("d2/g")).unwrap();
+    env.backup(&src);
+    let pack = env.packs().into_iter().next().unwrap();
+    let mut bytes = fs::read(&pack).unwrap();
+    bytes[1000] ^= 0x55;
+    fs::write(&pack, bytes).unwrap();
+    let target = env.path("target");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap(), "--verify"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let root = target.join(src.strip_prefix("/").unwrap());
+    assert!(!root.join("d1/f").exists() && !root.join("d2/g").exists());
+    assert!(stderr(&out).contains("d2/g"), "{}", stderr(&out));
+}
+
+/// `latest` never silently means an older point while the newest is damaged; naming the
+/// damaged point says it is damaged (exit 4), not that nothing matches.
+#[test]
+fn a_damaged_newest_point_is_an_error_not_skipped() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"old").unwrap();
+    let older = env.backup(&src);
+    fs::write(src.join("f"), b"new").unwrap();
+    let newest = env.backup(&src);
+    let object = env.repo.join("snapshots").join(&newest);
+    let mut bytes = fs::read(&object).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    fs::write(&object, bytes).unwrap();
+
+    let target = env.path("target");
+    let spec = format!("latest:{}/f", src.display());
+    for args in [
+        vec!["restore", "latest", "--target", target.to_str().unwrap()],
+        vec!["ls", "latest"],
+        vec!["dump", &spec],
+        vec!["find", "f"],
+        vec!["ls", &newest[..8]],
+    ] {
+        let out = env.run(&args);
+        assert_eq!(out.status.code(), Some(4), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(&newest), "{args:?}: {}", stderr(&out));
+    }
+    assert!(!target.join(src.strip_prefix("/").unwrap()).exists());
+    // The older point stays usable by its id.
+    let out = env.run(&["dump", &format!("{older}:{}/f", src.display())]);
+    assert_success(&out);
+    assert_eq!(out.stdout, b"old");
+}
+
+/// Names in `index/` that are not index files are ignored with a warning; a damaged index file
+/// is reported and its packs are found through their own tables.
+#[test]
+fn a_stray_or_damaged_index_file_does_not_stop_restores() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    write_random(&src.join("one"), 1, 200_000);
+    env.backup(&src);
+    write_random(&src.join("two"), 2, 200_000);
+    env.backup(&src);
+    fs::write(env.repo.join("index/junk"), b"not an index").unwrap();
+    let out = env.run(&["ls", "latest"]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("index/junk"), "{}", stderr(&out));
+
+    // Damage the index file that names the second backup's pack.
+    let mut files: Vec<_> = fs::read_dir(env.repo.join("index"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().unwrap() != "junk")
+        .collect();
+    files.sort_by_key(|p| fs::metadata(p).unwrap().modified().unwrap());
+    let newest_index = files.last().unwrap();
+    let mut bytes = fs::read(newest_index).unwrap();
+    bytes[40] ^= 1;
+    fs::write(newest_index, bytes).unwrap();
+
+    let target = env.path("target");
+    let out = env.run(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_success(&out);
+    assert!(stderr(&out).contains("is damaged"), "{}", stderr(&out));
+    assert_trees_equal(&src, &target.join(src.strip_prefix("/").unwrap()));
+    // Prune would take what only the damaged file described for unused: it refuses.
+    let out = env.run(&["prune"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let check = env.run(&["check"]);
+    assert!(!check.status.success());
+    assert!(stderr(&check).contains(newest_index.file_name().unwrap().to_str().unwrap()));
+}
