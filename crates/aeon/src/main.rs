@@ -203,28 +203,51 @@ fn main() -> ExitCode {
         eprintln!("hint: leave out --no-lock; it is for reading a repository on read-only storage");
         return ExitCode::from(exit::USAGE);
     }
-    let result = match cli.command {
-        Command::Init(a) => commands::init::run(&ctx, a),
-        Command::Backup(a) => commands::backup::run(&ctx, a),
-        Command::Snapshots(a) => commands::snapshots::run(&ctx, a),
-        Command::Restore(a) => commands::restore::run(&ctx, a),
-        Command::Ls(a) => commands::ls::run(&ctx, a),
-        Command::Cat(a) => commands::cat::run(&ctx, a),
-        Command::Check(a) => commands::check::run(&ctx, a),
-        Command::Find(a) => commands::find::run(&ctx, a),
-        Command::Diff(a) => commands::diff::run(&ctx, a),
-        Command::Dump(a) => commands::dump::run(&ctx, a),
-        Command::Forget(a) => commands::forget::run(&ctx, a),
-        Command::Prune(a) => commands::prune::run(&ctx, a),
-        Command::Protect(a) => commands::protect::run(&ctx, a, true),
-        Command::Unprotect(a) => commands::protect::run(&ctx, a, false),
-        Command::Unlock(a) => commands::unlock::run(&ctx, a),
-        Command::Stats(a) => commands::stats::run(&ctx, a),
-        Command::Policy(a) => commands::policy::run(&ctx, a),
-        Command::Quota(a) => commands::policy::run_quota(&ctx, a),
-        Command::Copy(a) => commands::copy::run(&ctx, a),
-        Command::Locations(a) => commands::locations::run(&ctx, a),
+    // The recursive walks of deep trees need more stack than the main thread has.
+    let command = cli.command;
+    let result = std::thread::Builder::new()
+        .name("aeon".into())
+        .stack_size(aeon_core::tree::DEEP_WALK_STACK)
+        .spawn(move || run_command(&ctx, command))
+        .map_err(anyhow::Error::from)
+        .and_then(|t| t.join().map_err(|_| anyhow::anyhow!("the command panicked")));
+    let result = match result {
+        Ok(done) => done,
+        Err(e) => {
+            eprintln!("aeon: error: {e:#}");
+            return ExitCode::from(exit::ERROR);
+        }
     };
+    finish(result)
+}
+
+fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
+    match command {
+        Command::Init(a) => commands::init::run(ctx, a),
+        Command::Backup(a) => commands::backup::run(ctx, a),
+        Command::Snapshots(a) => commands::snapshots::run(ctx, a),
+        Command::Restore(a) => commands::restore::run(ctx, a),
+        Command::Ls(a) => commands::ls::run(ctx, a),
+        Command::Cat(a) => commands::cat::run(ctx, a),
+        Command::Check(a) => commands::check::run(ctx, a),
+        Command::Find(a) => commands::find::run(ctx, a),
+        Command::Diff(a) => commands::diff::run(ctx, a),
+        Command::Dump(a) => commands::dump::run(ctx, a),
+        Command::Forget(a) => commands::forget::run(ctx, a),
+        Command::Prune(a) => commands::prune::run(ctx, a),
+        Command::Protect(a) => commands::protect::run(ctx, a, true),
+        Command::Unprotect(a) => commands::protect::run(ctx, a, false),
+        Command::Unlock(a) => commands::unlock::run(ctx, a),
+        Command::Stats(a) => commands::stats::run(ctx, a),
+        Command::Policy(a) => commands::policy::run(ctx, a),
+        Command::Quota(a) => commands::policy::run_quota(ctx, a),
+        Command::Copy(a) => commands::copy::run(ctx, a),
+        Command::Locations(a) => commands::locations::run(ctx, a),
+    }
+}
+
+/// The exit code of a command's outcome, with its error and hint printed.
+fn finish(result: Result<u8>) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {

@@ -179,3 +179,103 @@ fn a_stray_or_damaged_index_file_does_not_stop_restores() {
     assert!(!check.status.success());
     assert!(stderr(&check).contains(newest_index.file_name().unwrap().to_str().unwrap()));
 }
+
+/// Makes `levels` nested directories `d/d/d/...` below `root`, the last holding `f`, through
+/// descriptors (a path that long could not be named at once).
+fn make_deep_tree(root: &std::path::Path, levels: usize) {
+    use rustix::fs::{Mode, OFlags};
+    fs::create_dir_all(root).unwrap();
+    let mut dir =
+        rustix::fs::open(root, OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty()).unwrap();
+    for _ in 0..levels {
+        rustix::fs::mkdirat(&dir, "d", Mode::from_raw_mode(0o755)).unwrap();
+        dir = rustix::fs::openat(&dir, "d", OFlags::DIRECTORY | OFlags::RDONLY, Mode::empty())
+            .unwrap();
+    }
+    let f =
+        rustix::fs::openat(&dir, "f", OFlags::CREATE | OFlags::WRONLY, Mode::from_raw_mode(0o644))
+            .unwrap();
+    rustix::io::write(&f, b"deep").unwrap();
+}
+
+/// A tree as deep as a backup can record restores exactly; a crafted deeper one is refused
+/// with one clear error by every reader, never a stack overflow.
+#[test]
+fn deep_trees_restore_and_deeper_crafted_ones_are_refused() {
+    let env = Env::new();
+    let src = env.path("s");
+    make_deep_tree(&src, 1500);
+    let id = env.backup(&src);
+    let target = env.path("t");
+    env.run_ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    let restored = target.join(src.strip_prefix("/").unwrap()).join("d/".repeat(1500)).join("f");
+    assert_eq!(fs::read(restored).unwrap(), b"deep");
+    let found = env.run_ok(&["find", "f"]);
+    assert!(found.contains("/d/d/f"), "{found}");
+    assert_success(&env.run(&["check", "--read-data"]));
+
+    let crafted = craft_deep_point(&env, aeon_core::tree::MAX_DEPTH + 10);
+    let out_target = env.path("t2");
+    for args in [
+        vec!["restore", crafted.as_str(), "--target", out_target.to_str().unwrap()],
+        vec!["ls", crafted.as_str(), "--recursive"],
+        vec!["find", "nothing-by-this-name"],
+        vec!["check"],
+    ] {
+        let out = env.run(&args);
+        let err = stderr(&out);
+        assert!(matches!(out.status.code(), Some(1) | Some(4)), "{args:?}: {:?} {err}", out.status);
+        assert!(err.contains("deeper than 4096 levels"), "{args:?}: {err}");
+    }
+}
+
+/// A recovery point of `levels` directories nested in each other, written with the library.
+fn craft_deep_point(env: &Env, levels: usize) -> String {
+    use aeon_core::blob::{self, BlobType, Compression};
+    use aeon_core::repository::Repository;
+    use aeon_core::snapshot::{Snapshot, Summary};
+    use aeon_core::tree::{Node, NodeKind, RawName, Tree};
+    let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
+    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    repo.load_index().unwrap();
+    let mut packer = repo.packer();
+    let mut below: Option<aeon_core::id::Id> = None;
+    for _ in 0..levels {
+        let nodes = below
+            .map(|id| {
+                let mut node = Node::new(RawName(b"d".to_vec()), NodeKind::Dir);
+                node.mode = 0o755;
+                node.subtree = Some(id);
+                node
+            })
+            .into_iter()
+            .collect();
+        let tree = Tree { nodes };
+        let bytes = tree.encode();
+        let id = repo.hasher().hash(&bytes);
+        let sealed =
+            blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, Compression::None).unwrap();
+        packer.add(BlobType::Tree, id, &sealed, bytes.len() as u32).unwrap();
+        below = Some(id);
+    }
+    packer.finish().unwrap();
+    let snap = Snapshot {
+        time: chrono::Utc::now().fixed_offset(),
+        tree: below.unwrap(),
+        paths: vec!["/crafted".into()],
+        hostname: "attacker".into(),
+        username: "mallory".into(),
+        uid: 0,
+        gid: 0,
+        tags: vec![],
+        parent: None,
+        description: None,
+        category: None,
+        kind: None,
+        program_version: "crafted".into(),
+        summary: Summary::default(),
+        protected: false,
+        original: None,
+    };
+    repo.save_snapshot(&snap).unwrap().to_hex()
+}

@@ -296,7 +296,7 @@ fn check_snapshots(
     let mut walk = Walk { repo, bad_blobs, summaries, verdict: HashMap::new(), report };
     let mut affected = Vec::new();
     for s in &snapshots {
-        if walk.tree_is_bad(&s.snapshot.tree) {
+        if walk.tree_is_bad(&s.snapshot.tree, 0) {
             affected.push(s.id.to_hex());
         }
     }
@@ -675,9 +675,13 @@ struct Walk<'a> {
 }
 
 impl Walk<'_> {
-    fn tree_is_bad(&mut self, tree_id: &Id) -> bool {
+    fn tree_is_bad(&mut self, tree_id: &Id, depth: usize) -> bool {
         if let Some(&v) = self.verdict.get(tree_id) {
             return v;
+        }
+        if let Err(e) = crate::tree::ensure_depth(depth, &format_args!("tree {tree_id}")) {
+            self.report.problem(error_object(&e, "tree"), error_message(&e));
+            return true;
         }
         self.verdict.insert(*tree_id, false); // guards against cycles in a crafted repository
         // A summary stands for the tree only where the index still names it readable (it
@@ -709,7 +713,7 @@ impl Walk<'_> {
             },
         };
         for sub in subtrees {
-            bad |= self.tree_is_bad(sub);
+            bad |= self.tree_is_bad(sub, depth + 1);
         }
         self.verdict.insert(*tree_id, bad);
         bad

@@ -67,7 +67,7 @@ pub fn copy(
             continue;
         }
         let mut packer = target.packer_within_quota(used);
-        let root = copier.tree(&p.snapshot.tree, &mut packer)?;
+        let root = copier.tree(&p.snapshot.tree, 0, &mut packer)?;
         let stats = packer.finish()?;
         used = used.map(|u| u + stats.stored_bytes);
         report.blobs_added += stats.blobs_written;
@@ -114,10 +114,11 @@ impl Copier<'_> {
         Ok(())
     }
 
-    fn tree(&mut self, source_id: &Id, packer: &mut Packer) -> Result<Id> {
+    fn tree(&mut self, source_id: &Id, depth: usize, packer: &mut Packer) -> Result<Id> {
         if let Some(id) = self.trees.get(source_id) {
             return Ok(*id);
         }
+        crate::tree::ensure_depth(depth, &format_args!("tree {source_id}"))?;
         let mut tree = self.source.load_tree(source_id)?;
         for node in &mut tree.nodes {
             match node.kind {
@@ -126,7 +127,7 @@ impl Copier<'_> {
                 }
                 NodeKind::Dir => {
                     if let Some(sub) = node.subtree {
-                        node.subtree = Some(self.tree(&sub, packer)?);
+                        node.subtree = Some(self.tree(&sub, depth + 1, packer)?);
                     }
                 }
                 _ => {}

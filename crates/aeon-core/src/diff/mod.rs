@@ -72,6 +72,7 @@ pub fn diff_trees(
     if a == b {
         return Ok(()); // identical subtrees: nothing below differs
     }
+    crate::tree::ensure_depth(crate::tree::depth_of(path), &path)?;
     let load = |t: Option<&Id>| -> Result<Tree> {
         t.map(|id| repo.load_tree(id)).transpose().map(Option::unwrap_or_default)
     };
@@ -137,6 +138,7 @@ fn removed_or_added(
     if node.kind == NodeKind::Dir
         && let Some(sub) = node.subtree
     {
+        crate::tree::ensure_depth(crate::tree::depth_of(&p), &p)?;
         for child in repo.load_tree(&sub)?.nodes {
             removed_or_added(repo, &child, &p, change, out)?;
         }

@@ -86,6 +86,7 @@ fn append_dir<W: Write>(
 ) -> Result<()> {
     let err = |e: io::Error| Error::InvalidInput(format!("tar: {e}"));
     let Some(sub) = dir.subtree else { return Ok(()) };
+    crate::tree::ensure_depth(crate::tree::depth_of(path), &path)?;
     for node in repo.load_tree(&sub)?.nodes {
         let name = node.name.to_string_lossy();
         let p = if path.is_empty() { name } else { format!("{path}/{name}") };

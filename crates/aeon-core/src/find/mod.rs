@@ -45,6 +45,7 @@ impl<'a> Finder<'a> {
         if let Some(hit) = self.memo.get(&(*tree, base.clone())) {
             return Ok(hit.clone());
         }
+        crate::tree::ensure_depth(base.components().count(), &base.display())?;
         let mut out = Vec::new();
         for node in self.repo.load_tree(tree)?.nodes {
             let p = base.join(node.name.as_os_str());

@@ -243,23 +243,29 @@ fn restore_in_batches(
     // The plan and the structure of the next batch are made while the writers fill the files
     // of this one. Both are serial (the entries of a directory are created one at a time
     // anyway) and would otherwise leave a core idle.
-    let (planned, mut dirs) = std::thread::scope(|s| {
+    let (planned, mut dirs) = std::thread::scope(|s| -> Result<_> {
         let (tx, rx) = crossbeam_channel::bounded::<Prepared>(1);
-        let preparer = s.spawn(move || {
-            let mut dirs = Vec::new();
-            let mut failed_dirs = Vec::new();
-            let planned = plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
-                let prepared = make_structure(b, beneath, opts, &mut dirs, &mut failed_dirs);
-                // Fails only if the receiving side is unwinding from a panic.
-                let _ = tx.send(prepared);
-            });
-            (planned, dirs)
-        });
+        let preparer = std::thread::Builder::new()
+            .name("restore-plan".into())
+            .stack_size(crate::tree::DEEP_WALK_STACK)
+            .spawn_scoped(s, move || {
+                let mut dirs = Vec::new();
+                let mut failed_dirs = Vec::new();
+                let planned =
+                    plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
+                        let prepared =
+                            make_structure(b, beneath, opts, &mut dirs, &mut failed_dirs);
+                        // Fails only if the receiving side is unwinding from a panic.
+                        let _ = tx.send(prepared);
+                    });
+                (planned, dirs)
+            })
+            .map_err(|e| Error::io(target, e))?;
         for prepared in &rx {
             run.complete(prepared);
         }
-        preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))
-    });
+        Ok(preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+    })?;
     planned?;
 
     // A target this restore created is a copy of the directory restored into it, so it takes

@@ -166,6 +166,7 @@ impl Planner<'_> {
         target_is_new: bool,
     ) -> Result<()> {
         let Some(subtree) = subtree else { return Ok(()) };
+        crate::tree::ensure_depth(snap_dir.components().count(), &snap_dir.display())?;
         let tree = self.repo.load_tree(&subtree)?;
         let refused: HashMap<usize, NodeFault> =
             tree.faults().into_iter().filter(|(_, f)| f.refused()).collect();

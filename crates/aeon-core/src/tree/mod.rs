@@ -198,6 +198,33 @@ impl Tree {
     }
 }
 
+/// The deepest directory nesting any reader or writer follows. A backup cannot record more:
+/// each level costs at least two bytes of a path, and the kernel names at most 4,096 bytes
+/// (PATH_MAX). Deeper trees can only be crafted; they are refused with an error instead of
+/// exhausting the stack.
+pub const MAX_DEPTH: usize = 4096;
+
+/// The stack a thread needs to follow [`MAX_DEPTH`] levels with the recursive walks (restore's
+/// plan, ls, find, diff, dump, copy, check), with room to spare even in debug builds. Only the
+/// pages touched are ever allocated.
+pub const DEEP_WALK_STACK: usize = 256 << 20;
+
+/// Refuses to go below [`MAX_DEPTH`] levels; `depth` counts from the recovery point's root.
+pub fn ensure_depth(depth: usize, at: &dyn std::fmt::Display) -> Result<()> {
+    if depth > MAX_DEPTH {
+        return Err(crate::error::Error::corrupt(
+            format!("tree at {at}"),
+            format!("nested deeper than {MAX_DEPTH} levels, more than any backup can record"),
+        ));
+    }
+    Ok(())
+}
+
+/// The depth of a `/`-separated path inside a recovery point.
+pub fn depth_of(path: &str) -> usize {
+    path.split('/').filter(|p| !p.is_empty()).count()
+}
+
 /// A name that stays inside its directory: not empty, `.` or `..`, and without `/` or NUL.
 pub fn is_safe_name(name: &[u8]) -> bool {
     !(name.is_empty() || name == b"." || name == b".." || name.contains(&b'/') || name.contains(&0))

@@ -41,6 +41,7 @@ fn collect(
     let Some(sub) = dir.subtree else {
         return Ok(());
     };
+    aeon_core::tree::ensure_depth(aeon_core::tree::depth_of(base), &base)?;
     let tree = repo.load_tree(&sub)?;
     for n in tree.nodes {
         let p = format!("{}/{}", base.trim_end_matches('/'), n.name.to_string_lossy());
