@@ -59,9 +59,9 @@ pub struct GlobalOpts {
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
 
-    /// Worker threads (default: one per core)
-    #[arg(long, global = true, value_name = "N")]
-    pub threads: Option<usize>,
+    /// Worker threads, 1 to 1024 (default: one per core)
+    #[arg(long, global = true, value_name = "N", value_parser = clap::value_parser!(u16).range(1..=1024))]
+    pub threads: Option<u16>,
 
     /// Upload at most this many KiB/s (remote storage)
     #[arg(long, global = true, value_name = "KIBPS")]

@@ -144,8 +144,8 @@ impl Ctx {
     pub fn threads(&self) -> usize {
         self.global
             .threads
+            .map(usize::from)
             .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2))
-            .max(1)
     }
 
     /// Progress bars go to a terminal only; without one, a backup also skips the scan ahead

@@ -36,7 +36,10 @@ pub fn parse_at(text: &str, now: DateTime<Utc>) -> Result<DateTime<FixedOffset>>
                 "year" => 365 * 86_400,
                 _ => bail!("unknown time unit {unit:?} in {text:?}"),
             };
-            return Ok((now - chrono::Duration::seconds(n.saturating_mul(secs))).fixed_offset());
+            return chrono::TimeDelta::try_seconds(n.saturating_mul(secs))
+                .and_then(|ago| now.checked_sub_signed(ago))
+                .map(|t| t.fixed_offset())
+                .ok_or_else(|| anyhow::anyhow!("{text:?} is further back than dates go"));
         }
     }
     if let Ok(d) = chrono::NaiveDate::parse_from_str(text.trim(), "%Y-%m-%d") {

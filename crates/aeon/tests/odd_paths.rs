@@ -233,7 +233,6 @@ fn deep_trees_restore_and_deeper_crafted_ones_are_refused() {
 fn craft_deep_point(env: &Env, levels: usize) -> String {
     use aeon_core::blob::{self, BlobType, Compression};
     use aeon_core::repository::Repository;
-    use aeon_core::snapshot::{Snapshot, Summary};
     use aeon_core::tree::{Node, NodeKind, RawName, Tree};
     let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
     let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
@@ -259,9 +258,94 @@ fn craft_deep_point(env: &Env, levels: usize) -> String {
         below = Some(id);
     }
     packer.finish().unwrap();
+    save_crafted_point(&repo, below.unwrap())
+}
+
+/// No input panics: huge relative times, huge thread counts, and extreme times stored in a
+/// recovery point each give an error or are handled, never exit 101 or 134.
+#[test]
+fn extreme_numbers_are_errors_not_panics() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    let id = env.backup(&src);
+    let huge = "99999999999 hours ago";
+    for args in [
+        vec!["ls", "--at", huge],
+        vec!["snapshots", "--since", huge],
+        vec!["find", "f", "--newer", huge],
+        vec!["backup", "--time", huge, src.to_str().unwrap()],
+        vec!["backup", "--time", "-99999999999 hours ago", src.to_str().unwrap()],
+        vec!["--threads", "100000", "check"],
+        vec!["--threads", "0", "check"],
+    ] {
+        let out = env.run(&args);
+        let code = out.status.code();
+        assert!(matches!(code, Some(1) | Some(2)), "{args:?}: {code:?} {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}: {}", stderr(&out));
+    }
+
+    // Extreme times stored in a recovery point are restored as far as the system allows.
+    let point = craft_point_with_times(&env, &[i64::MAX, i64::MIN, 0]);
+    let target = env.path("t");
+    for args in [
+        vec!["restore", point.as_str(), "--target", target.to_str().unwrap()],
+        vec!["ls", point.as_str(), "--long"],
+        vec!["ls", point.as_str(), "--json"],
+        vec!["find", "t*", "--newer", "2000-01-01"],
+        vec!["diff", &id, point.as_str()],
+        vec!["dump", &format!("{point}:/")],
+    ] {
+        let out = env.run(&args);
+        assert!(out.status.code().is_some_and(|c| c < 100), "{args:?}: {}", stderr(&out));
+        assert!(!stderr(&out).contains("panicked"), "{args:?}: {}", stderr(&out));
+    }
+}
+
+/// A recovery point with one file per mtime (named `t0`, `t1`, ...).
+fn craft_point_with_times(env: &Env, times: &[i64]) -> String {
+    use aeon_core::blob::{self, BlobType, Compression};
+    use aeon_core::repository::Repository;
+    use aeon_core::tree::{Node, NodeKind, RawName, Timestamp, Tree};
+    let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
+    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    repo.load_index().unwrap();
+    let mut packer = repo.packer();
+    let data = b"t".to_vec();
+    let data_id = repo.hasher().hash(&data);
+    let sealed =
+        blob::seal_blob(repo.cipher(), BlobType::Data, &data_id, &data, Compression::None).unwrap();
+    packer.add(BlobType::Data, data_id, &sealed, 1).unwrap();
+    let nodes = times
+        .iter()
+        .enumerate()
+        .map(|(i, &t)| {
+            let mut n = Node::new(RawName(format!("t{i}").into_bytes()), NodeKind::File);
+            n.mode = 0o644;
+            n.size = 1;
+            n.content = vec![data_id];
+            n.mtime = Timestamp(t, u32::MAX);
+            n.atime = Some(Timestamp(t, 999_999_999));
+            n
+        })
+        .collect();
+    let tree = Tree { nodes };
+    let bytes = tree.encode();
+    let tree_id = repo.hasher().hash(&bytes);
+    let sealed =
+        blob::seal_blob(repo.cipher(), BlobType::Tree, &tree_id, &bytes, Compression::None)
+            .unwrap();
+    packer.add(BlobType::Tree, tree_id, &sealed, bytes.len() as u32).unwrap();
+    packer.finish().unwrap();
+    save_crafted_point(&repo, tree_id)
+}
+
+fn save_crafted_point(repo: &aeon_core::repository::Repository, tree: aeon_core::id::Id) -> String {
+    use aeon_core::snapshot::{Snapshot, Summary};
     let snap = Snapshot {
         time: chrono::Utc::now().fixed_offset(),
-        tree: below.unwrap(),
+        tree,
         paths: vec!["/crafted".into()],
         hostname: "attacker".into(),
         username: "mallory".into(),

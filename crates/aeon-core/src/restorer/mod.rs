@@ -816,9 +816,6 @@ fn write_skipping_zeros(f: &File, path: &Path, offset: u64, data: &[u8]) -> Resu
     Ok(())
 }
 
-fn to_filetime(t: Timestamp) -> filetime::FileTime {
-    filetime::FileTime::from_unix_time(t.0, t.1)
-}
 
 /// The owner to give a restored entry: by name where this system knows the name, unless
 /// numeric owners were asked for.
@@ -848,7 +845,8 @@ fn xattrs_of<'n>(node: &'n Node, rules: &MetadataRules) -> Cow<'n, [crate::tree:
 }
 
 fn timespec(t: Timestamp) -> rustix::fs::Timespec {
-    rustix::fs::Timespec { tv_sec: t.0, tv_nsec: t.1 as _ }
+    // Nanoseconds beyond a second only come from a crafted tree; the kernel would refuse them.
+    rustix::fs::Timespec { tv_sec: t.0, tv_nsec: t.1.min(999_999_999) as _ }
 }
 
 /// [`apply_metadata`] for a regular file this restore has created (so it has no extended
@@ -872,9 +870,12 @@ fn apply_metadata_to_open_file(
             Error::InvalidInput(format!("{}: extended attributes: {e}", path.display()))
         })?;
     }
-    let mtime = to_filetime(node.mtime);
-    let atime = node.atime.map(to_filetime).unwrap_or(mtime);
-    filetime::set_file_handle_times(f, Some(atime), Some(mtime)).map_err(|e| Error::io(path, e))
+    // Straight to futimens: the std conversion through SystemTime panics on times far out.
+    let times = rustix::fs::Timestamps {
+        last_access: timespec(node.atime.unwrap_or(node.mtime)),
+        last_modification: timespec(node.mtime),
+    };
+    rustix::fs::futimens(f, &times).map_err(|e| Error::io(path, e.into()))
 }
 
 /// Sets owner (when root), mode (not on symlinks), extended attributes and times, through the
