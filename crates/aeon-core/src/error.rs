@@ -99,6 +99,15 @@ impl Error {
         }
     }
 
+    /// True when a file system or quota is full (ENOSPC, EDQUOT).
+    pub fn is_no_space(&self) -> bool {
+        let source = match self {
+            Error::Io { source, .. } | Error::Backend { source, .. } => source,
+            _ => return false,
+        };
+        matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+    }
+
     /// True when the error means stored data failed authentication or parsing.
     pub fn is_integrity(&self) -> bool {
         matches!(self, Error::Corrupt { .. })

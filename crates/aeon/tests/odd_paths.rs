@@ -363,3 +363,40 @@ fn save_crafted_point(repo: &aeon_core::repository::Repository, tree: aeon_core:
     };
     repo.save_snapshot(&snap).unwrap().to_hex()
 }
+
+/// A restore into a file system that fills up stops at the first "no space left" with exit 13
+/// and one message; what it restored is whole, nothing is left half-written.
+#[test]
+fn a_restore_into_a_full_disk_stops_with_one_message() {
+    assert!(is_root(), "this test mounts a small tmpfs in its own mount namespace: run as root");
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..30 {
+        write_random(&src.join(format!("f{i:02}")), i, 200_000);
+    }
+    let id = env.backup(&src);
+    let mnt = env.path("mnt");
+    fs::create_dir_all(&mnt).unwrap();
+    let target = mnt.join("t");
+    let script = format!(
+        "mount -t tmpfs -o size=2m tmpfs {0} && \"$@\"; rc=$?; cp -a {0}/t {1}; exit $rc",
+        mnt.display(),
+        env.path("kept").display()
+    );
+    let out = env
+        .cmd_via(&["unshare", "--mount", "--propagation", "private", "sh", "-c", &script, "sh"])
+        .args(["restore", &id, "--target", target.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(13), "{err}");
+    assert_eq!(err.lines().filter(|l| l.contains("No space left")).count(), 1, "{err}");
+    assert!(!err.contains("verification"), "{err}");
+    let kept = env.path("kept").join(src.strip_prefix("/").unwrap());
+    let restored: Vec<_> = fs::read_dir(&kept).unwrap().flatten().collect();
+    assert!(!restored.is_empty() && restored.len() < 30, "{}", restored.len());
+    for e in restored {
+        assert_eq!(fs::read(e.path()).unwrap(), fs::read(src.join(e.file_name())).unwrap());
+    }
+}

@@ -27,7 +27,7 @@ use std::io::Read;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
-use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::backend::FileType;
 use crate::blob::{self, BlobType};
@@ -130,6 +130,9 @@ pub struct RestoreSummary {
     pub integrity_errors: u64,
     /// Things worth knowing that are not errors (e.g. sockets are recorded, not recreated).
     pub notes: Vec<String>,
+    /// The target's file system filled up: the restore stopped at this error (the only one
+    /// reported for it), keeping what was complete and removing what was not.
+    pub no_space: Option<String>,
 }
 
 impl RestoreSummary {
@@ -144,6 +147,7 @@ impl RestoreSummary {
         self.deleted += other.deleted;
         self.bytes += other.bytes;
         self.bytes_verified += other.bytes_verified;
+        self.no_space = self.no_space.take().or(other.no_space);
         self.errors.extend(other.errors);
         self.integrity_errors += other.integrity_errors;
         self.notes.extend(other.notes);
@@ -229,6 +233,8 @@ fn restore_in_batches(
         progress.set_total(files, bytes);
     }
     let owners = OwnerNames::default();
+    let no_space = AtomicBool::new(false);
+    let no_space = &no_space;
     let mut run = Run {
         repo,
         opts,
@@ -239,6 +245,7 @@ fn restore_in_batches(
         planned: (0, 0),
         beneath,
         failed_primaries: HashMap::new(),
+        no_space: &no_space,
     };
     // The plan and the structure of the next batch are made while the writers fill the files
     // of this one. Both are serial (the entries of a directory are created one at a time
@@ -254,7 +261,7 @@ fn restore_in_batches(
                 let planned =
                     plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
                         let prepared =
-                            make_structure(b, beneath, opts, &mut dirs, &mut failed_dirs);
+                            make_structure(b, beneath, opts, no_space, &mut dirs, &mut failed_dirs);
                         // Fails only if the receiving side is unwinding from a panic.
                         let _ = tx.send(prepared);
                     });
@@ -299,6 +306,8 @@ struct Run<'a> {
     beneath: &'a Beneath,
     /// Multiply linked files that failed, with how: their other names are not linked to them.
     failed_primaries: HashMap<PathBuf, u8>,
+    /// Set at the first "no space left": nothing more is attempted.
+    no_space: &'a AtomicBool,
 }
 
 /// One batch of the plan whose structure exists: what is left is its data, hard links and
@@ -321,19 +330,26 @@ fn make_structure(
     batch: plan::Batch,
     beneath: &Beneath,
     opts: &RestoreOptions,
+    no_space: &AtomicBool,
     dirs: &mut Vec<(PathBuf, Node)>,
     failed_dirs: &mut Vec<PathBuf>,
 ) -> Prepared {
     let mut summary =
         RestoreSummary { errors: batch.errors, notes: batch.notes, ..Default::default() };
+    let (mut files, mut hardlinks, mut finish) = (Vec::new(), Vec::new(), Vec::new());
+    if no_space.load(Ordering::Relaxed) {
+        return Prepared { files, hardlinks, finish, summary };
+    }
     for path in &batch.deletions {
         match beneath.remove(path) {
             Ok(()) => summary.deleted += 1,
             Err(e) => summary.errors.push(e.to_string()),
         }
     }
-    let (mut files, mut hardlinks, mut finish) = (Vec::new(), Vec::new(), Vec::new());
     for action in batch.actions {
+        if no_space.load(Ordering::Relaxed) {
+            break;
+        }
         if failed_dirs.iter().any(|d| action.path().starts_with(d)) {
             continue;
         }
@@ -343,6 +359,10 @@ fn make_structure(
                     summary.dirs += 1;
                     dirs.push((path, node));
                     Ok(())
+                }
+                Err(e) if e.is_no_space() => {
+                    summary.no_space = first_no_space(no_space, &e);
+                    break;
                 }
                 Err(e) => {
                     summary.errors.push(format!("{e} (its contents were not restored)"));
@@ -388,11 +408,19 @@ fn make_structure(
                 finish.push((path, node));
             }),
         };
-        if let Err(e) = made {
-            summary.errors.push(e.to_string());
+        match made {
+            Err(e) if e.is_no_space() => summary.no_space = first_no_space(no_space, &e),
+            Err(e) => summary.errors.push(e.to_string()),
+            Ok(()) => {}
         }
     }
     Prepared { files, hardlinks, finish, summary }
+}
+
+/// The message of the first "no space left" of the restore, which stops it (`None` for later
+/// ones: they are the same news).
+fn first_no_space(flag: &AtomicBool, e: &Error) -> Option<String> {
+    (!flag.swap(true, Ordering::Relaxed)).then(|| e.to_string())
 }
 
 impl<'a> Run<'a> {
@@ -428,7 +456,7 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        for (path, primary) in &hardlinks {
+        for (path, primary) in hardlinks.iter().filter(|_| !self.no_space.load(Ordering::Relaxed)) {
             if let Some(&failure) = self.failed_primaries.get(primary) {
                 // Another name of the same damaged file: not restored either, and counted.
                 if failure == FAILED_DATA {
@@ -526,13 +554,24 @@ impl<'a> Run<'a> {
 
         let errors = Mutex::new(Vec::new());
         let written = AtomicU64::new(0);
-        let out = Output { files, errors: &errors, written: &written, progress, rules };
+        let no_space_message = Mutex::new(None);
+        let out = Output {
+            files,
+            errors: &errors,
+            written: &written,
+            progress,
+            rules,
+            no_space: self.no_space,
+            no_space_message: &no_space_message,
+        };
         let threads = self.opts.threads.max(1);
         run_parallel(self.opts.threads, &reads, |buf, i, read| {
             restore_range(repo, read, reads.get(i + threads), buf, &out);
             None::<()>
         });
         summary.errors.extend(errors.into_inner().unwrap_or_else(|p| p.into_inner()));
+        let message = no_space_message.into_inner().unwrap_or_else(|p| p.into_inner());
+        summary.no_space = summary.no_space.take().or(message);
         summary.bytes += written.load(Ordering::Relaxed);
     }
 }
@@ -582,6 +621,8 @@ struct Output<'a> {
     written: &'a AtomicU64,
     progress: &'a dyn Progress,
     rules: MetadataRules<'a>,
+    no_space: &'a AtomicBool,
+    no_space_message: &'a Mutex<Option<String>>,
 }
 
 /// Restores the blobs of one read; `data`: the thread's read buffer. Once the read is in, storage
@@ -607,10 +648,21 @@ fn restore_range(
         }
     };
     let fail_target = |f: &FileJob, e: &Error| {
-        if f.failed.swap(FAILED_TARGET, Ordering::Relaxed) == 0 {
+        if f.failed.swap(FAILED_TARGET, Ordering::Relaxed) != 0 {
+            return;
+        }
+        if !e.is_no_space() {
             errors.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
+        } else if let Some(m) = first_no_space(out.no_space, e) {
+            *out.no_space_message.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);
         }
     };
+    if out.no_space.load(Ordering::Relaxed) {
+        for t in blobs.iter().flat_map(|b| &b.targets) {
+            files[t.file].failed.store(FAILED_TARGET, Ordering::Relaxed);
+        }
+        return;
+    }
     let Some((range_start, range_end)) = read.range() else { return };
     let read = repo
         .backend()
@@ -674,6 +726,9 @@ fn restore_range(
         };
         for t in &b.targets {
             let f = &files[t.file];
+            if out.no_space.load(Ordering::Relaxed) {
+                f.failed.store(FAILED_TARGET, Ordering::Relaxed);
+            }
             if f.failed.load(Ordering::Relaxed) != 0 {
                 continue;
             }
@@ -815,7 +870,6 @@ fn write_skipping_zeros(f: &File, path: &Path, offset: u64, data: &[u8]) -> Resu
     }
     Ok(())
 }
-
 
 /// The owner to give a restored entry: by name where this system knows the name, unless
 /// numeric owners were asked for.

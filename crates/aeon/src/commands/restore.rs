@@ -51,6 +51,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
             "bytes": summary.bytes,
             "bytes_verified": summary.bytes_verified,
             "errors": summary.errors,
+            "no_space": summary.no_space,
             "notes": summary.notes,
             "duration_seconds": secs,
         }))?;
@@ -72,6 +73,18 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         if opts.verify {
             ctx.say(format!("verified {} against the repository", bytes(summary.bytes_verified)));
         }
+    }
+    if let Some(full) = &summary.no_space {
+        eprintln!(
+            "aeon: error: the restore stopped: {full} ({} files were restored whole; none is left \
+             half-written)",
+            summary.files
+        );
+        eprintln!(
+            "hint: free space on the target's file system (or restore a part with --include) and \
+             run the restore again: with --overwrite if-changed, files already restored are kept"
+        );
+        return Ok(exit::STORAGE_FULL);
     }
     if summary.integrity_errors > 0 {
         eprintln!(
