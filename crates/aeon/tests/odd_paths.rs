@@ -400,3 +400,56 @@ fn a_restore_into_a_full_disk_stops_with_one_message() {
         assert_eq!(fs::read(e.path()).unwrap(), fs::read(src.join(e.file_name())).unwrap());
     }
 }
+
+/// A repository object that is a symbolic link or a FIFO is refused at once: no endless read
+/// of /dev/zero, no reader blocked forever.
+#[test]
+fn special_files_in_a_repository_are_refused_without_hanging() {
+    for (what, plant) in
+        [("config link", 0), ("config fifo", 1), ("pack fifo", 2), ("snapshot link", 3)]
+    {
+        let env = Env::new();
+        let src = env.path("src");
+        fs::create_dir_all(&src).unwrap();
+        fs::write(src.join("f"), b"data").unwrap();
+        let id = env.backup(&src);
+        let victim = match plant {
+            0 | 1 => env.repo.join("config"),
+            2 => env.packs().pop().unwrap(),
+            _ => env.repo.join("snapshots").join(&id),
+        };
+        fs::remove_file(&victim).unwrap();
+        if plant == 1 || plant == 2 {
+            let c = std::ffi::CString::new(victim.to_str().unwrap()).unwrap();
+            // SAFETY: mkfifo with a valid NUL-terminated path.
+            assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+        } else {
+            std::os::unix::fs::symlink("/dev/zero", &victim).unwrap();
+        }
+        let target = env.path("t");
+        for args in [
+            vec!["check", "--read-data"],
+            vec!["restore", &id, "--target", target.to_str().unwrap()],
+        ] {
+            let mut child = env
+                .cmd()
+                .args(&args)
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            let status = loop {
+                if let Some(s) = child.try_wait().unwrap() {
+                    break s;
+                }
+                if std::time::Instant::now() > deadline {
+                    let _ = child.kill();
+                    panic!("{what}: {args:?} hangs");
+                }
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            };
+            assert!(matches!(status.code(), Some(1) | Some(4)), "{what}: {args:?}: {status:?}");
+        }
+    }
+}

@@ -70,8 +70,10 @@ impl LocalBackend {
                 Err(e) if e.kind() == ErrorKind::NotFound => continue,
                 Err(e) => return Err(self.err(&entry.path(), e)),
             };
-            if md.is_file() {
-                out.push(ObjectInfo { name, size: md.len() });
+            // A link or special file where an object belongs is listed (and refused when read),
+            // so that a recovery point replaced by one is reported, not silently absent.
+            if !md.is_dir() {
+                out.push(ObjectInfo { name, size: if md.is_file() { md.len() } else { 0 } });
             }
         }
         Ok(out)
@@ -89,6 +91,26 @@ impl LocalBackend {
             out.extend(part?);
         }
         Ok(out)
+    }
+
+    /// Opens a repository object for reading: never through a symbolic link, never anything but
+    /// a regular file (a FIFO would block every reader, a link to /dev/zero never end), and
+    /// returns its size, which bounds every read of it.
+    fn open_object(&self, t: FileType, name: &str) -> Result<(File, PathBuf, u64)> {
+        let p = self.path(t, name);
+        let f = OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+            .open(&p)
+            .map_err(|e| match e.raw_os_error() {
+                Some(libc::ELOOP) => not_regular(t, name, "a symbolic link"),
+                _ => self.err(&p, e),
+            })?;
+        let md = f.metadata().map_err(|e| self.err(&p, e))?;
+        if !md.is_file() {
+            return Err(not_regular(t, name, "not a regular file"));
+        }
+        Ok((f, p, md.len()))
     }
 
     fn err(&self, path: &Path, e: std::io::Error) -> Error {
@@ -112,6 +134,11 @@ const PREFETCH_PIECE: u64 = 1 << 20;
 /// Repository folders are the owner's alone (0700) and files 0600, as restic's: a key slot
 /// anyone could copy is a password anyone could guess at offline.
 const FILE_MODE: u32 = 0o600;
+
+fn not_regular(t: FileType, name: &str, what: &str) -> Error {
+    let object = if t.dir().is_empty() { name.to_string() } else { format!("{} {name}", t.dir()) };
+    Error::corrupt(object, format!("{what}: refused (objects are files)"))
+}
 
 fn private_dir() -> fs::DirBuilder {
     let mut b = fs::DirBuilder::new();
@@ -216,7 +243,7 @@ impl Backend for LocalBackend {
 
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>> {
         let p = self.path(t, name);
-        match fs::metadata(&p) {
+        match fs::symlink_metadata(&p) {
             Ok(m) => Ok(Some(m.len())),
             Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
             Err(e) => Err(self.err(&p, e)),
@@ -246,17 +273,16 @@ impl Backend for LocalBackend {
     }
 
     fn read_into(&self, t: FileType, name: &str, buf: &mut Vec<u8>) -> Result<()> {
-        let p = self.path(t, name);
-        let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
+        let (f, p, size) = self.open_object(t, name)?;
         buf.clear();
-        // File::read_to_end reserves the file's size itself.
-        f.read_to_end(buf).map_err(|e| self.err(&p, e))?;
+        buf.reserve(size as usize);
+        f.take(size).read_to_end(buf).map_err(|e| self.err(&p, e))?;
         Ok(())
     }
 
     fn prefetch(&self, t: FileType, name: &str, offset: u64, length: u64) {
         use std::os::fd::AsRawFd;
-        let Ok(f) = File::open(self.path(t, name)) else { return };
+        let Ok((f, _, _)) = self.open_object(t, name) else { return };
         // Never past the end: a length from a damaged index could be anything.
         let size = f.metadata().map_or(offset, |md| md.len());
         let end = match length {
@@ -286,14 +312,16 @@ impl Backend for LocalBackend {
         length: u64,
         buf: &mut Vec<u8>,
     ) -> Result<()> {
-        let p = self.path(t, name);
-        let mut f = File::open(&p).map_err(|e| self.err(&p, e))?;
-        f.seek(SeekFrom::Start(offset)).map_err(|e| self.err(&p, e))?;
-        buf.clear();
-        buf.reserve(length as usize);
-        // read_to_end fills the spare capacity as it is: no zeroing of bytes about to be read.
-        f.take(length).read_to_end(buf).map_err(|e| self.err(&p, e))?;
-        if (buf.len() as u64) < length {
+        let (mut f, p, size) = self.open_object(t, name)?;
+        let truncated = offset.checked_add(length).is_none_or(|end| end > size);
+        if !truncated {
+            f.seek(SeekFrom::Start(offset)).map_err(|e| self.err(&p, e))?;
+            buf.clear();
+            buf.reserve(length as usize);
+            // read_to_end fills the spare capacity as it is: no zeroing of bytes about to be read.
+            f.take(length).read_to_end(buf).map_err(|e| self.err(&p, e))?;
+        }
+        if truncated || (buf.len() as u64) < length {
             return Err(Error::corrupt(
                 format!("{} {}", t.dir(), name),
                 format!("truncated: {length} bytes at offset {offset} are beyond its end"),
