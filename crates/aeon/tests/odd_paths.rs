@@ -5,6 +5,7 @@ mod common;
 
 use std::fs;
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::Path;
 
 use common::*;
 
@@ -451,5 +452,36 @@ fn special_files_in_a_repository_are_refused_without_hanging() {
             };
             assert!(matches!(status.code(), Some(1) | Some(4)), "{what}: {args:?}: {status:?}");
         }
+    }
+}
+
+/// `dump latest:` (and `latest:/`, `latest`) writes the whole point as a tar with relative
+/// paths, which tar extracts to the same tree.
+#[test]
+fn dump_of_a_whole_point_is_a_tar_with_relative_paths() {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(src.join("sub")).unwrap();
+    fs::write(src.join("sub/f"), b"content").unwrap();
+    std::os::unix::fs::symlink("sub/f", src.join("link")).unwrap();
+    env.backup(&src);
+    for spec in ["latest:", "latest:/", "latest"] {
+        let out = env.run(&["dump", spec]);
+        assert_success(&out);
+        let into = env.path(&format!("x{}", spec.len()));
+        fs::create_dir_all(&into).unwrap();
+        let tar = std::process::Command::new("tar")
+            .arg("-x")
+            .arg("-C")
+            .arg(&into)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        use std::io::Write as _;
+        tar.stdin.as_ref().unwrap().write_all(&out.stdout).unwrap();
+        assert!(tar.wait_with_output().unwrap().status.success(), "{spec}");
+        let root = into.join(src.strip_prefix("/").unwrap());
+        assert_eq!(fs::read(root.join("sub/f")).unwrap(), b"content", "{spec}");
+        assert_eq!(fs::read_link(root.join("link")).unwrap(), Path::new("sub/f"), "{spec}");
     }
 }

@@ -52,8 +52,12 @@ pub fn dump(repo: &Repository, node: &Node, out: &mut dyn Write) -> Result<()> {
         }
         NodeKind::Dir => {
             let mut tar = tar::Builder::new(out);
-            let base =
-                if node.name.0.is_empty() { String::new() } else { node.name.to_string_lossy() };
+            // The whole point (the virtual root, named `/`) goes in with relative paths.
+            let base = if crate::tree::is_safe_name(&node.name.0) {
+                node.name.to_string_lossy()
+            } else {
+                String::new()
+            };
             append_dir(repo, &mut tar, node, &base)?;
             tar.finish().map_err(io_err)
         }
@@ -107,7 +111,21 @@ fn append_dir<W: Write>(
                 tar.append_link(&mut h, &p, target.as_os_str()).map_err(err)?;
             }
             // Special files have no content; a tar of a recovery point lists them as they are.
-            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev | NodeKind::Socket => {}
+            NodeKind::Fifo | NodeKind::Chardev | NodeKind::Blockdev => {
+                let kind = match node.kind {
+                    NodeKind::Fifo => tar::EntryType::Fifo,
+                    NodeKind::Chardev => tar::EntryType::Char,
+                    _ => tar::EntryType::Block,
+                };
+                let mut h = header_for(&node, kind);
+                if let Some(rdev) = node.rdev {
+                    let _ = h.set_device_major(libc::major(rdev as libc::dev_t));
+                    let _ = h.set_device_minor(libc::minor(rdev as libc::dev_t));
+                }
+                tar.append_data(&mut h, &p, io::empty()).map_err(err)?;
+            }
+            // A tar archive has no entry type for a socket.
+            NodeKind::Socket => {}
         }
     }
     Ok(())

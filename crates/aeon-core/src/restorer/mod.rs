@@ -227,7 +227,6 @@ fn restore_in_batches(
     progress: &dyn Progress,
     batch_weight: usize,
 ) -> Result<RestoreSummary> {
-    let target_existed = std::fs::symlink_metadata(target).is_ok();
     let beneath = &Beneath::open(target)?;
     if let Some((files, bytes)) = opts.expected_totals {
         progress.set_total(files, bytes);
@@ -275,11 +274,12 @@ fn restore_in_batches(
     })?;
     planned?;
 
-    // A target this restore created is a copy of the directory restored into it, so it takes
-    // the directory's metadata. One that existed keeps its own (as with restic): restoring into
-    // `/` or a home must not change their owner, mode or times. The virtual root above the
-    // sources (named `/`, which no entry can be) has no metadata to give.
-    if node.kind == NodeKind::Dir && !target_existed && crate::tree::is_safe_name(&node.name.0) {
+    // Restoring a directory's contents makes the target a copy of that directory, metadata
+    // included (an in-place restore of /etc gives /etc its recorded mode and times). The whole
+    // point's virtual root above the sources (named `/`, which no entry can be) has none to
+    // give: the target keeps its own, so a restore into `/` or a home never changes their
+    // owner, mode or times.
+    if node.kind == NodeKind::Dir && crate::tree::is_safe_name(&node.name.0) {
         dirs.push((target.to_path_buf(), node.clone()));
     }
     // Directories last, deepest first: their times and (possibly read-only) modes are set
