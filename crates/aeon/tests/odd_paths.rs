@@ -485,3 +485,44 @@ fn dump_of_a_whole_point_is_a_tar_with_relative_paths() {
         assert_eq!(fs::read_link(root.join("link")).unwrap(), Path::new("sub/f"), "{spec}");
     }
 }
+
+/// A restore without root cannot give files their owners: a setuid or setgid file of another
+/// user would become set-id to the restoring user, so the bits are cleared, and one summary
+/// line says so.
+#[test]
+fn a_restore_without_root_clears_set_id_bits_it_cannot_own() {
+    assert!(is_root(), "this test makes root-owned setuid files and restores as another user");
+    let mut env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for name in ["suid", "sgid", "plain"] {
+        fs::write(src.join(name), b"#!/bin/sh\n").unwrap();
+    }
+    fs::set_permissions(src.join("suid"), fs::Permissions::from_mode(0o4755)).unwrap();
+    fs::set_permissions(src.join("sgid"), fs::Permissions::from_mode(0o2755)).unwrap();
+    let id = env.backup(&src);
+    let nobody = 65534;
+    let target = env.path("t");
+    fs::create_dir_all(&target).unwrap();
+    for p in [env.dir.path(), &target] {
+        std::os::unix::fs::chown(p, Some(nobody), Some(nobody)).unwrap();
+    }
+    let status = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&env.repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.run_as = Some(nobody);
+    let out = env.run(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert_success(&out);
+    let root = target.join(src.strip_prefix("/").unwrap());
+    for name in ["suid", "sgid"] {
+        let md = fs::metadata(root.join(name)).unwrap();
+        assert_eq!(md.uid(), nobody);
+        assert_eq!(md.mode() & 0o7777, 0o755, "{name} keeps a set-id bit it cannot own");
+    }
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(said.matches("setuid/setgid").count(), 1, "{said}");
+    assert!(said.contains("2 of them had their setuid/setgid bits cleared"), "{said}");
+}

@@ -183,9 +183,17 @@ struct MetadataRules<'a> {
     /// See [`RestoreOptions::privileged`].
     privileged: bool,
     beneath: &'a Beneath,
+    /// Without root: this process's (uid, gid), which every entry gets, and how many entries
+    /// belonged to others and how many of those lost setuid/setgid bits (reported once).
+    unprivileged: Option<(u32, u32, &'a ForeignOwners)>,
 }
 
-/// One place a blob's plaintext goes.
+/// What a restore without root met: entries owned by others, and set-id bits it cleared.
+#[derive(Default)]
+struct ForeignOwners {
+    entries: AtomicU64,
+    setid_cleared: AtomicU64,
+}
 #[derive(Clone, Copy)]
 struct Target {
     file: usize,
@@ -234,6 +242,7 @@ fn restore_in_batches(
     let owners = OwnerNames::default();
     let no_space = AtomicBool::new(false);
     let no_space = &no_space;
+    let foreign_owners = ForeignOwners::default();
     let mut run = Run {
         repo,
         opts,
@@ -244,7 +253,8 @@ fn restore_in_batches(
         planned: (0, 0),
         beneath,
         failed_primaries: HashMap::new(),
-        no_space: &no_space,
+        no_space,
+        foreign_owners: &foreign_owners,
     };
     // The plan and the structure of the next batch are made while the writers fill the files
     // of this one. Both are serial (the entries of a directory are created one at a time
@@ -290,6 +300,19 @@ fn restore_in_batches(
             run.summary.errors.push(e.to_string());
         }
     }
+    let foreign = foreign_owners.entries.load(Ordering::Relaxed);
+    if foreign > 0 {
+        let cleared = foreign_owners.setid_cleared.load(Ordering::Relaxed);
+        run.summary.notes.push(format!(
+            "{foreign} entries belong to other users in the recovery point; without root they \
+             are owned by you{}",
+            if cleared > 0 {
+                format!(", and {cleared} of them had their setuid/setgid bits cleared")
+            } else {
+                String::new()
+            }
+        ));
+    }
     Ok(run.summary)
 }
 
@@ -308,6 +331,7 @@ struct Run<'a> {
     failed_primaries: HashMap<PathBuf, u8>,
     /// Set at the first "no space left": nothing more is attempted.
     no_space: &'a AtomicBool,
+    foreign_owners: &'a ForeignOwners,
 }
 
 /// One batch of the plan whose structure exists: what is left is its data, hard links and
@@ -504,6 +528,11 @@ impl<'a> Run<'a> {
             owners: self.owners,
             privileged: self.opts.privileged,
             beneath: self.beneath,
+            unprivileged: (!self.root).then(|| {
+                // SAFETY: geteuid and getegid have no preconditions and cannot fail.
+                let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+                (uid, gid, self.foreign_owners)
+            }),
         }
     }
 
@@ -882,10 +911,23 @@ fn owner_of(node: &Node, rules: &MetadataRules) -> (u32, u32) {
     (uid, gid)
 }
 
-/// The permission bits to set: setuid and setgid only when privileges are restored.
+/// The permission bits to set: setuid and setgid only when privileges are restored, and never
+/// on an entry whose owner could not be restored (it would be set-id to the restoring user).
 fn mode_of(node: &Node, rules: &MetadataRules) -> u32 {
     let mode = node.mode & 0o7777;
-    if rules.privileged { mode } else { mode & !0o6000 }
+    if !rules.privileged {
+        return mode & !0o6000;
+    }
+    if let Some((uid, gid, foreign)) = rules.unprivileged
+        && owner_of(node, rules) != (uid, gid)
+    {
+        foreign.entries.fetch_add(1, Ordering::Relaxed);
+        if mode & 0o6000 != 0 {
+            foreign.setid_cleared.fetch_add(1, Ordering::Relaxed);
+            return mode & !0o6000;
+        }
+    }
+    mode
 }
 
 /// The extended attributes to set: `security.capability` and `trusted.*` only when privileges
