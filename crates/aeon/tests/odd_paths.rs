@@ -526,3 +526,20 @@ fn a_restore_without_root_clears_set_id_bits_it_cannot_own() {
     assert_eq!(said.matches("setuid/setgid").count(), 1, "{said}");
     assert!(said.contains("2 of them had their setuid/setgid bits cleared"), "{said}");
 }
+
+/// Files of /proc and /sys claim sizes they do not have; their contents are left out with one
+/// note per file system, never stored as 0-byte files that look like data.
+#[test]
+fn pseudo_file_systems_are_left_out_with_a_note() {
+    let env = Env::new();
+    let out = env.run(&["backup", "/proc/cpuinfo", "/sys/kernel", "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let notes = v["notes"].as_array().unwrap();
+    assert!(notes.iter().any(|n| n.as_str().unwrap().contains("a proc file system")), "{v}");
+    assert!(notes.iter().any(|n| n.as_str().unwrap().contains("a sysfs file system")), "{v}");
+    let listed = env.run_ok(&["ls", "latest", "--recursive"]);
+    assert!(!listed.contains("cpuinfo"), "{listed}");
+    assert!(listed.lines().any(|l| l.trim_end() == "/sys/kernel"), "{listed}");
+    assert!(!listed.contains("/sys/kernel/"), "{listed}");
+}

@@ -115,6 +115,8 @@ pub struct BackupResult {
     pub snapshot: Snapshot,
     /// Items that could not be backed up; the recovery point was still written without them.
     pub warnings: Vec<String>,
+    /// Things left out by design, worth a line (e.g. the contents of /proc).
+    pub notes: Vec<String>,
     pub packer: PackerStats,
 }
 
@@ -252,6 +254,7 @@ struct Shared<'a> {
     walked: AtomicBool,
     fatal: Mutex<Option<Error>>,
     warnings: Mutex<Vec<String>>,
+    notes: Mutex<Vec<String>>,
     counters: Counters,
     owners: OwnerNames,
     opts: &'a BackupOptions,
@@ -289,6 +292,7 @@ impl<'a> Shared<'a> {
             walked: AtomicBool::new(false),
             fatal: Mutex::new(None),
             warnings: Mutex::new(Vec::new()),
+            notes: Mutex::new(Vec::new()),
             counters: Counters::default(),
             owners: OwnerNames::default(),
             opts,
@@ -321,6 +325,10 @@ impl<'a> Shared<'a> {
     /// The walker has finished (or the backup is failing): scanning ahead is of no more use.
     fn walk_done(&self) -> bool {
         self.walked.load(Ordering::Relaxed) || self.aborted()
+    }
+
+    fn note(&self, message: String) {
+        self.notes.lock().unwrap_or_else(|p| p.into_inner()).push(message);
     }
 
     fn warn(&self, message: String) {
@@ -629,7 +637,8 @@ fn commit(
     // Written last: every blob it references is already durable and indexed.
     let snapshot_id = repo.save_snapshot(&snapshot)?;
     let warnings = shared.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
-    Ok(BackupResult { snapshot_id, snapshot, warnings, packer: packer_stats })
+    let notes = shared.notes.into_inner().unwrap_or_else(|p| p.into_inner());
+    Ok(BackupResult { snapshot_id, snapshot, warnings, notes, packer: packer_stats })
 }
 
 fn unsafe_free_uid() -> u32 {

@@ -161,6 +161,33 @@ pub(super) struct Walker<'s, 'a> {
     open_dirs: OpenDirs,
     /// The parent's trees, read ahead.
     parent_trees: Option<&'s ParentTrees>,
+    /// Per device: the kind of kernel file system it is, if it is one whose files describe
+    /// kernel state rather than hold data (looked up once per device).
+    pseudo_file_systems: RefCell<std::collections::HashMap<u64, Option<&'static str>>>,
+}
+
+/// File systems whose files are the kernel's view of itself: their sizes lie (0 for files that
+/// read as pages), some block forever when read (/proc/kmsg, trace_pipe), and restoring them
+/// means nothing. A backup records such a mount point as an empty directory (docs/FORMAT.md §8).
+fn pseudo_file_system(path: &Path) -> Option<&'static str> {
+    let kind = rustix::fs::statfs(path).ok()?.f_type as u64;
+    Some(match kind {
+        0x9fa0 => "proc",
+        0x6265_6572 => "sysfs",
+        0x6462_6720 => "debugfs",
+        0x7472_6163 => "tracefs",
+        0x7363_6673 => "securityfs",
+        0x0027_e0eb => "cgroup",
+        0x6367_7270 => "cgroup2",
+        0x6165_676c => "pstore",
+        0xcafe_4a11 => "bpf",
+        0x6265_6570 => "configfs",
+        0xf97c_ff8c => "selinuxfs",
+        0x6573_5543 => "fusectl",
+        0x4249_4e4d => "binfmt_misc",
+        0xde5e_81e4 => "efivarfs",
+        _ => return None,
+    })
 }
 
 #[derive(Default)]
@@ -187,6 +214,7 @@ impl<'s, 'a> Walker<'s, 'a> {
             files: RefCell::default(),
             open_dirs: OpenDirs::default(),
             parent_trees,
+            pseudo_file_systems: RefCell::default(),
         }
     }
 
@@ -379,6 +407,15 @@ impl<'s, 'a> Walker<'s, 'a> {
         }
         let mut node = self.describe(path, name, &md, parent_node);
         let c = &self.shared.counters;
+        if self.on_pseudo_file_system(path, md.dev()).is_some() {
+            if node.kind == NodeKind::Dir {
+                // Recorded as the empty directory a restore needs to mount it on again.
+                if self.send(Item::EnterDir) {
+                    self.send(Item::LeaveDir(node, None));
+                }
+            }
+            return;
+        }
         match node.kind {
             NodeKind::Dir => {
                 let other_fs = opts.one_file_system && root_device.is_some_and(|d| d != md.dev());
@@ -416,6 +453,23 @@ impl<'s, 'a> Walker<'s, 'a> {
                 self.send(Item::Node(node));
             }
         }
+    }
+
+    /// The kind of pseudo file system `path` (on device `dev`) is on, noting its first sighting.
+    fn on_pseudo_file_system(&self, path: &Path, dev: u64) -> Option<&'static str> {
+        let mut known = self.pseudo_file_systems.borrow_mut();
+        if let Some(&kind) = known.get(&dev) {
+            return kind;
+        }
+        let kind = pseudo_file_system(path);
+        known.insert(dev, kind);
+        if let Some(kind) = kind {
+            self.shared.note(format!(
+                "{}: a {kind} file system (kernel state, not data): its contents are not backed up",
+                path.display()
+            ));
+        }
+        kind
     }
 
     /// Same size, mtime, ctime and inode as in the parent, and every blob still indexed.

@@ -90,6 +90,7 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
             "data_added_stored": s.data_added_stored,
             "errors": s.errors,
             "warnings": result.warnings,
+            "notes": result.notes,
             "protected": result.snapshot.protected,
             "packs_reused_after_interruption": adopted.0,
             "bytes_reused_after_interruption": adopted.1,
@@ -134,6 +135,11 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     }
     if let (Some(limit), Some(used)) = (repo.settings().quota, quota_used) {
         warn_quota(used + s.data_added_stored, limit);
+    }
+    if !ctx.global.json {
+        for n in &result.notes {
+            ctx.say(format!("note: {n}"));
+        }
     }
     if !result.warnings.is_empty() {
         eprintln!(
