@@ -23,6 +23,12 @@ pub enum Error {
     #[error("a repository already exists at {0}")]
     AlreadyExists(String),
 
+    /// `init` over a location holding something else, or a repository whose config is gone.
+    #[error(
+        "{location} is not empty (it holds {holds}): a repository is only made in an empty place"
+    )]
+    NotEmpty { location: String, holds: String },
+
     #[error("wrong password or no key slot matches")]
     WrongPassword,
 

@@ -388,6 +388,12 @@ fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
             (exit::ERROR, Some("`aeon snapshots` lists the recovery point ids"))
         }
         Error::AlreadyExists(_) => (exit::ERROR, Some("choose an empty or new folder")),
+        Error::NotEmpty { .. } => (
+            exit::ERROR,
+            Some(
+                "choose an empty or new folder; if this held a repository whose config was lost, put back a copy of its config instead (a new key beside old data would make neither readable as one repository)",
+            ),
+        ),
         Error::Storage { .. } => (
             exit::ERROR,
             Some(

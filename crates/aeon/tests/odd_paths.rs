@@ -543,3 +543,34 @@ fn pseudo_file_systems_are_left_out_with_a_note() {
     assert!(listed.lines().any(|l| l.trim_end() == "/sys/kernel"), "{listed}");
     assert!(!listed.contains("/sys/kernel/"), "{listed}");
 }
+
+/// `init` makes a repository only in an empty place: not beside someone's files, and not over
+/// a repository whose config was deleted (a new key beside old data).
+#[test]
+fn init_refuses_a_folder_that_is_not_empty() {
+    let env = Env::empty();
+    fs::create_dir_all(&env.repo).unwrap();
+    fs::write(env.repo.join("thesis.tex"), b"years of work").unwrap();
+    let out = env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("thesis.tex"), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(&env.repo).unwrap().count(), 1, "init wrote beside the file");
+
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), b"x").unwrap();
+    env.backup(&src);
+    fs::remove_file(env.repo.join("config")).unwrap();
+    let keys_before = fs::read_dir(env.repo.join("keys")).unwrap().count();
+    let out = env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+    assert_eq!(fs::read_dir(env.repo.join("keys")).unwrap().count(), keys_before);
+    assert!(!env.repo.join("config").exists());
+
+    // An empty folder is fine.
+    let env = Env::empty();
+    fs::create_dir_all(&env.repo).unwrap();
+    assert_success(&env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]));
+}

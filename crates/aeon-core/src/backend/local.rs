@@ -237,6 +237,42 @@ impl Backend for LocalBackend {
         sync_dir(&self.root).map_err(|e| io(&self.root, e))
     }
 
+    fn foreign_contents(&self) -> Result<Option<String>> {
+        // Anything but the empty folders an init that stopped early leaves: `data` with its
+        // empty fan-out folders, and the other object folders, empty.
+        fn first_file(dir: &Path, depth: u8) -> Option<PathBuf> {
+            for entry in fs::read_dir(dir).ok()?.flatten() {
+                let path = entry.path();
+                let is_dir = entry.file_type().is_ok_and(|t| t.is_dir());
+                if !is_dir || depth == 0 {
+                    return Some(path);
+                }
+                if let Some(found) = first_file(&path, depth - 1) {
+                    return Some(found);
+                }
+            }
+            None
+        }
+        let rd = match fs::read_dir(&self.root) {
+            Ok(rd) => rd,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(self.err(&self.root, e)),
+        };
+        for entry in rd.flatten() {
+            let path = entry.path();
+            let ours = entry.file_type().is_ok_and(|t| t.is_dir())
+                && FileType::all_dirs().iter().any(|t| entry.file_name() == t.dir());
+            let found = match ours {
+                true => first_file(&path, u8::from(entry.file_name() == "data")),
+                false => Some(path),
+            };
+            if let Some(found) = found {
+                return Ok(Some(found.display().to_string()));
+            }
+        }
+        Ok(None)
+    }
+
     fn location_exists(&self) -> Result<bool> {
         Ok(fs::symlink_metadata(&self.root).is_ok())
     }

@@ -80,6 +80,19 @@ pub trait Backend: Send + Sync {
     fn create(&self) -> Result<()>;
     /// Whether anything exists at this location (a folder, a bucket prefix), repository or not.
     fn location_exists(&self) -> Result<bool>;
+
+    /// What the location holds that is not a repository's config, if anything: `init` refuses
+    /// a location that is not empty (a new key beside someone's data, or beside the objects of
+    /// a repository whose config was lost, would mix two repositories). The default looks for
+    /// repository objects; a backend that can see other files says so too.
+    fn foreign_contents(&self) -> Result<Option<String>> {
+        for t in FileType::all_dirs() {
+            if let Some(o) = self.list(t)?.first() {
+                return Ok(Some(format!("{} {}", t.dir(), o.name)));
+            }
+        }
+        Ok(None)
+    }
     /// Size of an object, or `None` if it does not exist.
     fn stat(&self, t: FileType, name: &str) -> Result<Option<u64>>;
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>>;

@@ -177,6 +177,9 @@ impl Repository {
         if backend.stat(FileType::Config, "config")?.is_some() {
             return Err(Error::AlreadyExists(backend.location()));
         }
+        if let Some(what) = backend.foreign_contents()? {
+            return Err(Error::NotEmpty { location: backend.location(), holds: what });
+        }
         opts.chunker.validate()?;
         if opts.pack_size < 1024 * 1024 || opts.pack_size > 1024 * 1024 * 1024 {
             return Err(Error::InvalidInput("pack size must be between 1 MiB and 1 GiB".into()));
