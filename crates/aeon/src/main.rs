@@ -193,7 +193,8 @@ fn tune_allocator() {
 fn main() -> ExitCode {
     tune_allocator();
     let cli = Cli::parse_from(version_aware_args());
-    let ctx = Ctx { global: cli.global, operation: operation_name(&cli.command) };
+    let operation = operation_name(&cli.command);
+    let ctx = Ctx { global: cli.global, operation };
     if ctx.global.no_lock && writes_data(&cli.command) {
         eprintln!(
             "aeon: error: --no-lock is refused by `{}`: a command that writes or deletes data \
@@ -218,7 +219,7 @@ fn main() -> ExitCode {
             return ExitCode::from(exit::ERROR);
         }
     };
-    finish(result)
+    finish(result, operation)
 }
 
 fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
@@ -247,11 +248,11 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
 }
 
 /// The exit code of a command's outcome, with its error and hint printed.
-fn finish(result: Result<u8>) -> ExitCode {
+fn finish(result: Result<u8>, operation: &str) -> ExitCode {
     match result {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            let (code, hint) = classify(&e);
+            let (code, hint) = classify(&e, operation);
             eprintln!("aeon: error: {}", one_line(&e));
             if let Some(h) = hint {
                 eprintln!("hint: {h}");
@@ -340,15 +341,30 @@ fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ")
 }
 
-fn classify(e: &anyhow::Error) -> (u8, Option<&'static str>) {
+fn classify(e: &anyhow::Error, operation: &str) -> (u8, Option<&'static str>) {
     let Some(core) = e.chain().find_map(|c| c.downcast_ref::<Error>()) else {
         return (exit::ERROR, None);
     };
     if core.is_storage_full() {
+        let hint = match operation {
+            "backup" | "copy" => {
+                "the repository is unchanged and consistent; free space and run the command again (it reuses what was stored)"
+            }
+            "prune" => {
+                "the repository is unchanged and consistent; prune writes new packs before deleting old ones: free some space (or forget fewer points at a time) and run prune again"
+            }
+            _ => "the repository is unchanged and consistent; free space and run the command again",
+        };
+        return (exit::STORAGE_FULL, Some(hint));
+    }
+    let denied = |source: &std::io::Error| source.kind() == std::io::ErrorKind::PermissionDenied;
+    if let Error::Backend { source, .. } | Error::Io { source, .. } = core
+        && denied(source)
+    {
         return (
-            exit::STORAGE_FULL,
+            exit::ERROR,
             Some(
-                "the repository is unchanged and consistent; free space and run the backup again (it reuses what was stored)",
+                "this user may not read or write there: check the permissions of the repository folder and its locks/ folder (every command writes a lock; --no-lock reads a repository on read-only storage)",
             ),
         );
     }

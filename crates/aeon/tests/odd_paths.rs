@@ -574,3 +574,70 @@ fn init_refuses_a_folder_that_is_not_empty() {
     fs::create_dir_all(&env.repo).unwrap();
     assert_success(&env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]));
 }
+
+/// Messages that misled: each case gets the right exit code and one line that says what is
+/// wrong and what to do.
+#[test]
+fn misleading_messages_are_now_right() {
+    // A repository path that is a file: "not a repository" (10), not "Not a directory" (1).
+    let env = Env::empty();
+    fs::write(&env.repo, b"a file").unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(10), "{}", stderr(&out));
+
+    // A key slot of a newer format version: "needs a newer aeon", not "wrong password".
+    let env = Env::new();
+    let slot = fs::read_dir(env.repo.join("keys")).unwrap().next().unwrap().unwrap().path();
+    let mut bytes = fs::read(&slot).unwrap();
+    bytes[4] = 200;
+    fs::write(&slot, bytes).unwrap();
+    let out = env.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("newer aeon"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("wrong password"), "{}", stderr(&out));
+
+    // A target this user cannot write: one error line, not one per file.
+    let mut env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    for i in 0..50 {
+        fs::write(src.join(format!("f{i}")), b"x").unwrap();
+    }
+    fs::write(src.join("unreadable"), b"secret").unwrap();
+    fs::set_permissions(src.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
+    let id = env.backup(&src);
+    let target = env.path("locked-target");
+    fs::create_dir_all(&target).unwrap();
+    fs::set_permissions(&target, fs::Permissions::from_mode(0o555)).unwrap();
+    fs::set_permissions(env.dir.path(), fs::Permissions::from_mode(0o755)).unwrap();
+    let status = std::process::Command::new("chown")
+        .args(["-R", "65534:65534"])
+        .arg(&env.repo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    env.run_as = Some(65534);
+    let out = env.run(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).lines().count() <= 3, "{}", stderr(&out));
+    assert!(stderr(&out).contains("ermission denied"), "{}", stderr(&out));
+
+    // Locks this user cannot write: a hint about permissions.
+    fs::set_permissions(env.repo.join("locks"), fs::Permissions::from_mode(0o555)).unwrap();
+    let out = env.run(&["ls", "latest"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("locks/ folder"), "{}", stderr(&out));
+
+    // A file the backup cannot read is a warning, and not counted as new.
+    env.run_as = Some(65534);
+    fs::set_permissions(env.repo.join("locks"), fs::Permissions::from_mode(0o755)).unwrap();
+    let src2 = env.path("src2");
+    fs::create_dir_all(&src2).unwrap();
+    std::os::unix::fs::chown(&src2, Some(65534), Some(65534)).unwrap();
+    fs::write(src2.join("unreadable"), b"secret").unwrap();
+    fs::set_permissions(src2.join("unreadable"), fs::Permissions::from_mode(0o000)).unwrap();
+    let out = env.run(&["backup", src2.to_str().unwrap(), "--json"]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["files_new"], 0, "{v}");
+}

@@ -145,6 +145,8 @@ struct FileJob {
     /// What `lstat` said before reading: compared afterwards to detect changes during the read.
     before: FileState,
     sparse: bool,
+    /// Counted as new (else as changed): a file that cannot be read is uncounted again.
+    is_new: bool,
 }
 
 /// Files for one reader to read in turn, and where their outcomes go (in the same order, `None`
@@ -949,13 +951,16 @@ impl<'s, 'a> FileReader<'s, 'a> {
                 Some(Some(FileOutcome { content, size_read, xattrs }))
             }
             Ok((false, ..)) => None,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                shared
-                    .warn(format!("{}: vanished during the backup (skipped)", job.path.display()));
-                Some(None)
-            }
             Err(e) => {
-                shared.warn(format!("{}: {e} (file skipped)", job.path.display()));
+                let c = &shared.counters;
+                if job.is_new { &c.files_new } else { &c.files_changed }
+                    .fetch_sub(1, Ordering::Relaxed);
+                if e.kind() == std::io::ErrorKind::NotFound {
+                    let path = job.path.display();
+                    shared.warn(format!("{path}: vanished during the backup (skipped)"));
+                } else {
+                    shared.warn(format!("{}: {e} (file skipped)", job.path.display()));
+                }
                 Some(None)
             }
         }
@@ -1124,7 +1129,7 @@ mod tests {
         std::fs::remove_file(&path).unwrap();
         std::os::unix::fs::symlink(&secret, &path).unwrap();
         let dir = Some(Arc::new(File::open(work.path()).unwrap()));
-        let job = FileJob { path: path.clone(), dir, before, sparse: false };
+        let job = FileJob { path: path.clone(), dir, before, sparse: false, is_new: true };
         assert!(reader.read(&job, None).unwrap().is_none(), "the symlink must not be read");
         let warnings = shared.warnings.lock().unwrap().clone();
         assert!(warnings.len() == 1 && warnings[0].contains("file skipped"), "{warnings:?}");
@@ -1142,7 +1147,7 @@ mod tests {
                 std::fs::write(&path, format!("content of file {i}")).unwrap();
                 let md = std::fs::metadata(&path).unwrap();
                 let before = FileState::of(&walk::node_from_metadata(b"f", &md));
-                FileJob { path, dir: None, before, sparse: false }
+                FileJob { path, dir: None, before, sparse: false, is_new: true }
             })
             .collect();
         std::fs::remove_file(&jobs[1].path).unwrap();
@@ -1189,7 +1194,7 @@ mod tests {
             // Opened relative to its directory, or by its path: the same either way.
             let dir = (i % 2 == 0).then(|| dir.clone());
             let before = FileState { size, ..listed };
-            let job = FileJob { path: path.clone(), dir, before, sparse: false };
+            let job = FileJob { path: path.clone(), dir, before, sparse: false, is_new: true };
             let outcome = reader.read(&job, None).unwrap().unwrap();
             assert_eq!(outcome.size_read, body.len() as u64, "listed as {size}");
             let warned = shared.warnings.lock().unwrap().len();

@@ -433,11 +433,13 @@ impl<'s, 'a> Walker<'s, 'a> {
                 }
                 if previous.is_some() { &c.files_changed } else { &c.files_new }
                     .fetch_add(1, Ordering::Relaxed);
+                let is_new = previous.is_none();
                 let job = FileJob {
                     path: path.to_path_buf(),
                     dir: entry.and_then(|(_, dir)| dir.get(&self.open_dirs)),
                     before: super::FileState::of(&node),
                     sparse: crate::metadata::SparseReader::looks_sparse(&md),
+                    is_new,
                 };
                 let outcomes = self.queue_file(job);
                 self.send(Item::File(node, outcomes));

@@ -114,7 +114,8 @@ impl LocalBackend {
     }
 
     fn err(&self, path: &Path, e: std::io::Error) -> Error {
-        if e.kind() == ErrorKind::NotFound {
+        // A repository path that is a file holds no objects (ENOTDIR): not found, not broken.
+        if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) {
             Error::ObjectNotFound { kind: "object", id: path.display().to_string() }
         } else {
             Error::Backend { path: path.display().to_string(), source: e }
@@ -281,7 +282,9 @@ impl Backend for LocalBackend {
         let p = self.path(t, name);
         match fs::symlink_metadata(&p) {
             Ok(m) => Ok(Some(m.len())),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                Ok(None)
+            }
             Err(e) => Err(self.err(&p, e)),
         }
     }

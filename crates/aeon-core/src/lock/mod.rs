@@ -331,8 +331,15 @@ pub fn remove_stale(backend: &dyn Backend, judged: &[JudgedLock]) -> Result<Vec<
     let mut removed = Vec::new();
     for l in judged {
         if let Liveness::Stale(why) = &l.liveness {
-            match backend.remove(FileType::Lock, &l.id.to_hex()) {
-                Ok(()) | Err(Error::ObjectNotFound { .. }) => {}
+            // A process that released its lock and exited between the listing and the judging
+            // looks crashed ("no longer running"), but its lock is gone: nothing to report.
+            let name = l.id.to_hex();
+            if backend.stat(FileType::Lock, &name)?.is_none() {
+                continue;
+            }
+            match backend.remove(FileType::Lock, &name) {
+                Ok(()) => {}
+                Err(Error::ObjectNotFound { .. }) => continue,
                 Err(e) => return Err(e),
             }
             removed.push(format!("removed stale lock of {} ({why})", l.info.describe()));

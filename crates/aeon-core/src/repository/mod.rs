@@ -298,14 +298,20 @@ impl Repository {
                 Ok(None) => {}
                 Err(e) => {
                     skipped.push(format!("key slot {} skipped: {e}", info.name));
-                    if matches!(e, Error::Backend { .. } | Error::Storage { .. }) {
+                    // A slot storage would not give, or one only a newer aeon reads, is no
+                    // evidence of a wrong password: if nothing opens, that is what is said.
+                    if matches!(
+                        e,
+                        Error::Backend { .. }
+                            | Error::Storage { .. }
+                            | Error::UnsupportedVersion { .. }
+                    ) {
                         unreachable_slot.get_or_insert(e);
                     }
                 }
             }
         }
         let Some(key) = key else {
-            // A slot storage would not give is no evidence of a wrong password: say what failed.
             return Err(match (unreachable_slot, skipped.is_empty()) {
                 (Some(e), _) => e,
                 (None, true) => Error::WrongPassword,

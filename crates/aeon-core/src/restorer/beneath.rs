@@ -77,6 +77,9 @@ impl Beneath {
             Mode::empty(),
         )
         .map_err(|e| Error::io(target, e.into()))?;
+        // One error for a target this user cannot write, rather than one per entry.
+        rustix::fs::access(target, rustix::fs::Access::WRITE_OK)
+            .map_err(|e| Error::io(target, e.into()))?;
         Ok(Beneath {
             root,
             root_path: target.to_path_buf(),
