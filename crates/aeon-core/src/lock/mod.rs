@@ -653,6 +653,30 @@ mod tests {
         assert_eq!(of(me.id()), Liveness::Live);
     }
 
+    /// A lock judged stale because its process is gone, but released by that process before
+    /// the judge acted, is not reported as "removed stale lock": it was an orderly exit.
+    #[test]
+    fn a_lock_released_before_removal_is_not_reported_stale() {
+        let dir = tempfile::tempdir().unwrap();
+        let local = LocalBackend::new(dir.path());
+        local.create().unwrap();
+        let cipher = Cipher::new(&Key::random().unwrap());
+        let (kept, released) = (Id([1; 32]), Id([2; 32]));
+        let gone = info("h", u32::MAX - 1, 0);
+        local.write(FileType::Lock, &kept.to_hex(), &gone.encode(&cipher).unwrap()).unwrap();
+        let judged: Vec<JudgedLock> = [kept, released]
+            .into_iter()
+            .map(|id| JudgedLock {
+                id,
+                info: gone.clone(),
+                liveness: Liveness::Stale("process is no longer running".into()),
+            })
+            .collect();
+        let removed = remove_stale(&local, &judged).unwrap();
+        assert_eq!(removed.len(), 1, "{removed:?}");
+        assert!(local.list(FileType::Lock).unwrap().is_empty());
+    }
+
     #[test]
     fn exclusive_excludes_exclusive_but_not_shared() {
         let dir = tempfile::tempdir().unwrap();
