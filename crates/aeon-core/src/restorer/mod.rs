@@ -20,6 +20,8 @@
 mod beneath;
 mod plan;
 
+pub use plan::refused_entries;
+
 use std::borrow::Cow;
 use std::collections::HashMap;
 use std::fs::File;

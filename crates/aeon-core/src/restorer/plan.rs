@@ -80,6 +80,12 @@ fn safe_name(node: &Node) -> Option<&OsStr> {
     is_safe_name(&node.name.0).then(|| node.name.as_os_str())
 }
 
+/// The entries of `tree` a restore leaves out (and reports), by position: those with a fault
+/// that [`NodeFault::refused`] names. A tree `check` accepts has none.
+pub fn refused_entries(tree: &crate::tree::Tree) -> HashMap<usize, NodeFault> {
+    tree.faults().into_iter().filter(|(_, f)| f.refused()).collect()
+}
+
 struct Planner<'a> {
     repo: &'a Repository,
     opts: &'a RestoreOptions,
@@ -168,8 +174,7 @@ impl Planner<'_> {
         let Some(subtree) = subtree else { return Ok(()) };
         crate::tree::ensure_depth(snap_dir.components().count(), &snap_dir.display())?;
         let tree = self.repo.load_tree(&subtree)?;
-        let refused: HashMap<usize, NodeFault> =
-            tree.faults().into_iter().filter(|(_, f)| f.refused()).collect();
+        let refused = refused_entries(&tree);
         let mut seen = HashSet::new();
         for (i, node) in tree.nodes.into_iter().enumerate() {
             if let Some(fault) = refused.get(&i) {
