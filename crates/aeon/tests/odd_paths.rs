@@ -641,3 +641,65 @@ fn misleading_messages_are_now_right() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["files_new"], 0, "{v}");
 }
+
+/// `check` rejects a tree that is not well formed: a symlink carrying a subtree, duplicate and
+/// unsafe names, a size that disagrees with the content; restore refuses the same entries.
+#[test]
+fn check_rejects_trees_that_are_not_well_formed() {
+    use aeon_core::blob::{self, BlobType, Compression};
+    use aeon_core::repository::Repository;
+    use aeon_core::tree::{Node, NodeKind, RawName, Tree};
+    let env = Env::new();
+    let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
+    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
+    repo.load_index().unwrap();
+    let mut packer = repo.packer();
+    let data = b"four".to_vec();
+    let data_id = repo.hasher().hash(&data);
+    let sealed =
+        blob::seal_blob(repo.cipher(), BlobType::Data, &data_id, &data, Compression::None).unwrap();
+    packer.add(BlobType::Data, data_id, &sealed, 4).unwrap();
+    let mut seal_tree = |tree: &Tree| {
+        let bytes = tree.encode();
+        let id = repo.hasher().hash(&bytes);
+        let sealed =
+            blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, Compression::None).unwrap();
+        packer.add(BlobType::Tree, id, &sealed, bytes.len() as u32).unwrap();
+        id
+    };
+    let empty = seal_tree(&Tree::default());
+    let file = |name: &str, size: u64| {
+        let mut n = Node::new(RawName(name.as_bytes().to_vec()), NodeKind::File);
+        n.mode = 0o644;
+        n.size = size;
+        n.content = vec![data_id];
+        n
+    };
+    let mut link = Node::new(RawName(b"link".to_vec()), NodeKind::Symlink);
+    link.target = Some(RawName(b"elsewhere".to_vec()));
+    link.subtree = Some(empty);
+    let nodes = vec![file("a", 4), file("a", 4), file("b/c", 4), link, file("wrong-size", 9)];
+    let root = seal_tree(&Tree { nodes });
+    packer.finish().unwrap();
+    let id = save_crafted_point(&repo, root);
+
+    let out = env.run(&["check"]);
+    assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));
+    let err = stderr(&out);
+    for expected in [
+        "duplicate name: \"a\"",
+        "unsafe name: \"b/c\"",
+        "symbolic link carrying a subtree",
+        "\"wrong-size\" records 9 bytes, its content holds 4",
+    ] {
+        assert!(err.contains(expected), "{expected}: {err}");
+    }
+    let target = env.path("t");
+    let out = env.run(&["restore", &id, "--target", target.to_str().unwrap()]);
+    let err = stderr(&out);
+    assert!(err.contains("refused duplicate name") && err.contains("refused unsafe name"), "{err}");
+    assert_eq!(fs::read(target.join("a")).unwrap(), b"four");
+    assert!(target.join("link").is_dir(), "a legacy link with a subtree is read as a directory");
+    assert!(!target.join("wrong-size").exists(), "a file whose size is not its content's");
+    assert!(err.contains("records 9 bytes"), "{err}");
+}

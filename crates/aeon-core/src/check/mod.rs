@@ -613,49 +613,46 @@ fn inspect_tree(
         bad = true;
     }
     for node in &tree.nodes {
-        match node.kind {
-            NodeKind::File => {
-                let mut stored_size = Some(0u64);
-                for id in &node.content {
-                    let Some(loc) = index.get_readable(id) else {
+        if node.kind == NodeKind::File {
+            let mut stored_size = Some(0u64);
+            for id in &node.content {
+                let Some(loc) = index.get_readable(id) else {
+                    problem(
+                        format!("blob {id}"),
+                        format!("referenced by {:?} but not in the index", node.name),
+                    );
+                    bad = true;
+                    stored_size = None;
+                    continue;
+                };
+                stored_size = stored_size.map(|s| s + u64::from(loc.raw_len));
+                if bad_blobs.contains(id) {
+                    let pack = index.pack(loc.pack);
+                    if pack.condemned {
                         problem(
                             format!("blob {id}"),
-                            format!("referenced by {:?} but not in the index", node.name),
+                            format!(
+                                "needed by {:?}, but its pack {} (awaiting deletion) is \
+                                 missing or damaged",
+                                node.name, pack.id
+                            ),
                         );
-                        bad = true;
-                        stored_size = None;
-                        continue;
-                    };
-                    stored_size = stored_size.map(|s| s + u64::from(loc.raw_len));
-                    if bad_blobs.contains(id) {
-                        let pack = index.pack(loc.pack);
-                        if pack.condemned {
-                            problem(
-                                format!("blob {id}"),
-                                format!(
-                                    "needed by {:?}, but its pack {} (awaiting deletion) is \
-                                     missing or damaged",
-                                    node.name, pack.id
-                                ),
-                            );
-                        }
-                        bad = true;
                     }
-                }
-                if stored_size.is_some_and(|s| s != node.size) {
-                    problem(
-                        format!("tree {tree_id}"),
-                        format!(
-                            "not well formed: {:?} records {} bytes, its content holds {}",
-                            node.name,
-                            node.size,
-                            stored_size.unwrap_or_default()
-                        ),
-                    );
                     bad = true;
                 }
             }
-            _ => {}
+            if stored_size.is_some_and(|s| s != node.size) {
+                problem(
+                    format!("tree {tree_id}"),
+                    format!(
+                        "not well formed: {:?} records {} bytes, its content holds {}",
+                        node.name,
+                        node.size,
+                        stored_size.unwrap_or_default()
+                    ),
+                );
+                bad = true;
+            }
         }
         if let Some(sub) = node.subtree.filter(|_| node.own_fault().is_none_or(|f| !f.refused())) {
             subtrees.push(sub);

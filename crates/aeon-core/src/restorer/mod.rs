@@ -564,6 +564,16 @@ impl<'a> Run<'a> {
                 plan.targets.push(Target { file: i, offset });
                 offset += loc.raw_len as u64;
             }
+            // A size that disagrees with the content would leave a zero-filled or cut file.
+            if offset != f.node.size && f.failed.load(Ordering::Relaxed) == 0 {
+                summary.errors.push(format!(
+                    "{}: the recovery point records {} bytes, its content holds {offset}: not \
+                     well formed (see `aeon check`)",
+                    f.path.display(),
+                    f.node.size
+                ));
+                f.failed.store(FAILED_DATA, Ordering::Relaxed);
+            }
             self.planned.1 += offset;
         }
         self.planned.0 += files.len() as u64;
