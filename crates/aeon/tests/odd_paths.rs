@@ -9,6 +9,15 @@ use std::path::Path;
 
 use common::*;
 
+/// A repository and a source folder `src` holding one file `f` with `content`.
+fn env_with_file(content: &[u8]) -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let src = env.path("src");
+    fs::create_dir_all(&src).unwrap();
+    fs::write(src.join("f"), content).unwrap();
+    (env, src)
+}
+
 /// `/t/link -> real`: a backup of `/t/link/docs` records the path as given, with `link` a
 /// directory, so that every reader finds the files under the path the user named.
 #[test]
@@ -106,10 +115,7 @@ fn no_name_of_a_damaged_file_is_left_behind() {
 /// damaged point says it is damaged (exit 4), not that nothing matches.
 #[test]
 fn a_damaged_newest_point_is_an_error_not_skipped() {
-    let env = Env::new();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), b"old").unwrap();
+    let (env, src) = env_with_file(b"old");
     let older = env.backup(&src);
     fs::write(src.join("f"), b"new").unwrap();
     let newest = env.backup(&src);
@@ -232,13 +238,8 @@ fn deep_trees_restore_and_deeper_crafted_ones_are_refused() {
 
 /// A recovery point of `levels` directories nested in each other, written with the library.
 fn craft_deep_point(env: &Env, levels: usize) -> String {
-    use aeon_core::blob::{self, BlobType, Compression};
-    use aeon_core::repository::Repository;
     use aeon_core::tree::{Node, NodeKind, RawName, Tree};
-    let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
-    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-    repo.load_index().unwrap();
-    let mut packer = repo.packer();
+    let mut crafter = Crafter::open(env);
     let mut below: Option<aeon_core::id::Id> = None;
     for _ in 0..levels {
         let nodes = below
@@ -250,26 +251,16 @@ fn craft_deep_point(env: &Env, levels: usize) -> String {
             })
             .into_iter()
             .collect();
-        let tree = Tree { nodes };
-        let bytes = tree.encode();
-        let id = repo.hasher().hash(&bytes);
-        let sealed =
-            blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, Compression::None).unwrap();
-        packer.add(BlobType::Tree, id, &sealed, bytes.len() as u32).unwrap();
-        below = Some(id);
+        below = Some(crafter.tree(&Tree { nodes }));
     }
-    packer.finish().unwrap();
-    save_crafted_point(&repo, below.unwrap())
+    crafter.point(below.unwrap())
 }
 
 /// No input panics: huge relative times, huge thread counts, and extreme times stored in a
 /// recovery point each give an error or are handled, never exit 101 or 134.
 #[test]
 fn extreme_numbers_are_errors_not_panics() {
-    let env = Env::new();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), b"x").unwrap();
+    let (env, src) = env_with_file(b"x");
     let id = env.backup(&src);
     let huge = "99999999999 hours ago";
     for args in [
@@ -306,18 +297,9 @@ fn extreme_numbers_are_errors_not_panics() {
 
 /// A recovery point with one file per mtime (named `t0`, `t1`, ...).
 fn craft_point_with_times(env: &Env, times: &[i64]) -> String {
-    use aeon_core::blob::{self, BlobType, Compression};
-    use aeon_core::repository::Repository;
     use aeon_core::tree::{Node, NodeKind, RawName, Timestamp, Tree};
-    let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
-    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-    repo.load_index().unwrap();
-    let mut packer = repo.packer();
-    let data = b"t".to_vec();
-    let data_id = repo.hasher().hash(&data);
-    let sealed =
-        blob::seal_blob(repo.cipher(), BlobType::Data, &data_id, &data, Compression::None).unwrap();
-    packer.add(BlobType::Data, data_id, &sealed, 1).unwrap();
+    let mut crafter = Crafter::open(env);
+    let data_id = crafter.data(b"t");
     let nodes = times
         .iter()
         .enumerate()
@@ -331,38 +313,8 @@ fn craft_point_with_times(env: &Env, times: &[i64]) -> String {
             n
         })
         .collect();
-    let tree = Tree { nodes };
-    let bytes = tree.encode();
-    let tree_id = repo.hasher().hash(&bytes);
-    let sealed =
-        blob::seal_blob(repo.cipher(), BlobType::Tree, &tree_id, &bytes, Compression::None)
-            .unwrap();
-    packer.add(BlobType::Tree, tree_id, &sealed, bytes.len() as u32).unwrap();
-    packer.finish().unwrap();
-    save_crafted_point(&repo, tree_id)
-}
-
-fn save_crafted_point(repo: &aeon_core::repository::Repository, tree: aeon_core::id::Id) -> String {
-    use aeon_core::snapshot::{Snapshot, Summary};
-    let snap = Snapshot {
-        time: chrono::Utc::now().fixed_offset(),
-        tree,
-        paths: vec!["/crafted".into()],
-        hostname: "attacker".into(),
-        username: "mallory".into(),
-        uid: 0,
-        gid: 0,
-        tags: vec![],
-        parent: None,
-        description: None,
-        category: None,
-        kind: None,
-        program_version: "crafted".into(),
-        summary: Summary::default(),
-        protected: false,
-        original: None,
-    };
-    repo.save_snapshot(&snap).unwrap().to_hex()
+    let tree = crafter.tree(&Tree { nodes });
+    crafter.point(tree)
 }
 
 /// A restore into a file system that fills up stops at the first "no space left" with exit 13
@@ -556,10 +508,7 @@ fn init_refuses_a_folder_that_is_not_empty() {
     assert!(stderr(&out).contains("thesis.tex"), "{}", stderr(&out));
     assert_eq!(fs::read_dir(&env.repo).unwrap().count(), 1, "init wrote beside the file");
 
-    let env = Env::new();
-    let src = env.path("src");
-    fs::create_dir_all(&src).unwrap();
-    fs::write(src.join("f"), b"x").unwrap();
+    let (env, src) = env_with_file(b"x");
     env.backup(&src);
     fs::remove_file(env.repo.join("config")).unwrap();
     let keys_before = fs::read_dir(env.repo.join("keys")).unwrap().count();
@@ -646,28 +595,11 @@ fn misleading_messages_are_now_right() {
 /// unsafe names, a size that disagrees with the content; restore refuses the same entries.
 #[test]
 fn check_rejects_trees_that_are_not_well_formed() {
-    use aeon_core::blob::{self, BlobType, Compression};
-    use aeon_core::repository::Repository;
     use aeon_core::tree::{Node, NodeKind, RawName, Tree};
     let env = Env::new();
-    let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
-    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-    repo.load_index().unwrap();
-    let mut packer = repo.packer();
-    let data = b"four".to_vec();
-    let data_id = repo.hasher().hash(&data);
-    let sealed =
-        blob::seal_blob(repo.cipher(), BlobType::Data, &data_id, &data, Compression::None).unwrap();
-    packer.add(BlobType::Data, data_id, &sealed, 4).unwrap();
-    let mut seal_tree = |tree: &Tree| {
-        let bytes = tree.encode();
-        let id = repo.hasher().hash(&bytes);
-        let sealed =
-            blob::seal_blob(repo.cipher(), BlobType::Tree, &id, &bytes, Compression::None).unwrap();
-        packer.add(BlobType::Tree, id, &sealed, bytes.len() as u32).unwrap();
-        id
-    };
-    let empty = seal_tree(&Tree::default());
+    let mut crafter = Crafter::open(&env);
+    let data_id = crafter.data(b"four");
+    let empty = crafter.tree(&Tree::default());
     let file = |name: &str, size: u64| {
         let mut n = Node::new(RawName(name.as_bytes().to_vec()), NodeKind::File);
         n.mode = 0o644;
@@ -679,9 +611,8 @@ fn check_rejects_trees_that_are_not_well_formed() {
     link.target = Some(RawName(b"elsewhere".to_vec()));
     link.subtree = Some(empty);
     let nodes = vec![file("a", 4), file("a", 4), file("b/c", 4), link, file("wrong-size", 9)];
-    let root = seal_tree(&Tree { nodes });
-    packer.finish().unwrap();
-    let id = save_crafted_point(&repo, root);
+    let root = crafter.tree(&Tree { nodes });
+    let id = crafter.point(root);
 
     let out = env.run(&["check"]);
     assert_eq!(out.status.code(), Some(4), "{}", stderr(&out));

@@ -3,11 +3,7 @@
 mod common;
 
 use std::fs;
-use std::sync::Arc;
 
-use aeon_core::blob::{self, BlobType, Compression};
-use aeon_core::repository::Repository;
-use aeon_core::snapshot::{Snapshot, Summary};
 use aeon_core::tree::{Node, NodeKind, RawName, Tree};
 
 use common::*;
@@ -49,50 +45,18 @@ fn symlink_from_one_point_is_not_followed_by_the_next() {
 /// Writes a recovery point whose root tree holds the given hostile names, each a file with
 /// the content "pwned", next to one harmless file.
 fn craft_hostile_point(env: &Env, names: &[&[u8]]) -> String {
-    let backend = Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
-    let mut repo = Repository::open(backend, PASSWORD.as_bytes()).unwrap();
-    repo.load_index().unwrap();
-    let mut packer = repo.packer();
-    let data = b"pwned".to_vec();
-    let data_id = repo.hasher().hash(&data);
-    let sealed =
-        blob::seal_blob(repo.cipher(), BlobType::Data, &data_id, &data, Compression::None).unwrap();
-    packer.add(BlobType::Data, data_id, &sealed, data.len() as u32).unwrap();
+    let mut crafter = Crafter::open(env);
+    let data_id = crafter.data(b"pwned");
     let mut nodes = Vec::new();
     for name in names.iter().chain([&b"harmless.txt"[..]].iter()) {
         let mut n = Node::new(RawName(name.to_vec()), NodeKind::File);
         n.mode = 0o644;
-        n.size = data.len() as u64;
+        n.size = 5;
         n.content = vec![data_id];
         nodes.push(n);
     }
-    let tree = Tree { nodes };
-    let bytes = tree.encode();
-    let tree_id = repo.hasher().hash(&bytes);
-    let sealed =
-        blob::seal_blob(repo.cipher(), BlobType::Tree, &tree_id, &bytes, Compression::None)
-            .unwrap();
-    packer.add(BlobType::Tree, tree_id, &sealed, bytes.len() as u32).unwrap();
-    packer.finish().unwrap();
-    let snap = Snapshot {
-        time: chrono::Utc::now().fixed_offset(),
-        tree: tree_id,
-        paths: vec!["/crafted".into()],
-        hostname: "attacker".into(),
-        username: "mallory".into(),
-        uid: 0,
-        gid: 0,
-        tags: vec![],
-        parent: None,
-        description: None,
-        category: None,
-        kind: None,
-        program_version: "crafted".into(),
-        summary: Summary::default(),
-        protected: false,
-        original: None,
-    };
-    repo.save_snapshot(&snap).unwrap().to_hex()
+    let tree = crafter.tree(&Tree { nodes });
+    crafter.point(tree)
 }
 
 #[test]

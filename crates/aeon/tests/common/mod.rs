@@ -323,3 +323,61 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no preconditions.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// Writes crafted recovery points through the library: blobs and trees of a test's choosing,
+/// as a key holder could, to see what every reader does with them.
+pub struct Crafter {
+    pub repo: aeon_core::repository::Repository,
+    packer: aeon_core::repository::Packer,
+}
+
+impl Crafter {
+    pub fn open(env: &Env) -> Crafter {
+        let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
+        let mut repo =
+            aeon_core::repository::Repository::open(backend, PASSWORD.as_bytes()).expect("open");
+        repo.load_index().expect("index");
+        let packer = repo.packer();
+        Crafter { repo, packer }
+    }
+
+    fn add(&mut self, kind: aeon_core::blob::BlobType, bytes: &[u8]) -> aeon_core::id::Id {
+        use aeon_core::blob::{Compression, seal_blob};
+        let id = self.repo.hasher().hash(bytes);
+        let sealed = seal_blob(self.repo.cipher(), kind, &id, bytes, Compression::None).unwrap();
+        self.packer.add(kind, id, &sealed, bytes.len() as u32).expect("pack");
+        id
+    }
+
+    pub fn data(&mut self, bytes: &[u8]) -> aeon_core::id::Id {
+        self.add(aeon_core::blob::BlobType::Data, bytes)
+    }
+
+    pub fn tree(&mut self, tree: &aeon_core::tree::Tree) -> aeon_core::id::Id {
+        self.add(aeon_core::blob::BlobType::Tree, &tree.encode())
+    }
+
+    /// Stores what was added and a recovery point of `tree`; returns the point's id.
+    pub fn point(self, tree: aeon_core::id::Id) -> String {
+        self.packer.finish().expect("finish");
+        let snap = aeon_core::snapshot::Snapshot {
+            time: chrono::Utc::now().fixed_offset(),
+            tree,
+            paths: vec!["/crafted".into()],
+            hostname: "attacker".into(),
+            username: "mallory".into(),
+            uid: 0,
+            gid: 0,
+            tags: vec![],
+            parent: None,
+            description: None,
+            category: None,
+            kind: None,
+            program_version: "crafted".into(),
+            summary: aeon_core::snapshot::Summary::default(),
+            protected: false,
+            original: None,
+        };
+        self.repo.save_snapshot(&snap).expect("save").to_hex()
+    }
+}
