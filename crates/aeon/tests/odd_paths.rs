@@ -494,6 +494,17 @@ fn pseudo_file_systems_are_left_out_with_a_note() {
     assert!(!listed.contains("cpuinfo"), "{listed}");
     assert!(listed.lines().any(|l| l.trim_end() == "/sys/kernel"), "{listed}");
     assert!(!listed.contains("/sys/kernel/"), "{listed}");
+
+    // A link into /proc, met first on its file system, does not make that file system proc.
+    let (env, src) = env_with_file(b"data");
+    std::os::unix::fs::symlink("/proc/self", env.path("a-link")).unwrap();
+    let link = env.path("a-link");
+    let out = env.run(&["backup", link.to_str().unwrap(), src.to_str().unwrap(), "--json"]);
+    assert_success(&out);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(v["notes"].as_array().unwrap().is_empty(), "{v}");
+    let dumped = env.run(&["dump", &format!("latest:{}/f", src.display())]);
+    assert_eq!(dumped.stdout, b"data", "{}", stderr(&dumped));
 }
 
 /// `init` makes a repository only in an empty place: not beside someone's files, and not over

@@ -168,7 +168,7 @@ pub(super) struct Walker<'s, 'a> {
 
 /// File systems whose files are the kernel's view of itself: their sizes lie (0 for files that
 /// read as pages), some block forever when read (/proc/kmsg, trace_pipe), and restoring them
-/// means nothing. A backup records such a mount point as an empty directory (docs/FORMAT.md §8).
+/// means nothing. A backup records such a mount point as an empty directory (docs/FORMAT.md §10).
 fn pseudo_file_system(path: &Path) -> Option<&'static str> {
     let kind = rustix::fs::statfs(path).ok()?.f_type as u64;
     Some(match kind {
@@ -313,7 +313,7 @@ impl<'s, 'a> Walker<'s, 'a> {
                 VirtualEntry::Dir(path, children) => {
                     // A directory above a source is recorded as the directory the path leads
                     // to, even when it is reached through a symbolic link (`/home` -> `/data/home`):
-                    // the point keeps the path as it was given (docs/FORMAT.md §8).
+                    // the point keeps the path as it was given (docs/FORMAT.md §10).
                     let resolved = match std::fs::canonicalize(path)
                         .and_then(|real| std::fs::metadata(&real).map(|md| (real, md)))
                     {
@@ -407,7 +407,8 @@ impl<'s, 'a> Walker<'s, 'a> {
         }
         let mut node = self.describe(path, name, &md, parent_node);
         let c = &self.shared.counters;
-        if self.on_pseudo_file_system(path, md.dev()).is_some() {
+        // A symlink cannot tell its file system: statfs would follow it to another one.
+        if !md.is_symlink() && self.on_pseudo_file_system(path, md.dev()).is_some() {
             if node.kind == NodeKind::Dir {
                 // Recorded as the empty directory a restore needs to mount it on again.
                 if self.send(Item::EnterDir) {
