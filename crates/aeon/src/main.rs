@@ -205,19 +205,27 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     // The recursive walks of deep trees need more stack than the main thread has.
-    let command = cli.command;
-    let result = std::thread::Builder::new()
+    // The recursive walks of deep trees need more stack than the main thread has. The stack is
+    // a reservation; where the system refuses one that large, the command runs here instead.
+    let work = std::sync::Arc::new(std::sync::Mutex::new(Some((ctx, cli.command))));
+    let on_thread = std::sync::Arc::clone(&work);
+    let spawned = std::thread::Builder::new()
         .name("aeon".into())
         .stack_size(aeon_core::tree::DEEP_WALK_STACK)
-        .spawn(move || run_command(&ctx, command))
-        .map_err(anyhow::Error::from)
-        .and_then(|t| t.join().map_err(|_| anyhow::anyhow!("the command panicked")));
-    let result = match result {
-        Ok(done) => done,
-        Err(e) => {
-            eprintln!("aeon: error: {e:#}");
+        .spawn(move || {
+            let taken = on_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
+            taken.map(|(ctx, command)| run_command(&ctx, command))
+        });
+    let result = match spawned.map(|t| t.join()) {
+        Ok(Ok(Some(result))) => result,
+        Ok(_) => {
+            eprintln!("aeon: error: the command stopped unexpectedly (a panic)");
             return ExitCode::from(exit::ERROR);
         }
+        Err(_) => match work.lock().unwrap_or_else(|p| p.into_inner()).take() {
+            Some((ctx, command)) => run_command(&ctx, command),
+            None => return ExitCode::from(exit::ERROR),
+        },
     };
     finish(result, operation)
 }

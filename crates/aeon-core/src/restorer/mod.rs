@@ -261,28 +261,41 @@ fn restore_in_batches(
     // The plan and the structure of the next batch are made while the writers fill the files
     // of this one. Both are serial (the entries of a directory are created one at a time
     // anyway) and would otherwise leave a core idle.
+    let (tx, rx) = crossbeam_channel::bounded::<Prepared>(1);
+    let prepare = move || {
+        let mut dirs = Vec::new();
+        let mut failed_dirs = Vec::new();
+        let planned = plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
+            let prepared = make_structure(b, beneath, opts, no_space, &mut dirs, &mut failed_dirs);
+            // Fails only if the receiving side is unwinding from a panic.
+            let _ = tx.send(prepared);
+        });
+        (planned, dirs)
+    };
+    // Taken by whichever thread starts: one with a stack for MAX_DEPTH levels or, where the
+    // system refuses that reservation (strict overcommit), a smaller one, then the default
+    // (which holds about a thousand levels).
+    let prepare = std::sync::Mutex::new(Some(prepare));
     let (planned, mut dirs) = std::thread::scope(|s| -> Result<_> {
-        let (tx, rx) = crossbeam_channel::bounded::<Prepared>(1);
-        let preparer = std::thread::Builder::new()
-            .name("restore-plan".into())
-            .stack_size(crate::tree::DEEP_WALK_STACK)
-            .spawn_scoped(s, move || {
-                let mut dirs = Vec::new();
-                let mut failed_dirs = Vec::new();
-                let planned =
-                    plan::plan(repo, node, node_path, target, opts, batch_weight, &mut |b| {
-                        let prepared =
-                            make_structure(b, beneath, opts, no_space, &mut dirs, &mut failed_dirs);
-                        // Fails only if the receiving side is unwinding from a panic.
-                        let _ = tx.send(prepared);
-                    });
-                (planned, dirs)
+        let spawn = |stack: Option<usize>| {
+            let mut builder = std::thread::Builder::new().name("restore-plan".into());
+            if let Some(size) = stack {
+                builder = builder.stack_size(size);
+            }
+            builder.spawn_scoped(s, || {
+                let job = prepare.lock().unwrap_or_else(|p| p.into_inner()).take();
+                job.map(|job| job())
             })
+        };
+        let preparer = spawn(Some(crate::tree::DEEP_WALK_STACK))
+            .or_else(|_| spawn(Some(crate::tree::DEEP_WALK_STACK / 8)))
+            .or_else(|_| spawn(None))
             .map_err(|e| Error::io(target, e))?;
         for prepared in &rx {
             run.complete(prepared);
         }
-        Ok(preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
+        let joined = preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        joined.ok_or_else(|| Error::InvalidInput("the restore's planner did not run".into()))
     })?;
     planned?;
 
