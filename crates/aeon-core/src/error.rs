@@ -95,7 +95,7 @@ impl Error {
         Error::Io { path: path.into(), source }
     }
 
-    /// True when storage reported that it is full (ENOSPC, EDQUOT).
+    /// True when storage, or a restore's target, reported that it is full (ENOSPC, EDQUOT).
     pub fn is_storage_full(&self) -> bool {
         match self {
             Error::Backend { source, .. } | Error::Io { source, .. } => {
@@ -103,15 +103,6 @@ impl Error {
             }
             _ => false,
         }
-    }
-
-    /// True when a file system or quota is full (ENOSPC, EDQUOT).
-    pub fn is_no_space(&self) -> bool {
-        let source = match self {
-            Error::Io { source, .. } | Error::Backend { source, .. } => source,
-            _ => return false,
-        };
-        matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
     }
 
     /// True when the error means stored data failed authentication or parsing.

@@ -28,7 +28,7 @@ pub mod locations;
 pub mod lock;
 pub mod metadata;
 pub mod pack;
-mod parallel;
+pub mod parallel;
 pub mod progress;
 pub mod prune;
 pub mod repository;

@@ -1,7 +1,33 @@
 //! Work spread over a few threads that take the next item as they free up.
 
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::thread::{Scope, ScopedJoinHandle};
+
+/// Starts `work` on a thread of `scope` with a stack for the recursive tree walks (see
+/// [`crate::tree::DEEP_WALK_STACK`]) or, where the system refuses that reservation (strict
+/// overcommit), a stack an eighth of it, then the default one (about a thousand levels).
+pub fn spawn_deep<'scope, T: Send + 'scope>(
+    scope: &'scope Scope<'scope, '_>,
+    name: &str,
+    work: impl FnOnce() -> T + Send + 'scope,
+) -> std::io::Result<ScopedJoinHandle<'scope, T>> {
+    // Taken by whichever attempt starts: a refused one drops only its handle on it.
+    let work = Arc::new(Mutex::new(Some(work)));
+    let spawn = |stack: Option<usize>| {
+        let mut builder = std::thread::Builder::new().name(name.into());
+        if let Some(size) = stack {
+            builder = builder.stack_size(size);
+        }
+        let work = Arc::clone(&work);
+        builder.spawn_scoped(scope, move || {
+            let work = work.lock().unwrap_or_else(|p| p.into_inner()).take();
+            work.expect("only the thread that started takes the work")()
+        })
+    };
+    let deep = crate::tree::DEEP_WALK_STACK;
+    spawn(Some(deep)).or_else(|_| spawn(Some(deep / 8))).or_else(|_| spawn(None))
+}
 
 /// Runs `work` on every item (with its position) on `threads` threads, the calling one among
 /// them, each with a state of its own (a buffer); returns what it reported, in no set order.

@@ -205,27 +205,21 @@ fn main() -> ExitCode {
         return ExitCode::from(exit::USAGE);
     }
     // The recursive walks of deep trees need more stack than the main thread has.
-    // The recursive walks of deep trees need more stack than the main thread has. The stack is
-    // a reservation; where the system refuses one that large, the command runs here instead.
-    let work = std::sync::Arc::new(std::sync::Mutex::new(Some((ctx, cli.command))));
-    let on_thread = std::sync::Arc::clone(&work);
-    let spawned = std::thread::Builder::new()
-        .name("aeon".into())
-        .stack_size(aeon_core::tree::DEEP_WALK_STACK)
-        .spawn(move || {
-            let taken = on_thread.lock().unwrap_or_else(|p| p.into_inner()).take();
-            taken.map(|(ctx, command)| run_command(&ctx, command))
-        });
-    let result = match spawned.map(|t| t.join()) {
-        Ok(Ok(Some(result))) => result,
-        Ok(_) => {
+    let command = cli.command;
+    let result = std::thread::scope(|s| {
+        aeon_core::parallel::spawn_deep(s, "aeon", || run_command(&ctx, command))
+            .map(|thread| thread.join())
+    });
+    let result = match result {
+        Ok(Ok(result)) => result,
+        Ok(Err(_)) => {
             eprintln!("aeon: error: the command stopped unexpectedly (a panic)");
             return ExitCode::from(exit::ERROR);
         }
-        Err(_) => match work.lock().unwrap_or_else(|p| p.into_inner()).take() {
-            Some((ctx, command)) => run_command(&ctx, command),
-            None => return ExitCode::from(exit::ERROR),
-        },
+        Err(e) => {
+            eprintln!("aeon: error: no thread could be started to run the command: {e}");
+            return ExitCode::from(exit::ERROR);
+        }
     };
     finish(result, operation)
 }
@@ -365,9 +359,8 @@ fn classify(e: &anyhow::Error, operation: &str) -> (u8, Option<&'static str>) {
         };
         return (exit::STORAGE_FULL, Some(hint));
     }
-    let denied = |source: &std::io::Error| source.kind() == std::io::ErrorKind::PermissionDenied;
     if let Error::Backend { source, .. } | Error::Io { source, .. } = core
-        && denied(source)
+        && source.kind() == std::io::ErrorKind::PermissionDenied
     {
         return (
             exit::ERROR,

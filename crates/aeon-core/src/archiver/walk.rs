@@ -407,8 +407,10 @@ impl<'s, 'a> Walker<'s, 'a> {
         }
         let mut node = self.describe(path, name, &md, parent_node);
         let c = &self.shared.counters;
-        // A symlink cannot tell its file system: statfs would follow it to another one.
-        if !md.is_symlink() && self.on_pseudo_file_system(path, md.dev()).is_some() {
+        // Another file system begins at a directory (or a source), so only those are asked,
+        // never the files of a walk; a symlink cannot tell: statfs would follow it elsewhere.
+        let may_begin_file_system = md.is_dir() || (entry.is_none() && !md.is_symlink());
+        if may_begin_file_system && self.on_pseudo_file_system(path, md.dev()).is_some() {
             if node.kind == NodeKind::Dir {
                 // Recorded as the empty directory a restore needs to mount it on again.
                 if self.send(Item::EnterDir) {

@@ -3,7 +3,7 @@
 
 mod packer;
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 
 use chrono::{DateTime, FixedOffset};
@@ -417,9 +417,11 @@ impl Repository {
     ) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
         // The packs storage has, listed before the index: an index rolled back or copied from
         // elsewhere may name packs that are gone (`check`, tolerant, reports them instead).
-        let stored: Option<HashSet<String>> = match tolerant {
+        let stored: Option<HashMap<String, u64>> = match tolerant {
             true => None,
-            false => Some(self.backend.list(FileType::Pack)?.into_iter().map(|o| o.name).collect()),
+            false => Some(
+                self.backend.list(FileType::Pack)?.into_iter().map(|o| (o.name, o.size)).collect(),
+            ),
         };
         let (names, unknown): (Vec<String>, Vec<String>) = self
             .backend
@@ -503,18 +505,14 @@ impl Repository {
         &self,
         index: &mut Index,
         state: &mut IndexState,
-        stored: &HashSet<String>,
+        stored: &HashMap<String, u64>,
     ) {
         let mut recovered = 0usize;
-        for name in stored {
+        for (name, &size) in stored {
             let Ok(id) = name.parse::<Id>() else { continue };
             if index.pack_number(&id).is_some() {
                 continue;
             }
-            let size = match self.backend.stat(FileType::Pack, name) {
-                Ok(Some(size)) => size,
-                _ => continue,
-            };
             match self.read_pack_table(name, size) {
                 Ok(pack) => {
                     index.add_condemned_pack(&pack);
@@ -534,11 +532,11 @@ impl Repository {
 
     /// Indexed packs missing from `stored` and from storage (each is looked up once more: one
     /// written after the listing began is indexed but not listed).
-    fn packs_not_stored(&self, index: &Index, stored: &HashSet<String>) -> Result<Vec<Id>> {
+    fn packs_not_stored(&self, index: &Index, stored: &HashMap<String, u64>) -> Result<Vec<Id>> {
         let mut missing = Vec::new();
         for p in index.packs() {
             let name = p.id.to_hex();
-            if !stored.contains(&name) && self.backend.stat(FileType::Pack, &name)?.is_none() {
+            if !stored.contains_key(&name) && self.backend.stat(FileType::Pack, &name)?.is_none() {
                 missing.push(p.id);
             }
         }

@@ -272,30 +272,13 @@ fn restore_in_batches(
         });
         (planned, dirs)
     };
-    // Taken by whichever thread starts: one with a stack for MAX_DEPTH levels or, where the
-    // system refuses that reservation (strict overcommit), a smaller one, then the default
-    // (which holds about a thousand levels).
-    let prepare = std::sync::Mutex::new(Some(prepare));
     let (planned, mut dirs) = std::thread::scope(|s| -> Result<_> {
-        let spawn = |stack: Option<usize>| {
-            let mut builder = std::thread::Builder::new().name("restore-plan".into());
-            if let Some(size) = stack {
-                builder = builder.stack_size(size);
-            }
-            builder.spawn_scoped(s, || {
-                let job = prepare.lock().unwrap_or_else(|p| p.into_inner()).take();
-                job.map(|job| job())
-            })
-        };
-        let preparer = spawn(Some(crate::tree::DEEP_WALK_STACK))
-            .or_else(|_| spawn(Some(crate::tree::DEEP_WALK_STACK / 8)))
-            .or_else(|_| spawn(None))
+        let preparer = crate::parallel::spawn_deep(s, "restore-plan", prepare)
             .map_err(|e| Error::io(target, e))?;
         for prepared in &rx {
             run.complete(prepared);
         }
-        let joined = preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
-        joined.ok_or_else(|| Error::InvalidInput("the restore's planner did not run".into()))
+        Ok(preparer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic)))
     })?;
     planned?;
 
@@ -399,7 +382,7 @@ fn make_structure(
                     dirs.push((path, node));
                     Ok(())
                 }
-                Err(e) if e.is_no_space() => {
+                Err(e) if e.is_storage_full() => {
                     summary.no_space = first_no_space(no_space, &e);
                     break;
                 }
@@ -448,7 +431,7 @@ fn make_structure(
             }),
         };
         match made {
-            Err(e) if e.is_no_space() => summary.no_space = first_no_space(no_space, &e),
+            Err(e) if e.is_storage_full() => summary.no_space = first_no_space(no_space, &e),
             Err(e) => summary.errors.push(e.to_string()),
             Ok(()) => {}
         }
@@ -488,11 +471,9 @@ impl<'a> Run<'a> {
         }
         // Kept for the whole restore: a file's other names may come in a later batch.
         for f in files.iter().filter(|f| f.node.links > 1) {
-            match f.failed.load(Ordering::Relaxed) {
-                0 => {}
-                failure => {
-                    self.failed_primaries.insert(f.path.clone(), failure);
-                }
+            let failure = f.failed.load(Ordering::Relaxed);
+            if failure != 0 {
+                self.failed_primaries.insert(f.path.clone(), failure);
             }
         }
         for (path, primary) in hardlinks.iter().filter(|_| !self.no_space.load(Ordering::Relaxed)) {
@@ -705,7 +686,7 @@ fn restore_range(
         if f.failed.swap(FAILED_TARGET, Ordering::Relaxed) != 0 {
             return;
         }
-        if !e.is_no_space() {
+        if !e.is_storage_full() {
             errors.lock().unwrap_or_else(|p| p.into_inner()).push(e.to_string());
         } else if let Some(m) = first_no_space(out.no_space, e) {
             *out.no_space_message.lock().unwrap_or_else(|p| p.into_inner()) = Some(m);

@@ -185,7 +185,9 @@ impl Planner<'_> {
                 ));
                 continue;
             }
-            seen.insert(node.name.0.clone());
+            if self.opts.delete {
+                seen.insert(node.name.0.clone());
+            }
             let name = node.name.as_os_str().to_os_string();
             let (snap_path, path) = (snap_dir.join(&name), target_dir.join(&name));
             self.plan_node(node, snap_path, path, target_is_new)?;

@@ -141,19 +141,30 @@ pub fn resolve_among<'a>(
     let prefix = spec.to_ascii_lowercase();
     let damaged = unreadable
         .iter()
-        .find(|(name, _)| spec == "latest" || (!prefix.is_empty() && name.starts_with(&prefix)));
-    if let Some((name, e)) = damaged {
-        let consequence = if spec == "latest" {
-            "so which point is the latest cannot be told; name an older one by id to use it"
-        } else {
-            "it cannot be used"
-        };
-        return Err(Error::corrupt(
+        .filter(|(name, _)| spec == "latest" || (!prefix.is_empty() && name.starts_with(&prefix)));
+    let consequence = if spec == "latest" {
+        "so which point is the latest cannot be told; name an older one by id to use it"
+    } else {
+        "it cannot be used"
+    };
+    refuse_unreadable(damaged, consequence)?;
+    resolve(entries, spec)
+}
+
+/// An error naming the first of `unreadable` (recovery points that could not be read: object
+/// name and why) and what it stops, if there is one: what a damaged point held is unknown, so
+/// an answer that depends on it must not be given as if it were not there.
+pub fn refuse_unreadable<'u>(
+    mut unreadable: impl Iterator<Item = &'u (String, Error)>,
+    consequence: &str,
+) -> Result<()> {
+    match unreadable.next() {
+        None => Ok(()),
+        Some((name, e)) => Err(Error::corrupt(
             format!("recovery point {name}"),
             format!("{}; {consequence}", e.to_string().trim_end_matches('.')),
-        ));
+        )),
     }
-    resolve(entries, spec)
 }
 
 #[cfg(test)]

@@ -77,12 +77,8 @@ pub fn run(ctx: &Ctx, args: FindArgs) -> Result<u8> {
         ctx.print_json(&results)?;
     }
     // What the damaged points held is unknown: the search is incomplete, and says so.
-    if let Some((name, e)) = unreadable.first() {
-        return Err(aeon_core::Error::corrupt(
-            format!("recovery point {name}"),
-            format!("{e}; not searched ({} damaged recovery point(s) in all)", unreadable.len()),
-        )
-        .into());
-    }
+    let consequence =
+        format!("not searched ({} damaged recovery point(s) in all)", unreadable.len());
+    aeon_core::snapshot::refuse_unreadable(unreadable.iter(), &consequence)?;
     Ok(0)
 }

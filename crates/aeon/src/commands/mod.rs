@@ -43,16 +43,13 @@ pub fn resolve_target_at(
         (Some(time), "" | "latest") => {
             let when = crate::timefmt::parse(time)?;
             let (entries, unreadable) = repo.list_snapshots()?;
-            if let Some((name, e)) = unreadable.first() {
-                return Err(aeon_core::Error::corrupt(
-                    format!("recovery point {name}"),
-                    format!(
-                        "{e}; which point was taken at or before {when} cannot be told while it \
-                         is unreadable: name a recovery point by id"
-                    ),
-                )
-                .into());
-            }
+            aeon_core::snapshot::refuse_unreadable(
+                unreadable.iter(),
+                &format!(
+                    "which point was taken at or before {when} cannot be told while it is \
+                     unreadable: name a recovery point by id"
+                ),
+            )?;
             entries
                 .into_iter()
                 .filter(|e| at.host.as_ref().is_none_or(|h| &e.snapshot.hostname == h))
