@@ -16,12 +16,12 @@ fn a_hostile_or_damaged_slot_never_stops_the_others() {
     Repository::init(backend.clone(), b"pw", init).unwrap();
     let genuine = backend.list(FileType::Key).unwrap()[0].name.clone();
     let bytes = backend.read(FileType::Key, &genuine).unwrap();
-    // Listed before the genuine slot: one asking for 4 TiB of Argon2 memory, one cut short.
+    // Named so that they sort before the genuine slot (slots are tried in name order): one asking for 4 TiB of Argon2 memory, one cut short.
     let mut greedy = bytes.clone();
     let label_len = u16::from_le_bytes([bytes[49], bytes[50]]) as usize;
     greedy[51 + label_len..55 + label_len].copy_from_slice(&u32::MAX.to_le_bytes());
     backend.write(FileType::Key, &"0".repeat(64), &greedy).unwrap();
-    backend.write(FileType::Key, &format!("1{}", "0".repeat(63)), &bytes[..40]).unwrap();
+    backend.write(FileType::Key, &format!("{}1", "0".repeat(63)), &bytes[..40]).unwrap();
 
     let started = std::time::Instant::now();
     let repo = Repository::open(backend.clone(), b"pw").unwrap();

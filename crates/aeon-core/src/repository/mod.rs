@@ -275,7 +275,11 @@ impl Repository {
         let mut unreachable_slot = None;
         // Any one slot that cannot be read or tried is skipped with a warning: it never stops
         // the others from being tried.
-        for info in backend.list(FileType::Key)? {
+        // In name order, so that which slots are tried, and the warnings, do not depend on the
+        // order a file system or server happens to list them in.
+        let mut slots = backend.list(FileType::Key)?;
+        slots.sort_by(|a, b| a.name.cmp(&b.name));
+        for info in slots {
             if info.size > MAX_KEY_SLOT_LEN {
                 skipped.push(format!(
                     "key slot {} skipped: {} bytes, larger than any key slot",
