@@ -74,6 +74,9 @@ pub enum Error {
     #[error("operation cancelled")]
     Cancelled,
 
+    #[error("recovery point {0} is protected")]
+    Protected(String),
+
     #[error("the repository is locked by {0}")]
     Locked(String),
 

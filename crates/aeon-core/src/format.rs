@@ -30,6 +30,8 @@ pub enum ObjectKind {
     Parity = 8,
     /// Reserved: the list of storage locations of a multi-location repository.
     Locations = 9,
+    /// A recovery point's labels, changed after it was taken (`labels/`).
+    Labels = 10,
 }
 
 impl ObjectKind {
@@ -45,6 +47,7 @@ impl ObjectKind {
             7 => Audit,
             8 => Parity,
             9 => Locations,
+            10 => Labels,
             _ => return None,
         })
     }

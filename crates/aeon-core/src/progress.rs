@@ -9,8 +9,65 @@ pub trait Progress: Send + Sync {
     fn set_total(&self, _files: u64, _bytes: u64) {}
     /// Work done since the last call.
     fn add(&self, _files: u64, _bytes: u64) {}
+    /// Something worth telling that does not stop the operation: the one channel through which
+    /// the engine reports warnings and notes, whoever renders them (a terminal, a log, JSON).
+    fn notice(&self, _notice: &Notice) {}
     /// A warning about one item that does not stop the operation.
-    fn warn(&self, _message: &str) {}
+    fn warn(&self, message: &str) {
+        self.notice(&Notice::warning(message));
+    }
+}
+
+/// How much a [`Notice`] matters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Level {
+    /// Worth knowing; nothing is wrong (a stale lock removed, a kernel file system left out).
+    Note,
+    /// Something was not done, or something found is wrong, and the operation went on.
+    Warning,
+}
+
+/// A warning or note from the engine, in one sentence.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Notice {
+    pub level: Level,
+    pub message: String,
+}
+
+impl Notice {
+    pub fn note(message: impl Into<String>) -> Notice {
+        Notice { level: Level::Note, message: message.into() }
+    }
+    pub fn warning(message: impl Into<String>) -> Notice {
+        Notice { level: Level::Warning, message: message.into() }
+    }
+}
+
+impl std::fmt::Display for Notice {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let level = match self.level {
+            Level::Note => "note",
+            Level::Warning => "warning",
+        };
+        write!(f, "{level}: {}", self.message)
+    }
+}
+
+/// Keeps every notice, in order: for tests and for callers that render them later.
+#[derive(Default)]
+pub struct Collected(std::sync::Mutex<Vec<Notice>>);
+
+impl Collected {
+    pub fn take(&self) -> Vec<Notice> {
+        std::mem::take(&mut *self.0.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+impl Progress for Collected {
+    fn notice(&self, notice: &Notice) {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).push(notice.clone());
+    }
 }
 
 /// Discards everything.

@@ -13,6 +13,7 @@ use aeon_core::archiver::{self, BackupOptions};
 use aeon_core::backend::{Backend, FileType, ObjectInfo, RemoteBackend, RemoteOptions};
 use aeon_core::cache::Cache;
 use aeon_core::keys::KdfParams;
+use aeon_core::lock::LockKind;
 use aeon_core::progress::NoProgress;
 use aeon_core::repository::InitOptions;
 use aeon_core::tree::NodeKind;
@@ -100,7 +101,7 @@ fn browsing_a_remote_repository_reads_metadata_once() {
         kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
         ..InitOptions::default()
     };
-    let mut repo = Repository::init(counting.clone(), b"pw", init).unwrap();
+    let repo = Repository::init(counting.clone(), b"pw", init).unwrap();
     let src = tempfile::tempdir().unwrap();
     for d in 0..20 {
         let dir = src.path().join(format!("d{d}"));
@@ -109,12 +110,12 @@ fn browsing_a_remote_repository_reads_metadata_once() {
             std::fs::write(dir.join(format!("f{f}")), format!("{d}/{f}").repeat(100)).unwrap();
         }
     }
-    repo.load_index().unwrap();
+    let mut repo = repo.lock(LockKind::Shared, "test").unwrap().load_index().unwrap();
     for _ in 0..2 {
         let mut o = BackupOptions::new(vec![src.path().to_path_buf()]);
         o.hostname = "h".into();
         archiver::backup(&repo, &o, &NoProgress).unwrap();
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         std::fs::write(src.path().join("d0/new"), b"changed").unwrap();
     }
     drop(repo);
@@ -124,8 +125,7 @@ fn browsing_a_remote_repository_reads_metadata_once() {
     let open = || {
         let mut r = Repository::open(counting.clone(), b"pw").unwrap();
         r.set_cache(Cache::open(cache_dir.path(), &r.repository_id()).unwrap());
-        r.load_index().unwrap();
-        r
+        r.without_lock().load_index().unwrap()
     };
     let repo = open();
     let nodes = walk_everything(&repo);

@@ -134,6 +134,8 @@ pub enum Command {
     Protect(ProtectArgs),
     /// Remove the protection of recovery points
     Unprotect(ProtectArgs),
+    /// Add, remove or set the tags (or the description) of recovery points; their ids stay
+    Tag(TagArgs),
     /// Remove stale locks left by crashed processes
     Unlock(UnlockArgs),
     /// Show sizes, deduplication, compression, and what each recovery point alone holds
@@ -301,6 +303,31 @@ pub struct ProtectArgs {
     /// Recovery points (id, id prefix or "latest")
     #[arg(value_name = "ID", required = true)]
     pub ids: Vec<String>,
+}
+
+/// Changes labels in place: a recovery point keeps its id, so scripts that named it still work.
+///
+/// Examples: `aeon tag latest --add reviewed`, `aeon tag 3f2a --remove tmp --add keep`,
+/// `aeon tag 3f2a 9bc1 --set release-1.4`, `aeon tag latest --description "before the upgrade"`.
+#[derive(Args, Debug)]
+#[command(group(clap::ArgGroup::new("change").required(true).multiple(true)
+    .args(["add", "remove", "set", "description"])))]
+pub struct TagArgs {
+    /// Recovery points (id, id prefix or "latest")
+    #[arg(value_name = "ID", required = true)]
+    pub ids: Vec<String>,
+    /// Add a tag (repeatable, or comma-separated)
+    #[arg(long, value_name = "TAG", value_delimiter = ',')]
+    pub add: Vec<String>,
+    /// Remove a tag (repeatable, or comma-separated)
+    #[arg(long, value_name = "TAG", value_delimiter = ',')]
+    pub remove: Vec<String>,
+    /// Replace all tags with these (repeatable, or comma-separated; `--set ""` removes all)
+    #[arg(long, value_name = "TAG", value_delimiter = ',', conflicts_with_all = ["add", "remove"])]
+    pub set: Option<Vec<String>>,
+    /// Replace the description (`--description ""` removes it)
+    #[arg(long, value_name = "TEXT")]
+    pub description: Option<String>,
 }
 
 #[derive(Args, Debug)]

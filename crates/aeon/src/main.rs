@@ -10,7 +10,8 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
-use aeon_core::backend::Backend;
+use aeon_core::repository::state::{Locked, Open};
+use aeon_core::repository::{CacheDir, Located, OpenOptions};
 use aeon_core::{Error, Repository};
 use anyhow::{Context as _, Result};
 use clap::Parser;
@@ -37,30 +38,20 @@ pub struct Ctx {
     pub operation: &'static str,
 }
 
-/// Loads the index, telling what was skipped in it.
-pub fn load_index(repo: &mut Repository) -> Result<()> {
-    repo.load_index()?;
-    for w in &repo.index_state().warnings {
-        eprintln!("warning: {w}");
-    }
-    Ok(())
-}
-
 impl Ctx {
-    pub fn backend(&self) -> Result<Arc<dyn Backend>> {
-        let repo = self
-            .global
+    /// The repository location given (--repo, AEON_REPOSITORY).
+    pub fn location(&self) -> Result<&str> {
+        self.global
             .repo
             .as_deref()
             .filter(|r| !r.is_empty())
-            .context("no repository given: use --repo PATH or set AEON_REPOSITORY")?;
-        self.backend_at(repo)
+            .context("no repository given: use --repo PATH or set AEON_REPOSITORY")
     }
 
-    /// The backend of any location, with this run's storage options.
-    pub fn backend_at(&self, repo: &str) -> Result<Arc<dyn Backend>> {
+    /// This run's storage options (credentials from the standard variables).
+    pub fn storage_options(&self) -> aeon_core::backend::RemoteOptions {
         let g = &self.global;
-        let opts = aeon_core::backend::RemoteOptions {
+        aeon_core::backend::RemoteOptions {
             limit_upload: g.limit_upload.map(|k| k * 1024),
             limit_download: g.limit_download.map(|k| k * 1024),
             s3_virtual_host: g.s3_virtual_host,
@@ -74,69 +65,55 @@ impl Ctx {
             webdav_user: g.webdav_user.clone(),
             webdav_password: std::env::var("AEON_WEBDAV_PASSWORD").ok(),
             ..Default::default()
+        }
+    }
+
+    fn open_options(&self) -> Result<OpenOptions> {
+        let cache = match (&self.global.cache_dir, self.global.no_cache) {
+            (_, true) => CacheDir::Off,
+            (Some(d), false) => CacheDir::At(d.clone()),
+            (None, false) => CacheDir::Default,
         };
-        Ok(aeon_core::backend::open_location(repo, &opts)?)
+        Ok(OpenOptions {
+            storage: self.storage_options(),
+            cache,
+            lock_stale_after: lock_stale_after()?,
+            observer: Arc::new(progress::Notices),
+        })
     }
 
-    /// Opens the repository (checking it exists and its version before asking for a password).
-    pub fn open(&self) -> Result<Repository> {
-        let backend = self.backend()?;
-        Repository::probe(backend.as_ref())?;
+    /// Finds the repository at `location` (checking it exists and its version, before any
+    /// password is asked for).
+    pub fn locate_at(&self, location: &str) -> Result<Located> {
+        Ok(Repository::locate(location, self.open_options()?)?)
+    }
+
+    /// [`Ctx::locate_at`] the repository given.
+    pub fn locate(&self) -> Result<Located> {
+        self.locate_at(self.location()?)
+    }
+
+    /// Opens the repository given, asking for its password.
+    pub fn open(&self) -> Result<Repository<Open>> {
+        let located = self.locate()?;
         let password = password::get(&self.global, false)?;
-        let remote = !backend.location().starts_with('/') && backend.location().contains(':');
-        let mut repo = Repository::open(backend, password.as_bytes())?;
-        for w in repo.open_warnings() {
-            eprintln!("warning: {w}");
-        }
-        if let Some(period) = lock_stale_after()? {
-            repo.set_lock_stale_after(period);
-        }
-        let locations = repo.settings().locations.clone();
-        if locations.len() > 1 {
-            repo.set_backend(self.mirror(&locations)?);
-        }
-        if remote
-            && !self.global.no_cache
-            && let Some(base) = self.cache_base()
-        {
-            match aeon_core::cache::Cache::open(&base, &repo.repository_id()) {
-                Ok(c) => repo.set_cache(c),
-                Err(e) => eprintln!("warning: no metadata cache at {}: {e}", base.display()),
-            }
-        }
-        Ok(repo)
+        Ok(located.open(password.as_bytes())?)
     }
 
-    /// All locations of a multi-location repository as one backend.
-    pub fn mirror(&self, locations: &[String]) -> Result<Arc<dyn Backend>> {
-        let mut v = Vec::new();
-        for l in locations {
-            v.push(aeon_core::backend::Location::new(l.clone(), self.backend_at(l)?));
-        }
-        Ok(Arc::new(aeon_core::backend::MirrorBackend::new(v)))
-    }
-
-    fn cache_base(&self) -> Option<std::path::PathBuf> {
-        if let Some(d) = &self.global.cache_dir {
-            return Some(d.clone());
-        }
-        let xdg = std::env::var_os("XDG_CACHE_HOME").map(std::path::PathBuf::from);
-        let home = std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cache"));
-        xdg.or(home).map(|d| d.join("aeon"))
+    /// Opens the repository with a shared lock (or none, with --no-lock).
+    pub fn open_locked(&self) -> Result<Repository<Locked>> {
+        self.lock_shared(self.open()?)
     }
 
     /// Opens the repository with a shared lock (unless --no-lock) and its index loaded. The
     /// lock is taken before the index is read: that is what prune relies on.
     pub fn open_with_index(&self) -> Result<Repository> {
-        let mut repo = self.open()?;
-        self.lock_shared(&mut repo)?;
-        load_index(&mut repo)?;
-        Ok(repo)
+        Ok(self.open_locked()?.load_index()?)
     }
 
-    pub fn lock_shared(&self, repo: &mut Repository) -> Result<Vec<String>> {
+    pub fn lock_shared(&self, repo: Repository<Open>) -> Result<Repository<Locked>> {
         if self.global.no_lock {
-            return Ok(Vec::new());
+            return Ok(repo.without_lock());
         }
         Ok(repo.lock(aeon_core::lock::LockKind::Shared, self.operation)?)
     }
@@ -240,6 +217,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Prune(a) => commands::prune::run(ctx, a),
         Command::Protect(a) => commands::protect::run(ctx, a, true),
         Command::Unprotect(a) => commands::protect::run(ctx, a, false),
+        Command::Tag(a) => commands::protect::run_tag(ctx, a),
         Command::Unlock(a) => commands::unlock::run(ctx, a),
         Command::Stats(a) => commands::stats::run(ctx, a),
         Command::Policy(a) => commands::policy::run(ctx, a),
@@ -280,6 +258,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Prune(_) => "prune",
         Command::Protect(_) => "protect",
         Command::Unprotect(_) => "unprotect",
+        Command::Tag(_) => "tag",
         Command::Unlock(_) => "unlock",
         Command::Stats(_) => "stats",
         Command::Policy(_) => "policy",
@@ -316,6 +295,7 @@ fn writes_data(c: &Command) -> bool {
             | Command::Prune(_)
             | Command::Protect(_)
             | Command::Unprotect(_)
+            | Command::Tag(_)
             | Command::Copy(_)
             | Command::Unlock(_)
     )
@@ -370,6 +350,7 @@ fn classify(e: &anyhow::Error, operation: &str) -> (u8, Option<&'static str>) {
         );
     }
     match core {
+        Error::Protected(_) => (exit::ERROR, Some("`aeon unprotect ID` first, if it is to go")),
         Error::Locked(_) => (
             exit::LOCKED,
             Some(

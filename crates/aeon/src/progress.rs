@@ -62,8 +62,18 @@ impl aeon_core::progress::Progress for Bar {
         }
     }
 
-    fn warn(&self, message: &str) {
-        self.bar.suspend(|| eprintln!("warning: {message}"));
+    fn notice(&self, notice: &aeon_core::progress::Notice) {
+        self.bar.suspend(|| eprintln!("{notice}"));
+    }
+}
+
+/// Prints the engine's notices (warnings, notes) to stderr, one line each: stdout stays for
+/// output and JSON.
+pub struct Notices;
+
+impl aeon_core::progress::Progress for Notices {
+    fn notice(&self, notice: &aeon_core::progress::Notice) {
+        eprintln!("{notice}");
     }
 }
 

@@ -15,6 +15,7 @@
 
 mod budget;
 mod parent;
+mod prepare;
 mod walk;
 
 use std::borrow::Cow;
@@ -41,6 +42,7 @@ use crate::repository::{Packer, PackerStats, Repository};
 use crate::snapshot::{Snapshot, Summary};
 use crate::tree::{Node, NodeKind, RawName, Timestamp, Tree};
 
+pub use prepare::{ParentChoice, Prepared, prepare, report_missed_writes};
 pub use walk::{EarlyScan, absolute_source_paths, node_from_metadata};
 
 #[derive(Debug, Clone)]
@@ -1042,6 +1044,7 @@ mod tests {
     use super::*;
     use crate::backend::LocalBackend;
     use crate::keys::KdfParams;
+    use crate::lock::LockKind;
     use crate::progress::NoProgress;
     use crate::repository::InitOptions;
 
@@ -1055,9 +1058,8 @@ mod tests {
             chunker,
             ..InitOptions::default()
         };
-        let mut repo = Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", init).unwrap();
-        repo.load_index().unwrap();
-        repo
+        let repo = Repository::init(Arc::new(LocalBackend::new(dir)), b"pw", init).unwrap();
+        repo.lock(LockKind::Shared, "test").unwrap().load_index().unwrap()
     }
 
     /// Checks that the node's content list gives back exactly the bytes of `path`.
@@ -1104,7 +1106,7 @@ mod tests {
         let done =
             backup(&repo, &BackupOptions::new(vec![src.to_path_buf()]), &NoProgress).unwrap();
         assert!(done.warnings.is_empty(), "{:?}", done.warnings);
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         let root = repo.find_node(&done.snapshot.tree, &src.display().to_string()).unwrap();
         assert_eq!(assert_tree(&repo, &root.subtree.unwrap(), src), files);
         (repo, done)
@@ -1285,7 +1287,7 @@ mod tests {
         let mut repo = repository_with(&work.path().join("repo"), chunker);
         let done = backup(&repo, &BackupOptions::new(vec![src.clone()]), &NoProgress).unwrap();
         assert!(done.warnings.is_empty(), "{:?}", done.warnings);
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         let root = repo.find_node(&done.snapshot.tree, &src.display().to_string()).unwrap();
         assert_eq!(assert_tree(&repo, &root.subtree.unwrap(), &src), 202);
         let largest = (repo.index().blobs())

@@ -331,10 +331,6 @@ impl Backend for MirrorBackend {
         self.locations.len()
     }
 
-    fn mirror(&self) -> Option<&MirrorBackend> {
-        Some(self)
-    }
-
     fn read_range_replica(
         &self,
         replica: usize,

@@ -10,7 +10,7 @@ mod remote;
 
 pub use local::LocalBackend;
 pub use mirror::{Location, MirrorBackend};
-pub use remote::{RemoteBackend, RemoteOptions, open_location};
+pub use remote::{RemoteBackend, RemoteOptions, is_remote, open_location};
 
 use crate::error::Result;
 
@@ -25,6 +25,8 @@ pub enum FileType {
     Lock,
     Audit,
     Parity,
+    /// Changes to a recovery point's labels (protection, tags, description).
+    Label,
 }
 
 impl FileType {
@@ -39,12 +41,13 @@ impl FileType {
             FileType::Lock => "locks",
             FileType::Audit => "audit",
             FileType::Parity => "parity",
+            FileType::Label => "labels",
         }
     }
 
-    pub fn all_dirs() -> [FileType; 7] {
+    pub fn all_dirs() -> [FileType; 8] {
         use FileType::*;
-        [Key, Pack, Index, Snapshot, Lock, Audit, Parity]
+        [Key, Pack, Index, Snapshot, Lock, Audit, Parity, Label]
     }
 }
 
@@ -167,9 +170,5 @@ pub trait Backend: Send + Sync {
         length: u64,
     ) -> Result<Vec<u8>> {
         self.read_range(t, name, offset, length)
-    }
-    /// The mirror behind a multi-location repository, for location management.
-    fn mirror(&self) -> Option<&MirrorBackend> {
-        None
     }
 }

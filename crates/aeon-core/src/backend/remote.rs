@@ -394,9 +394,14 @@ impl RateLimit {
 
 /// Opens the backend a repository location names: a URL for remote storage, else a local path.
 pub fn open_location(location: &str, opts: &RemoteOptions) -> Result<Arc<dyn Backend>> {
-    if ["s3:", "sftp:", "webdav:"].iter().any(|p| location.starts_with(p)) {
+    if is_remote(location) {
         Ok(Arc::new(RemoteBackend::open(location, opts)?))
     } else {
         Ok(Arc::new(super::LocalBackend::new(location)))
     }
+}
+
+/// Whether a location names remote storage (a URL of a supported scheme) rather than a path.
+pub fn is_remote(location: &str) -> bool {
+    ["s3:", "sftp:", "webdav:"].iter().any(|p| location.starts_with(p))
 }

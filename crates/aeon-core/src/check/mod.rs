@@ -20,6 +20,7 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::pack;
 use crate::progress::Progress;
+use crate::repository::state::Locked;
 use crate::repository::{Repository, UnreadableObjects};
 use crate::snapshot::SnapshotEntry;
 use crate::tree::{NodeKind, Tree};
@@ -119,7 +120,7 @@ impl EarlyPackRead {
 
 /// Checks `repo`; loads its index itself. Only failures to reach storage at all are `Err`.
 pub fn check(
-    repo: &mut Repository,
+    repo: Repository<Locked>,
     opts: &CheckOptions,
     progress: &dyn Progress,
 ) -> Result<CheckReport> {
@@ -128,7 +129,7 @@ pub fn check(
 
 /// [`check`], with the packs listed (and the first hinted) by `early` before `repo` was opened.
 pub fn check_after_listing(
-    repo: &mut Repository,
+    repo: Repository<Locked>,
     opts: &CheckOptions,
     progress: &dyn Progress,
     early: Option<EarlyPackRead>,
@@ -143,10 +144,11 @@ pub fn check_after_listing(
             ));
         }
     }
-    for (name, e) in repo.load_index_tolerant()? {
+    let (repo, unreadable) = repo.load_index_tolerant()?;
+    for (name, e) in unreadable {
         report.problem(error_object(&e, &format!("index file {name}")), error_message(&e));
     }
-    let repo: &Repository = repo;
+    let repo = &repo;
     let index = repo.index();
 
     // Blob ids known to be unreadable: every blob of a damaged pack, and every missing blob.
@@ -735,9 +737,14 @@ mod tests {
             kdf: KdfParams { memory_kib: 8 * 1024, iterations: 1, parallelism: 1 },
             ..InitOptions::default()
         };
-        let mut repo = Repository::init(backend.clone(), b"pw", init).unwrap();
-        repo.load_index().unwrap();
-        (backend, repo)
+        Repository::init(backend.clone(), b"pw", init).unwrap();
+        (backend.clone(), locked(&backend).load_index().unwrap())
+    }
+
+    /// The repository in `backend` opened again and locked, as `check` takes it.
+    fn locked(backend: &Arc<dyn Backend>) -> Repository<Locked> {
+        let repo = Repository::open(backend.clone(), b"pw").unwrap();
+        repo.lock(crate::lock::LockKind::Shared, "test").unwrap()
     }
 
     /// Drops `blob` from every index file (each rewritten as one that supersedes it), as an
@@ -751,7 +758,7 @@ mod tests {
             file.supersedes = vec![old];
             repo.write_index_file(&file).unwrap();
         }
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         assert!(repo.index().get(blob).is_none());
     }
 
@@ -763,12 +770,12 @@ mod tests {
         std::fs::write(source.join("kept"), vec![7u8; 50_000]).unwrap();
         let lost: Vec<u8> = (0..80_000u32).map(|i| (i * 17 % 253) as u8).collect();
         std::fs::write(source.join("sub").join("lost"), &lost).unwrap();
-        let (_, mut repo) = repository(&store);
+        let (backend, mut repo) = repository(&store);
         let first = backup(&repo, &BackupOptions::new(vec![source.clone()]), &NoProgress).unwrap();
         // A second recovery point without the file must stay unaffected.
         std::fs::remove_file(source.join("sub").join("lost")).unwrap();
         let second = backup(&repo, &BackupOptions::new(vec![source.clone()]), &NoProgress).unwrap();
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         let root = first.snapshot.tree;
         let path = format!("{}/sub/lost", source.display());
         let lost_blob = repo.find_node(&root, &path).unwrap().content[0];
@@ -777,7 +784,7 @@ mod tests {
         let mut reports = Vec::new();
         for read_data in [true, false] {
             let opts = CheckOptions { read_data, threads: 2 };
-            let report = check(&mut repo, &opts, &NoProgress).unwrap();
+            let report = check(locked(&backend), &opts, &NoProgress).unwrap();
             let named: Vec<_> = report
                 .problems
                 .iter()
@@ -821,15 +828,18 @@ mod tests {
         };
 
         let check_opts = CheckOptions { read_data: true, threads: 2 };
-        let report = check_after_listing(&mut repo, &check_opts, &NoProgress, Some(late)).unwrap();
+        let report =
+            check_after_listing(locked(&backend), &check_opts, &NoProgress, Some(late)).unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);
         assert_eq!(report.packs_read as usize, backend.list(FileType::Pack).unwrap().len());
 
         // A pack really gone is still found missing with an early listing.
+        repo.reload_index().unwrap();
         let gone = repo.index().packs()[0].id.to_hex();
         std::fs::remove_file(store.join("data").join(&gone[..2]).join(&gone)).unwrap();
         let early = EarlyPackRead::start(backend.clone());
-        let report = check_after_listing(&mut repo, &check_opts, &NoProgress, Some(early)).unwrap();
+        let report =
+            check_after_listing(locked(&backend), &check_opts, &NoProgress, Some(early)).unwrap();
         assert!(
             report.problems.iter().any(|p| p.object.contains(&gone) && p.message.contains(GONE)),
             "{:?}",

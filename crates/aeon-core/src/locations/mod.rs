@@ -10,8 +10,14 @@ use crate::error::{Error, Result};
 use crate::id::Id;
 
 /// The kinds of object every location must hold (locks are per process, so not compared).
-const MIRRORED: [FileType; 5] =
-    [FileType::Key, FileType::Pack, FileType::Index, FileType::Snapshot, FileType::Config];
+const MIRRORED: [FileType; 6] = [
+    FileType::Key,
+    FileType::Pack,
+    FileType::Index,
+    FileType::Snapshot,
+    FileType::Label,
+    FileType::Config,
+];
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ObjectRef {

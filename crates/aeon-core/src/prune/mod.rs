@@ -38,7 +38,8 @@ use crate::index::{Condemnation, IndexFile, IndexPack};
 use crate::lock::{self, Liveness, LockKind};
 use crate::pack::PackEntry;
 use crate::progress::Progress;
-use crate::repository::Repository;
+use crate::repository::state::{Indexed, Locked, Open};
+use crate::repository::{IndexState, Repository};
 use crate::snapshot::SnapshotEntry;
 
 /// Packs per index file written by prune: keeps every file far below the decoder's size limit.
@@ -108,14 +109,41 @@ enum Fate {
     Gone,
 }
 
-/// Runs prune on `repo` (opened, index not needed).
+/// What prune will do, decided under its exclusive lock (which the plan holds until it is
+/// carried out or dropped): [`PrunePlan::report`] tells it, [`PrunePlan::execute`] does it.
+pub struct PrunePlan {
+    repo: Repository<Indexed>,
+    opts: PruneOptions,
+    report: PruneReport,
+    own_lock: Option<Id>,
+    packs: Vec<PackState>,
+    chosen: HashMap<Id, usize>,
+    used_bytes: Vec<u64>,
+    alone: bool,
+    state: IndexState,
+    group_clear: Vec<bool>,
+    snapshots: Vec<SnapshotEntry>,
+    visited: HashSet<Id>,
+}
+
+/// Runs prune on `repo`: [`plan`], then [`PrunePlan::execute`] (a dry run only plans).
 pub fn prune(
-    repo: &mut Repository,
+    repo: Repository<Open>,
     opts: &PruneOptions,
     progress: &dyn Progress,
 ) -> Result<PruneReport> {
+    let plan = plan(repo, opts)?;
+    if opts.dry_run {
+        return Ok(plan.report());
+    }
+    plan.execute(progress)
+}
+
+/// Takes the exclusive lock and decides what to delete and repack; nothing is changed.
+pub fn plan(repo: Repository<Open>, opts: &PruneOptions) -> Result<PrunePlan> {
     let mut report = PruneReport { dry_run: opts.dry_run, ..Default::default() };
-    report.messages.extend(repo.lock(LockKind::Exclusive, "prune")?);
+    let (repo, messages) = repo.lock_reporting(LockKind::Exclusive, "prune")?;
+    report.messages.extend(messages);
     let own_lock = repo.held_lock().map(|l| l.id());
 
     // Order matters (see the module documentation): packs, then locks, then index and points.
@@ -132,7 +160,7 @@ pub fn prune(
         .filter(|l| l.liveness == Liveness::Live && Some(l.id) != own_lock)
         .map(|l| l.id)
         .collect();
-    let (snapshots, mut visited, used) = load_and_mark(repo)?;
+    let (repo, snapshots, visited, used) = load_and_mark(repo)?;
     let state = repo.index_state().clone();
     report.snapshots = snapshots.len();
 
@@ -246,117 +274,161 @@ pub fn prune(
             Fate::Keep
         };
     }
+    Ok(PrunePlan {
+        alone: live_locks.is_empty(),
+        repo,
+        opts: opts.clone(),
+        report,
+        own_lock,
+        packs,
+        chosen,
+        used_bytes,
+        state,
+        group_clear,
+        snapshots,
+        visited,
+    })
+}
 
-    if opts.dry_run {
-        tally(&packs, &mut report, &used_bytes, live_locks.is_empty());
-        repo.unlock();
-        return Ok(report);
+impl PrunePlan {
+    /// What [`PrunePlan::execute`] would do, as its report (packs condemned now are counted as
+    /// deleted when no other process holds a lock, else as pending).
+    pub fn report(&self) -> PruneReport {
+        let mut report = self.report.clone();
+        report.dry_run = true;
+        tally(&self.packs, &mut report, &self.used_bytes, self.alone);
+        report
     }
 
-    // Deletions that were already safe before this run.
-    for p in packs.iter().filter(|p| p.fate == Fate::Delete) {
-        remove_pack(repo, &p.id)?;
-        report.packs_deleted += 1;
-        report.bytes_freed += p.size;
-    }
+    /// Carries the plan out: deletions that were safe before, repacking, the new index and
+    /// condemnation record, the deletions nobody holds back, and the removal of superseded
+    /// index files. Releases the lock.
+    pub fn execute(self, progress: &dyn Progress) -> Result<PruneReport> {
+        let PrunePlan {
+            mut repo,
+            opts,
+            mut report,
+            own_lock,
+            mut packs,
+            chosen,
+            state,
+            group_clear,
+            snapshots,
+            mut visited,
+            ..
+        } = self;
+        let repo = &mut repo;
+        report.dry_run = false;
 
-    // Repack: used blobs of mostly-unused packs into new packs, verified on the way.
-    repack(repo, &mut packs, &chosen, &mut report, progress)?;
-
-    // The new index: live packs in plain files, then the small file that supersedes the old
-    // ones and records the condemned packs.
-    let live: Vec<IndexPack> = packs
-        .iter()
-        .filter(|p| p.fate == Fate::Keep)
-        .map(|p| IndexPack { id: p.id, size: p.size, blobs: p.blobs.clone() })
-        .collect();
-    for chunk in live.chunks(PACKS_PER_INDEX_FILE) {
-        repo.write_index_file(&IndexFile { packs: chunk.to_vec(), ..Default::default() })?;
-    }
-    let mut supersedes: Vec<Id> = state.active.iter().chain(&state.superseded).copied().collect();
-    supersedes.sort();
-    supersedes.dedup();
-    let mut condemned: Vec<Condemnation> = Vec::new();
-    for (g, c) in state.condemnations.iter().enumerate() {
-        if group_clear[g] {
-            continue;
+        // Deletions that were already safe before this run.
+        for p in packs.iter().filter(|p| p.fate == Fate::Delete) {
+            remove_pack(repo, &p.id)?;
+            report.packs_deleted += 1;
+            report.bytes_freed += p.size;
         }
-        let members: Vec<IndexPack> = packs
+
+        // Repack: used blobs of mostly-unused packs into new packs, verified on the way.
+        repack(repo, &mut packs, &chosen, &mut report, progress)?;
+
+        // The new index: live packs in plain files, then the small file that supersedes the old
+        // ones and records the condemned packs.
+        let live: Vec<IndexPack> = packs
             .iter()
-            .filter(|p| p.fate == Fate::StillCondemned(g))
+            .filter(|p| p.fate == Fate::Keep)
             .map(|p| IndexPack { id: p.id, size: p.size, blobs: p.blobs.clone() })
             .collect();
-        if !members.is_empty() {
-            condemned.push(Condemnation { at: c.at, wait_for: c.wait_for.clone(), packs: members });
+        for chunk in live.chunks(PACKS_PER_INDEX_FILE) {
+            repo.write_index_file(&IndexFile { packs: chunk.to_vec(), ..Default::default() })?;
         }
-    }
-    let now = chrono::Utc::now().timestamp();
-    let fresh: Vec<IndexPack> = packs
-        .iter()
-        .filter(|p| matches!(p.fate, Fate::Condemn | Fate::Repack))
-        .map(|p| IndexPack { id: p.id, size: p.size, blobs: p.blobs.clone() })
-        .collect();
-    let fresh_at = condemned.len();
-    if !fresh.is_empty() {
-        condemned.push(Condemnation { at: now, wait_for: None, packs: fresh });
-    }
-    let mut record = IndexFile { supersedes, packs: Vec::new(), condemned };
-    let (mut record_id, _) = repo.write_index_file(&record)?;
-
-    // Who may have loaded the index before the record existed?
-    if record.condemned.len() > fresh_at {
-        let mut holders = live_holders(repo, own_lock)?;
-        if let Some(limit) = opts.wait {
-            let deadline = Instant::now() + limit;
-            while !holders.is_empty() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_secs(2).min(limit));
-                let still = live_holders(repo, own_lock)?;
-                holders.retain(|(id, _)| still.iter().any(|(s, _)| s == id));
+        let mut supersedes: Vec<Id> =
+            state.active.iter().chain(&state.superseded).copied().collect();
+        supersedes.sort();
+        supersedes.dedup();
+        let mut condemned: Vec<Condemnation> = Vec::new();
+        for (g, c) in state.condemnations.iter().enumerate() {
+            if group_clear[g] {
+                continue;
+            }
+            let members: Vec<IndexPack> = packs
+                .iter()
+                .filter(|p| p.fate == Fate::StillCondemned(g))
+                .map(|p| IndexPack { id: p.id, size: p.size, blobs: p.blobs.clone() })
+                .collect();
+            if !members.is_empty() {
+                condemned.push(Condemnation {
+                    at: c.at,
+                    wait_for: c.wait_for.clone(),
+                    packs: members,
+                });
             }
         }
-        let old_record = record_id;
-        if holders.is_empty() {
-            // Nobody else: the condemned packs go now, but for any that a recovery point written
-            // meanwhile needs (its backup finished between our reading and the record).
-            let fresh_group = record.condemned.remove(fresh_at);
-            let needed = mark_newer(repo, &snapshots, &mut visited)?;
-            for p in fresh_group.packs {
-                if p.blobs.iter().any(|b| needed.contains(&b.id)) {
-                    report.packs_restored += 1;
-                    record.packs.push(p);
-                } else {
-                    remove_pack(repo, &p.id)?;
-                    report.packs_deleted += 1;
-                    report.bytes_freed += p.size;
+        let now = chrono::Utc::now().timestamp();
+        let fresh: Vec<IndexPack> = packs
+            .iter()
+            .filter(|p| matches!(p.fate, Fate::Condemn | Fate::Repack))
+            .map(|p| IndexPack { id: p.id, size: p.size, blobs: p.blobs.clone() })
+            .collect();
+        let fresh_at = condemned.len();
+        if !fresh.is_empty() {
+            condemned.push(Condemnation { at: now, wait_for: None, packs: fresh });
+        }
+        let mut record = IndexFile { supersedes, packs: Vec::new(), condemned };
+        let (mut record_id, _) = repo.write_index_file(&record)?;
+
+        // Who may have loaded the index before the record existed?
+        if record.condemned.len() > fresh_at {
+            let mut holders = live_holders(repo, own_lock)?;
+            if let Some(limit) = opts.wait {
+                let deadline = Instant::now() + limit;
+                while !holders.is_empty() && Instant::now() < deadline {
+                    std::thread::sleep(Duration::from_secs(2).min(limit));
+                    let still = live_holders(repo, own_lock)?;
+                    holders.retain(|(id, _)| still.iter().any(|(s, _)| s == id));
                 }
             }
-        } else {
-            let ids = holders.iter().map(|(id, _)| *id).collect();
-            record.condemned[fresh_at].wait_for = Some(ids);
-            report.waiting_for = holders.into_iter().map(|(_, d)| d).collect();
+            let old_record = record_id;
+            if holders.is_empty() {
+                // Nobody else: the condemned packs go now, but for any that a recovery point written
+                // meanwhile needs (its backup finished between our reading and the record).
+                let fresh_group = record.condemned.remove(fresh_at);
+                let needed = mark_newer(repo, &snapshots, &mut visited)?;
+                for p in fresh_group.packs {
+                    if p.blobs.iter().any(|b| needed.contains(&b.id)) {
+                        report.packs_restored += 1;
+                        record.packs.push(p);
+                    } else {
+                        remove_pack(repo, &p.id)?;
+                        report.packs_deleted += 1;
+                        report.bytes_freed += p.size;
+                    }
+                }
+            } else {
+                let ids = holders.iter().map(|(id, _)| *id).collect();
+                record.condemned[fresh_at].wait_for = Some(ids);
+                report.waiting_for = holders.into_iter().map(|(_, d)| d).collect();
+            }
+            record.supersedes.push(old_record);
+            record_id = repo.write_index_file(&record)?.0;
         }
-        record.supersedes.push(old_record);
-        record_id = repo.write_index_file(&record)?.0;
-    }
-    for c in &record.condemned {
-        report.packs_pending += c.packs.len();
-        report.bytes_pending += c.packs.iter().map(|p| p.size).sum::<u64>();
-    }
+        for c in &record.condemned {
+            report.packs_pending += c.packs.len();
+            report.bytes_pending += c.packs.iter().map(|p| p.size).sum::<u64>();
+        }
 
-    // Old index files last (the newest record supersedes them all).
-    for old in &record.supersedes {
-        if *old == record_id {
-            continue;
+        // Old index files last (the newest record supersedes them all).
+        for old in &record.supersedes {
+            if *old == record_id {
+                continue;
+            }
+            match repo.backend().remove(FileType::Index, &old.to_hex()) {
+                Ok(()) => report.index_files_removed += 1,
+                Err(Error::ObjectNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
         }
-        match repo.backend().remove(FileType::Index, &old.to_hex()) {
-            Ok(()) => report.index_files_removed += 1,
-            Err(Error::ObjectNotFound { .. }) => {}
-            Err(e) => return Err(e),
-        }
+        report.leftovers_removed = repo.backend().remove_leftovers(LEFTOVER_AGE)?;
+        Ok(report)
     }
-    report.leftovers_removed = repo.backend().remove_leftovers(LEFTOVER_AGE)?;
-    repo.unlock();
-    Ok(report)
 }
 
 /// Partial uploads untouched this long belong to no running writer.
@@ -380,13 +452,19 @@ fn remove_pack(repo: &Repository, id: &Id) -> Result<()> {
     }
 }
 
+/// The repository with its index, every recovery point, the trees visited and the blobs used.
+type Marked = (Repository, Vec<SnapshotEntry>, HashSet<Id>, HashSet<Id>);
+
 /// Loads the index and every recovery point, and marks every blob they reach. A recovery point
 /// whose trees the index does not know yet was written after the index was read: reading the
 /// index again finds them.
-fn load_and_mark(repo: &mut Repository) -> Result<(Vec<SnapshotEntry>, HashSet<Id>, HashSet<Id>)> {
+fn load_and_mark(repo: Repository<Locked>) -> Result<Marked> {
+    let mut repo = repo.load_index()?;
     let mut attempt = 0;
     loop {
-        repo.load_index()?;
+        if attempt > 0 {
+            repo.reload_index()?;
+        }
         // Data only a damaged index file described looks unused: deleting it would lose it.
         if let Some((name, e)) = repo.index_state().damaged_files.first() {
             return Err(Error::corrupt(
@@ -394,14 +472,14 @@ fn load_and_mark(repo: &mut Repository) -> Result<(Vec<SnapshotEntry>, HashSet<I
                 format!("{e}; prune needs every index file intact, and stops"),
             ));
         }
-        let snapshots = readable_snapshots(repo)?;
+        let snapshots = readable_snapshots(&repo)?;
         let mut visited = HashSet::new();
         let mut used = HashSet::new();
         let marked = snapshots
             .iter()
-            .try_for_each(|s| mark_reachable(repo, &s.snapshot.tree, &mut visited, &mut used));
+            .try_for_each(|s| mark_reachable(&repo, &s.snapshot.tree, &mut visited, &mut used));
         match marked {
-            Ok(()) => return Ok((snapshots, visited, used)),
+            Ok(()) => return Ok((repo, snapshots, visited, used)),
             Err(Error::BlobNotIndexed(_)) if attempt < 10 => attempt += 1,
             Err(e) => return Err(e),
         }
@@ -431,7 +509,7 @@ fn mark_newer(
             }
             Err(Error::BlobNotIndexed(_)) if attempt < 10 => {
                 attempt += 1;
-                repo.load_index()?;
+                repo.reload_index()?;
             }
             Err(e) => return Err(e),
         }

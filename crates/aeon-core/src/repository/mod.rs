@@ -1,7 +1,9 @@
 //! A repository: storage plus keys plus configuration, and the operations every command needs
 //! (reading blobs, trees, recovery points; writing them through the [`Packer`]).
 
+mod open;
 mod packer;
+mod points;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
@@ -9,9 +11,11 @@ use std::sync::Arc;
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
+pub use open::{CacheDir, InitTarget, Located, OpenOptions, canonical_location, mirror};
 pub use packer::{Packer, PackerStats};
+pub use points::ForgetOutcome;
 
-use crate::backend::{Backend, FileType};
+use crate::backend::{Backend, FileType, MirrorBackend};
 use crate::blob::{self, BlobType, Compression};
 use crate::cache::{Cache, CacheKind};
 use crate::chunker::ChunkerParams;
@@ -22,6 +26,7 @@ use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
 use crate::keys::{KdfParams, KeySlot, MasterKey};
 use crate::lock::{JudgedLock, Lock, LockKind, LockState};
+use crate::progress::{NoProgress, Notice, Progress};
 use crate::retention::RetentionPolicy;
 use crate::snapshot::{self, Snapshot, SnapshotEntry};
 use crate::tree::{Node, NodeKind, Tree};
@@ -114,7 +119,36 @@ impl ConfigHeader {
     }
 }
 
-pub struct Repository {
+/// The states a [`Repository`] goes through, so that calling an operation before what it
+/// needs does not compile: [`Open`](state::Open) (keys and config read: recovery points can be
+/// listed) → [`lock`](Repository::lock) or [`without_lock`](Repository::without_lock) →
+/// [`Locked`](state::Locked) → [`load_index`](Repository::load_index) →
+/// [`Indexed`](state::Indexed) (blobs, trees, backups, restores). The lock comes before the
+/// index: prune's safety argument rests on that order (see [`crate::prune`]).
+pub mod state {
+    /// Opened: the key is unlocked and the config read; no lock, no index.
+    pub struct Open;
+    /// A lock of this process is held (or it declared read-only storage); no index yet.
+    pub struct Locked;
+    /// Locked, and the index loaded: every operation on data.
+    pub struct Indexed;
+
+    mod sealed {
+        pub trait Sealed {}
+        impl Sealed for super::Locked {}
+        impl Sealed for super::Indexed {}
+    }
+
+    /// The states after [`Repository::lock`](super::Repository::lock): a lock is held.
+    pub trait Guarded: sealed::Sealed {}
+    impl Guarded for Locked {}
+    impl Guarded for Indexed {}
+}
+
+use state::{Guarded, Indexed, Locked, Open};
+
+/// A repository in state `S` (see [`state`]); `Repository` alone means one with its index.
+pub struct Repository<S = Indexed> {
     backend: Arc<dyn Backend>,
     repository_id: [u8; 32],
     settings: Settings,
@@ -129,6 +163,13 @@ pub struct Repository {
     cache: Option<Cache>,
     /// What opening met that is worth telling (key slots skipped).
     warnings: Vec<String>,
+    /// Where the repository's own notices go (index files skipped, stale locks removed, …).
+    observer: Arc<dyn Progress>,
+    /// Opened with [`Repository::without_lock`]: anything that writes refuses.
+    read_only: bool,
+    /// The locations of a multi-location repository (the same storage as `backend`).
+    mirror: Option<Arc<MirrorBackend>>,
+    state: std::marker::PhantomData<S>,
 }
 
 /// The most bytes read of objects before they are authenticated: a hostile store must not make
@@ -164,16 +205,25 @@ pub struct CondemnationInfo {
     pub packs: Vec<Id>,
 }
 
+/// What [`Repository::remove_locks`] did.
+#[derive(Debug, Default, Clone, Serialize)]
+pub struct UnlockReport {
+    /// A sentence for each lock removed.
+    pub removed: Vec<String>,
+    /// The locks of running processes that were kept.
+    pub live: Vec<String>,
+}
+
 /// An index file that could not be read, by name.
 pub type IndexFileError = (String, Error);
 
-impl Repository {
+impl Repository<Open> {
     /// Creates a new repository and returns it opened.
     pub fn init(
         backend: Arc<dyn Backend>,
         password: &[u8],
         opts: InitOptions,
-    ) -> Result<Repository> {
+    ) -> Result<Repository<Open>> {
         if backend.stat(FileType::Config, "config")?.is_some() {
             return Err(Error::AlreadyExists(backend.location()));
         }
@@ -224,6 +274,10 @@ impl Repository {
             lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
             cache: None,
             warnings: Vec::new(),
+            observer: Arc::new(NoProgress),
+            read_only: false,
+            mirror: None,
+            state: std::marker::PhantomData,
         })
     }
 
@@ -265,7 +319,7 @@ impl Repository {
     }
 
     /// Opens a repository with a password, trying every password key slot.
-    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository> {
+    pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository<Open>> {
         if password.is_empty() {
             return Err(Error::InvalidInput("an empty password is not allowed".into()));
         }
@@ -339,7 +393,118 @@ impl Repository {
             lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
             cache: None,
             warnings: skipped,
+            observer: Arc::new(NoProgress),
+            read_only: false,
+            mirror: None,
+            state: std::marker::PhantomData,
         })
+    }
+
+    /// Reaches the same repository through other storage.
+    pub fn set_backend(&mut self, backend: Arc<dyn Backend>) {
+        self.backend = backend;
+        self.mirror = None;
+    }
+
+    /// Reaches the repository through all its locations (once its config named them);
+    /// [`Located::open`] does this itself.
+    pub fn set_mirror(&mut self, mirror: Arc<MirrorBackend>) {
+        self.backend = mirror.clone();
+        self.mirror = Some(mirror);
+    }
+
+    /// The period after which this process's locks go stale if it stops refreshing them
+    /// (default [`crate::lock::DEFAULT_STALE_AFTER`]); declared in each lock, so judges use it.
+    pub fn set_lock_stale_after(&mut self, period: std::time::Duration) {
+        self.lock_stale_after = period;
+    }
+
+    /// Keeps a local cache of metadata (for remote storage).
+    pub fn set_cache(&mut self, cache: Cache) {
+        self.cache = Some(cache);
+    }
+
+    /// Where the repository's notices go (see [`crate::progress::Notice`]); none by default.
+    pub fn set_observer(&mut self, observer: Arc<dyn Progress>) {
+        self.observer = observer;
+    }
+
+    /// Takes a lock for this repository, held until [`Repository::unlock`] or drop. Stale
+    /// locks in the way are removed, each with a note to the observer.
+    pub fn lock(self, kind: LockKind, operation: &str) -> Result<Repository<Locked>> {
+        let (repo, messages) = self.lock_reporting(kind, operation)?;
+        for m in messages {
+            repo.notify(Notice::note(m));
+        }
+        Ok(repo)
+    }
+
+    /// [`Repository::lock`], returning what it had to say instead of telling the observer
+    /// (for reports that carry it, such as prune's).
+    pub fn lock_reporting(
+        self,
+        kind: LockKind,
+        operation: &str,
+    ) -> Result<(Repository<Locked>, Vec<String>)> {
+        let (lock, messages) = Lock::acquire(
+            self.backend.clone(),
+            &self.cipher,
+            kind,
+            operation,
+            self.lock_stale_after,
+        )?;
+        let mut repo = self.into_state::<Locked>();
+        repo.lock = Some(lock);
+        Ok((repo, messages))
+    }
+
+    /// Goes on without a lock, for reading a repository on read-only storage. Anything that
+    /// would write (a recovery point, an index file) then refuses: without a lock, a prune
+    /// running meanwhile could delete what it refers to.
+    pub fn without_lock(self) -> Repository<Locked> {
+        let mut repo = self.into_state::<Locked>();
+        repo.read_only = true;
+        repo
+    }
+}
+
+impl<S> Repository<S> {
+    /// The same repository in another state (the fields are the same; what may be called is
+    /// not).
+    fn into_state<T>(self) -> Repository<T> {
+        Repository {
+            backend: self.backend,
+            repository_id: self.repository_id,
+            settings: self.settings,
+            cipher: self.cipher,
+            hasher: self.hasher,
+            gear: self.gear,
+            index: self.index,
+            index_state: self.index_state,
+            lock: self.lock,
+            lock_stale_after: self.lock_stale_after,
+            cache: self.cache,
+            warnings: self.warnings,
+            observer: self.observer,
+            read_only: self.read_only,
+            mirror: self.mirror,
+            state: std::marker::PhantomData,
+        }
+    }
+
+    /// The locations of a multi-location repository, for their management.
+    pub fn mirror(&self) -> Option<&MirrorBackend> {
+        self.mirror.as_deref()
+    }
+
+    /// Tells the observer (see [`Repository::set_observer`]).
+    pub fn notify(&self, notice: Notice) {
+        self.observer.notice(&notice);
+    }
+
+    /// The observer notices go to, for operations that report through it too.
+    pub fn observer(&self) -> &Arc<dyn Progress> {
+        &self.observer
     }
 
     /// What opening met that is worth telling: key slots that were skipped, and why.
@@ -347,15 +512,12 @@ impl Repository {
         &self.warnings
     }
 
+    /// The storage beneath the repository: for layers of the engine that move objects as they
+    /// are (copying between locations, checking them). Front ends call engine functions.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
     }
 
-    /// Reaches the same repository through other storage (all locations of a multi-location
-    /// repository, once its config named them).
-    pub fn set_backend(&mut self, backend: Arc<dyn Backend>) {
-        self.backend = backend;
-    }
     /// The format version of this repository (and of every object in it).
     pub fn format_version(&self) -> u8 {
         self.cipher.format_version()
@@ -377,30 +539,169 @@ impl Repository {
     pub fn gear(&self) -> &crate::chunker::Gear {
         &self.gear
     }
-    pub fn index(&self) -> &Index {
-        &self.index
+
+    /// Every index file, decoded; errors are per file.
+    pub fn read_index_files(&self) -> Result<Vec<Result<(Id, IndexFile)>>> {
+        let mut out = Vec::new();
+        for info in self.backend.list(FileType::Index)? {
+            out.push(self.read_index_file(&info.name));
+        }
+        Ok(out)
     }
 
-    /// Loads every index file in force into memory. A damaged index file is an error naming it.
-    pub fn load_index(&mut self) -> Result<()> {
-        let (index, state, errors) = self.assemble_index(false)?;
-        debug_assert!(errors.is_empty());
-        self.index = index;
-        self.index_state = state;
+    /// Reads a pack's own table of contents (the tail of the pack), authenticated.
+    pub fn read_pack_table(&self, name: &str, size: u64) -> Result<IndexPack> {
+        let what = format!("pack {name}");
+        let id: Id = name.parse()?;
+        let min = crate::pack::FIRST_BLOB_OFFSET as u64 + 4;
+        if size < min {
+            return Err(Error::corrupt(what, "too short to hold a pack table"));
+        }
+        if crate::format::table_bound_to_content(self.format_version()) {
+            // The table opens only with the hash of the bytes before it: the whole pack is read
+            // (and must be the object its name says), never more than a pack can be.
+            let limit =
+                self.settings.pack_size as u64 + crate::blob::MAX_BLOB_LEN as u64 + (1 << 20);
+            if size > limit {
+                return Err(Error::corrupt(what, format!("{size} bytes: larger than any pack")));
+            }
+            let data = self.backend.read(FileType::Pack, name)?;
+            if Id::of_stored_bytes(&data) != id {
+                return Err(Error::corrupt(what, "content does not match its name"));
+            }
+            let blobs = crate::pack::read_table(&self.cipher, &data, &what)?;
+            return Ok(IndexPack { id, size: data.len() as u64, blobs });
+        }
+        let head = self.backend.read_range(FileType::Pack, name, 0, min - 4)?;
+        let tail = self.backend.read_range(FileType::Pack, name, size - 4, 4)?;
+        let table_len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
+        let table_start = (size - 4)
+            .checked_sub(table_len)
+            .filter(|&s| s >= crate::pack::FIRST_BLOB_OFFSET as u64)
+            .ok_or_else(|| Error::corrupt(&what, "pack table length points outside the pack"))?;
+        let sealed = self.backend.read_range(FileType::Pack, name, table_start, table_len)?;
+        let blobs = crate::pack::open_table(&self.cipher, &head, &sealed, table_start, &what)?;
+        Ok(IndexPack { id, size, blobs })
+    }
+
+    /// Rewrites the sealed settings (quota, retention policies). The last writer wins.
+    pub fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
+        let mut settings = self.settings.clone();
+        change(&mut settings);
+        let config = encode_config(&self.cipher, &self.repository_id, &settings)?;
+        self.backend.write(FileType::Config, "config", &config)?;
+        self.settings = settings;
         Ok(())
     }
 
-    /// Like [`Repository::load_index`], but an unreadable index file is reported, not fatal
-    /// (for `check`).
-    pub fn load_index_tolerant(&mut self) -> Result<Vec<IndexFileError>> {
-        let (index, state, errors) = self.assemble_index(true)?;
-        self.index = index;
-        self.index_state = state;
-        Ok(errors)
+    /// Reads metadata through the cache when there is one.
+    fn read_cached(&self, kind: CacheKind, t: FileType, name: &str) -> Result<Vec<u8>> {
+        if let Some(c) = &self.cache {
+            if let Some(data) = c.get(kind, name) {
+                return Ok(data);
+            }
+            let data = self.backend.read(t, name)?;
+            if Id::of_stored_bytes(&data).to_hex() == name {
+                c.put(kind, name, &data);
+            }
+            return Ok(data);
+        }
+        self.backend.read(t, name)
     }
 
-    pub fn index_state(&self) -> &IndexState {
-        &self.index_state
+    pub fn cache(&self) -> Option<&Cache> {
+        self.cache.as_ref()
+    }
+
+    fn read_index_file(&self, name: &str) -> Result<(Id, IndexFile)> {
+        let what = format!("index file {name}");
+        let data = self.read_cached(CacheKind::Index, FileType::Index, name)?;
+        let id = Id::of_stored_bytes(&data);
+        if id.to_hex() != name {
+            return Err(Error::corrupt(what, "content does not match its name"));
+        }
+        Ok((id, IndexFile::decode(&self.cipher, &data, &what)?))
+    }
+
+    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        let name = id.to_hex();
+        let what = format!("recovery point {name}");
+        let data = self.read_cached(CacheKind::Snapshot, FileType::Snapshot, &name)?;
+        if Id::of_stored_bytes(&data) != *id {
+            return Err(Error::corrupt(what, "content does not match its name"));
+        }
+        Snapshot::decode(&self.cipher, &data, &what)
+    }
+
+    /// Every recovery point, oldest first, with the ones that could not be read listed apart.
+    pub fn list_snapshots(&self) -> Result<(Vec<SnapshotEntry>, UnreadableObjects)> {
+        let mut good = Vec::new();
+        let mut bad = Vec::new();
+        let listed = self.backend.list(FileType::Snapshot)?;
+        if let Some(c) = &self.cache {
+            c.retain(CacheKind::Snapshot, &listed.iter().map(|o| o.name.clone()).collect());
+        }
+        for info in listed {
+            if info.size > MAX_SNAPSHOT_LEN {
+                let why = format!("{} bytes, larger than any recovery point", info.size);
+                bad.push((
+                    info.name.clone(),
+                    Error::corrupt(format!("recovery point {}", info.name), why),
+                ));
+                continue;
+            }
+            let loaded = info
+                .name
+                .parse::<Id>()
+                .and_then(|id| self.load_snapshot(&id).map(|s| SnapshotEntry { id, snapshot: s }));
+            match loaded {
+                Ok(e) => good.push(e),
+                // Forgotten between listing and reading.
+                Err(Error::ObjectNotFound { .. }) => {}
+                Err(e) => bad.push((info.name, e)),
+            }
+        }
+        // Each point with the labels in force (its object keeps the ones it was taken with).
+        let labels = self.load_labels()?;
+        for e in &mut good {
+            if let Some(r) = labels.current(&e.id) {
+                r.labels.apply_to(&mut e.snapshot);
+            }
+        }
+        for (name, e) in &labels.unreadable {
+            self.notify(Notice::warning(format!(
+                "label record {name} cannot be read ({e}): the protection, tags and description \
+                 it set are not shown, and forget refuses until it is removed or repaired"
+            )));
+        }
+        good.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
+        Ok((good, bad))
+    }
+
+    /// Resolves `latest`, an id or an id prefix to a recovery point.
+    pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
+        let (entries, unreadable) = self.list_snapshots()?;
+        snapshot::resolve_among(&entries, &unreadable, spec).cloned()
+    }
+
+    pub fn held_lock(&self) -> Option<&Lock> {
+        self.lock.as_ref()
+    }
+
+    fn lock_state(&self) -> Option<Arc<LockState>> {
+        self.lock.as_ref().map(Lock::state)
+    }
+
+    /// Fails if this process may not write: it held a lock and may have lost it, or it went on
+    /// [`without_lock`](Repository::without_lock).
+    pub fn ensure_lock_held(&self) -> Result<()> {
+        match &self.lock {
+            Some(l) => l.ensure_held(),
+            None if self.read_only => Err(Error::InvalidInput(
+                "the repository was opened without a lock (read-only): writing is refused".into(),
+            )),
+            None => Ok(()),
+        }
     }
 
     fn assemble_index(&self, tolerant: bool) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
@@ -546,14 +847,99 @@ impl Repository {
         }
         Ok(missing)
     }
+}
 
-    /// Every index file, decoded; errors are per file.
-    pub fn read_index_files(&self) -> Result<Vec<Result<(Id, IndexFile)>>> {
-        let mut out = Vec::new();
-        for info in self.backend.list(FileType::Index)? {
-            out.push(self.read_index_file(&info.name));
+impl<S: Guarded> Repository<S> {
+    /// Judges every lock against this process's own (its storage time is "now": see
+    /// [`crate::lock`]). Needs a held lock.
+    pub fn judge_locks(&self) -> Result<Vec<JudgedLock>> {
+        let Some(own) = &self.lock else {
+            return Err(Error::InvalidInput(
+                "judging locks needs a lock of this process's own (none is held)".into(),
+            ));
+        };
+        crate::lock::judge_all(self.backend.as_ref(), &self.cipher, &own.id())
+    }
+
+    /// Removes the stale locks, returning a message for each.
+    pub fn remove_stale_locks(&self) -> Result<Vec<String>> {
+        crate::lock::remove_stale(self.backend.as_ref(), &self.judge_locks()?)
+    }
+
+    /// `aeon unlock`: removes every stale lock, and with `also_live` the locks of processes
+    /// still running too (they will fail with "lock lost"). This process's own lock is kept.
+    pub fn remove_locks(&self, also_live: bool) -> Result<UnlockReport> {
+        let own = self.held_lock().map(|l| l.id());
+        let judged: Vec<_> =
+            self.judge_locks()?.into_iter().filter(|l| Some(l.id) != own).collect();
+        let mut report = UnlockReport {
+            removed: crate::lock::remove_stale(self.backend.as_ref(), &judged)?,
+            live: Vec::new(),
+        };
+        for l in judged.iter().filter(|l| l.liveness == crate::lock::Liveness::Live) {
+            if !also_live {
+                report.live.push(l.info.describe());
+                continue;
+            }
+            match self.backend.remove(FileType::Lock, &l.id.to_hex()) {
+                Ok(()) | Err(Error::ObjectNotFound { .. }) => {}
+                Err(e) => return Err(e),
+            }
+            report.removed.push(format!("removed lock of {} (still running)", l.info.describe()));
         }
-        Ok(out)
+        Ok(report)
+    }
+
+    /// Releases the lock (and the index with it: a later lock must load it again, since what
+    /// it says may change once no lock is held).
+    pub fn unlock(mut self) -> Repository<Open> {
+        self.lock = None;
+        self.read_only = false;
+        self.index = Index::default();
+        self.index_state = IndexState::default();
+        self.into_state()
+    }
+}
+
+impl Repository<Locked> {
+    /// Loads every index file in force into memory. A damaged index file is skipped with a
+    /// warning (see [`IndexState::damaged_files`]).
+    pub fn load_index(self) -> Result<Repository<Indexed>> {
+        let mut repo = self.into_state::<Indexed>();
+        repo.reload_index()?;
+        Ok(repo)
+    }
+
+    /// Like [`Repository::load_index`], but every unreadable index file is returned, not
+    /// worked around (for `check`, which reports them).
+    pub fn load_index_tolerant(self) -> Result<(Repository<Indexed>, Vec<IndexFileError>)> {
+        let (index, state, errors) = self.assemble_index(true)?;
+        let mut repo = self.into_state::<Indexed>();
+        repo.index = index;
+        repo.index_state = state;
+        Ok((repo, errors))
+    }
+}
+
+impl Repository<Indexed> {
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
+    pub fn index_state(&self) -> &IndexState {
+        &self.index_state
+    }
+
+    /// Reads the index again (prune, after others may have written).
+    pub fn reload_index(&mut self) -> Result<()> {
+        let (index, state, errors) = self.assemble_index(false)?;
+        debug_assert!(errors.is_empty());
+        for w in &state.warnings {
+            self.notify(Notice::warning(w.clone()));
+        }
+        self.index = index;
+        self.index_state = state;
+        Ok(())
     }
 
     /// Writes an index file (after checking this process still holds its lock) and returns its
@@ -577,41 +963,6 @@ impl Repository {
             .collect())
     }
 
-    /// Reads a pack's own table of contents (the tail of the pack), authenticated.
-    pub fn read_pack_table(&self, name: &str, size: u64) -> Result<IndexPack> {
-        let what = format!("pack {name}");
-        let id: Id = name.parse()?;
-        let min = crate::pack::FIRST_BLOB_OFFSET as u64 + 4;
-        if size < min {
-            return Err(Error::corrupt(what, "too short to hold a pack table"));
-        }
-        if crate::format::table_bound_to_content(self.format_version()) {
-            // The table opens only with the hash of the bytes before it: the whole pack is read
-            // (and must be the object its name says), never more than a pack can be.
-            let limit =
-                self.settings.pack_size as u64 + crate::blob::MAX_BLOB_LEN as u64 + (1 << 20);
-            if size > limit {
-                return Err(Error::corrupt(what, format!("{size} bytes: larger than any pack")));
-            }
-            let data = self.backend.read(FileType::Pack, name)?;
-            if Id::of_stored_bytes(&data) != id {
-                return Err(Error::corrupt(what, "content does not match its name"));
-            }
-            let blobs = crate::pack::read_table(&self.cipher, &data, &what)?;
-            return Ok(IndexPack { id, size: data.len() as u64, blobs });
-        }
-        let head = self.backend.read_range(FileType::Pack, name, 0, min - 4)?;
-        let tail = self.backend.read_range(FileType::Pack, name, size - 4, 4)?;
-        let table_len = u32::from_le_bytes(tail[..4].try_into().expect("4 bytes")) as u64;
-        let table_start = (size - 4)
-            .checked_sub(table_len)
-            .filter(|&s| s >= crate::pack::FIRST_BLOB_OFFSET as u64)
-            .ok_or_else(|| Error::corrupt(&what, "pack table length points outside the pack"))?;
-        let sealed = self.backend.read_range(FileType::Pack, name, table_start, table_len)?;
-        let blobs = crate::pack::open_table(&self.cipher, &head, &sealed, table_start, &what)?;
-        Ok(IndexPack { id, size, blobs })
-    }
-
     /// Records packs found on storage in a new index file and in the in-memory index, so that
     /// their blobs are reused instead of stored again. Returns the stored bytes adopted.
     pub fn adopt_packs(&mut self, packs: Vec<IndexPack>) -> Result<u64> {
@@ -627,62 +978,6 @@ impl Repository {
         Ok(bytes)
     }
 
-    /// Takes a lock for this repository, held until [`Repository::unlock`] or drop. Stale
-    /// locks in the way are removed; the messages say which.
-    pub fn lock(&mut self, kind: LockKind, operation: &str) -> Result<Vec<String>> {
-        let (lock, messages) = Lock::acquire(
-            self.backend.clone(),
-            &self.cipher,
-            kind,
-            operation,
-            self.lock_stale_after,
-        )?;
-        self.lock = Some(lock);
-        Ok(messages)
-    }
-
-    /// The period after which this process's locks go stale if it stops refreshing them
-    /// (default [`crate::lock::DEFAULT_STALE_AFTER`]); declared in each lock, so judges use it.
-    pub fn set_lock_stale_after(&mut self, period: std::time::Duration) {
-        self.lock_stale_after = period;
-    }
-
-    /// Judges every lock against this process's own (its storage time is "now": see
-    /// [`crate::lock`]). Needs a held lock.
-    pub fn judge_locks(&self) -> Result<Vec<JudgedLock>> {
-        let Some(own) = &self.lock else {
-            return Err(Error::InvalidInput(
-                "judging locks needs a lock of this process's own (none is held)".into(),
-            ));
-        };
-        crate::lock::judge_all(self.backend.as_ref(), &self.cipher, &own.id())
-    }
-
-    /// Removes the stale locks, returning a message for each.
-    pub fn remove_stale_locks(&self) -> Result<Vec<String>> {
-        crate::lock::remove_stale(self.backend.as_ref(), &self.judge_locks()?)
-    }
-
-    pub fn unlock(&mut self) {
-        self.lock = None;
-    }
-
-    pub fn held_lock(&self) -> Option<&Lock> {
-        self.lock.as_ref()
-    }
-
-    fn lock_state(&self) -> Option<Arc<LockState>> {
-        self.lock.as_ref().map(Lock::state)
-    }
-
-    /// Fails if this process held a lock and may have lost it.
-    pub fn ensure_lock_held(&self) -> Result<()> {
-        match &self.lock {
-            Some(l) => l.ensure_held(),
-            None => Ok(()),
-        }
-    }
-
     /// Bytes the repository occupies: every indexed pack (live or awaiting deletion) plus the
     /// index files, recovery points and key slots. Packs no index names yet are not counted.
     pub fn storage_used(&self) -> Result<u64> {
@@ -691,50 +986,6 @@ impl Repository {
             used += self.backend.list(t)?.iter().map(|o| o.size).sum::<u64>();
         }
         Ok(used)
-    }
-
-    /// Rewrites the sealed settings (quota, retention policies). The last writer wins.
-    pub fn update_settings(&mut self, change: impl FnOnce(&mut Settings)) -> Result<()> {
-        let mut settings = self.settings.clone();
-        change(&mut settings);
-        let config = encode_config(&self.cipher, &self.repository_id, &settings)?;
-        self.backend.write(FileType::Config, "config", &config)?;
-        self.settings = settings;
-        Ok(())
-    }
-
-    /// Reads metadata through the cache when there is one.
-    fn read_cached(&self, kind: CacheKind, t: FileType, name: &str) -> Result<Vec<u8>> {
-        if let Some(c) = &self.cache {
-            if let Some(data) = c.get(kind, name) {
-                return Ok(data);
-            }
-            let data = self.backend.read(t, name)?;
-            if Id::of_stored_bytes(&data).to_hex() == name {
-                c.put(kind, name, &data);
-            }
-            return Ok(data);
-        }
-        self.backend.read(t, name)
-    }
-
-    /// Keeps a local cache of metadata (for remote storage).
-    pub fn set_cache(&mut self, cache: Cache) {
-        self.cache = Some(cache);
-    }
-
-    pub fn cache(&self) -> Option<&Cache> {
-        self.cache.as_ref()
-    }
-
-    fn read_index_file(&self, name: &str) -> Result<(Id, IndexFile)> {
-        let what = format!("index file {name}");
-        let data = self.read_cached(CacheKind::Index, FileType::Index, name)?;
-        let id = Id::of_stored_bytes(&data);
-        if id.to_hex() != name {
-            return Err(Error::corrupt(what, "content does not match its name"));
-        }
-        Ok((id, IndexFile::decode(&self.cipher, &data, &what)?))
     }
 
     /// Reads, decrypts and verifies one blob.
@@ -832,54 +1083,6 @@ impl Repository {
             return Err(e);
         }
         Ok(id)
-    }
-
-    pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
-        let name = id.to_hex();
-        let what = format!("recovery point {name}");
-        let data = self.read_cached(CacheKind::Snapshot, FileType::Snapshot, &name)?;
-        if Id::of_stored_bytes(&data) != *id {
-            return Err(Error::corrupt(what, "content does not match its name"));
-        }
-        Snapshot::decode(&self.cipher, &data, &what)
-    }
-
-    /// Every recovery point, oldest first, with the ones that could not be read listed apart.
-    pub fn list_snapshots(&self) -> Result<(Vec<SnapshotEntry>, UnreadableObjects)> {
-        let mut good = Vec::new();
-        let mut bad = Vec::new();
-        let listed = self.backend.list(FileType::Snapshot)?;
-        if let Some(c) = &self.cache {
-            c.retain(CacheKind::Snapshot, &listed.iter().map(|o| o.name.clone()).collect());
-        }
-        for info in listed {
-            if info.size > MAX_SNAPSHOT_LEN {
-                let why = format!("{} bytes, larger than any recovery point", info.size);
-                bad.push((
-                    info.name.clone(),
-                    Error::corrupt(format!("recovery point {}", info.name), why),
-                ));
-                continue;
-            }
-            let loaded = info
-                .name
-                .parse::<Id>()
-                .and_then(|id| self.load_snapshot(&id).map(|s| SnapshotEntry { id, snapshot: s }));
-            match loaded {
-                Ok(e) => good.push(e),
-                // Forgotten between listing and reading.
-                Err(Error::ObjectNotFound { .. }) => {}
-                Err(e) => bad.push((info.name, e)),
-            }
-        }
-        good.sort_by(|a, b| a.snapshot.time.cmp(&b.snapshot.time).then(a.id.cmp(&b.id)));
-        Ok((good, bad))
-    }
-
-    /// Resolves `latest`, an id or an id prefix to a recovery point.
-    pub fn find_snapshot(&self, spec: &str) -> Result<SnapshotEntry> {
-        let (entries, unreadable) = self.list_snapshots()?;
-        snapshot::resolve_among(&entries, &unreadable, spec).cloned()
     }
 
     /// A packer that writes new blobs into this repository.

@@ -1059,12 +1059,13 @@ mod tests {
             ..InitOptions::default()
         };
         let backend = Arc::new(LocalBackend::new(repo_dir));
-        let mut repo = Repository::init(backend, b"pw", init).unwrap();
-        repo.load_index().unwrap();
+        let repo = Repository::init(backend, b"pw", init).unwrap();
+        let mut repo =
+            repo.lock(crate::lock::LockKind::Shared, "test").unwrap().load_index().unwrap();
         let done =
             archiver::backup(&repo, &BackupOptions::new(vec![src.to_path_buf()]), &NoProgress)
                 .unwrap();
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         let path = src.display().to_string();
         let node = repo.find_node(&done.snapshot.tree, &path).unwrap();
         (repo, node, path)
@@ -1084,7 +1085,7 @@ mod tests {
             file.supersedes = vec![old];
             repo.write_index_file(&file).unwrap();
         }
-        repo.load_index().unwrap();
+        repo.reload_index().unwrap();
         for weight in [1, 2, 3, 7, plan::BATCH_WEIGHT] {
             let target = work.path().join(format!("t{weight}"));
             let opts = RestoreOptions { verify: true, ..RestoreOptions::default() };

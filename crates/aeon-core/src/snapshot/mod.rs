@@ -1,5 +1,9 @@
 //! Recovery points (snapshots): the root tree of a backup plus who, when, what and how much.
 
+mod labels;
+
+pub use labels::{LabelRecord, LabelSet, Labels};
+
 use chrono::{DateTime, FixedOffset};
 use serde::{Deserialize, Serialize};
 
@@ -60,8 +64,8 @@ pub struct Snapshot {
     /// A protected recovery point is never removed by `forget`.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub protected: bool,
-    /// Set when this object replaced an earlier one of the same recovery point (protect,
-    /// unprotect): the id it had first.
+    /// The id this recovery point had first: set on a copy made by `aeon copy`, and on objects
+    /// that protect/unprotect rewrote before labels kept ids for life (see [`Labels`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
 }

@@ -1,6 +1,5 @@
-use aeon_core::archiver::{self, BackupOptions};
+use aeon_core::archiver::{self, BackupOptions, ParentChoice};
 use aeon_core::filter::PathFilter;
-use aeon_core::id::Id;
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 
@@ -13,51 +12,24 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     let mut opts = options(ctx, &args)?;
     // Listing the sources needs no key: it begins while the repository opens.
     let early_scan = if streaming { None } else { Some(archiver::EarlyScan::start(&opts)?) };
-    let mut repo = ctx.open()?;
-    // The lock comes before the index is read (prune relies on it). Stale locks are evidence
-    // of a crash: their packs are adopted so that nothing they stored is uploaded again.
-    ctx.lock_shared(&mut repo)?;
-    let stale = repo.remove_stale_locks()?;
-    for m in &stale {
-        eprintln!("note: {m}");
-    }
-    crate::load_index(&mut repo)?;
-    let absent = repo.index_state().missing_packs.clone();
-    if !absent.is_empty() {
-        eprintln!(
-            "warning: the index names {} pack(s) that storage does not have (first: {}); their \
-             data is stored again rather than trusted (run `aeon check`)",
-            absent.len(),
-            absent[0]
-        );
-    }
-    let mut adopted = (0usize, 0u64);
-    if !stale.is_empty() {
-        adopted = adopt_unindexed_packs(&mut repo)?;
-        if adopted.0 > 0 && !ctx.global.json {
-            ctx.say(format!(
-                "reusing {} pack(s), {}, stored by an interrupted run",
-                adopted.0,
-                bytes(adopted.1)
-            ));
-        }
-    }
-    let quota_used = match repo.settings().quota {
-        Some(limit) => {
-            let used = repo.storage_used()?;
-            warn_quota(used, limit);
-            Some(used)
-        }
-        None => None,
+    let parent = match (&args.parent, args.force || streaming) {
+        (_, true) => ParentChoice::None,
+        (Some(spec), false) => ParentChoice::Given(spec.clone()),
+        (None, false) => ParentChoice::Latest,
     };
-    opts.quota_used = quota_used;
-    opts.parent = if args.force || streaming {
-        None
-    } else if let Some(p) = &args.parent {
-        Some(repo.find_snapshot(p)?.id)
-    } else {
-        latest_with_same_sources(&repo, &opts)?
-    };
+    let prepared = archiver::prepare(ctx.open()?, &mut opts, parent)?;
+    let repo = prepared.repo;
+    let adopted = (prepared.packs_reused, prepared.bytes_reused);
+    if adopted.0 > 0 && !ctx.global.json {
+        ctx.say(format!(
+            "reusing {} pack(s), {}, stored by an interrupted run",
+            adopted.0,
+            bytes(adopted.1)
+        ));
+    }
+    if let Some((used, limit)) = prepared.quota {
+        warn_quota(used, limit);
+    }
 
     let bar = Bar::new(ctx.progress_visible(), "files");
     let started = std::time::Instant::now();
@@ -119,21 +91,8 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
         ));
         ctx.say(format!("recovery point {} saved", result.snapshot_id.short()));
     }
-    if let Some(m) = repo.backend().mirror() {
-        let missed = m.missed_writes();
-        for (i, l) in m.locations().iter().enumerate() {
-            let n = missed.iter().filter(|(at, _, _)| *at == i).count();
-            if n > 0 {
-                eprintln!(
-                    "warning: location {} was unreachable ({}); {n} object(s) are missing there: \
-                     run `aeon locations sync` when it is back",
-                    l.url,
-                    l.why_down().unwrap_or_default()
-                );
-            }
-        }
-    }
-    if let (Some(limit), Some(used)) = (repo.settings().quota, quota_used) {
+    archiver::report_missed_writes(&repo);
+    if let Some((used, limit)) = prepared.quota {
         warn_quota(used + s.data_added_stored, limit);
     }
     if !ctx.global.json {
@@ -195,20 +154,6 @@ fn options(ctx: &Ctx, args: &BackupArgs) -> Result<BackupOptions> {
     Ok(opts)
 }
 
-/// Records packs that no index names (a killed backup wrote them) so that this backup reuses
-/// their blobs. Packs whose table cannot be read are left for `check` and `prune`.
-fn adopt_unindexed_packs(repo: &mut aeon_core::Repository) -> Result<(usize, u64)> {
-    let mut packs = Vec::new();
-    for o in repo.unindexed_packs()? {
-        if let Ok(p) = repo.read_pack_table(&o.name, o.size) {
-            packs.push(p);
-        }
-    }
-    let n = packs.len();
-    let bytes = repo.adopt_packs(packs)?;
-    Ok((n, bytes))
-}
-
 /// Backs up standard input or a command's output as one file.
 fn backup_stream(
     repo: &aeon_core::Repository,
@@ -253,23 +198,6 @@ fn backup_stream(
         }
     };
     Ok(archiver::backup_stream(repo, opts, &args.stdin_filename, &mut stdout, &mut check, bar)?)
-}
-
-/// The newest recovery point of the same host with the same paths.
-fn latest_with_same_sources(
-    repo: &aeon_core::Repository,
-    opts: &BackupOptions,
-) -> Result<Option<Id>> {
-    let paths: Vec<String> = archiver::absolute_source_paths(&opts.paths)?
-        .iter()
-        .map(|p| p.to_string_lossy().into_owned())
-        .collect();
-    let (entries, _) = repo.list_snapshots()?;
-    Ok(entries
-        .iter()
-        .filter(|e| e.snapshot.hostname == opts.hostname && e.snapshot.paths == paths)
-        .max_by_key(|e| e.snapshot.time)
-        .map(|e| e.id))
 }
 
 /// "500", "500K", "20M", "2G", "1T" (powers of 1024; an optional trailing "B" or "iB").

@@ -1,6 +1,4 @@
-use aeon_core::backend::FileType;
 use aeon_core::id::Id;
-use aeon_core::keys::KeySlot;
 use anyhow::{Context, Result, bail};
 use serde_json::{Value, json};
 
@@ -70,12 +68,10 @@ pub fn run(ctx: &Ctx, args: CatArgs) -> Result<u8> {
             Value::Array(files)
         }
         "keys" => {
-            let backend = ctx.backend()?;
             let mut slots = Vec::new();
-            for info in backend.list(FileType::Key)? {
-                let slot = KeySlot::decode(&backend.read(FileType::Key, &info.name)?)?;
+            for (name, slot) in ctx.locate()?.key_slots()? {
                 slots.push(json!({
-                    "id": info.name,
+                    "id": name,
                     "type": format!("{:?}", slot.slot_type).to_lowercase(),
                     "label": slot.label,
                     "created": chrono::DateTime::from_timestamp(slot.created_unix, 0).map(|t| t.to_rfc3339()),

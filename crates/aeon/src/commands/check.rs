@@ -7,10 +7,11 @@ use crate::{Ctx, exit};
 
 pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     // Listing the packs and reading the first needs no key: it begins while the key is derived.
+    let located = ctx.locate()?;
     let early =
-        if args.read_data { Some(check::EarlyPackRead::start(ctx.backend()?)) } else { None };
-    let mut repo = ctx.open()?;
-    ctx.lock_shared(&mut repo)?;
+        if args.read_data { Some(check::EarlyPackRead::start(located.storage())) } else { None };
+    let password = crate::password::get(&ctx.global, false)?;
+    let repo = ctx.lock_shared(located.open(password.as_bytes())?)?;
     let mut location_code = 0;
     let mut location_report = None;
     if args.locations {
@@ -21,7 +22,7 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     let opts = CheckOptions { read_data: args.read_data, threads: ctx.threads() };
     let bar = Bar::new(ctx.progress_visible() && args.read_data, "packs");
     let started = std::time::Instant::now();
-    let report = check::check_after_listing(&mut repo, &opts, &bar, early);
+    let report = check::check_after_listing(repo, &opts, &bar, early);
     bar.finish();
     let report = report?;
     if ctx.global.json {

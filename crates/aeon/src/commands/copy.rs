@@ -1,4 +1,3 @@
-use aeon_core::Repository;
 use aeon_core::copy;
 use aeon_core::lock::LockKind;
 use anyhow::{Context, Result};
@@ -8,15 +7,14 @@ use crate::cli::CopyArgs;
 use crate::progress::{Bar, bytes};
 
 pub fn run(ctx: &Ctx, args: CopyArgs) -> Result<u8> {
-    let source_backend = ctx.backend_at(&args.from_repo)?;
-    Repository::probe(source_backend.as_ref()).context("the source repository")?;
+    let located = ctx.locate_at(&args.from_repo).context("the source repository")?;
     let password = crate::password::get_source(args.from_password_file.as_deref())?;
-    let mut source = Repository::open(source_backend, password.as_bytes())
-        .context("opening the source repository")?;
-    if !ctx.global.no_lock {
-        source.lock(LockKind::Shared, "copy (source)")?;
-    }
-    crate::load_index(&mut source)?;
+    let source = located.open(password.as_bytes()).context("opening the source repository")?;
+    let source = match ctx.global.no_lock {
+        true => source.without_lock(),
+        false => source.lock(LockKind::Shared, "copy (source)")?,
+    };
+    let source = source.load_index()?;
     let target = ctx.open_with_index()?;
     if source.repository_id() == target.repository_id() {
         anyhow::bail!("the source and the target are the same repository");

@@ -1,16 +1,14 @@
-use aeon_core::backend::FileType;
 use aeon_core::retention::{self, GroupBy, GroupPlan, PolicySource, RetentionPolicy};
 use aeon_core::snapshot::SnapshotEntry;
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde_json::json;
 
 use crate::cli::{ForgetArgs, PolicyFlags};
 use crate::{Ctx, timefmt};
 
 pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
-    let mut repo = ctx.open()?;
     // Forget only removes recovery-point objects; prune decides about data.
-    ctx.lock_shared(&mut repo)?;
+    let repo = ctx.open_locked()?;
     let (entries, unreadable) = repo.list_snapshots()?;
     for (name, e) in &unreadable {
         eprintln!("warning: recovery point {name} cannot be read, and is left alone: {e}");
@@ -28,11 +26,7 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
         for spec in &args.ids {
             let e = aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?.clone();
             if e.snapshot.protected {
-                bail!(
-                    "recovery point {} is protected; `aeon unprotect {}` first",
-                    e.id.short(),
-                    e.id.short()
-                );
+                return Err(aeon_core::Error::Protected(e.id.short()).into());
             }
             list.push(e);
         }
@@ -86,29 +80,19 @@ pub fn run(ctx: &Ctx, args: ForgetArgs) -> Result<u8> {
         }
         return Ok(0);
     }
-    let mut removed = 0;
-    for e in &to_remove {
-        match repo.backend().remove(FileType::Snapshot, &e.id.to_hex()) {
-            Ok(()) => removed += 1,
-            Err(aeon_core::Error::ObjectNotFound { .. }) => {}
-            Err(err) => {
-                return Err(err).context(format!("removing recovery point {}", e.id.short()));
-            }
-        }
-    }
+    let outcome = repo.forget(&to_remove)?;
     if !ctx.global.json {
-        ctx.say(format!("removed {removed} recovery point(s)"));
+        ctx.say(format!("removed {} recovery point(s)", outcome.removed));
     }
     if args.prune {
-        repo.unlock();
+        let repo = repo.unlock();
         let opts = super::prune::options(&args.prune_opts, false)?;
         if ctx.global.json {
-            let report =
-                aeon_core::prune::prune(&mut repo, &opts, &aeon_core::progress::NoProgress)?;
+            let report = aeon_core::prune::prune(repo, &opts, &aeon_core::progress::NoProgress)?;
             print_plan(Some(serde_json::to_value(&report)?))?;
             return Ok(0);
         }
-        return super::prune::run_with(ctx, &mut repo, &opts);
+        return super::prune::run_with(ctx, repo, &opts);
     }
     print_plan(None)?;
     Ok(0)

@@ -1,6 +1,6 @@
-use aeon_core::Repository;
 use aeon_core::keys::KdfParams;
 use aeon_core::repository::InitOptions;
+use aeon_core::repository::{InitTarget, canonical_location};
 use anyhow::{Result, bail};
 
 use crate::Ctx;
@@ -8,8 +8,9 @@ use crate::cli::InitArgs;
 
 pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
     let mut locations: Vec<String> = Vec::new();
+    let given = ctx.global.repo.as_deref().filter(|r| !r.is_empty());
     if !args.locations.is_empty() {
-        if let Some(r) = ctx.global.repo.as_deref().filter(|r| !r.is_empty()) {
+        if let Some(r) = given {
             locations.push(canonical_location(r));
         }
         for l in &args.locations {
@@ -19,14 +20,12 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
             }
         }
     }
-    let backend = match locations.len() {
-        0 => ctx.backend()?,
-        1 => ctx.backend_at(&locations[0])?,
-        _ => ctx.mirror(&locations)?,
+    let location = match given {
+        Some(r) => r,
+        None if !locations.is_empty() => &locations[0],
+        None => ctx.location()?,
     };
-    if backend.stat(aeon_core::backend::FileType::Config, "config")?.is_some() {
-        return Err(aeon_core::Error::AlreadyExists(backend.location()).into());
-    }
+    let target = InitTarget::new(location, &locations, &ctx.storage_options())?;
     if args.kdf_memory == 0 || args.kdf_iterations == 0 || args.kdf_lanes == 0 {
         bail!("--kdf-memory, --kdf-iterations and --kdf-lanes must be at least 1");
     }
@@ -44,30 +43,16 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
         locations: if locations.len() > 1 { locations.clone() } else { Vec::new() },
         ..InitOptions::default()
     };
-    let repo = Repository::init(backend.clone(), password.as_bytes(), opts)?;
+    let where_ = target.location();
+    let repo = target.create(password.as_bytes(), opts)?;
     if ctx.global.json {
         ctx.print_json(&serde_json::json!({
             "repository_id": repo.repository_id(),
-            "location": backend.location(),
+            "location": where_,
         }))?;
     } else {
-        ctx.say(format!(
-            "created aeon repository {} at {}",
-            &repo.repository_id()[..10],
-            backend.location()
-        ));
+        ctx.say(format!("created aeon repository {} at {}", &repo.repository_id()[..10], where_));
         ctx.say("Keep the password safe: without it the data cannot be recovered.");
     }
     Ok(0)
-}
-
-/// Local paths are recorded absolute, so that the repository opens from anywhere.
-fn canonical_location(l: &str) -> String {
-    if ["s3:", "sftp:", "webdav:"].iter().any(|p| l.starts_with(p)) {
-        return l.to_string();
-    }
-    match std::path::absolute(l) {
-        Ok(p) => p.display().to_string(),
-        Err(_) => l.to_string(),
-    }
 }

@@ -6,8 +6,8 @@ use crate::Ctx;
 use crate::cli::{LocationsAction, LocationsArgs};
 use crate::progress::bytes;
 
-fn mirror_of(repo: &aeon_core::Repository) -> Result<&MirrorBackend> {
-    repo.backend().mirror().context(
+fn mirror_of<S>(repo: &aeon_core::Repository<S>) -> Result<&MirrorBackend> {
+    repo.mirror().context(
         "this repository has one location; `aeon init --location A --location B` makes one with several",
     )
 }
@@ -60,9 +60,9 @@ pub fn run(ctx: &Ctx, args: LocationsArgs) -> Result<u8> {
 
 /// `check --locations [--repair]`: the exit code, and the report (printed here unless --json,
 /// where `check` prints it with its own).
-pub fn cross_check(
+pub fn cross_check<S>(
     ctx: &Ctx,
-    repo: &aeon_core::Repository,
+    repo: &aeon_core::Repository<S>,
     repair: bool,
 ) -> Result<(u8, locations::CrossCheckReport)> {
     let m = mirror_of(repo)?;

@@ -1,52 +1,63 @@
-use aeon_core::backend::FileType;
-use anyhow::{Context, Result};
+use anyhow::Result;
 use serde_json::json;
 
 use crate::Ctx;
-use crate::cli::ProtectArgs;
+use crate::cli::{ProtectArgs, TagArgs};
 
-/// Protection lives in the recovery point itself, so it is written with it (`backup --protect`)
-/// and travels with it. Changing it rewrites the object: the new one is written first, then the
-/// old one removed, so a crash leaves both (the protected one wins) and never neither.
+/// Protection is a label of the recovery point: changing it keeps the point's id (see
+/// `aeon_core::snapshot::Labels`).
 pub fn run(ctx: &Ctx, args: ProtectArgs, protect: bool) -> Result<u8> {
-    let mut repo = ctx.open()?;
-    ctx.lock_shared(&mut repo)?;
+    let repo = ctx.open_locked()?;
     let (entries, unreadable) = repo.list_snapshots()?;
     let mut changed = Vec::new();
     for spec in &args.ids {
         let e = aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?;
-        if e.snapshot.protected == protect {
-            if !ctx.global.json {
-                ctx.say(format!(
-                    "recovery point {} is already {}",
-                    e.id.short(),
-                    if protect { "protected" } else { "unprotected" }
-                ));
-            }
-            changed.push(
-                json!({"id": e.id.to_hex(), "previous_id": e.id.to_hex(), "protected": protect}),
-            );
-            continue;
-        }
-        let mut s = e.snapshot.clone();
-        s.protected = protect;
-        s.original = Some(e.snapshot.original.unwrap_or(e.id));
-        let new_id = repo.save_snapshot(&s)?;
-        match repo.backend().remove(FileType::Snapshot, &e.id.to_hex()) {
-            Ok(()) | Err(aeon_core::Error::ObjectNotFound { .. }) => {}
-            Err(err) => return Err(err).context("removing the previous recovery point object"),
-        }
+        let was = e.snapshot.protected;
+        repo.relabel(e, |l| l.protected = protect)?;
         if !ctx.global.json {
-            ctx.say(format!(
-                "recovery point {} {} (its id is now {})",
-                e.id.short(),
-                if protect { "protected" } else { "no longer protected" },
-                new_id.short()
-            ));
+            let state = if protect { "protected" } else { "unprotected" };
+            match was == protect {
+                true => ctx.say(format!("recovery point {} is already {state}", e.id.short())),
+                false => ctx.say(format!("recovery point {} {state}", e.id.short())),
+            }
         }
-        changed.push(
-            json!({"id": new_id.to_hex(), "previous_id": e.id.to_hex(), "protected": protect}),
-        );
+        // `previous_id` is kept for scripts written when protecting changed the id.
+        changed
+            .push(json!({"id": e.id.to_hex(), "previous_id": e.id.to_hex(), "protected": protect}));
+    }
+    if ctx.global.json {
+        ctx.print_json(&changed)?;
+    }
+    Ok(0)
+}
+
+/// `aeon tag`: changes tags and the description; the ids stay.
+pub fn run_tag(ctx: &Ctx, args: TagArgs) -> Result<u8> {
+    let repo = ctx.open_locked()?;
+    let (entries, unreadable) = repo.list_snapshots()?;
+    let mut changed = Vec::new();
+    for spec in &args.ids {
+        let e = aeon_core::snapshot::resolve_among(&entries, &unreadable, spec)?;
+        let labels = repo.relabel(e, |l| {
+            if let Some(set) = &args.set {
+                l.tags = set.iter().filter(|t| !t.is_empty()).cloned().collect();
+            }
+            l.tags.retain(|t| !args.remove.contains(t));
+            l.tags.extend(args.add.iter().filter(|t| !t.is_empty()).cloned());
+            if let Some(d) = &args.description {
+                l.description = Some(d.clone()).filter(|d| !d.is_empty());
+            }
+        })?;
+        if !ctx.global.json {
+            let tags = if labels.tags.is_empty() { "none".into() } else { labels.tags.join(",") };
+            ctx.say(format!("recovery point {}: tags {tags}", e.id.short()));
+        }
+        changed.push(json!({
+            "id": e.id.to_hex(),
+            "tags": labels.tags,
+            "description": labels.description,
+            "protected": labels.protected,
+        }));
     }
     if ctx.global.json {
         ctx.print_json(&changed)?;

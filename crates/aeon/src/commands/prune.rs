@@ -1,5 +1,6 @@
 use aeon_core::Repository;
 use aeon_core::prune::{self, PruneOptions};
+use aeon_core::repository::state::Open;
 use anyhow::{Result, bail};
 
 use crate::Ctx;
@@ -7,9 +8,8 @@ use crate::cli::{PruneArgs, PruneTuning};
 use crate::progress::{Bar, bytes};
 
 pub fn run(ctx: &Ctx, args: PruneArgs) -> Result<u8> {
-    let mut repo = ctx.open()?;
     let opts = options(&args.tuning, args.dry_run)?;
-    run_with(ctx, &mut repo, &opts)
+    run_with(ctx, ctx.open()?, &opts)
 }
 
 pub fn options(t: &PruneTuning, dry_run: bool) -> Result<PruneOptions> {
@@ -34,12 +34,18 @@ pub fn options(t: &PruneTuning, dry_run: bool) -> Result<PruneOptions> {
     Ok(PruneOptions { max_unused: percent / 100.0, dry_run, wait })
 }
 
-pub fn run_with(ctx: &Ctx, repo: &mut Repository, opts: &PruneOptions) -> Result<u8> {
-    let bar = Bar::new(ctx.progress_visible(), "packs");
+pub fn run_with(ctx: &Ctx, repo: Repository<Open>, opts: &PruneOptions) -> Result<u8> {
     let started = std::time::Instant::now();
-    let report = prune::prune(repo, opts, &bar);
-    bar.finish();
-    let r = report?;
+    let plan = prune::plan(repo, opts)?;
+    let r = match opts.dry_run {
+        true => plan.report(),
+        false => {
+            let bar = Bar::new(ctx.progress_visible(), "packs");
+            let report = plan.execute(&bar);
+            bar.finish();
+            report?
+        }
+    };
     if ctx.global.json {
         ctx.print_json(&r)?;
         return Ok(0);

@@ -40,6 +40,8 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
                         "category": s.category,
                         "kind": s.kind,
                         "program_version": s.program_version,
+                        "protected": s.protected,
+                        "original": s.original.map(|o| o.to_hex()),
                         "summary": s.summary,
                     })
                 })
@@ -104,13 +106,14 @@ fn group<'a>(
 }
 
 fn print_table(selected: &[&SnapshotEntry]) {
-    println!("{:<8}  {:<19}  {:<16}  {:<16}  Paths", "ID", "Time", "Host", "Tags");
+    println!("{:<9}  {:<19}  {:<16}  {:<16}  Paths", "ID", "Time", "Host", "Tags");
     println!("{}", "-".repeat(80));
     for e in selected {
         let s = &e.snapshot;
+        let mark = if s.protected { "*" } else { "" };
         println!(
-            "{:<8}  {:<19}  {:<16}  {:<16}  {}",
-            e.id.short(),
+            "{:<9}  {:<19}  {:<16}  {:<16}  {}",
+            format!("{}{mark}", e.id.short()),
             timefmt::local(&s.time),
             s.hostname,
             s.tags.join(","),
@@ -119,4 +122,7 @@ fn print_table(selected: &[&SnapshotEntry]) {
     }
     println!("{}", "-".repeat(80));
     println!("{} recovery point(s)", selected.len());
+    if selected.iter().any(|e| e.snapshot.protected) {
+        println!("* protected: forget never removes it (`aeon unprotect ID` lifts it)");
+    }
 }

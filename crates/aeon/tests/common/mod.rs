@@ -334,9 +334,10 @@ pub struct Crafter {
 impl Crafter {
     pub fn open(env: &Env) -> Crafter {
         let backend = std::sync::Arc::new(aeon_core::backend::LocalBackend::new(&env.repo));
-        let mut repo =
+        let repo =
             aeon_core::repository::Repository::open(backend, PASSWORD.as_bytes()).expect("open");
-        repo.load_index().expect("index");
+        let repo = repo.lock(aeon_core::lock::LockKind::Shared, "test").expect("lock");
+        let repo = repo.load_index().expect("index");
         let packer = repo.packer();
         Crafter { repo, packer }
     }

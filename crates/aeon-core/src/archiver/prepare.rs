@@ -1,0 +1,119 @@
+//! Everything a backup does before and after the archiver runs: the lock, stale locks, the
+//! index, reusing what an interrupted backup stored, the quota, and the parent.
+
+use super::{BackupOptions, absolute_source_paths};
+use crate::error::Result;
+use crate::id::Id;
+use crate::lock::LockKind;
+use crate::progress::Notice;
+use crate::repository::Repository;
+use crate::repository::state::Open;
+
+/// Which recovery point a backup compares against (files unchanged since it are not read).
+#[derive(Debug, Clone, Default)]
+pub enum ParentChoice {
+    /// The newest point of the same host with the same source paths.
+    #[default]
+    Latest,
+    /// None: every file is read (`--force`, streams).
+    None,
+    /// A point named by id, id prefix or `latest`.
+    Given(String),
+}
+
+/// A repository made ready for a backup, and what getting it ready did.
+pub struct Prepared {
+    /// Locked (shared) with its index loaded.
+    pub repo: Repository,
+    /// Packs an interrupted backup stored that this one reuses instead of storing again.
+    pub packs_reused: usize,
+    pub bytes_reused: u64,
+    /// With a quota: the repository's size before the backup, and its limit.
+    pub quota: Option<(u64, u64)>,
+}
+
+/// Readies `repo` for a backup with `opts`, and fills in what the repository decides of them
+/// (the parent, the quota already used). The lock comes before the index is read: prune's
+/// safety rests on it. Stale locks are evidence of a crash: the packs the crashed writer stored
+/// are adopted, so that nothing it uploaded is uploaded again.
+pub fn prepare(
+    repo: Repository<Open>,
+    opts: &mut BackupOptions,
+    parent: ParentChoice,
+) -> Result<Prepared> {
+    let repo = repo.lock(LockKind::Shared, "backup")?;
+    let stale = repo.remove_stale_locks()?;
+    for m in &stale {
+        repo.notify(Notice::note(m.clone()));
+    }
+    let mut repo = repo.load_index()?;
+    let absent = &repo.index_state().missing_packs;
+    if let Some(first) = absent.first() {
+        repo.notify(Notice::warning(format!(
+            "the index names {} pack(s) that storage does not have (first: {first}); their data \
+             is stored again rather than trusted (run `aeon check`)",
+            absent.len()
+        )));
+    }
+    let (mut packs_reused, mut bytes_reused) = (0, 0);
+    if !stale.is_empty() {
+        (packs_reused, bytes_reused) = adopt_unindexed_packs(&mut repo)?;
+    }
+    let quota = match repo.settings().quota {
+        Some(limit) => Some((repo.storage_used()?, limit)),
+        None => None,
+    };
+    opts.quota_used = quota.map(|(used, _)| used);
+    opts.parent = match parent {
+        ParentChoice::None => None,
+        ParentChoice::Given(spec) => Some(repo.find_snapshot(&spec)?.id),
+        ParentChoice::Latest => latest_with_same_sources(&repo, opts)?,
+    };
+    Ok(Prepared { repo, packs_reused, bytes_reused, quota })
+}
+
+/// Records packs that no index names (a killed backup wrote them) so that this backup reuses
+/// their blobs. Packs whose table cannot be read are left for `check` and `prune`.
+fn adopt_unindexed_packs(repo: &mut Repository) -> Result<(usize, u64)> {
+    let mut packs = Vec::new();
+    for o in repo.unindexed_packs()? {
+        if let Ok(p) = repo.read_pack_table(&o.name, o.size) {
+            packs.push(p);
+        }
+    }
+    let n = packs.len();
+    let bytes = repo.adopt_packs(packs)?;
+    Ok((n, bytes))
+}
+
+/// The newest recovery point of the same host with the same paths.
+fn latest_with_same_sources(repo: &Repository, opts: &BackupOptions) -> Result<Option<Id>> {
+    let paths: Vec<String> = absolute_source_paths(&opts.paths)?
+        .iter()
+        .map(|p| p.to_string_lossy().into_owned())
+        .collect();
+    let (entries, _) = repo.list_snapshots()?;
+    Ok(entries
+        .iter()
+        .filter(|e| e.snapshot.hostname == opts.hostname && e.snapshot.paths == paths)
+        .max_by_key(|e| e.snapshot.time)
+        .map(|e| e.id))
+}
+
+/// Tells the observer about locations of a multi-location repository that missed writes
+/// (they were unreachable): what `aeon locations sync` must fill in.
+pub fn report_missed_writes(repo: &Repository) {
+    let Some(m) = repo.mirror() else { return };
+    let missed = m.missed_writes();
+    for (i, l) in m.locations().iter().enumerate() {
+        let n = missed.iter().filter(|(at, _, _)| *at == i).count();
+        if n > 0 {
+            repo.notify(Notice::warning(format!(
+                "location {} was unreachable ({}); {n} object(s) are missing there: run `aeon \
+                 locations sync` when it is back",
+                l.url,
+                l.why_down().unwrap_or_default()
+            )));
+        }
+    }
+}
