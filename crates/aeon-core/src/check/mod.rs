@@ -294,6 +294,9 @@ fn check_snapshots(
     for (name, e) in unreadable {
         report.problem(format!("recovery point {name}"), error_message(&e));
     }
+    for (name, e) in repo.load_labels()?.unreadable {
+        report.problem(format!("label record {name}"), error_message(&e));
+    }
     report.snapshots = snapshots.len();
     let mut walk = Walk { repo, bad_blobs, summaries, verdict: HashMap::new(), report };
     let mut affected = Vec::new();

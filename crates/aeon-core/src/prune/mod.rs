@@ -82,6 +82,8 @@ pub struct PruneReport {
     pub index_files_removed: usize,
     /// Partial uploads of killed writers (older than an hour) removed.
     pub leftovers_removed: u64,
+    /// Label records of recovery points that are gone (a forget stopped between the two).
+    pub label_records_removed: usize,
     /// Processes whose locks hold back deletion.
     pub waiting_for: Vec<String>,
     pub messages: Vec<String>,
@@ -427,6 +429,7 @@ impl PrunePlan {
             }
         }
         report.leftovers_removed = repo.backend().remove_leftovers(LEFTOVER_AGE)?;
+        report.label_records_removed = repo.remove_orphan_labels()?;
         Ok(report)
     }
 }

@@ -86,15 +86,19 @@ impl LabelSet {
         self.by_point.entry(record.snapshot).or_default().push((id, record));
     }
 
-    /// The record in force for a point: the newest that no other record replaces.
+    /// The record in force for a point: the newest that no other record replaces (the newest
+    /// of all, should crafted records replace each other in a circle).
     pub fn current(&self, point: &Id) -> Option<&LabelRecord> {
         let records = self.by_point.get(point)?;
         let replaced: HashSet<&Id> = records.iter().flat_map(|(_, r)| &r.supersedes).collect();
-        records
-            .iter()
-            .filter(|(id, _)| !replaced.contains(id))
-            .max_by(|(a_id, a), (b_id, b)| a.time.cmp(&b.time).then(a_id.cmp(b_id)))
-            .map(|(_, r)| r)
+        let newest = |all: bool| {
+            records
+                .iter()
+                .filter(|(id, _)| all || !replaced.contains(id))
+                .max_by(|(a_id, a), (b_id, b)| a.time.cmp(&b.time).then(a_id.cmp(b_id)))
+                .map(|(_, r)| r)
+        };
+        newest(false).or_else(|| newest(true))
     }
 
     /// The ids of every record of a point.
