@@ -36,6 +36,8 @@ pub mod restorer;
 pub mod retention;
 pub mod snapshot;
 pub mod stats;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 pub mod tree;
 
 pub use error::{Error, Result};

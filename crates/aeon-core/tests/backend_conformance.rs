@@ -7,7 +7,9 @@ mod servers;
 use std::sync::Arc;
 
 use aeon_core::Error;
-use aeon_core::backend::{Backend, FileType, LocalBackend, RemoteBackend, RemoteOptions};
+use aeon_core::backend::{
+    Backend, FileType, LocalBackend, MemoryBackend, RateLimited, RemoteBackend, RemoteOptions,
+};
 
 fn bytes(seed: u8, len: usize) -> Vec<u8> {
     let mut x = seed as u64 | 1;
@@ -104,6 +106,12 @@ fn conformance(b: Arc<dyn Backend>) {
     assert_eq!(b.stat(FileType::Pack, &pack).unwrap(), None);
     assert_eq!(b.list(FileType::Pack).unwrap().len(), 2);
     assert!(matches!(b.read(FileType::Pack, &pack), Err(Error::ObjectNotFound { .. })));
+}
+
+#[test]
+fn memory_backend_and_a_rate_limited_one_conform() {
+    conformance(Arc::new(MemoryBackend::new()));
+    conformance(RateLimited::wrap(Arc::new(MemoryBackend::new()), Some(1 << 30), Some(1 << 30)));
 }
 
 #[test]

@@ -47,7 +47,10 @@ fn protect_tag_and_describe_keep_the_id() {
     // Everything that takes an id still finds both.
     env.run_ok(&["ls", &first[..10]]);
     env.run_ok(&["restore", &second[..10], "--target", env.path("out").to_str().unwrap()]);
-    assert_eq!(std::fs::read(env.path("out").join(s.trim_start_matches('/')).join("f")).unwrap(), b"data");
+    assert_eq!(
+        std::fs::read(env.path("out").join(s.trim_start_matches('/')).join("f")).unwrap(),
+        b"data"
+    );
 
     // forget refuses the protected point (by id and by policy), keeps its id after unprotect.
     let out = env.run(&["forget", &first[..10]]);
@@ -72,7 +75,8 @@ fn a_damaged_label_record_stops_forget_but_not_reading() {
     std::fs::write(src.join("f"), b"data").unwrap();
     let id = env.backup(&src);
     env.run_ok(&["protect", &id[..10]]);
-    let record = std::fs::read_dir(env.repo.join("labels")).unwrap().next().unwrap().unwrap().path();
+    let record =
+        std::fs::read_dir(env.repo.join("labels")).unwrap().next().unwrap().unwrap().path();
     let mut bytes = std::fs::read(&record).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;

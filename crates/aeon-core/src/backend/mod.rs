@@ -4,11 +4,16 @@
 //! sees a partly written object, which is what makes the write ordering in `docs/FORMAT.md`
 //! sufficient for crash consistency.
 
+mod forward;
+mod limiter;
 mod local;
+mod memory;
 mod mirror;
 mod remote;
 
+pub use limiter::RateLimited;
 pub use local::LocalBackend;
+pub use memory::MemoryBackend;
 pub use mirror::{Location, MirrorBackend};
 pub use remote::{RemoteBackend, RemoteOptions, is_remote, open_location};
 

@@ -3,10 +3,11 @@
 //! OpenDAL is asynchronous; the engine is not (its pipeline is threads and channels), so every
 //! call runs on one shared Tokio runtime through OpenDAL's blocking operator. Every operator gets
 //! the same layers: retries with exponential backoff and jitter on transient errors, timeouts,
-//! and a limit on concurrent requests; bandwidth limits are applied here, per direction.
+//! and a limit on concurrent requests. Bandwidth limits are a layer around any backend
+//! ([`super::RateLimited`]).
 
-use std::sync::{Arc, Mutex, OnceLock};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
 
 use opendal::layers::{ConcurrentLimitLayer, RetryLayer, TimeoutLayer};
 use opendal::{ErrorKind, Operator, blocking};
@@ -74,8 +75,6 @@ pub struct RemoteBackend {
     op: blocking::Operator,
     protocol: Protocol,
     location: String,
-    upload: Option<RateLimit>,
-    download: Option<RateLimit>,
 }
 
 fn runtime() -> Result<&'static tokio::runtime::Runtime> {
@@ -183,13 +182,7 @@ impl RemoteBackend {
         let rt = runtime()?;
         let _guard = rt.enter();
         let op = blocking::Operator::new(op).map_err(|e| map_err(e, url))?;
-        Ok(RemoteBackend {
-            op,
-            protocol,
-            location,
-            upload: opts.limit_upload.map(RateLimit::new),
-            download: opts.limit_download.map(RateLimit::new),
-        })
+        Ok(RemoteBackend { op, protocol, location })
     }
 
     fn err(&self, e: opendal::Error, path: &str) -> Error {
@@ -267,9 +260,6 @@ impl Backend for RemoteBackend {
     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> {
         let path = object_path(t, name);
         let data = self.op.read(&path).map_err(|e| self.err(e, &path))?.to_vec();
-        if let Some(l) = &self.download {
-            l.take(data.len() as u64);
-        }
         Ok(data)
     }
 
@@ -294,17 +284,11 @@ impl Backend for RemoteBackend {
                 format!("truncated: {length} bytes at offset {offset} are beyond its end"),
             ));
         }
-        if let Some(l) = &self.download {
-            l.take(length);
-        }
         Ok(data)
     }
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {
         let path = object_path(t, name);
-        if let Some(l) = &self.upload {
-            l.take(data.len() as u64);
-        }
         let buf = opendal::Buffer::from(data.to_vec());
         if self.protocol == Protocol::S3 {
             // A PUT is all or nothing.
@@ -365,40 +349,14 @@ impl Backend for RemoteBackend {
     }
 }
 
-/// A simple token bucket: callers sleep until their bytes fit the rate.
-struct RateLimit {
-    bytes_per_second: u64,
-    next_free: Mutex<Instant>,
-}
-
-impl RateLimit {
-    fn new(bytes_per_second: u64) -> RateLimit {
-        RateLimit {
-            bytes_per_second: bytes_per_second.max(1),
-            next_free: Mutex::new(Instant::now()),
-        }
-    }
-
-    fn take(&self, bytes: u64) {
-        let cost = Duration::from_secs_f64(bytes as f64 / self.bytes_per_second as f64);
-        let wait = {
-            let mut next = self.next_free.lock().unwrap_or_else(|p| p.into_inner());
-            let now = Instant::now();
-            let start = (*next).max(now);
-            *next = start + cost;
-            start + cost - now
-        };
-        std::thread::sleep(wait);
-    }
-}
-
 /// Opens the backend a repository location names: a URL for remote storage, else a local path.
 pub fn open_location(location: &str, opts: &RemoteOptions) -> Result<Arc<dyn Backend>> {
-    if is_remote(location) {
-        Ok(Arc::new(RemoteBackend::open(location, opts)?))
+    let backend: Arc<dyn Backend> = if is_remote(location) {
+        Arc::new(RemoteBackend::open(location, opts)?)
     } else {
-        Ok(Arc::new(super::LocalBackend::new(location)))
-    }
+        Arc::new(super::LocalBackend::new(location))
+    };
+    Ok(super::RateLimited::wrap(backend, opts.limit_upload, opts.limit_download))
 }
 
 /// Whether a location names remote storage (a URL of a supported scheme) rather than a path.
