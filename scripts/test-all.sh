@@ -51,9 +51,13 @@ export AEON_TEST_WEED="$WEED_VENV/bin/weed"
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --quiet -- -D warnings
+cargo clippy -p aeon-core --features testing --all-targets --quiet -- -D warnings
+RUSTDOCFLAGS="-D warnings" cargo doc --workspace --no-deps --quiet
 
 step "tests"
 cargo nextest run --workspace --no-fail-fast
+# The examples in the documentation (nextest does not run them).
+cargo test --workspace --doc --quiet
 
 if [ "$FUZZ_SECONDS" != 0 ]; then
     step "fuzz: ${FUZZ_SECONDS}s per target"

@@ -89,8 +89,8 @@ impl BackupOptions {
     pub fn new(paths: Vec<PathBuf>) -> BackupOptions {
         BackupOptions {
             paths,
-            hostname: String::new(),
-            username: String::new(),
+            hostname: crate::lock::this_host(),
+            username: std::env::var("USER").unwrap_or_default(),
             tags: Vec::new(),
             description: None,
             category: None,

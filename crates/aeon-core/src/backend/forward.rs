@@ -4,12 +4,24 @@
 /// Implements the named [`Backend`](crate::backend::Backend) methods of a wrapper by calling
 /// the same method of its field `$inner`. Use inside `impl Backend for Wrapper { … }`:
 ///
-/// ```ignore
-/// impl Backend for Slow {
-///     forward_backend!(inner: location, create, location_exists, stat, list, remove, modified);
-///     fn read(&self, t: FileType, name: &str) -> Result<Vec<u8>> { … }
-///     …
+/// ```
+/// use std::sync::Arc;
+/// use aeon_core::backend::{Backend, FileType, MemoryBackend};
+///
+/// /// Counts reads; everything else passes through.
+/// struct Counting { inner: Arc<dyn Backend>, reads: std::sync::atomic::AtomicU64 }
+///
+/// impl Backend for Counting {
+///     aeon_core::forward_backend!(inner: location, create, location_exists, stat, read_range,
+///         write, list, modified, remove);
+///     fn read(&self, t: FileType, name: &str) -> aeon_core::Result<Vec<u8>> {
+///         self.reads.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+///         self.inner.read(t, name)
+///     }
 /// }
+/// let b = Counting { inner: Arc::new(MemoryBackend::new()), reads: Default::default() };
+/// b.write(FileType::Index, "a", b"x").unwrap();
+/// assert_eq!(b.read(FileType::Index, "a").unwrap(), b"x");
 /// ```
 #[macro_export]
 macro_rules! forward_backend {

@@ -120,10 +120,10 @@ impl ConfigHeader {
 }
 
 /// The states a [`Repository`] goes through, so that calling an operation before what it
-/// needs does not compile: [`Open`](state::Open) (keys and config read: recovery points can be
+/// needs does not compile: [`Open`] (keys and config read: recovery points can be
 /// listed) → [`lock`](Repository::lock) or [`without_lock`](Repository::without_lock) →
-/// [`Locked`](state::Locked) → [`load_index`](Repository::load_index) →
-/// [`Indexed`](state::Indexed) (blobs, trees, backups, restores). The lock comes before the
+/// [`Locked`] → [`load_index`](Repository::load_index) →
+/// [`Indexed`] (blobs, trees, backups, restores). The lock comes before the
 /// index: prune's safety argument rests on that order (see [`crate::prune`]).
 pub mod state {
     /// Opened: the key is unlocked and the config read; no lock, no index.

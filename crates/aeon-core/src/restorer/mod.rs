@@ -13,7 +13,7 @@
 //!
 //! Nothing is ever written outside the target, even while someone races the restore: every
 //! entry is reached through descriptors below the target without crossing a symlink (see
-//! [`beneath`]), files are created with `O_EXCL|O_NOFOLLOW` and reopened for their data only if
+//! `beneath`), files are created with `O_EXCL|O_NOFOLLOW` and reopened for their data only if
 //! they are still the same inode, and names that could step outside their directory are
 //! refused by the plan.
 
