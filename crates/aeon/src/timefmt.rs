@@ -4,7 +4,7 @@ use aeon_core::tree::Timestamp;
 use anyhow::{Result, bail};
 use chrono::{DateTime, FixedOffset, Local, NaiveDateTime, TimeZone, Utc};
 
-/// Accepts RFC 3339; "YYYY-MM-DD[ HH:MM[:SS]]" taken as UTC; and relative forms: "now",
+/// Accepts RFC 3339; `YYYY-MM-DD[ HH:MM[:SS]]` taken as UTC; and relative forms: "now",
 /// "today" (midnight UTC), "yesterday" (24 hours ago), "N minutes|hours|days|weeks ago".
 pub fn parse(text: &str) -> Result<DateTime<FixedOffset>> {
     parse_at(text, Utc::now())
