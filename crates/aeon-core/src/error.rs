@@ -7,6 +7,68 @@ use crate::id::Id;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// What a [`Error::Corrupt`] concerns: callers act on the kind (check groups problems by it,
+/// restore names the pack of a blob) without parsing sentences.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Object {
+    Config,
+    KeySlot(String),
+    /// A pack, by its name on storage.
+    Pack(String),
+    Index(String),
+    /// A recovery point, by its name on storage.
+    Snapshot(String),
+    Label(String),
+    Lock(String),
+    /// A blob, and the pack it was read from when known.
+    Blob {
+        blob_type: crate::blob::BlobType,
+        id: Id,
+        pack: Option<Id>,
+    },
+    /// Described in words only (a decoder's own part of an object).
+    Other(String),
+}
+
+impl std::fmt::Display for Object {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Object::Config => write!(f, "config"),
+            Object::KeySlot(n) => write!(f, "key slot {n}"),
+            Object::Pack(n) => write!(f, "pack {n}"),
+            Object::Index(n) => write!(f, "index file {n}"),
+            Object::Snapshot(n) => write!(f, "recovery point {n}"),
+            Object::Label(n) => write!(f, "label record {n}"),
+            Object::Lock(n) => write!(f, "lock {n}"),
+            Object::Blob { blob_type, id, pack: None } => {
+                write!(f, "{} blob {id}", blob_type.name())
+            }
+            Object::Blob { blob_type, id, pack: Some(p) } => {
+                write!(f, "{} blob {id} in pack {p}", blob_type.name())
+            }
+            Object::Other(words) => f.write_str(words),
+        }
+    }
+}
+
+impl From<String> for Object {
+    fn from(words: String) -> Object {
+        Object::Other(words)
+    }
+}
+
+impl From<&str> for Object {
+    fn from(words: &str) -> Object {
+        Object::Other(words.to_string())
+    }
+}
+
+impl From<&String> for Object {
+    fn from(words: &String) -> Object {
+        Object::Other(words.clone())
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("no repository at {0}")]
@@ -36,8 +98,8 @@ pub enum Error {
     #[error("wrong password or no key slot matches ({0})")]
     WrongPasswordWithSkipped(String),
 
-    #[error("{what} is corrupted: {reason}")]
-    Corrupt { what: String, reason: String },
+    #[error("{object} is corrupted: {reason}")]
+    Corrupt { object: Object, reason: String },
 
     #[error("{kind} {id} not found")]
     ObjectNotFound { kind: &'static str, id: String },
@@ -51,15 +113,14 @@ pub enum Error {
     #[error("blob {0} is not in the index")]
     BlobNotIndexed(Id),
 
-    #[error("storage error on {path}: {source}")]
-    Backend {
-        path: String,
+    /// Storage failed (after any retries): a local disk's error as it is, a remote service's
+    /// as an error of the closest kind (permission denied, …) carrying its message.
+    #[error("storage error at {location}: {source}")]
+    Storage {
+        location: String,
         #[source]
         source: std::io::Error,
     },
-
-    #[error("storage error at {location}: {message}")]
-    Storage { location: String, message: String },
 
     #[error("{path}: {source}")]
     Io {
@@ -90,8 +151,36 @@ pub enum Error {
 }
 
 impl Error {
-    pub fn corrupt(what: impl Into<String>, reason: impl Into<String>) -> Self {
-        Error::Corrupt { what: what.into(), reason: reason.into() }
+    pub fn corrupt(object: impl Into<Object>, reason: impl Into<String>) -> Self {
+        Error::Corrupt { object: object.into(), reason: reason.into() }
+    }
+
+    /// The object a corruption error concerns, if it is one.
+    pub fn object(&self) -> Option<&Object> {
+        match self {
+            Error::Corrupt { object, .. } => Some(object),
+            _ => None,
+        }
+    }
+
+    /// A corruption error that a decoder described in words, typed as `object` when the words
+    /// name it (decoders below the repository know objects only by their description).
+    pub fn about(self, object: Object) -> Error {
+        match self {
+            Error::Corrupt { object: Object::Other(words), reason }
+                if words == object.to_string() =>
+            {
+                Error::Corrupt { object, reason }
+            }
+            other => other,
+        }
+    }
+
+    /// A storage failure at `location` described in words (a service's message, a location
+    /// that is down).
+    pub fn storage(location: impl Into<String>, message: impl Into<String>) -> Self {
+        let source = std::io::Error::other(message.into());
+        Error::Storage { location: location.into(), source }
     }
 
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
@@ -101,7 +190,7 @@ impl Error {
     /// True when storage, or a restore's target, reported that it is full (ENOSPC, EDQUOT).
     pub fn is_storage_full(&self) -> bool {
         match self {
-            Error::Backend { source, .. } | Error::Io { source, .. } => {
+            Error::Storage { source, .. } | Error::Io { source, .. } => {
                 matches!(source.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
             }
             _ => false,

@@ -41,7 +41,7 @@ pub struct FaultyBackend {
 }
 
 fn injected(what: &str) -> Error {
-    Error::Storage { location: "faulty storage".into(), message: format!("injected {what}") }
+    Error::storage("faulty storage", format!("injected {what}"))
 }
 
 impl FaultyBackend {

@@ -339,8 +339,13 @@ fn classify(e: &anyhow::Error, operation: &str) -> (u8, Option<&'static str>) {
         };
         return (exit::STORAGE_FULL, Some(hint));
     }
-    if let Error::Backend { source, .. } | Error::Io { source, .. } = core
+    let local = match core {
+        Error::Storage { location, .. } => !aeon_core::backend::is_remote(location),
+        _ => true,
+    };
+    if let Error::Storage { source, .. } | Error::Io { source, .. } = core
         && source.kind() == std::io::ErrorKind::PermissionDenied
+        && local
     {
         return (
             exit::ERROR,

@@ -118,7 +118,7 @@ impl LocalBackend {
         if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) {
             Error::ObjectNotFound { kind: "object", id: path.display().to_string() }
         } else {
-            Error::Backend { path: path.display().to_string(), source: e }
+            Error::Storage { location: path.display().to_string(), source: e }
         }
     }
 }
@@ -137,8 +137,7 @@ const PREFETCH_PIECE: u64 = 1 << 20;
 const FILE_MODE: u32 = 0o600;
 
 fn not_regular(t: FileType, name: &str, what: &str) -> Error {
-    let object = if t.dir().is_empty() { name.to_string() } else { format!("{} {name}", t.dir()) };
-    Error::corrupt(object, format!("{what}: refused (objects are files)"))
+    Error::corrupt(t.object(name), format!("{what}: refused (objects are files)"))
 }
 
 fn private_dir() -> fs::DirBuilder {
@@ -162,7 +161,7 @@ fn sync_dir(dir: &Path) -> std::io::Result<()> {
 }
 
 fn io_err(path: &Path, e: std::io::Error) -> Error {
-    Error::Backend { path: path.display().to_string(), source: e }
+    Error::Storage { location: path.display().to_string(), source: e }
 }
 
 /// A fresh name for a partial object in `dir` (`.tmp-*`: listings skip it, and
@@ -225,7 +224,7 @@ impl Backend for LocalBackend {
     }
 
     fn create(&self) -> Result<()> {
-        let io = |p: &Path, e| Error::Backend { path: p.display().to_string(), source: e };
+        let io = |p: &Path, e| Error::Storage { location: p.display().to_string(), source: e };
         private_dir().create(&self.root).map_err(|e| io(&self.root, e))?;
         for t in FileType::all_dirs() {
             let d = self.root.join(t.dir());
@@ -362,7 +361,7 @@ impl Backend for LocalBackend {
         }
         if truncated || (buf.len() as u64) < length {
             return Err(Error::corrupt(
-                format!("{} {}", t.dir(), name),
+                t.object(name),
                 format!("truncated: {length} bytes at offset {offset} are beyond its end"),
             ));
         }

@@ -76,7 +76,7 @@ impl Backend for MemoryBackend {
         });
         range.map(<[u8]>::to_vec).ok_or_else(|| {
             Error::corrupt(
-                format!("{} {name}", t.dir()),
+                t.object(name),
                 format!("truncated: {length} bytes at offset {offset} are beyond its end"),
             )
         })

@@ -63,7 +63,7 @@ impl Location {
 /// True for failures of the location (unreachable, refused, full), as opposed to answers about
 /// the object (missing, damaged).
 fn is_location_failure(e: &Error) -> bool {
-    matches!(e, Error::Storage { .. } | Error::Backend { .. })
+    matches!(e, Error::Storage { .. })
 }
 
 /// Objects named by the BLAKE3 of their bytes, whose copies can be checked on read.
@@ -296,12 +296,11 @@ impl Backend for MirrorBackend {
             };
         }
         if let Some(l) = self.locations.iter().find(|l| l.is_down()) {
-            return Err(Error::Storage {
-                location: l.url.clone(),
-                message: "unreachable; deleting needs every location (run `aeon locations \
-                          status`, then retry when it is back)"
-                    .into(),
-            });
+            return Err(Error::storage(
+                l.url.clone(),
+                "unreachable; deleting needs every location (run `aeon locations status`, then \
+                 retry when it is back)",
+            ));
         }
         let mut found = false;
         for l in &self.locations {

@@ -50,6 +50,21 @@ impl FileType {
         }
     }
 
+    /// The object of this kind named `name`, as errors name it.
+    pub fn object(self, name: &str) -> crate::error::Object {
+        use crate::error::Object;
+        match self {
+            FileType::Config => Object::Config,
+            FileType::Key => Object::KeySlot(name.into()),
+            FileType::Pack => Object::Pack(name.into()),
+            FileType::Index => Object::Index(name.into()),
+            FileType::Snapshot => Object::Snapshot(name.into()),
+            FileType::Label => Object::Label(name.into()),
+            FileType::Lock => Object::Lock(name.into()),
+            FileType::Audit | FileType::Parity => Object::Other(format!("{} {name}", self.dir())),
+        }
+    }
+
     pub fn all_dirs() -> [FileType; 8] {
         use FileType::*;
         [Key, Pack, Index, Snapshot, Lock, Audit, Parity, Label]

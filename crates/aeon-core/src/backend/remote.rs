@@ -195,9 +195,12 @@ fn map_err(e: opendal::Error, what: &str) -> Error {
         ErrorKind::NotFound => Error::ObjectNotFound { kind: "object", id: what.to_string() },
         ErrorKind::PermissionDenied => Error::Storage {
             location: what.to_string(),
-            message: format!("access denied (check the credentials): {e}"),
+            source: std::io::Error::new(
+                std::io::ErrorKind::PermissionDenied,
+                format!("access denied (check the credentials): {e}"),
+            ),
         },
-        _ => Error::Storage { location: what.to_string(), message: e.to_string() },
+        _ => Error::storage(what, e.to_string()),
     }
 }
 
@@ -212,10 +215,10 @@ impl Backend for RemoteBackend {
             let probe = opendal::options::ListOptions { limit: Some(1), ..Default::default() };
             return match self.op.list_options("/", probe) {
                 Ok(_) => Ok(()),
-                Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::Storage {
-                    location: self.location.clone(),
-                    message: "the bucket does not exist; create it first".into(),
-                }),
+                Err(e) if e.kind() == ErrorKind::NotFound => Err(Error::storage(
+                    self.location.clone(),
+                    "the bucket does not exist; create it first",
+                )),
                 Err(e) => Err(self.err(e, "")),
             };
         }
@@ -280,7 +283,7 @@ impl Backend for RemoteBackend {
         };
         if data.len() as u64 != length {
             return Err(Error::corrupt(
-                format!("{} {}", t.dir(), name),
+                t.object(name),
                 format!("truncated: {length} bytes at offset {offset} are beyond its end"),
             ));
         }

@@ -227,8 +227,11 @@ pub fn check_after_listing(
     let known_bad = blobs_of_packs(repo, &bad_packs);
     let summarise = opts.read_data && known_bad.is_empty();
     let (walked, read_found_damage) = std::thread::scope(|s| {
-        let walker = (!summarise)
-            .then(|| s.spawn(|| check_snapshots(repo, repo.list_snapshots(), &known_bad, None)));
+        // The walk recurses once per tree level: a thread with a deep stack (see MAX_DEPTH).
+        let walker = (!summarise).then(|| {
+            let walk = || check_snapshots(repo, repo.list_snapshots(), &known_bad, None);
+            crate::parallel::spawn_deep(s, "check-walk", walk)
+        });
         let lister = summarise.then(|| s.spawn(|| repo.list_snapshots()));
         let bad_before = bad_packs.len();
         let summaries = if opts.read_data {
@@ -239,7 +242,8 @@ pub fn check_after_listing(
         };
         let damaged = bad_packs.len() > bad_before || !bad_blobs.is_empty();
         let walked = match (walker, lister) {
-            (Some(walker), _) => Some(join(walker)),
+            (Some(Ok(walker)), _) => Some(join(walker)),
+            (Some(Err(e)), _) => Some(Err(Error::io("a thread for check's walk", e))),
             (None, Some(lister)) if !damaged => {
                 Some(check_snapshots(repo, join(lister), &known_bad, Some(&summaries)))
             }
@@ -312,7 +316,7 @@ fn check_snapshots(
 
 fn error_object(e: &Error, fallback: &str) -> String {
     match e {
-        Error::Corrupt { what, .. } => what.clone(),
+        Error::Corrupt { object, .. } => object.to_string(),
         _ => fallback.to_string(),
     }
 }

@@ -20,7 +20,7 @@ use crate::blob::{self, BlobType, Compression};
 use crate::cache::{Cache, CacheKind};
 use crate::chunker::ChunkerParams;
 use crate::crypto::{Cipher, IdHasher};
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 use crate::format::{self, HEADER_LEN, ObjectKind};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
@@ -312,7 +312,7 @@ impl Repository<Open> {
         }
         let body = format::check_header(&raw, ObjectKind::Config, "config")?;
         if body.len() < 32 {
-            return Err(Error::corrupt("config", "truncated"));
+            return Err(Error::corrupt(Object::Config, "truncated"));
         }
         let repository_id = body[..32].try_into().expect("32 bytes");
         Ok(ConfigHeader { repository_id, raw })
@@ -358,12 +358,7 @@ impl Repository<Open> {
                     skipped.push(format!("key slot {} skipped: {e}", info.name));
                     // A slot storage would not give, or one only a newer aeon reads, is no
                     // evidence of a wrong password: if nothing opens, that is what is said.
-                    if matches!(
-                        e,
-                        Error::Backend { .. }
-                            | Error::Storage { .. }
-                            | Error::UnsupportedVersion { .. }
-                    ) {
+                    if matches!(e, Error::Storage { .. } | Error::UnsupportedVersion { .. }) {
                         unreachable_slot.get_or_insert(e);
                     }
                 }
@@ -551,11 +546,13 @@ impl<S> Repository<S> {
 
     /// Reads a pack's own table of contents (the tail of the pack), authenticated.
     pub fn read_pack_table(&self, name: &str, size: u64) -> Result<IndexPack> {
-        let what = format!("pack {name}");
+        let object = Object::Pack(name.into());
+        let what = object.to_string();
+        let typed = |e: Error| e.about(object.clone());
         let id: Id = name.parse()?;
         let min = crate::pack::FIRST_BLOB_OFFSET as u64 + 4;
         if size < min {
-            return Err(Error::corrupt(what, "too short to hold a pack table"));
+            return Err(Error::corrupt(object, "too short to hold a pack table"));
         }
         if crate::format::table_bound_to_content(self.format_version()) {
             // The table opens only with the hash of the bytes before it: the whole pack is read
@@ -563,13 +560,13 @@ impl<S> Repository<S> {
             let limit =
                 self.settings.pack_size as u64 + crate::blob::MAX_BLOB_LEN as u64 + (1 << 20);
             if size > limit {
-                return Err(Error::corrupt(what, format!("{size} bytes: larger than any pack")));
+                return Err(Error::corrupt(object, format!("{size} bytes: larger than any pack")));
             }
             let data = self.backend.read(FileType::Pack, name)?;
             if Id::of_stored_bytes(&data) != id {
-                return Err(Error::corrupt(what, "content does not match its name"));
+                return Err(Error::corrupt(object, "content does not match its name"));
             }
-            let blobs = crate::pack::read_table(&self.cipher, &data, &what)?;
+            let blobs = crate::pack::read_table(&self.cipher, &data, &what).map_err(typed)?;
             return Ok(IndexPack { id, size: data.len() as u64, blobs });
         }
         let head = self.backend.read_range(FileType::Pack, name, 0, min - 4)?;
@@ -578,9 +575,12 @@ impl<S> Repository<S> {
         let table_start = (size - 4)
             .checked_sub(table_len)
             .filter(|&s| s >= crate::pack::FIRST_BLOB_OFFSET as u64)
-            .ok_or_else(|| Error::corrupt(&what, "pack table length points outside the pack"))?;
+            .ok_or_else(|| {
+                Error::corrupt(object.clone(), "pack table length points outside the pack")
+            })?;
         let sealed = self.backend.read_range(FileType::Pack, name, table_start, table_len)?;
-        let blobs = crate::pack::open_table(&self.cipher, &head, &sealed, table_start, &what)?;
+        let blobs = crate::pack::open_table(&self.cipher, &head, &sealed, table_start, &what)
+            .map_err(typed)?;
         Ok(IndexPack { id, size, blobs })
     }
 
@@ -614,23 +614,24 @@ impl<S> Repository<S> {
     }
 
     fn read_index_file(&self, name: &str) -> Result<(Id, IndexFile)> {
-        let what = format!("index file {name}");
+        let object = Object::Index(name.into());
         let data = self.read_cached(CacheKind::Index, FileType::Index, name)?;
         let id = Id::of_stored_bytes(&data);
         if id.to_hex() != name {
-            return Err(Error::corrupt(what, "content does not match its name"));
+            return Err(Error::corrupt(object, "content does not match its name"));
         }
-        Ok((id, IndexFile::decode(&self.cipher, &data, &what)?))
+        let file = IndexFile::decode(&self.cipher, &data, &object.to_string());
+        Ok((id, file.map_err(|e| e.about(object))?))
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
         let name = id.to_hex();
-        let what = format!("recovery point {name}");
+        let object = Object::Snapshot(name.clone());
         let data = self.read_cached(CacheKind::Snapshot, FileType::Snapshot, &name)?;
         if Id::of_stored_bytes(&data) != *id {
-            return Err(Error::corrupt(what, "content does not match its name"));
+            return Err(Error::corrupt(object, "content does not match its name"));
         }
-        Snapshot::decode(&self.cipher, &data, &what)
+        Snapshot::decode(&self.cipher, &data, &object.to_string()).map_err(|e| e.about(object))
     }
 
     /// Every recovery point, oldest first, with the ones that could not be read listed apart.
@@ -646,7 +647,7 @@ impl<S> Repository<S> {
                 let why = format!("{} bytes, larger than any recovery point", info.size);
                 bad.push((
                     info.name.clone(),
-                    Error::corrupt(format!("recovery point {}", info.name), why),
+                    Error::corrupt(Object::Snapshot(info.name.clone()), why),
                 ));
                 continue;
             }
@@ -997,7 +998,7 @@ impl Repository<Indexed> {
             let name = pack.id.to_hex();
             let data = cache
                 .tree_pack(&pack.id, || self.backend.read(FileType::Pack, &name))
-                .map_err(|e| annotate_pack_error(e, &pack.id))?;
+                .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id))?;
             let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
             let sealed = data.get(start..end).ok_or_else(|| {
                 Error::corrupt(
@@ -1006,7 +1007,7 @@ impl Repository<Indexed> {
                 )
             })?;
             return blob::open_blob(&self.cipher, &self.hasher, blob_type, id, sealed, loc.raw_len)
-                .map_err(|e| annotate_pack_error(e, &pack.id));
+                .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id));
         }
         // With several locations, a copy that fails to authenticate is read from the next one.
         let mut last = None;
@@ -1023,7 +1024,7 @@ impl Repository<Indexed> {
                 .and_then(|sealed| {
                     blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
                 })
-                .map_err(|e| annotate_pack_error(e, &pack.id));
+                .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id));
             match opened {
                 Ok(plain) => return Ok(plain),
                 Err(e) if e.is_integrity() => last = Some(e),
@@ -1101,13 +1102,16 @@ impl Repository<Indexed> {
     }
 }
 
-fn annotate_pack_error(e: Error, pack: &Id) -> Error {
-    match e {
-        Error::Corrupt { what, reason } if !what.contains("pack") => {
-            Error::Corrupt { what: format!("{what} in pack {pack}"), reason }
+/// An error reading a blob from `pack`, naming the pack: a blob that does not open is found in
+/// it, and a pack storage does not have is damage, not a missing file.
+fn annotate_pack_error(e: Error, blob_type: BlobType, blob: &Id, pack: &Id) -> Error {
+    let in_pack = Object::Blob { blob_type, id: *blob, pack: Some(*pack) };
+    match e.about(Object::Blob { blob_type, id: *blob, pack: None }) {
+        Error::Corrupt { object: Object::Blob { pack: None, .. }, reason } => {
+            Error::Corrupt { object: in_pack, reason }
         }
         Error::ObjectNotFound { .. } => {
-            Error::corrupt(format!("pack {pack}"), "missing from storage")
+            Error::corrupt(Object::Pack(pack.to_hex()), "missing from storage")
         }
         other => other,
     }

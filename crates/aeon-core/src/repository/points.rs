@@ -7,7 +7,7 @@ use std::collections::HashSet;
 use super::Repository;
 use super::state::Guarded;
 use crate::backend::FileType;
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 use crate::id::Id;
 use crate::snapshot::{LabelRecord, LabelSet, Labels, SnapshotEntry};
 
@@ -19,18 +19,19 @@ impl<S> Repository<S> {
     pub fn load_labels(&self) -> Result<LabelSet> {
         let mut set = LabelSet::default();
         for info in self.backend.list(FileType::Label)? {
-            let what = format!("label record {}", info.name);
+            let object = Object::Label(info.name.clone());
             if info.size > MAX_LABEL_RECORD_LEN {
                 let why = format!("{} bytes, larger than any label record", info.size);
-                set.unreadable.push((info.name, Error::corrupt(what, why)));
+                set.unreadable.push((info.name, Error::corrupt(object, why)));
                 continue;
             }
             let read = info.name.parse::<Id>().and_then(|id| {
                 let data = self.backend.read(FileType::Label, &info.name)?;
                 if Id::of_stored_bytes(&data) != id {
-                    return Err(Error::corrupt(&what, "content does not match its name"));
+                    return Err(Error::corrupt(object.clone(), "content does not match its name"));
                 }
-                Ok((id, LabelRecord::decode(&self.cipher, &data, &what)?))
+                let record = LabelRecord::decode(&self.cipher, &data, &object.to_string());
+                Ok((id, record.map_err(|e| e.about(object.clone()))?))
             });
             match read {
                 Ok((id, record)) => set.insert(id, record),
@@ -64,7 +65,7 @@ impl<S: Guarded> Repository<S> {
         let set = self.load_labels()?;
         if let Some((name, e)) = set.unreadable.first() {
             return Err(Error::corrupt(
-                format!("label record {name}"),
+                Object::Label(name.clone()),
                 format!("{e}; labels are changed only while every label record can be read"),
             ));
         }
@@ -106,7 +107,7 @@ impl<S: Guarded> Repository<S> {
         let set = self.load_labels()?;
         if let Some((name, e)) = set.unreadable.first() {
             return Err(Error::corrupt(
-                format!("label record {name}"),
+                Object::Label(name.clone()),
                 format!(
                     "{e}; which recovery points are protected cannot be told, so none is forgotten"
                 ),

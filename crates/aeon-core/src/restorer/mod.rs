@@ -33,7 +33,7 @@ use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU64, AtomicUsize, Ordering};
 
 use crate::backend::FileType;
 use crate::blob::{self, BlobType};
-use crate::error::{Error, Result};
+use crate::error::{Error, Object, Result};
 use crate::filter::PathFilter;
 use crate::id::Id;
 use crate::metadata::OwnerNames;
@@ -710,9 +710,9 @@ fn restore_range(
         )
         .map_err(|e| match e {
             Error::ObjectNotFound { .. } => {
-                Error::corrupt(format!("pack {pack_id}"), "missing from storage")
+                Error::corrupt(Object::Pack(pack_id.to_hex()), "missing from storage")
             }
-            Error::Corrupt { reason, .. } => Error::corrupt(format!("pack {pack_id}"), reason),
+            Error::Corrupt { reason, .. } => Error::corrupt(Object::Pack(pack_id.to_hex()), reason),
             other => other,
         });
     if let Some(next) = ahead
@@ -740,11 +740,15 @@ fn restore_range(
             sealed,
             b.raw_len,
         )
-        .map_err(|e| match e {
-            Error::Corrupt { what, reason } => {
-                Error::corrupt(format!("{what} in pack {pack_id}"), reason)
+        .map_err(|e| {
+            let blob = Object::Blob { blob_type: BlobType::Data, id: b.id, pack: None };
+            match e.about(blob) {
+                Error::Corrupt { object: Object::Blob { blob_type, id, .. }, reason } => {
+                    let object = Object::Blob { blob_type, id, pack: Some(pack_id) };
+                    Error::Corrupt { object, reason }
+                }
+                other => other,
             }
-            other => other,
         });
         let opened = match opened {
             Err(e) if repo.backend().replicas() > 1 => {
