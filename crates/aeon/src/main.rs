@@ -146,21 +146,15 @@ impl Ctx {
 
 /// Chunk buffers (up to 8 MiB) are allocated by reader threads and freed by compressor
 /// threads. With glibc's defaults every thread gets an arena that keeps such memory after it is
-/// freed, so peak RSS grows with the thread count. Two arenas keep it in check (1 GiB backup:
-/// 192 MB -> 135 MB at the same speed). Also fixing the mmap threshold at 256 KiB brought it to
-/// 70 MB but cost 2.3 s of page faults per GiB; reusing chunk buffers is the better fix.
-///
-/// The trim threshold stays at its default (128 KiB once the mmap threshold is fixed). Backups
-/// once raised it to 8 MiB, keeping freed chunk memory to save page faults; since the bytes of
-/// chunks in flight are bounded (the archiver's `IN_FLIGHT_BYTES`), that saved about 0.3 s of
-/// system time on 2 GiB of large files at no measurable gain in wall time, and cost 10 MiB of
-/// peak RSS (3 interleaved cold backups: 6.4-7.1 s and 68-73 MiB with the default; 7.2-8.5 s
-/// and 79-86 MiB with 8 MiB).
+/// freed, so peak RSS grows with the thread count: two arenas keep it in check at the same
+/// speed. The trim threshold stays at its default, since the bytes of chunks in flight are
+/// bounded (the archiver's `IN_FLIGHT_BYTES`). The figures are in bench/results/HISTORY.md,
+/// "Measurements behind the code".
 fn tune_allocator() {
     // SAFETY: mallopt only adjusts allocator parameters; called before any other thread exists.
     // A fixed mmap threshold turns off glibc's sliding one, which after the first 16 MiB pack
     // buffer is freed would serve every buffer below that size from arenas that keep freed
-    // memory: measured on a 2 GiB backup, peak RSS 136 MB with it, 97 MB without.
+    // memory.
     unsafe {
         libc::mallopt(libc::M_ARENA_MAX, 2);
         libc::mallopt(libc::M_MMAP_THRESHOLD, 2 << 20);

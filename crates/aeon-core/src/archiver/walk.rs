@@ -614,8 +614,7 @@ impl OpenDirs {
 ///
 /// Besides the totals, its listings warm the kernel's caches for the walker, which is one
 /// thread in depth-first order and, with a parent recovery point, does little else than wait
-/// for the disk: several listings in flight at once halve that wait (200,000 files, cold
-/// cache: 1.46 s for one `find`, 0.70 s for several in parallel).
+/// for the disk: several listings in flight at once halve that wait.
 ///
 /// It goes only where the walker will: not into excluded paths nor, with `one_file_system`,
 /// onto other file systems (a dead network mount there must not hang the backup).
@@ -719,16 +718,13 @@ pub enum ScanPurpose {
     Totals,
     /// Only the caches' warmth for the walker: once directories are listed without waiting on
     /// the disk, the caches were warm already (or the walker has caught up) and the scan would
-    /// only double the walker's system calls on cores the backup needs. 200,000 small files,
-    /// warm cache, four interleaved runs each: first backup 2.68-3.13 s -> 2.53-2.77 s, with
-    /// nothing changed 0.94-1.22 s -> 0.87-1.02 s (a third less system time); cold, no change.
+    /// only double the walker's system calls on cores the backup needs.
     WarmCaches,
 }
 
 /// Directories in a row listed without a wait that make a [`ScanPurpose::WarmCaches`] scan stop.
-/// With 8, a cold no-change backup of 200,000 small files slowed (1.75-1.82 s -> 1.86-2.07 s):
-/// a few directories whose blocks the kernel had read ahead stopped the scan while most of the
-/// tree was still on the disk.
+/// Fewer let a few directories whose blocks the kernel had read ahead stop the scan while most
+/// of the tree was still on the disk.
 const WARM_DIRECTORIES_TO_STOP: u64 = 64;
 
 /// How often the calling thread has given up the CPU to wait (its voluntary context switches):

@@ -81,7 +81,7 @@ impl LocalBackend {
 
     /// The files of many folders, listed by several threads at once. With a cold cache each
     /// folder and its files' metadata cost the disk small random reads, which several threads
-    /// keep in flight together (40,000 packs, cold: 0.5 s one folder at a time, 0.2 s here).
+    /// keep in flight together.
     fn list_folders(&self, folders: &[PathBuf]) -> Result<Vec<ObjectInfo>> {
         let listed = crate::parallel::run_parallel(LISTING_THREADS, folders, |_: &mut (), _, f| {
             Some(self.list_folder(f))
@@ -328,7 +328,7 @@ impl Backend for LocalBackend {
             _ => offset.saturating_add(length).min(size),
         };
         // Asked for whole, a 16 MiB pack came only half into the cache here, and check waited
-        // for the rest (cold check of the 2 GiB set, interleaved x8: median 1.90 -> 1.67 s).
+        // for the rest: hinted piece by piece, it all comes.
         let mut at = offset;
         while at < end {
             let len = (end - at).min(PREFETCH_PIECE);

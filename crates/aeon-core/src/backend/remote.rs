@@ -98,76 +98,16 @@ impl RemoteBackend {
     /// `sftp:user@host:port//absolute/path`, `sftp:user@host:/path`,
     /// `webdav:https://host/path`.
     pub fn open(url: &str, opts: &RemoteOptions) -> Result<RemoteBackend> {
-        let bad = |why: &str| Error::InvalidInput(format!("invalid repository URL {url:?}: {why}"));
         let (protocol, op, location) = if let Some(rest) = url.strip_prefix("s3:") {
-            let (endpoint, path) = match rest.split_once("://") {
-                Some((scheme, after)) => {
-                    let (host, path) = after.split_once('/').unwrap_or((after, ""));
-                    (format!("{scheme}://{host}"), path)
-                }
-                None => ("https://s3.amazonaws.com".to_string(), rest),
-            };
-            let (bucket, prefix) =
-                path.trim_matches('/').split_once('/').unwrap_or((path.trim_matches('/'), ""));
-            if bucket.is_empty() {
-                return Err(bad("name a bucket: s3:http://host:port/bucket/prefix"));
-            }
-            let region = opts.s3_region.clone().unwrap_or_else(|| "us-east-1".into());
-            let mut b = opendal::services::S3::default()
-                .endpoint(&endpoint)
-                .bucket(bucket)
-                .root(&format!("/{prefix}"))
-                .region(&region)
-                .disable_ec2_metadata();
-            // Without explicit keys, the AWS configuration files (~/.aws/credentials, AWS_PROFILE)
-            // apply.
-            if let (Some(k), Some(s)) = (&opts.s3_access_key_id, &opts.s3_secret_access_key) {
-                b = b.disable_config_load().access_key_id(k).secret_access_key(s);
-            }
-            if opts.s3_virtual_host {
-                b = b.enable_virtual_host_style();
-            }
-            let op = Operator::new(b).map_err(|e| map_err(e, url))?.finish();
-            (Protocol::S3, op, format!("s3:{endpoint}/{bucket}/{prefix}"))
+            s3(rest, url, opts)?
         } else if let Some(rest) = url.strip_prefix("sftp:") {
-            let rest = rest.trim_start_matches("//");
-            let (host, path) = match rest.split_once("//") {
-                Some((host, path)) => (host.to_string(), format!("/{path}")),
-                None => {
-                    let (h, p) =
-                        rest.rsplit_once(':').ok_or_else(|| bad("use sftp:user@host:/path"))?;
-                    (h.to_string(), p.to_string())
-                }
-            };
-            if path.is_empty() || host.is_empty() {
-                return Err(bad("use sftp:user@host:port//absolute/path"));
-            }
-            let mut b = opendal::services::Sftp::default()
-                .endpoint(&format!("ssh://{host}"))
-                .root(&path)
-                .known_hosts_strategy(&opts.sftp_known_hosts);
-            if let Some(k) = &opts.sftp_key {
-                b = b.key(k);
-            }
-            let op = Operator::new(b).map_err(|e| map_err(e, url))?.finish();
-            (Protocol::Sftp, op, format!("sftp:{host}/{path}"))
+            sftp(rest, url, opts)?
         } else if let Some(rest) = url.strip_prefix("webdav:") {
-            let (scheme, after) =
-                rest.split_once("://").ok_or_else(|| bad("use webdav:https://host/path"))?;
-            let (host, path) = after.split_once('/').unwrap_or((after, ""));
-            let mut b = opendal::services::Webdav::default()
-                .endpoint(&format!("{scheme}://{host}"))
-                .root(&format!("/{path}"));
-            if let Some(u) = &opts.webdav_user {
-                b = b.username(u);
-            }
-            if let Some(p) = &opts.webdav_password {
-                b = b.password(p);
-            }
-            let op = Operator::new(b).map_err(|e| map_err(e, url))?.finish();
-            (Protocol::WebDav, op, format!("webdav:{scheme}://{host}/{path}"))
+            webdav(rest, url, opts)?
         } else {
-            return Err(bad("use s3:, sftp: or webdav:, or a local path"));
+            return Err(Error::InvalidInput(format!(
+                "invalid repository URL {url:?}: use s3:, sftp: or webdav:, or a local path"
+            )));
         };
         let op = op
             .layer(
@@ -188,6 +128,88 @@ impl RemoteBackend {
     fn err(&self, e: opendal::Error, path: &str) -> Error {
         map_err(e, &format!("{}/{path}", self.location.trim_end_matches('/')))
     }
+}
+
+/// A parsed URL: the protocol, its operator (before the common layers), and the location as
+/// messages show it.
+type Parsed = (Protocol, Operator, String);
+
+/// `s3:http://host:port/bucket/prefix`, or `s3:bucket/prefix` on AWS.
+fn s3(rest: &str, url: &str, opts: &RemoteOptions) -> Result<Parsed> {
+    let bad = |why: &str| Error::InvalidInput(format!("invalid repository URL {url:?}: {why}"));
+    let (endpoint, path) = match rest.split_once("://") {
+        Some((scheme, after)) => {
+            let (host, path) = after.split_once('/').unwrap_or((after, ""));
+            (format!("{scheme}://{host}"), path)
+        }
+        None => ("https://s3.amazonaws.com".to_string(), rest),
+    };
+    let (bucket, prefix) =
+        path.trim_matches('/').split_once('/').unwrap_or((path.trim_matches('/'), ""));
+    if bucket.is_empty() {
+        return Err(bad("name a bucket: s3:http://host:port/bucket/prefix"));
+    }
+    let region = opts.s3_region.clone().unwrap_or_else(|| "us-east-1".into());
+    let mut b = opendal::services::S3::default()
+        .endpoint(&endpoint)
+        .bucket(bucket)
+        .root(&format!("/{prefix}"))
+        .region(&region)
+        .disable_ec2_metadata();
+    // Without explicit keys, the AWS configuration files (~/.aws/credentials, AWS_PROFILE)
+    // apply.
+    if let (Some(k), Some(s)) = (&opts.s3_access_key_id, &opts.s3_secret_access_key) {
+        b = b.disable_config_load().access_key_id(k).secret_access_key(s);
+    }
+    if opts.s3_virtual_host {
+        b = b.enable_virtual_host_style();
+    }
+    let op = Operator::new(b).map_err(|e| map_err(e, url))?.finish();
+    Ok((Protocol::S3, op, format!("s3:{endpoint}/{bucket}/{prefix}")))
+}
+
+/// `sftp:user@host:port//absolute/path` or `sftp:user@host:/path`.
+fn sftp(rest: &str, url: &str, opts: &RemoteOptions) -> Result<Parsed> {
+    let bad = |why: &str| Error::InvalidInput(format!("invalid repository URL {url:?}: {why}"));
+    let rest = rest.trim_start_matches("//");
+    let (host, path) = match rest.split_once("//") {
+        Some((host, path)) => (host.to_string(), format!("/{path}")),
+        None => {
+            let (h, p) = rest.rsplit_once(':').ok_or_else(|| bad("use sftp:user@host:/path"))?;
+            (h.to_string(), p.to_string())
+        }
+    };
+    if path.is_empty() || host.is_empty() {
+        return Err(bad("use sftp:user@host:port//absolute/path"));
+    }
+    let mut b = opendal::services::Sftp::default()
+        .endpoint(&format!("ssh://{host}"))
+        .root(&path)
+        .known_hosts_strategy(&opts.sftp_known_hosts);
+    if let Some(k) = &opts.sftp_key {
+        b = b.key(k);
+    }
+    let op = Operator::new(b).map_err(|e| map_err(e, url))?.finish();
+    Ok((Protocol::Sftp, op, format!("sftp:{host}/{path}")))
+}
+
+/// `webdav:https://host/path`.
+fn webdav(rest: &str, url: &str, opts: &RemoteOptions) -> Result<Parsed> {
+    let bad = |why: &str| Error::InvalidInput(format!("invalid repository URL {url:?}: {why}"));
+    let (scheme, after) =
+        rest.split_once("://").ok_or_else(|| bad("use webdav:https://host/path"))?;
+    let (host, path) = after.split_once('/').unwrap_or((after, ""));
+    let mut b = opendal::services::Webdav::default()
+        .endpoint(&format!("{scheme}://{host}"))
+        .root(&format!("/{path}"));
+    if let Some(u) = &opts.webdav_user {
+        b = b.username(u);
+    }
+    if let Some(p) = &opts.webdav_password {
+        b = b.password(p);
+    }
+    let op = Operator::new(b).map_err(|e| map_err(e, url))?.finish();
+    Ok((Protocol::WebDav, op, format!("webdav:{scheme}://{host}/{path}")))
 }
 
 fn map_err(e: opendal::Error, what: &str) -> Error {

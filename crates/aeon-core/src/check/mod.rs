@@ -71,15 +71,13 @@ impl CheckReport {
     }
 }
 
-/// The bytes of packs hinted to storage while the key is derived: about what the disk delivers
-/// in that time (Argon2id takes 0.05-0.09 s on the development machine; its disk reads
-/// 0.8-1.2 GB/s).
+/// The bytes of packs hinted to storage while the key is derived: about what a disk delivers
+/// in the time Argon2id takes.
 const EARLY_PREFETCH_BYTES: u64 = 48 << 20;
 
 /// The packs of a repository, listed before it is open, and the first of them (in the order
 /// `check` reads them) hinted to storage: the disk works while the key is derived, when a
-/// cold check would otherwise not have begun reading (src benchmark: a cold check took 0.70 s,
-/// 0.65 s with its packs already cached). Hand it to [`check_after_listing`].
+/// cold check would otherwise not have begun reading. Hand it to [`check_after_listing`].
 pub struct EarlyPackRead {
     location: String,
     thread: Option<JoinHandle<Result<Vec<ObjectInfo>>>>,

@@ -2,7 +2,7 @@
 //!
 //! A buffered read from a cold cache makes the kernel allocate, account and later reclaim a page
 //! for every 4 KiB. On the virtual machines backups often run on, that costs more CPU than
-//! decrypting the data: 900 MB read cold took 0.66 s of system time buffered and 0.06 s direct.
+//! decrypting the data (figures in bench/results/HISTORY.md, "Measurements behind the code").
 //! Direct reads also leave the machine's working set in the cache instead of replacing it with
 //! data read once. Aeon uses them for source files above 16 MiB, read front to back; not for
 //! small files, which read direct are slower (each read waits for the disk, without
@@ -28,8 +28,7 @@ mod write;
 pub use read::{DirectReader, ReadAhead};
 pub use write::WriteBehind;
 
-/// Bytes asked of the kernel per read or handed to it per write (512 KiB writes were slower:
-/// 2 GiB cold, 5.8 s against 5.3 s).
+/// Bytes asked of the kernel per read or handed to it per write (smaller writes were slower).
 const BLOCK: usize = 1 << 20;
 /// Alignment of the buffer, offsets and lengths of direct reads and writes: the largest logical
 /// block size of common devices.

@@ -103,10 +103,9 @@ impl Default for KdfParams {
     /// restic's 57 MiB; it is OWASP's first Argon2id setting (46 MiB, 1 pass) with four times its
     /// passes. Per guess ([`KdfParams::attack_cost`]), against restic's default scrypt (N=2^15,
     /// r=8, p calibrated to 5-7 on the development machine): area-time 16,928 MiB² against
-    /// 10,240-14,336; memory traffic 368 MiB against 320-448. Against the earlier default of
-    /// 64 MiB and 3 passes: traffic within 4% (384 MiB), area-time 0.69 of it, 18 MiB less peak
-    /// memory in every command, and a no-change backup of the benchmark's large files in 0.09 s
-    /// instead of 0.11 s. Lanes are filled on all cores; they do not change an attacker's cost.
+    /// 10,240-14,336; memory traffic 368 MiB against 320-448 (the comparison with the earlier
+    /// default of 64 MiB and 3 passes is in bench/results/HISTORY.md). Lanes are filled on all
+    /// cores; they do not change an attacker's cost.
     fn default() -> Self {
         KdfParams { memory_kib: 46 * 1024, iterations: 4, parallelism: 4 }
     }
