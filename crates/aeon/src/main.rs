@@ -78,7 +78,7 @@ impl Ctx {
             storage: self.storage_options(),
             cache,
             lock_stale_after: lock_stale_after()?,
-            observer: Arc::new(progress::Notices),
+            observer: Arc::new(progress::Notices { json: self.global.json }),
         })
     }
 

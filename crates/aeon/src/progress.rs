@@ -68,12 +68,17 @@ impl aeon_core::progress::Progress for Bar {
 }
 
 /// Prints the engine's notices (warnings, notes) to stderr, one line each: stdout stays for
-/// output and JSON.
-pub struct Notices;
+/// output. With `--json` each is a JSON object (`{"level": "warning", "message": "…"}`).
+pub struct Notices {
+    pub json: bool,
+}
 
 impl aeon_core::progress::Progress for Notices {
     fn notice(&self, notice: &aeon_core::progress::Notice) {
-        eprintln!("{notice}");
+        match self.json {
+            true => eprintln!("{}", serde_json::json!(notice)),
+            false => eprintln!("{notice}"),
+        }
     }
 }
 

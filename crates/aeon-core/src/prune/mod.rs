@@ -37,7 +37,7 @@ use crate::id::Id;
 use crate::index::{Condemnation, IndexFile, IndexPack};
 use crate::lock::{self, Liveness, LockKind};
 use crate::pack::PackEntry;
-use crate::progress::Progress;
+use crate::progress::{Notice, Progress};
 use crate::repository::state::{Indexed, Locked, Open};
 use crate::repository::{IndexState, Repository};
 use crate::snapshot::SnapshotEntry;
@@ -276,6 +276,9 @@ pub fn plan(repo: Repository<Open>, opts: &PruneOptions) -> Result<PrunePlan> {
             Fate::Keep
         };
     }
+    for m in &report.messages {
+        repo.notify(Notice::note(m.clone()));
+    }
     Ok(PrunePlan {
         alone: live_locks.is_empty(),
         repo,
@@ -321,6 +324,7 @@ impl PrunePlan {
         } = self;
         let repo = &mut repo;
         report.dry_run = false;
+        let told = report.messages.len();
 
         // Deletions that were already safe before this run.
         for p in packs.iter().filter(|p| p.fate == Fate::Delete) {
@@ -430,6 +434,9 @@ impl PrunePlan {
         }
         report.leftovers_removed = repo.backend().remove_leftovers(LEFTOVER_AGE)?;
         report.label_records_removed = repo.remove_orphan_labels()?;
+        for m in &report.messages[told..] {
+            repo.notify(Notice::note(m.clone()));
+        }
         Ok(report)
     }
 }

@@ -50,9 +50,7 @@ pub fn run_with(ctx: &Ctx, repo: Repository<Open>, opts: &PruneOptions) -> Resul
         ctx.print_json(&r)?;
         return Ok(0);
     }
-    for m in &r.messages {
-        eprintln!("note: {m}");
-    }
+    // Its messages were told as notices while it ran.
     if r.orphan_packs_adopted > 0 {
         ctx.say(format!(
             "adopted {} unindexed pack(s), {}, left by interrupted operations",
