@@ -132,19 +132,4 @@ macro_rules! forward_backend {
             self.$inner.remove_leftovers(older_than)
         }
     };
-    (@one $inner:ident replicas) => {
-        fn replicas(&self) -> usize { self.$inner.replicas() }
-    };
-    (@one $inner:ident read_range_replica) => {
-        fn read_range_replica(
-            &self,
-            replica: usize,
-            t: $crate::backend::FileType,
-            name: &str,
-            offset: u64,
-            length: u64,
-        ) -> $crate::Result<Vec<u8>> {
-            self.$inner.read_range_replica(replica, t, name, offset, length)
-        }
-    };
 }

@@ -92,6 +92,26 @@ impl MirrorBackend {
     }
 
     /// Healthy locations, fastest first.
+    /// How many copies of each object there are: one per location.
+    pub fn copies(&self) -> usize {
+        self.locations.len()
+    }
+
+    /// `read_range` from one copy, 0 being the preferred (fastest healthy) location's.
+    pub fn read_range_of_copy(
+        &self,
+        replica: usize,
+        t: FileType,
+        name: &str,
+        offset: u64,
+        length: u64,
+    ) -> Result<Vec<u8>> {
+        // Copies in read order: replica 0 is the preferred one.
+        let order = self.read_order();
+        let l = order.get(replica).ok_or_else(|| Error::InvalidInput("no such copy".into()))?;
+        l.backend.read_range(t, name, offset, length)
+    }
+
     fn read_order(&self) -> Vec<&Location> {
         let mut v: Vec<&Location> = self.locations.iter().collect();
         v.sort_by_key(|l| (l.is_down(), l.latency_us.load(Ordering::Relaxed)));
@@ -324,24 +344,6 @@ impl Backend for MirrorBackend {
             n += l.backend.remove_leftovers(older_than)?;
         }
         Ok(n)
-    }
-
-    fn replicas(&self) -> usize {
-        self.locations.len()
-    }
-
-    fn read_range_replica(
-        &self,
-        replica: usize,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>> {
-        // Copies in read order: replica 0 is the preferred one.
-        let order = self.read_order();
-        let l = order.get(replica).ok_or_else(|| Error::InvalidInput("no such copy".into()))?;
-        l.backend.read_range(t, name, offset, length)
     }
 }
 

@@ -152,13 +152,13 @@ pub trait Backend: Send + Sync {
         Ok(None)
     }
     fn list(&self, t: FileType) -> Result<Vec<ObjectInfo>>;
-    /// When storage last wrote the object, by storage's own clock: one entry per replica
-    /// ([`Backend::replicas`]), `None` where a replica cannot tell or lacks the object.
+    /// When storage last wrote the object, by storage's own clock: one entry per copy (one per
+    /// location of a mirror), `None` where a copy cannot tell or lacks the object.
     /// [`crate::error::Error::ObjectNotFound`] when no replica has it. Lock ages are measured
     /// with these, never with a client's clock (see [`crate::lock`]).
     fn modified(&self, t: FileType, name: &str) -> Result<Vec<Option<std::time::SystemTime>>> {
         match self.stat(t, name)? {
-            Some(_) => Ok(vec![None; self.replicas()]),
+            Some(_) => Ok(vec![None]),
             None => Err(crate::error::Error::ObjectNotFound {
                 kind: "object",
                 id: object_path(t, name),
@@ -175,20 +175,5 @@ pub trait Backend: Send + Sync {
     /// (younger ones may belong to a writer still at work). Returns how many were removed.
     fn remove_leftovers(&self, _older_than: std::time::Duration) -> Result<u64> {
         Ok(0)
-    }
-    /// How many independent copies of each object there are (several locations).
-    fn replicas(&self) -> usize {
-        1
-    }
-    /// `read_range` from one particular copy, 0 being the preferred one.
-    fn read_range_replica(
-        &self,
-        _replica: usize,
-        t: FileType,
-        name: &str,
-        offset: u64,
-        length: u64,
-    ) -> Result<Vec<u8>> {
-        self.read_range(t, name, offset, length)
     }
 }

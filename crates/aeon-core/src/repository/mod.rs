@@ -487,6 +487,11 @@ impl<S> Repository<S> {
         }
     }
 
+    /// How many copies of each object storage holds (one per location).
+    pub fn copies(&self) -> usize {
+        self.mirror.as_ref().map_or(1, |m| m.copies())
+    }
+
     /// The locations of a multi-location repository, for their management.
     pub fn mirror(&self) -> Option<&MirrorBackend> {
         self.mirror.as_deref()
@@ -1011,16 +1016,13 @@ impl Repository<Indexed> {
         }
         // With several locations, a copy that fails to authenticate is read from the next one.
         let mut last = None;
-        for replica in 0..self.backend.replicas() {
-            let opened = self
-                .backend
-                .read_range_replica(
-                    replica,
-                    FileType::Pack,
-                    &pack.id.to_hex(),
-                    loc.offset as u64,
-                    loc.length as u64,
-                )
+        let (name, offset, length) = (pack.id.to_hex(), loc.offset as u64, loc.length as u64);
+        for copy in 0..self.copies() {
+            let sealed = match &self.mirror {
+                Some(m) => m.read_range_of_copy(copy, FileType::Pack, &name, offset, length),
+                None => self.backend.read_range(FileType::Pack, &name, offset, length),
+            };
+            let opened = sealed
                 .and_then(|sealed| {
                     blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
                 })

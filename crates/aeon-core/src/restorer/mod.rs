@@ -723,7 +723,7 @@ fn restore_range(
     match read {
         Ok(()) => {}
         // Another location may have a good copy: fetch blob by blob from there.
-        Err(_) if repo.backend().replicas() > 1 => data.clear(),
+        Err(_) if repo.copies() > 1 => data.clear(),
         Err(e) => {
             blobs.iter().for_each(|b| fail(b, &e));
             return;
@@ -751,7 +751,7 @@ fn restore_range(
             }
         });
         let opened = match opened {
-            Err(e) if repo.backend().replicas() > 1 => {
+            Err(e) if repo.copies() > 1 => {
                 repo.read_blob(BlobType::Data, &b.id).map(Cow::Owned).map_err(|_| e)
             }
             other => other,
