@@ -870,65 +870,7 @@ impl<'s, 'a> FileReader<'s, 'a> {
             content.push(id);
             !shared.claim(&id) || chunks.push(id, Cow::Borrowed(data))
         };
-        // (complete, the file, its metadata if already taken after the read)
-        let result = (|| -> std::io::Result<(bool, File, Option<std::fs::Metadata>)> {
-            let size_hint = job.before.size;
-            let large = size_hint > params.min_size as u64;
-            let _slot = large.then(|| shared.large_files.hold(1));
-            let mut file = match opened {
-                Some(file) => file,
-                None => open_source(job)?,
-            };
-            if job.sparse || size_hint > WHOLE_READ_LIMIT {
-                // Huge or sparse: stream it through the chunker's own buffer.
-                let complete = if job.sparse {
-                    stream_chunks(
-                        &mut SparseReader::new(file.try_clone()?, size_hint),
-                        &mut handle,
-                        params,
-                        &gear,
-                    )?
-                } else {
-                    let mut ahead = ReadAhead::new(file);
-                    let complete = stream_chunks(&mut ahead, &mut handle, params, &gear)?;
-                    file = ahead.into_inner().ok_or_else(|| {
-                        std::io::Error::other("the thread reading ahead stopped unexpectedly")
-                    })?;
-                    complete
-                };
-                return Ok((complete, file, None));
-            }
-            // Read it whole, then cut it in place. Small files reuse this reader's buffer; a
-            // large one gets its own, freed afterwards, so that idle readers hold no big buffers.
-            if large {
-                *buffer = Vec::with_capacity(size_hint as usize);
-            } else {
-                buffer.clear();
-            }
-            // Exactly the listed size: asking for more only to hear "end of file" was a system
-            // call per file. The metadata taken next tells whether the file grew meanwhile.
-            (&mut file).take(size_hint).read_to_end(buffer)?;
-            let after = (buffer.len() as u64 == size_hint).then(|| file.metadata().ok()).flatten();
-            if after.as_ref().is_some_and(|md| md.len() > size_hint) {
-                // It grew since it was listed: read on to its end, streaming after what we have.
-                let rest = std::mem::take(buffer);
-                let mut rest = std::io::Cursor::new(rest).chain(&mut file);
-                let complete = stream_chunks(&mut rest, &mut handle, params, &gear)?;
-                return Ok((complete, file, None));
-            }
-            if buffer.len() as u64 <= params.min_size as u64 {
-                if !buffer.is_empty() && !handle(buffer) {
-                    return Ok((false, file, None));
-                }
-            } else {
-                for c in chunk_slice(buffer, params, &gear) {
-                    if !handle(c) {
-                        return Ok((false, file, None));
-                    }
-                }
-            }
-            Ok((true, file, after))
-        })();
+        let result = read_content(job, opened, shared, &mut handle, buffer, (params, &gear));
         if self.buffer.capacity() > params.min_size as usize * 2 {
             self.buffer = Vec::new();
         }
@@ -973,6 +915,78 @@ impl<'s, 'a> FileReader<'s, 'a> {
             }
         }
     }
+}
+
+/// A file read to its end: whether it was read whole (else the backup is stopping), the file,
+/// and its metadata if it was taken after the read.
+type ReadContent = (bool, File, Option<std::fs::Metadata>);
+
+/// Reads one file's content and hands each chunk to `handle` (false: stop): whole into
+/// `buffer` and cut in place when small, streamed through the chunker when huge or sparse.
+fn read_content(
+    job: &FileJob,
+    opened: Option<File>,
+    shared: &Shared,
+    handle: &mut dyn FnMut(&[u8]) -> bool,
+    buffer: &mut Vec<u8>,
+    (params, gear): (ChunkerParams, &Gear),
+) -> std::io::Result<ReadContent> {
+    let size_hint = job.before.size;
+    let large = size_hint > params.min_size as u64;
+    let _slot = large.then(|| shared.large_files.hold(1));
+    let mut file = match opened {
+        Some(file) => file,
+        None => open_source(job)?,
+    };
+    if job.sparse || size_hint > WHOLE_READ_LIMIT {
+        // Huge or sparse: stream it through the chunker's own buffer.
+        let complete = if job.sparse {
+            stream_chunks(
+                &mut SparseReader::new(file.try_clone()?, size_hint),
+                handle,
+                params,
+                gear,
+            )?
+        } else {
+            let mut ahead = ReadAhead::new(file);
+            let complete = stream_chunks(&mut ahead, handle, params, gear)?;
+            file = ahead.into_inner().ok_or_else(|| {
+                std::io::Error::other("the thread reading ahead stopped unexpectedly")
+            })?;
+            complete
+        };
+        return Ok((complete, file, None));
+    }
+    // Read it whole, then cut it in place. Small files reuse this reader's buffer; a
+    // large one gets its own, freed afterwards, so that idle readers hold no big buffers.
+    if large {
+        *buffer = Vec::with_capacity(size_hint as usize);
+    } else {
+        buffer.clear();
+    }
+    // Exactly the listed size: asking for more only to hear "end of file" was a system
+    // call per file. The metadata taken next tells whether the file grew meanwhile.
+    (&mut file).take(size_hint).read_to_end(buffer)?;
+    let after = (buffer.len() as u64 == size_hint).then(|| file.metadata().ok()).flatten();
+    if after.as_ref().is_some_and(|md| md.len() > size_hint) {
+        // It grew since it was listed: read on to its end, streaming after what we have.
+        let rest = std::mem::take(buffer);
+        let mut rest = std::io::Cursor::new(rest).chain(&mut file);
+        let complete = stream_chunks(&mut rest, handle, params, gear)?;
+        return Ok((complete, file, None));
+    }
+    if buffer.len() as u64 <= params.min_size as u64 {
+        if !buffer.is_empty() && !handle(buffer) {
+            return Ok((false, file, None));
+        }
+    } else {
+        for c in chunk_slice(buffer, params, gear) {
+            if !handle(c) {
+                return Ok((false, file, None));
+            }
+        }
+    }
+    Ok((true, file, after))
 }
 
 /// Chunks a stream, handing each chunk to `handle`; false if `handle` asked to stop.
