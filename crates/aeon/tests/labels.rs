@@ -5,16 +5,22 @@ mod common;
 
 use common::*;
 
+/// A repository and a source folder holding one file, `f` = "data".
+fn with_source() -> (Env, std::path::PathBuf) {
+    let env = Env::new();
+    let src = env.path("src");
+    std::fs::create_dir_all(&src).unwrap();
+    std::fs::write(src.join("f"), b"data").unwrap();
+    (env, src)
+}
+
 fn point<'a>(list: &'a serde_json::Value, id: &str) -> &'a serde_json::Value {
     list.as_array().unwrap().iter().find(|p| p["id"] == id).expect("point listed")
 }
 
 #[test]
 fn protect_tag_and_describe_keep_the_id() {
-    let env = Env::new();
-    let src = env.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"data").unwrap();
+    let (env, src) = with_source();
     let first = env.backup(&src);
     let s = src.to_str().unwrap();
     env.run_ok(&["backup", s, "--tag", "nightly", "-q"]);
@@ -69,10 +75,7 @@ fn protect_tag_and_describe_keep_the_id() {
 
 #[test]
 fn a_damaged_label_record_stops_forget_but_not_reading() {
-    let env = Env::new();
-    let src = env.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"data").unwrap();
+    let (env, src) = with_source();
     let id = env.backup(&src);
     env.run_ok(&["protect", &id[..10]]);
     let record =
@@ -99,10 +102,7 @@ fn a_damaged_label_record_stops_forget_but_not_reading() {
 
 #[test]
 fn prune_removes_the_labels_of_points_that_are_gone() {
-    let env = Env::new();
-    let src = env.path("src");
-    std::fs::create_dir_all(&src).unwrap();
-    std::fs::write(src.join("f"), b"data").unwrap();
+    let (env, src) = with_source();
     let id = env.backup(&src);
     env.run_ok(&["tag", &id[..10], "--add", "x"]);
     // As a forget that stopped after removing the point and before its record would leave it.
