@@ -42,7 +42,8 @@ pub struct Cache {
 }
 
 impl Cache {
-    /// The cache of one repository: `<base>/<repository id>/`. The base defaults (in the CLI) to
+    /// The cache of one repository: `<base>/<repository id>/`. The base defaults
+    /// ([`crate::repository::CacheDir::Default`]) to
     /// `$XDG_CACHE_HOME/aeon` or `~/.cache/aeon`.
     pub fn open(base: &Path, repository_id: &str) -> std::io::Result<Cache> {
         use std::os::unix::fs::DirBuilderExt;

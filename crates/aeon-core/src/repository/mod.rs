@@ -395,12 +395,6 @@ impl Repository<Open> {
         })
     }
 
-    /// Reaches the same repository through other storage.
-    pub fn set_backend(&mut self, backend: Arc<dyn Backend>) {
-        self.backend = backend;
-        self.mirror = None;
-    }
-
     /// Reaches the repository through all its locations (once its config named them);
     /// [`Located::open`] does this itself.
     pub fn set_mirror(&mut self, mirror: Arc<MirrorBackend>) {

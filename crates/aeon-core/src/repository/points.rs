@@ -44,6 +44,17 @@ impl<S> Repository<S> {
     }
 }
 
+impl<S> Repository<S> {
+    /// [`Repository::load_labels`], refusing (with `consequence`) when a record cannot be read.
+    fn load_labels_intact(&self, consequence: &str) -> Result<LabelSet> {
+        let set = self.load_labels()?;
+        if let Some((name, e)) = set.unreadable.first() {
+            return Err(Error::corrupt(Object::Label(name.clone()), format!("{e}; {consequence}")));
+        }
+        Ok(set)
+    }
+}
+
 /// What [`Repository::forget`] did.
 #[derive(Debug, Default, Clone, serde::Serialize)]
 pub struct ForgetOutcome {
@@ -62,13 +73,8 @@ impl<S: Guarded> Repository<S> {
         change: impl FnOnce(&mut Labels),
     ) -> Result<Labels> {
         self.ensure_lock_held()?;
-        let set = self.load_labels()?;
-        if let Some((name, e)) = set.unreadable.first() {
-            return Err(Error::corrupt(
-                Object::Label(name.clone()),
-                format!("{e}; labels are changed only while every label record can be read"),
-            ));
-        }
+        let set = self
+            .load_labels_intact("labels are changed only while every label record can be read")?;
         let mut labels = match set.current(&point.id) {
             Some(r) => r.labels.clone(),
             None => Labels::of(&point.snapshot),
@@ -102,15 +108,9 @@ impl<S: Guarded> Repository<S> {
     /// was listed is kept) or when a label record cannot be read.
     pub fn forget(&self, points: &[SnapshotEntry]) -> Result<ForgetOutcome> {
         self.ensure_lock_held()?;
-        let set = self.load_labels()?;
-        if let Some((name, e)) = set.unreadable.first() {
-            return Err(Error::corrupt(
-                Object::Label(name.clone()),
-                format!(
-                    "{e}; which recovery points are protected cannot be told, so none is forgotten"
-                ),
-            ));
-        }
+        let set = self.load_labels_intact(
+            "which recovery points are protected cannot be told, so none is forgotten",
+        )?;
         for p in points {
             let protected = match set.current(&p.id) {
                 Some(r) => r.labels.protected,
