@@ -28,6 +28,7 @@ pub mod locations;
 pub mod lock;
 pub mod metadata;
 pub mod pack;
+pub mod parity;
 pub mod parallel;
 pub mod progress;
 pub mod prune;

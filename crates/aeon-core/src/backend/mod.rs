@@ -20,7 +20,7 @@ pub use remote::{RemoteBackend, RemoteOptions, is_remote, open_location};
 use crate::error::Result;
 
 /// The kinds of object a repository stores, each in its own namespace (folder or prefix).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum FileType {
     Config,
     Key,
