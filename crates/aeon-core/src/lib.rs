@@ -32,6 +32,7 @@ pub mod parity;
 pub mod parallel;
 pub mod progress;
 pub mod prune;
+pub mod repair;
 pub mod repository;
 pub mod restorer;
 pub mod retention;

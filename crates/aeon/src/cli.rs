@@ -148,6 +148,11 @@ pub enum Command {
     Copy(CopyArgs),
     /// Health and gaps of the locations of a multi-location repository; fill the gaps
     Locations(LocationsArgs),
+    /// Reed-Solomon parity over packs: show, set or turn off
+    Parity(ParityArgs),
+    /// Find missing, truncated and damaged objects and rebuild them from parity, copies and
+    /// other locations; name what is lost
+    Repair(RepairArgs),
 }
 
 #[derive(Args, Debug)]
@@ -461,6 +466,48 @@ pub struct InitArgs {
     /// A storage location of the repository (repeat: every location holds everything)
     #[arg(long = "location", value_name = "REPO")]
     pub locations: Vec<String>,
+    /// Protect packs with Reed-Solomon parity: groups of DATA packs carry PARITY shards, any
+    /// PARITY of which may be lost (e.g. 10+2: 20% more space; plain --parity means 10+2)
+    #[arg(long, value_name = "DATA+PARITY", num_args = 0..=1, default_missing_value = "10+2")]
+    pub parity: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct ParityArgs {
+    #[command(subcommand)]
+    pub action: ParityAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ParityAction {
+    /// Show the scheme, what it covers and what it costs
+    Show,
+    /// Turn parity on (or change the scheme of new groups) and protect everything stored
+    Set {
+        /// DATA+PARITY, e.g. 10+2
+        #[arg(value_name = "DATA+PARITY")]
+        scheme: String,
+    },
+    /// Turn parity off and remove every parity object
+    Off,
+}
+
+#[derive(Args, Debug)]
+pub struct RepairArgs {
+    #[command(subcommand)]
+    pub what: Option<RepairWhat>,
+    /// Only list what is wrong and what would be done; write nothing (needs no password)
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RepairWhat {
+    /// Write a new index from the packs' own tables, replacing every index file
+    Index,
+    /// Rewrite recovery points that need lost data without the lost files (tagged `repaired`;
+    /// the originals stay until you forget them)
+    Snapshots,
 }
 
 #[derive(Args, Debug)]

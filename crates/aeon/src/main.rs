@@ -218,6 +218,8 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Quota(a) => commands::policy::run_quota(ctx, a),
         Command::Copy(a) => commands::copy::run(ctx, a),
         Command::Locations(a) => commands::locations::run(ctx, a),
+        Command::Parity(a) => commands::parity::run(ctx, a),
+        Command::Repair(a) => commands::repair::run(ctx, a),
     }
 }
 
@@ -259,6 +261,8 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Quota(_) => "quota",
         Command::Copy(_) => "copy",
         Command::Locations(_) => "locations",
+        Command::Parity(_) => "parity",
+        Command::Repair(_) => "repair",
     }
 }
 

@@ -16,6 +16,7 @@
 //! name.
 
 pub mod groups;
+pub mod manage;
 pub mod replicas;
 pub mod writer;
 

@@ -170,6 +170,10 @@ impl GroupWriter {
     }
 
     fn seal(&self, g: &mut OpenGroup) -> Result<()> {
+        if g.members.iter().all(Option::is_none) {
+            g.poisoned = true;
+            return Ok(());
+        }
         let length = g.shards.first().map_or(0, |s| s.len()) as u64;
         let mut written = 0u64;
         for (j, shard) in g.shards.iter().enumerate() {
@@ -231,6 +235,24 @@ impl Slot {
             }
         }
         Ok(())
+    }
+}
+
+impl Slot {
+    /// The slot was not used after all (its pack stayed empty): it stays an empty slot. A
+    /// slot already fed cannot be released (its share is in the parity): its group is given up.
+    pub fn release(mut self) {
+        self.done = true;
+        let mut g = locked(&self.group);
+        g.finished += 1;
+        if self.fed > 0 {
+            self.writer.abandon(&mut g);
+        } else if g.finished == self.writer.scheme.data as usize
+            && !g.poisoned
+            && self.writer.seal(&mut g).is_err()
+        {
+            self.writer.abandon(&mut g);
+        }
     }
 }
 

@@ -54,6 +54,9 @@ pub struct Settings {
     /// when it is given no policy of its own.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub retention: BTreeMap<String, RetentionPolicy>,
+    /// Reed-Solomon parity over packs and copies of the small objects (absent: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parity: Option<crate::parity::Scheme>,
 }
 
 /// Options of `init`.
@@ -67,6 +70,8 @@ pub struct InitOptions {
     pub quota: Option<u64>,
     /// Storage locations mirroring each other (empty: just the backend given).
     pub locations: Vec<String>,
+    /// Parity groups from the first backup on.
+    pub parity: Option<crate::parity::Scheme>,
 }
 
 impl Default for InitOptions {
@@ -79,7 +84,17 @@ impl Default for InitOptions {
             key_label: String::new(),
             quota: None,
             locations: Vec::new(),
+            parity: None,
         }
+    }
+}
+
+/// The storage a repository writes through: copies of the small objects go with them when the
+/// settings ask for parity.
+fn with_parity(storage: &Arc<dyn Backend>, settings: &Settings) -> Arc<dyn Backend> {
+    match settings.parity {
+        Some(scheme) => Arc::new(crate::parity::Replicated::new(storage.clone(), scheme.parity)),
+        None => storage.clone(),
     }
 }
 
@@ -149,7 +164,11 @@ use state::{Guarded, Indexed, Locked, Open};
 
 /// A repository in state `S` (see [`state`]); `Repository` alone means one with its index.
 pub struct Repository<S = Indexed> {
+    /// Storage as the repository's objects are written: [`Repository::storage`], plus the copies
+    /// of small objects when parity is on.
     backend: Arc<dyn Backend>,
+    /// The storage itself (one location, or the mirror of several).
+    storage: Arc<dyn Backend>,
     repository_id: [u8; 32],
     settings: Settings,
     cipher: Cipher,
@@ -247,7 +266,10 @@ impl Repository<Open> {
             locations: opts.locations.clone(),
             quota: opts.quota,
             retention: BTreeMap::new(),
+            parity: opts.parity,
         };
+        let storage = backend;
+        let backend = with_parity(&storage, &settings);
         // Key slot first, config last: a config on storage means the repository is complete.
         let slot = KeySlot::new_password(
             &key,
@@ -263,6 +285,7 @@ impl Repository<Open> {
         backend.write(FileType::Config, "config", &config)?;
         Ok(Repository {
             backend,
+            storage,
             repository_id,
             settings,
             hasher: key.id_hasher(),
@@ -375,8 +398,11 @@ impl Repository<Open> {
         let plain = cipher.open(header.aad(), header.sealed_settings(), "config")?;
         let settings: Settings = format::from_cbor(&plain, "config")?;
         settings.chunker.validate()?;
+        let storage = backend;
+        let backend = with_parity(&storage, &settings);
         Ok(Repository {
             backend,
+            storage,
             repository_id: header.repository_id,
             settings,
             hasher: key.id_hasher(),
@@ -398,7 +424,8 @@ impl Repository<Open> {
     /// Reaches the repository through all its locations (once its config named them);
     /// [`Located::open`] does this itself.
     pub fn set_mirror(&mut self, mirror: Arc<MirrorBackend>) {
-        self.backend = mirror.clone();
+        self.storage = mirror.clone();
+        self.backend = with_parity(&self.storage, &self.settings);
         self.mirror = Some(mirror);
     }
 
@@ -463,6 +490,7 @@ impl<S> Repository<S> {
     fn into_state<T>(self) -> Repository<T> {
         Repository {
             backend: self.backend,
+            storage: self.storage,
             repository_id: self.repository_id,
             settings: self.settings,
             cipher: self.cipher,
@@ -510,6 +538,12 @@ impl<S> Repository<S> {
     /// are (copying between locations, checking them). Front ends call engine functions.
     pub fn backend(&self) -> &Arc<dyn Backend> {
         &self.backend
+    }
+
+    /// The storage without the copies parity adds to writes: for code that handles `parity/`
+    /// itself (repair, which must not copy what it is restoring from a copy).
+    pub fn storage(&self) -> &Arc<dyn Backend> {
+        &self.storage
     }
 
     /// The format version of this repository (and of every object in it).
@@ -590,6 +624,7 @@ impl<S> Repository<S> {
         let config = encode_config(&self.cipher, &self.repository_id, &settings)?;
         self.backend.write(FileType::Config, "config", &config)?;
         self.settings = settings;
+        self.backend = with_parity(&self.storage, &self.settings);
         Ok(())
     }
 
@@ -1086,6 +1121,13 @@ impl Repository<Indexed> {
     pub fn packer(&self) -> Packer {
         Packer::new(self.backend.clone(), self.cipher.clone(), self.settings.pack_size)
             .with_lock(self.lock_state())
+            .with_parity(self.settings.parity.map(|scheme| {
+                crate::parity::GroupWriter::new(
+                    scheme,
+                    self.storage.clone(),
+                    self.cipher.format_version(),
+                )
+            }))
     }
 
     /// A packer that also stops before the repository grows past its quota; `used` is what

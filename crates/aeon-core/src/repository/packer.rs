@@ -6,14 +6,15 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use crate::backend::{Backend, FileType};
+use crate::backend::{Backend, FileType, Upload};
 use crate::blob::BlobType;
 use crate::crypto::Cipher;
 use crate::error::{Error, Result};
 use crate::id::Id;
 use crate::index::{IndexFile, IndexPack};
 use crate::lock::LockState;
-use crate::pack::{FinishedPack, PackWriter};
+use crate::pack::{FinishedPack, PackBody, PackWriter};
+use crate::parity::{GroupWriter, Slot};
 
 /// Packs recorded per index file before it is written: bounds what a crash can orphan.
 const PACKS_PER_INDEX_FILE: usize = 32;
@@ -27,6 +28,9 @@ pub struct PackerStats {
     pub raw_bytes: u64,
     /// Bytes written to storage, packs and index files together.
     pub stored_bytes: u64,
+    /// Parity objects written, and their bytes (not in `stored_bytes`).
+    pub parity_objects: u64,
+    pub parity_bytes: u64,
 }
 
 pub struct Packer {
@@ -43,20 +47,54 @@ pub struct Packer {
     /// Writes full packs while the next one fills (started by the first full pack).
     writer: Option<PackWriterThread>,
     spare_buffer: Option<Vec<u8>>,
+    /// Seals the packs into parity groups, when the repository has parity.
+    parity: Option<Arc<GroupWriter>>,
+    /// The parity slots of packs filling in memory (a streamed pack's slot is in its upload).
+    memory_slots: [Option<Slot>; 2],
 }
 
 /// Stores a finished pack; returns it as the index records it, and a memory pack's buffer.
-fn store(backend: &dyn Backend, pack: FinishedPack) -> (Result<IndexPack>, Option<Vec<u8>>) {
+/// A memory pack's parity share is added here; its group is sealed when it was the last.
+fn store(
+    backend: &dyn Backend,
+    pack: FinishedPack,
+    slot: Option<Slot>,
+) -> (Result<IndexPack>, Option<Vec<u8>>) {
     let FinishedPack { id, size, entries, body } = pack;
+    let mut slot = slot;
+    if let (Some(s), PackBody::Bytes(bytes)) = (&mut slot, &body) {
+        s.feed(bytes);
+    }
     let (stored, buffer) = body.store(backend, &id.to_hex());
-    (stored.map(|()| IndexPack { id, size, blobs: entries }), buffer)
+    let sealed = stored.and_then(|()| slot.map_or(Ok(()), |s| s.finish(id)));
+    (sealed.map(|()| IndexPack { id, size, blobs: entries }), buffer)
+}
+
+/// A streamed pack's upload, adding each piece's parity share on its way to storage.
+struct TappedUpload {
+    inner: Box<dyn Upload>,
+    slot: Slot,
+}
+
+impl Upload for TappedUpload {
+    fn write(&mut self, data: &[u8]) -> Result<()> {
+        self.slot.feed(data);
+        self.inner.write(data)
+    }
+
+    fn finish(self: Box<Self>, name: &str) -> Result<()> {
+        let TappedUpload { inner, slot } = *self;
+        inner.finish(name)?;
+        let id = name.parse::<Id>().map_err(|_| Error::InvalidInput(format!("pack name {name}")))?;
+        slot.finish(id)
+    }
 }
 
 /// One thread that stores finished packs in order and reports each as it becomes durable. Its
 /// queue holds no pack: the packer hands a pack over only when the thread is free to take it,
 /// so at most one pack is being written while the next one fills (bounded memory).
 struct PackWriterThread {
-    queue: Option<crossbeam_channel::Sender<FinishedPack>>,
+    queue: Option<crossbeam_channel::Sender<(FinishedPack, Option<Slot>)>>,
     /// Each write's outcome, with a memory pack's buffer for the next pack to reuse.
     done: crossbeam_channel::Receiver<(Result<IndexPack>, Option<Vec<u8>>)>,
     handle: Option<std::thread::JoinHandle<()>>,
@@ -65,11 +103,11 @@ struct PackWriterThread {
 
 impl PackWriterThread {
     fn start(backend: Arc<dyn Backend>) -> std::io::Result<PackWriterThread> {
-        let (queue, jobs) = crossbeam_channel::bounded::<FinishedPack>(0);
+        let (queue, jobs) = crossbeam_channel::bounded::<(FinishedPack, Option<Slot>)>(0);
         let (report, done) = crossbeam_channel::unbounded();
         let handle = std::thread::Builder::new().name("pack-writer".into()).spawn(move || {
-            for pack in jobs {
-                let _ = report.send(store(backend.as_ref(), pack));
+            for (pack, slot) in jobs {
+                let _ = report.send(store(backend.as_ref(), pack, slot));
             }
         })?;
         Ok(PackWriterThread { queue: Some(queue), done, handle: Some(handle), in_flight: 0 })
@@ -127,7 +165,15 @@ impl Packer {
             quota: None,
             writer: None,
             spare_buffer: None,
+            parity: None,
+            memory_slots: [None, None],
         }
+    }
+
+    /// Seals every pack written into parity groups through `parity` (none: no parity).
+    pub fn with_parity(mut self, parity: Option<Arc<GroupWriter>>) -> Packer {
+        self.parity = parity;
+        self
     }
 
     /// Index files are written only while this lock is held (see [`LockState::ensure_held`]).
@@ -170,12 +216,19 @@ impl Packer {
         };
         if slot.is_none() {
             let version = self.cipher.format_version();
+            let parity_slot = self.parity.as_ref().map(|p| p.begin());
             let writer = match self.backend.start_upload(FileType::Pack)? {
-                Some(upload) => PackWriter::streaming(upload, version),
-                None => match self.spare_buffer.take() {
-                    Some(buf) => PackWriter::with_buffer(buf, version),
-                    None => PackWriter::with_capacity(self.pack_size, version),
+                Some(upload) => match parity_slot {
+                    Some(p) => PackWriter::streaming(Box::new(TappedUpload { inner: upload, slot: p }), version),
+                    None => PackWriter::streaming(upload, version),
                 },
+                None => {
+                    self.memory_slots[blob_type as usize - 1] = parity_slot;
+                    match self.spare_buffer.take() {
+                        Some(buf) => PackWriter::with_buffer(buf, version),
+                        None => PackWriter::with_capacity(self.pack_size, version),
+                    }
+                }
             };
             *slot = Some(writer);
         }
@@ -187,7 +240,11 @@ impl Packer {
             BlobType::Data => &mut self.data,
             BlobType::Tree => &mut self.tree,
         };
-        let Some(full) = slot.take().filter(|w| !w.is_empty()) else { return Ok(()) };
+        let parity_slot = self.memory_slots[blob_type as usize - 1].take();
+        let Some(full) = slot.take().filter(|w| !w.is_empty()) else {
+            parity_slot.map(Slot::release);
+            return Ok(());
+        };
         // The thread writes one pack at a time: wait for the one in flight (at most one), whose
         // buffer the next pack reuses, so two pack buffers serve the whole backup.
         self.collect_written()?;
@@ -199,19 +256,20 @@ impl Packer {
             self.writer = PackWriterThread::start(self.backend.clone()).ok();
         }
         let mut pack = pack;
+        let mut parity_slot = parity_slot;
         if let Some(writer) = &mut self.writer
             && let Some(queue) = &writer.queue
         {
-            match queue.send(pack) {
+            match queue.send((pack, parity_slot)) {
                 Ok(()) => {
                     writer.in_flight += 1;
                     return Ok(());
                 }
                 // The thread is gone (only a bug could make it panic): write here instead.
-                Err(e) => pack = e.into_inner(),
+                Err(e) => (pack, parity_slot) = e.into_inner(),
             }
         }
-        let (written, buffer) = store(self.backend.as_ref(), pack);
+        let (written, buffer) = store(self.backend.as_ref(), pack, parity_slot);
         self.spare_buffer = buffer;
         self.written(written)
     }
@@ -241,12 +299,30 @@ impl Packer {
         self.stats.stored_bytes += pack.size;
         self.pending.packs.push(pack);
         if self.pending.packs.len() >= PACKS_PER_INDEX_FILE {
-            self.flush_index()?;
+            self.flush_index(false)?;
         }
         Ok(())
     }
 
-    fn flush_index(&mut self) -> Result<()> {
+    /// Writes the packs pending into an index file: with parity, only those whose group is
+    /// sealed (so that an index file names protected packs; the others wait), unless `all`.
+    fn flush_index(&mut self, all: bool) -> Result<()> {
+        let waiting = match (&self.parity, all) {
+            (Some(p), false) => {
+                let (ready, waiting): (Vec<IndexPack>, Vec<IndexPack>) = std::mem::take(&mut self.pending.packs)
+                    .into_iter()
+                    .partition(|pack| p.is_sealed(&pack.id) || p.is_abandoned(&pack.id));
+                self.pending.packs = ready;
+                waiting
+            }
+            _ => Vec::new(),
+        };
+        let flushed = self.write_pending();
+        self.pending.packs.extend(waiting);
+        flushed
+    }
+
+    fn write_pending(&mut self) -> Result<()> {
         if self.pending.packs.is_empty() {
             return Ok(());
         }
@@ -268,13 +344,15 @@ impl Packer {
             .flush_pack(BlobType::Data)
             .and_then(|()| self.flush_pack(BlobType::Tree))
             .and_then(|()| self.collect_written());
+        let flushed = flushed.and_then(|()| self.parity.as_ref().map_or(Ok(()), |p| p.seal_filling()));
         if let Err(e) = flushed {
             // A pack write failed (disk full, network): the packs written before it are still
             // indexed, so that the next backup reuses them.
             let _ = self.abandon();
             return Err(e);
         }
-        self.flush_index()?;
+        self.flush_index(true)?;
+        self.count_parity();
         Ok(self.stats)
     }
 
@@ -284,9 +362,21 @@ impl Packer {
         // The packs still filling go first: a full disk then has room for the index file.
         self.data = None;
         self.tree = None;
+        self.memory_slots = [None, None];
         let _ = self.collect_written();
-        self.flush_index()?;
+        // Packs whose group was not sealed are indexed all the same (reuse matters more): they
+        // stay without parity until `aeon repair` or `aeon prune` protects them.
+        self.flush_index(true)?;
+        self.count_parity();
         Ok(self.stats)
+    }
+
+    fn count_parity(&mut self) {
+        if let Some(p) = &self.parity {
+            let s = p.stats();
+            self.stats.parity_objects = s.parity_objects;
+            self.stats.parity_bytes = s.parity_bytes;
+        }
     }
 
     pub fn stats(&self) -> PackerStats {

@@ -29,6 +29,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
     if args.kdf_memory == 0 || args.kdf_iterations == 0 || args.kdf_lanes == 0 {
         bail!("--kdf-memory, --kdf-iterations and --kdf-lanes must be at least 1");
     }
+    let parity = args.parity.as_deref().map(str::parse::<aeon_core::parity::Scheme>).transpose()?;
     let password = crate::password::get(&ctx.global, true)?;
     let opts = InitOptions {
         compression: args.compression.parse()?,
@@ -41,6 +42,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
         key_label: format!("{}@{}", super::user_name(), super::host_name()),
         quota: args.quota.as_deref().map(super::backup::parse_size).transpose()?,
         locations: if locations.len() > 1 { locations.clone() } else { Vec::new() },
+        parity,
         ..InitOptions::default()
     };
     let where_ = target.location();
