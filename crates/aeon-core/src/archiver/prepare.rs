@@ -82,7 +82,27 @@ fn adopt_unindexed_packs(repo: &mut Repository) -> Result<(usize, u64)> {
         }
     }
     let n = packs.len();
+    let infos: Vec<crate::backend::ObjectInfo> = packs
+        .iter()
+        .map(|p| crate::backend::ObjectInfo { name: p.id.to_hex(), size: p.size })
+        .collect();
     let bytes = repo.adopt_packs(packs)?;
+    // A killed backup sealed no group over its last packs: they get their parity now.
+    if let Some(scheme) = repo.settings().parity
+        && !infos.is_empty()
+    {
+        let listing = crate::parity::ParityListing::read(repo.storage().as_ref(), &Default::default())?;
+        let covered = listing.group_of_pack();
+        let infos: Vec<_> =
+            infos.into_iter().filter(|i| i.name.parse().is_ok_and(|id| !covered.contains_key(&id))).collect();
+        crate::parity::groups::protect_packs(
+            repo.storage().clone(),
+            scheme,
+            repo.format_version(),
+            &infos,
+            &crate::progress::NoProgress,
+        )?;
+    }
     Ok((n, bytes))
 }
 

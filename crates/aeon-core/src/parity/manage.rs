@@ -78,6 +78,8 @@ pub struct ProtectReport {
     /// Packs that did not hash to their name: never protected (`aeon repair` names them).
     pub damaged_packs: Vec<String>,
     pub leftovers_removed: u64,
+    /// Sparse groups whose packs went into new groups.
+    pub groups_merged: u64,
 }
 
 /// Sets the scheme and protects everything stored: packs without a group get new groups,
@@ -87,8 +89,9 @@ pub fn enable<S: Guarded>(repo: &mut Repository<S>, scheme: Scheme) -> Result<()
     repo.update_settings(|s| s.parity = Some(scheme))
 }
 
-/// Seals parity groups over indexed packs that no group covers, writes missing copies of
-/// small objects, and removes parity objects of generations no longer in force.
+/// Seals parity groups over indexed packs that no group covers, merges groups prune left at
+/// most half full, writes missing copies of small objects, and removes parity objects of
+/// generations no longer in force.
 pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<ProtectReport> {
     let Some(scheme) = repo.settings().parity else { return Ok(ProtectReport::default()) };
     let storage = repo.storage();
@@ -99,11 +102,20 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
         super::replicas::remove_if_present(storage.as_ref(), FileType::Parity, name)?;
         report.leftovers_removed += 1;
     }
+    // Groups prune has left at most half full cost as much parity as full ones: when there
+    // are two or more, their packs are sealed into new, fuller groups and the old parity goes.
+    let sparse: Vec<&super::Group> = listing
+        .groups
+        .iter()
+        .filter(|g| g.scheme == scheme && g.packs().count() * 2 <= scheme.data as usize)
+        .collect();
+    let dissolve: Vec<&super::Group> = if sparse.len() >= 2 { sparse } else { Vec::new() };
+    let regroup: HashSet<crate::id::Id> = dissolve.iter().flat_map(|g| g.packs().map(|m| m.pack)).collect();
     let todo: Vec<ObjectInfo> = repo
         .index()
         .packs()
         .iter()
-        .filter(|p| !p.condemned && !covered.contains_key(&p.id))
+        .filter(|p| !p.condemned && (!covered.contains_key(&p.id) || regroup.contains(&p.id)))
         .map(|p| ObjectInfo { name: p.id.to_hex(), size: p.size })
         .collect();
     progress.set_total(todo.len() as u64, todo.iter().map(|p| p.size).sum());
@@ -119,6 +131,15 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
         report.parity_bytes = stats.parity_bytes;
         report.groups = stats.groups_sealed;
         report.damaged_packs = damaged;
+    }
+    // The new groups are durable: the sparse ones they replace can go.
+    for g in &dissolve {
+        if g.packs().all(|m| report.damaged_packs.iter().all(|d| *d != m.pack.to_hex())) {
+            for s in g.shards.iter().flatten() {
+                super::replicas::remove_if_present(storage.as_ref(), FileType::Parity, &s.name)?;
+            }
+            report.groups_merged += 1;
+        }
     }
     let have: HashSet<String> =
         listing.replicas.iter().flat_map(|((t, n), v)| v.iter().map(move |(c, _)| super::replica_name(*t, n, *c))).collect();

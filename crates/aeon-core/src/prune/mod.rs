@@ -84,6 +84,10 @@ pub struct PruneReport {
     pub leftovers_removed: u64,
     /// Label records of recovery points that are gone (a forget stopped between the two).
     pub label_records_removed: usize,
+    /// Parity groups rewritten because packs of theirs were deleted.
+    pub parity_groups_updated: u64,
+    /// Packs without parity (a backup failed before sealing their group) now protected.
+    pub packs_protected: u64,
     /// Processes whose locks hold back deletion.
     pub waiting_for: Vec<String>,
     pub messages: Vec<String>,
@@ -327,8 +331,9 @@ impl PrunePlan {
         let told = report.messages.len();
 
         // Deletions that were already safe before this run.
-        for p in packs.iter().filter(|p| p.fate == Fate::Delete) {
-            remove_pack(repo, &p.id)?;
+        let doomed: Vec<&PackState> = packs.iter().filter(|p| p.fate == Fate::Delete).collect();
+        remove_packs(repo, doomed.iter().map(|p| p.id), &mut report)?;
+        for p in doomed {
             report.packs_deleted += 1;
             report.bytes_freed += p.size;
         }
@@ -398,16 +403,18 @@ impl PrunePlan {
                 // meanwhile needs (its backup finished between our reading and the record).
                 let fresh_group = record.condemned.remove(fresh_at);
                 let needed = mark_newer(repo, &snapshots, &mut visited)?;
+                let mut doomed = Vec::new();
                 for p in fresh_group.packs {
                     if p.blobs.iter().any(|b| needed.contains(&b.id)) {
                         report.packs_restored += 1;
                         record.packs.push(p);
                     } else {
-                        remove_pack(repo, &p.id)?;
                         report.packs_deleted += 1;
                         report.bytes_freed += p.size;
+                        doomed.push(p.id);
                     }
                 }
+                remove_packs(repo, doomed, &mut report)?;
             } else {
                 let ids = holders.iter().map(|(id, _)| *id).collect();
                 record.condemned[fresh_at].wait_for = Some(ids);
@@ -434,6 +441,10 @@ impl PrunePlan {
         }
         report.leftovers_removed = repo.backend().remove_leftovers(LEFTOVER_AGE)?;
         report.label_records_removed = repo.remove_orphan_labels()?;
+        if repo.settings().parity.is_some() {
+            let protected = crate::parity::manage::protect_all(repo, &crate::progress::NoProgress)?;
+            report.packs_protected = protected.packs_protected;
+        }
         for m in &report.messages[told..] {
             repo.notify(Notice::note(m.clone()));
         }
@@ -454,12 +465,31 @@ fn live_holders(repo: &Repository, own: Option<Id>) -> Result<Vec<(Id, String)>>
         .collect())
 }
 
-fn remove_pack(repo: &Repository, id: &Id) -> Result<()> {
-    repo.ensure_lock_held()?;
-    match repo.backend().remove(FileType::Pack, &id.to_hex()) {
-        Ok(()) | Err(Error::ObjectNotFound { .. }) => Ok(()),
-        Err(e) => Err(e),
+/// Deletes packs; first, when the repository has parity, takes them out of their groups (a
+/// group must not count on a pack that is gone, see `parity::groups::take_out`).
+fn remove_packs(
+    repo: &Repository,
+    ids: impl IntoIterator<Item = Id>,
+    report: &mut PruneReport,
+) -> Result<()> {
+    let ids: Vec<Id> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(());
     }
+    repo.ensure_lock_held()?;
+    if repo.settings().parity.is_some() {
+        let doomed: HashSet<Id> = ids.iter().copied().collect();
+        report.parity_groups_updated +=
+            crate::parity::groups::take_out_packs(repo.storage().as_ref(), &doomed)? as u64;
+    }
+    for id in ids {
+        repo.ensure_lock_held()?;
+        match repo.backend().remove(FileType::Pack, &id.to_hex()) {
+            Ok(()) | Err(Error::ObjectNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// The repository with its index, every recovery point, the trees visited and the blobs used.
