@@ -284,6 +284,23 @@ pub fn rebuild(
     Ok(rebuilt)
 }
 
+/// Writes the parity objects missing from groups that hold any of `packs` (a backup killed
+/// while sealing a group wrote some of its objects only). Returns how many groups it completed.
+pub fn complete_groups_of(backend: &dyn Backend, listing: &ParityListing, packs: &HashSet<Id>) -> Result<usize> {
+    let mut completed = 0;
+    for g in &listing.groups {
+        let missing: Vec<usize> = (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
+        if missing.is_empty() || !g.packs().any(|m| packs.contains(&m.pack)) {
+            continue;
+        }
+        for r in rebuild(backend, g, &[], &missing)? {
+            backend.write(r.kind, &r.name, &r.bytes)?;
+        }
+        completed += 1;
+    }
+    Ok(completed)
+}
+
 /// Seals new groups over `packs` (already stored), reading each whole and checking it against
 /// its name first: damaged data is never protected, it is returned instead.
 pub fn protect_packs(

@@ -104,10 +104,15 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
     }
     // Groups prune has left at most half full cost as much parity as full ones: when there
     // are two or more, their packs are sealed into new, fuller groups and the old parity goes.
+    let indexed: HashSet<crate::id::Id> =
+        repo.index().packs().iter().filter(|p| !p.condemned).map(|p| p.id).collect();
+    // Only groups whose packs this index knows: a pack it does not (written since it was
+    // read) would be left without parity.
     let sparse: Vec<&super::Group> = listing
         .groups
         .iter()
         .filter(|g| g.scheme == scheme && g.packs().count() * 2 <= scheme.data as usize)
+        .filter(|g| g.packs().all(|m| indexed.contains(&m.pack)))
         .collect();
     let dissolve: Vec<&super::Group> = if sparse.len() >= 2 { sparse } else { Vec::new() };
     let regroup: HashSet<crate::id::Id> = dissolve.iter().flat_map(|g| g.packs().map(|m| m.pack)).collect();

@@ -179,6 +179,47 @@ pub fn heal_storage(
         .collect();
     let listing = ParityListing::from_listing(storage, &parity_listing, &HashSet::new())?;
     let mut handled: HashSet<(FileType, String)> = HashSet::new();
+    // A damaged parity object's head is not trusted, but where it still names a shard its group
+    // lacks, the finding can name the object itself.
+    let mut damaged_shards: HashMap<(parity::GroupId, u32, u8), String> = HashMap::new();
+    let mut candidates: BTreeMap<(parity::GroupId, u32), (parity::Group, Vec<(usize, String)>)> = BTreeMap::new();
+    for name in &distrust {
+        let size = scan.listed.get(&(FileType::Parity, name.clone())).copied().unwrap_or(0);
+        let want = (parity::head_len(parity::MAX_DATA) as u64).min(size);
+        if let Ok(bytes) = storage.read_range(FileType::Parity, name, 0, want)
+            && bytes.len() > parity::FIXED_HEAD_LEN
+            && let Ok(k) = parity::ShardHeader::slots_announced(&bytes[..parity::FIXED_HEAD_LEN], name)
+            && bytes.len() >= parity::head_len(k)
+        {
+            // The length check would refuse a truncated object: decode against the head's own.
+            let head = &bytes[..parity::head_len(k)];
+            let length = u64::from_le_bytes(head[33..41].try_into().unwrap_or_default());
+            if let Ok(h) = parity::ShardHeader::decode(head, parity::head_len(k) as u64 + length, name) {
+                damaged_shards.insert((h.group, h.generation, h.index), name.clone());
+                // A group no intact object describes: its damaged heads are candidates, proven
+                // (or not) by rebuilding the damaged object to the same name.
+                if !listing.groups.iter().any(|g| g.id == h.group) {
+                    let entry = candidates.entry((h.group, h.generation)).or_insert_with(|| {
+                        (
+                            parity::Group {
+                                id: h.group,
+                                generation: h.generation,
+                                scheme: h.scheme,
+                                length: h.length,
+                                members: h.members.clone(),
+                                shards: vec![None; h.scheme.parity as usize],
+                                format_version: bytes[4],
+                            },
+                            Vec::new(),
+                        )
+                    });
+                    if entry.0.members == h.members && entry.0.length == h.length {
+                        entry.1.push((h.index as usize, name.clone()));
+                    }
+                }
+            }
+        }
+    }
     let pack_problem = |name: &str, expected: u64| -> Option<String> {
         match (scan.listed.get(&(FileType::Pack, name.to_string())), scan.damaged.get(&(FileType::Pack, name.to_string()))) {
             (None, _) => Some("missing".into()),
@@ -188,7 +229,25 @@ pub fn heal_storage(
             _ => None,
         }
     };
-    for g in &listing.groups {
+    let all_groups = listing
+        .groups
+        .iter()
+        .map(|g| (g.clone(), Vec::new()))
+        .chain(candidates.into_values());
+    for (g, verify) in all_groups {
+        let g = &g;
+        if !verify.is_empty() {
+            // Only what its rebuild proves: the damaged objects come back under their names.
+            let members_intact = g.packs().all(|m| pack_problem(&m.pack.to_hex(), m.size).is_none());
+            let all: Vec<usize> = (0..g.scheme.parity as usize).collect();
+            let proven = members_intact
+                && parity::groups::rebuild(storage, g, &[], &all).is_ok_and(|rebuilt| {
+                    verify.iter().all(|(j, name)| rebuilt.get(*j).is_some_and(|r| r.name == *name))
+                });
+            if !proven {
+                continue;
+            }
+        }
         let gname = hex::encode(&g.id[..6]);
         let mut lost_members = Vec::new();
         let mut problems = Vec::new();
@@ -201,7 +260,10 @@ pub fn heal_storage(
         }
         let lost_shards: Vec<usize> = (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
         for &j in &lost_shards {
-            problems.push((FileType::Parity, format!("shard {j} of group {gname}"), "missing or damaged".into()));
+            match damaged_shards.get(&(g.id, g.generation, j as u8)) {
+                Some(name) => problems.push((FileType::Parity, name.clone(), format!("damaged (parity shard {j} of group {gname})"))),
+                None => problems.push((FileType::Parity, format!("shard {j} of group {gname}"), "missing".into())),
+            }
         }
         if problems.is_empty() {
             continue;
@@ -456,4 +518,35 @@ fn lost_below(
     });
     memo.insert(*id, result.clone());
     result
+}
+
+/// Restores key slots from their copies in `parity/`, before the repository is opened (a
+/// password cannot open a damaged slot, and repair needs the key for everything else). Needs
+/// no key and no lock: a slot is named by its hash, so only its exact bytes are written back.
+/// Returns the slots restored.
+pub fn restore_key_slots(storage: &dyn Backend) -> Result<Vec<String>> {
+    let listing = storage.list(FileType::Parity)?;
+    let copies = parity::replicas::list_replicas(&listing);
+    let mut restored = Vec::new();
+    for ((t, name), numbers) in copies {
+        if t != FileType::Key {
+            continue;
+        }
+        let intact = |data: &[u8]| Id::of_stored_bytes(data).to_hex() == name;
+        match storage.read(FileType::Key, &name) {
+            Ok(d) if intact(&d) => continue,
+            Ok(_) | Err(Error::ObjectNotFound { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        for (n, _) in numbers {
+            if let Ok(d) = storage.read(FileType::Parity, &replica_name(t, &name, n))
+                && intact(&d)
+            {
+                storage.write(FileType::Key, &name, &d)?;
+                restored.push(name.clone());
+                break;
+            }
+        }
+    }
+    Ok(restored)
 }

@@ -14,6 +14,12 @@ pub fn run(ctx: &Ctx, args: RepairArgs) -> Result<u8> {
         None => {}
     }
     let located = ctx.locate()?;
+    if !args.dry_run {
+        // Before the password is tried: a damaged key slot would not open.
+        for slot in repair::restore_key_slots(located.storage().as_ref())? {
+            ctx.say(format!("keys {slot}: damaged or missing -> restored from its copy"));
+        }
+    }
     let password = match crate::password::get(&ctx.global, false) {
         Ok(p) => Some(p),
         // Finding damage needs no key: a dry run goes on without one.
