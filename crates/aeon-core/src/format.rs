@@ -32,6 +32,8 @@ pub enum ObjectKind {
     Locations = 9,
     /// A recovery point's labels, changed after it was taken (`labels/`).
     Labels = 10,
+    /// Where the rolling scrub stopped (`scrub/`).
+    ScrubState = 11,
 }
 
 impl ObjectKind {
@@ -48,6 +50,7 @@ impl ObjectKind {
             8 => Parity,
             9 => Locations,
             10 => Labels,
+            11 => ScrubState,
             _ => return None,
         })
     }

@@ -677,10 +677,19 @@ pub struct CheckArgs {
     /// Read, decrypt and verify every byte of every pack
     #[arg(long)]
     pub read_data: bool,
+    /// Read only part of the data: N/M (the N-th of M fixed parts: 1/7 … 7/7 cover it all),
+    /// a percentage (10%, packs picked at random) or a size (2GiB)
+    #[arg(long, value_name = "N/M|P%|SIZE")]
+    pub read_data_subset: Option<String>,
+    /// Read the next slice of data after the one the last scrub read (a seventh of the data,
+    /// or the size --read-data-subset gives), so that a daily scrub covers everything in a week
+    #[arg(long)]
+    pub scrub: bool,
     /// Compare every location of a multi-location repository: object lists and content hashes
     #[arg(long)]
     pub locations: bool,
-    /// With --locations: replace missing or damaged copies with a good one
-    #[arg(long, requires = "locations")]
+    /// Heal what the check finds: with --locations, copy good copies over missing or damaged
+    /// ones; with parity, rebuild damaged packs from their groups
+    #[arg(long)]
     pub repair: bool,
 }

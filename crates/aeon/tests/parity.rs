@@ -171,7 +171,12 @@ fn index_files_recovery_points_and_key_slots_come_back_from_their_copies() {
 #[test]
 fn losing_more_than_parity_names_the_points_and_files_and_repair_snapshots_keeps_the_rest() {
     let (env, src, id) = protected_repo("3+1");
-    let g = groups(&env).into_iter().find(|g| g.packs.len() == 3).expect("a full group");
+    // A group of data packs only (the tree pack, the smallest, would take every file with it).
+    let tree_pack = env.packs().last().unwrap().file_name().unwrap().to_string_lossy().into_owned();
+    let g = groups(&env)
+        .into_iter()
+        .find(|g| g.packs.len() == 3 && !g.packs.contains(&tree_pack))
+        .expect("a full group");
     // Two packs of a 3+1 group: one more than its parity.
     let lost: BTreeSet<String> = g.packs[..2].iter().cloned().collect();
     for p in &lost {
@@ -379,4 +384,55 @@ fn a_location_heals_from_another_when_it_has_no_parity_to_heal_from() {
     let f = r["findings"].as_array().unwrap().iter().find(|f| f["kind"] == "pack").unwrap().clone();
     assert_eq!(f["action"], "copied from another location", "{r}");
     assert_eq!(fs::read(&pack).unwrap(), keep);
+}
+
+#[test]
+fn subsets_and_scrubs_cover_all_data_and_a_scrub_repairs_what_it_finds() {
+    let (env, _src, _id) = protected_repo("4+2");
+    let packs = env.packs().len() as u64;
+    let mut read = 0;
+    for n in 1..=7 {
+        let r = env.json(&["check", "--read-data-subset", &format!("{n}/7")]);
+        assert_eq!(r["problems"].as_array().unwrap().len(), 0, "{r}");
+        read += r["packs_read"].as_u64().unwrap();
+    }
+    assert_eq!(read, packs, "the seven parts are disjoint and cover every pack");
+    let r = env.json(&["check", "--read-data-subset", "100%"]);
+    assert_eq!(r["packs_read"].as_u64().unwrap(), packs);
+    let r = env.json(&["check", "--read-data-subset", "1MiB"]);
+    assert!((1..packs).contains(&r["packs_read"].as_u64().unwrap()), "{r}");
+    let out = env.run(&["check", "--read-data-subset", "8/7"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+
+    // A daily scrub reads a seventh, goes on where the last stopped, and covers everything
+    // within seven runs; its place is kept in the repository.
+    let mut bytes = 0;
+    let mut full = false;
+    for _ in 0..7 {
+        let r = env.json(&["check", "--scrub"]);
+        bytes += r["bytes_read"].as_u64().unwrap();
+        full |= r["scrub"]["last_full_pass"].is_string();
+        assert_eq!(fs::read_dir(env.repo.join("scrub")).unwrap().count(), 1);
+    }
+    let data = env.json(&["check"])["data_bytes"].as_u64().unwrap();
+    assert!(bytes >= data, "seven scrubs read {bytes} of {data} bytes");
+    assert!(full, "a full pass was recorded");
+
+    // Damage found by a scrub is rebuilt from parity with --repair.
+    let victim = env.packs()[0].clone();
+    let keep = fs::read(&victim).unwrap();
+    harm(&victim, Harm::Flip);
+    let mut healed = false;
+    for _ in 0..7 {
+        let out = env.run(&["check", "--scrub", "--repair"]);
+        if String::from_utf8_lossy(&out.stdout).contains("rebuilt from parity") {
+            assert_success(&out);
+            healed = true;
+            break;
+        }
+        assert_success(&out);
+    }
+    assert!(healed, "seven scrubs never reached the damaged pack");
+    assert_eq!(fs::read(&victim).unwrap(), keep);
+    assert_checks_clean(&env);
 }

@@ -32,6 +32,8 @@ pub enum FileType {
     Parity,
     /// Changes to a recovery point's labels (protection, tags, description).
     Label,
+    /// Where the rolling scrub of `check --scrub` stopped.
+    Scrub,
 }
 
 impl FileType {
@@ -47,6 +49,7 @@ impl FileType {
             FileType::Audit => "audit",
             FileType::Parity => "parity",
             FileType::Label => "labels",
+            FileType::Scrub => "scrub",
         }
     }
 
@@ -61,13 +64,15 @@ impl FileType {
             FileType::Snapshot => Object::Snapshot(name.into()),
             FileType::Label => Object::Label(name.into()),
             FileType::Lock => Object::Lock(name.into()),
-            FileType::Audit | FileType::Parity => Object::Other(format!("{} {name}", self.dir())),
+            FileType::Audit | FileType::Parity | FileType::Scrub => {
+                Object::Other(format!("{} {name}", self.dir()))
+            }
         }
     }
 
-    pub fn all_dirs() -> [FileType; 8] {
+    pub fn all_dirs() -> [FileType; 9] {
         use FileType::*;
-        [Key, Pack, Index, Snapshot, Lock, Audit, Parity, Label]
+        [Key, Pack, Index, Snapshot, Lock, Audit, Parity, Label, Scrub]
     }
 }
 

@@ -25,10 +25,17 @@ use crate::repository::{Repository, UnreadableObjects};
 use crate::snapshot::SnapshotEntry;
 use crate::tree::{NodeKind, Tree};
 
+pub mod scrub;
+
 #[derive(Debug, Clone)]
 pub struct CheckOptions {
     pub read_data: bool,
     pub threads: usize,
+    /// Read only these packs' data (implies reading data).
+    pub subset: Option<scrub::Subset>,
+    /// Read the next slice of a rolling scrub (of `subset`'s size, or a seventh of the data),
+    /// and record where it stopped.
+    pub scrub: bool,
 }
 
 impl Default for CheckOptions {
@@ -36,6 +43,8 @@ impl Default for CheckOptions {
         CheckOptions {
             read_data: false,
             threads: std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2),
+            subset: None,
+            scrub: false,
         }
     }
 }
@@ -60,6 +69,13 @@ pub struct CheckReport {
     pub trees_checked: usize,
     pub packs_read: u64,
     pub bytes_read: u64,
+    /// Packs found missing or damaged, by name.
+    pub damaged_packs: Vec<String>,
+    /// Where a rolling scrub stands after this check.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scrub: Option<scrub::ScrubState>,
+    /// Bytes of live packs in all (to set `bytes_read` against).
+    pub data_bytes: u64,
 }
 
 impl CheckReport {
@@ -133,6 +149,7 @@ pub fn check_after_listing(
     early: Option<EarlyPackRead>,
 ) -> Result<CheckReport> {
     let mut report = CheckReport::default();
+    let mut scrub_record = None;
     for slot in repo.backend().list(FileType::Key)? {
         if let Some(mode) = repo.backend().readable_by_others(FileType::Key, &slot.name) {
             report.notes.push(format!(
@@ -222,8 +239,30 @@ pub fn check_after_listing(
     // That needs reading to find nothing bad: the walk must then name the recovery points
     // that reach damage, and is done again (or, with packs missing from the start, at once)
     // with every tree loaded.
+    // Which packs' data is read: all, a subset, or a scrub's next slice.
+    let read_data = opts.read_data || opts.subset.is_some() || opts.scrub;
+    let candidates: Vec<u32> =
+        (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
+    report.data_bytes = candidates.iter().map(|&p| index.pack(p).size).sum();
+    let only: Option<HashSet<u32>> = match (opts.scrub, opts.subset) {
+        (true, subset) => {
+            let (state, old) = scrub::load_state(repo)?;
+            let bytes = match subset {
+                Some(scrub::Subset::Bytes(b)) => b,
+                Some(scrub::Subset::Percent(p)) => (report.data_bytes as f64 * p / 100.0).ceil() as u64,
+                Some(scrub::Subset::Part { m, .. }) => report.data_bytes.div_ceil(m as u64),
+                None => report.data_bytes.div_ceil(7),
+            };
+            let now = chrono::Local::now().fixed_offset();
+            let (slice, next) = scrub::next_slice(index, &candidates, state.as_ref(), bytes, now);
+            scrub_record = Some((next, old));
+            Some(slice)
+        }
+        (false, Some(subset)) => Some(scrub::select(index, &candidates, subset)),
+        (false, None) => None,
+    };
     let known_bad = blobs_of_packs(repo, &bad_packs);
-    let summarise = opts.read_data && known_bad.is_empty();
+    let summarise = read_data && only.is_none() && known_bad.is_empty();
     let (walked, read_found_damage) = std::thread::scope(|s| {
         // The walk recurses once per tree level: a thread with a deep stack (see MAX_DEPTH).
         let walker = (!summarise).then(|| {
@@ -232,9 +271,9 @@ pub fn check_after_listing(
         });
         let lister = summarise.then(|| s.spawn(|| repo.list_snapshots()));
         let bad_before = bad_packs.len();
-        let summaries = if opts.read_data {
+        let summaries = if read_data {
             let (report, bad_packs, bad_blobs) = (&mut report, &mut bad_packs, &mut bad_blobs);
-            read_all_packs(repo, opts, progress, report, bad_packs, bad_blobs, summarise)
+            read_all_packs(repo, opts, only.as_ref(), progress, report, bad_packs, bad_blobs, summarise)
         } else {
             TreeSummaries::new()
         };
@@ -260,6 +299,21 @@ pub fn check_after_listing(
     report.snapshots = walked.snapshots;
     report.trees_checked = walked.trees_checked;
     report.affected_snapshots = walked.affected_snapshots;
+    let mut damaged: Vec<String> = bad_packs
+        .iter()
+        .filter(|&&p| !index.pack(p).condemned)
+        .map(|&p| index.pack(p).id.to_hex())
+        .chain(std::mem::take(&mut report.damaged_packs))
+        .collect();
+    damaged.sort();
+    damaged.dedup();
+    report.damaged_packs = damaged;
+    if let Some((state, old)) = scrub_record {
+        // Recorded whatever was found: the next scrub goes on; damage is reported (and repaired)
+        // now, not found again.
+        scrub::save_state(repo, &state, &old)?;
+        report.scrub = Some(state);
+    }
     Ok(report)
 }
 
@@ -328,9 +382,11 @@ fn error_message(e: &Error) -> String {
 
 const GONE: &str = "missing from storage";
 
+#[allow(clippy::too_many_arguments)]
 fn read_all_packs(
     repo: &Repository,
     opts: &CheckOptions,
+    only: Option<&HashSet<u32>>,
     progress: &dyn Progress,
     report: &mut CheckReport,
     bad_packs: &mut HashSet<u32>,
@@ -339,8 +395,9 @@ fn read_all_packs(
 ) -> TreeSummaries {
     let index = repo.index();
     // In name order (an id orders as its hex name), as [`EarlyPackRead`] hinted them.
-    let mut todo: Vec<u32> =
-        (0..index.packs().len() as u32).filter(|p| !bad_packs.contains(p)).collect();
+    let mut todo: Vec<u32> = (0..index.packs().len() as u32)
+        .filter(|p| !bad_packs.contains(p) && only.is_none_or(|o| o.contains(p)))
+        .collect();
     todo.sort_by_key(|&p| index.pack(p).id);
     let mut expected: HashMap<u32, Vec<(Id, crate::index::BlobLocation)>> = HashMap::new();
     for (id, loc) in index.blobs().chain(index.condemned_blobs()) {
@@ -397,6 +454,7 @@ fn read_all_packs(
     report.bytes_read = bytes.load(Ordering::Relaxed);
     for (p, blob, msg) in found.into_inner().unwrap_or_else(|e| e.into_inner()) {
         let pack_id = index.pack(p).id;
+        report.damaged_packs.push(pack_id.to_hex());
         match blob {
             Some(b) => {
                 bad_blobs.insert(b);
@@ -788,7 +846,7 @@ mod tests {
 
         let mut reports = Vec::new();
         for read_data in [true, false] {
-            let opts = CheckOptions { read_data, threads: 2 };
+            let opts = CheckOptions { read_data, threads: 2, ..Default::default() };
             let report = check(locked(&backend), &opts, &NoProgress).unwrap();
             let named: Vec<_> = report
                 .problems
@@ -832,7 +890,7 @@ mod tests {
             thread: Some(std::thread::spawn(move || Ok(before))),
         };
 
-        let check_opts = CheckOptions { read_data: true, threads: 2 };
+        let check_opts = CheckOptions { read_data: true, threads: 2, ..Default::default() };
         let report =
             check_after_listing(locked(&backend), &check_opts, &NoProgress, Some(late)).unwrap();
         assert!(report.is_ok(), "{:?}", report.problems);

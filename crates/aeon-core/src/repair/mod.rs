@@ -550,3 +550,58 @@ pub fn restore_key_slots(storage: &dyn Backend) -> Result<Vec<String>> {
     }
     Ok(restored)
 }
+
+/// Rebuilds the packs named in `damaged` (found by a check or scrub) from their parity groups,
+/// without reading the rest of the repository. Each rebuilt pack is accepted only if it hashes
+/// to its name. Packs in no group, or in a group that lost too much, are reported lost.
+pub fn rebuild_packs(storage: &dyn Backend, damaged: &[String]) -> Result<Vec<Finding>> {
+    let listing = ParityListing::read(storage, &HashSet::new())?;
+    let wanted: HashSet<&str> = damaged.iter().map(String::as_str).collect();
+    let mut findings = Vec::new();
+    let mut covered = HashSet::new();
+    for g in &listing.groups {
+        let lost: Vec<usize> = (0..g.members.len())
+            .filter(|&i| g.members[i].is_some_and(|m| wanted.contains(m.pack.to_hex().as_str())))
+            .collect();
+        if lost.is_empty() {
+            continue;
+        }
+        let missing_shards: Vec<usize> = (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
+        let gname = hex::encode(&g.id[..6]);
+        let outcome = parity::groups::rebuild(storage, g, &lost, &missing_shards).and_then(|rebuilt| {
+            for r in &rebuilt {
+                storage.write(r.kind, &r.name, &r.bytes)?;
+            }
+            Ok(())
+        });
+        for &i in &lost {
+            let Some(m) = g.members[i] else { continue };
+            covered.insert(m.pack.to_hex());
+            let (action, healed) = match &outcome {
+                Ok(()) => (format!("rebuilt from parity group {gname}"), true),
+                Err(e) => (format!("cannot be rebuilt: {e}"), false),
+            };
+            findings.push(Finding {
+                location: storage.location(),
+                kind: "pack",
+                name: m.pack.to_hex(),
+                problem: "damaged or missing".into(),
+                action,
+                healed,
+                lost: !healed,
+            });
+        }
+    }
+    for name in damaged.iter().filter(|n| !covered.contains(*n)) {
+        findings.push(Finding {
+            location: storage.location(),
+            kind: "pack",
+            name: name.clone(),
+            problem: "damaged or missing".into(),
+            action: "in no parity group".into(),
+            healed: false,
+            lost: true,
+        });
+    }
+    Ok(findings)
+}
