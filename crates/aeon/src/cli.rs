@@ -153,6 +153,19 @@ pub enum Command {
     /// Find missing, truncated and damaged objects and rebuild them from parity, copies and
     /// other locations; name what is lost
     Repair(RepairArgs),
+    /// Prove that a directory (a restore, or the live source) equals a recovery point: every
+    /// file is read and hashed as a backup would, and compared with the point's tree
+    Verify(VerifyArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct VerifyArgs {
+    /// The recovery point, and optionally the path in it: ID, latest, ID:/home/ann
+    #[arg(value_name = "ID[:PATH]")]
+    pub point: String,
+    /// The directory to compare with it (for a whole point: the --target of its restore)
+    #[arg(long, value_name = "DIR")]
+    pub target: std::path::PathBuf,
 }
 
 #[derive(Args, Debug)]

@@ -220,6 +220,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Locations(a) => commands::locations::run(ctx, a),
         Command::Parity(a) => commands::parity::run(ctx, a),
         Command::Repair(a) => commands::repair::run(ctx, a),
+        Command::Verify(a) => commands::verify::run(ctx, a),
     }
 }
 
@@ -263,6 +264,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Locations(_) => "locations",
         Command::Parity(_) => "parity",
         Command::Repair(_) => "repair",
+        Command::Verify(_) => "verify",
     }
 }
 

@@ -18,6 +18,7 @@ pub mod restore;
 pub mod snapshots;
 pub mod stats;
 pub mod unlock;
+pub mod verify;
 
 use aeon_core::Repository;
 use aeon_core::snapshot::SnapshotEntry;
