@@ -351,3 +351,23 @@ mod tests {
         assert_eq!(store.list(FileType::Parity).unwrap().len(), 2);
     }
 }
+
+#[cfg(test)]
+mod format_vector {
+    use super::*;
+
+    /// The code is part of the repository format (FORMAT.md 7a): these bytes must never change,
+    /// whatever version of the Reed-Solomon crate is built.
+    #[test]
+    fn the_parity_of_a_known_group_is_pinned() {
+        let scheme = Scheme::new(3, 2).unwrap();
+        let a: Vec<u8> = (0..16).collect();
+        let b: Vec<u8> = (100..116).collect();
+        let c: Vec<u8> = vec![0xff, 0x01, 0x80];
+        let shards = encode_group(scheme, &[Some(&a), Some(&b), Some(&c)]).unwrap();
+        let hex: Vec<String> = shards.iter().map(hex::encode).collect();
+        // Computed independently from FORMAT.md 7a's description (a Python script, not this
+        // crate): GF(2^8) modulo 0x11D, Vandermonde rows r^c, made systematic.
+        assert_eq!(hex, ["9b65e4646c6c6c6c646464647c7c7c7c", "3f062e0e5b5c55523f383136e3e4edea"]);
+    }
+}
