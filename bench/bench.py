@@ -183,6 +183,15 @@ class Aeon(Tool):
                 "check": a + ["check", "--read-data"]}[phase]
 
 
+class AeonParity(Aeon):
+    """Aeon with Reed-Solomon parity 10+2 (the default of `--parity`): what self-healing costs."""
+    name = "aeon-parity"
+
+    def cmd(self, phase, repo, data, target):
+        c = super().cmd(phase, repo, data, target)
+        return c + ["--parity", "10+2"] if phase == "init" else c
+
+
 class Restic(Tool):
     name = "restic"
 
@@ -220,7 +229,7 @@ class Borg(Tool):
         return ["borg", "check", "--verify-data", str(repo)]
 
 
-TOOLS = {t.name: t for t in (Aeon, Restic, Rustic, Borg)}
+TOOLS = {t.name: t for t in (Aeon, AeonParity, Restic, Rustic, Borg)}
 
 
 def timed(argv, cwd=None):
