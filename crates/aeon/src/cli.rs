@@ -483,6 +483,11 @@ pub struct InitArgs {
     /// PARITY of which may be lost (e.g. 10+2: 20% more space; plain --parity means 10+2)
     #[arg(long, value_name = "DATA+PARITY", num_args = 0..=1, default_missing_value = "10+2")]
     pub parity: Option<String>,
+    /// With several locations: `mirror` (every location holds everything) or `stripe` (each
+    /// pack in one location, parity across them: with 3 locations and --parity 2+1, any one can
+    /// be lost, at 1.5 times the space; --parity defaults to N-1+1)
+    #[arg(long, value_name = "mirror|stripe", default_value = "mirror", value_parser = ["mirror", "stripe"])]
+    pub layout: String,
 }
 
 #[derive(Args, Debug)]

@@ -316,3 +316,87 @@ fn s3_parity_rebuilds_a_lost_and_a_damaged_pack() {
     env.run_ok(&["restore", &id, "--target", out.to_str().unwrap()]);
     assert_trees_equal(&src, &out.join(src.strip_prefix("/").unwrap()));
 }
+
+/// A stripe 2+1 over a local folder, SeaweedFS S3 and a second SeaweedFS's WebDAV: the WebDAV
+/// server stops in the middle of a backup and of a restore, and both complete; the local location,
+/// wiped as if its disk were replaced, is rebuilt by `aeon repair`.
+#[test]
+fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_location() {
+    let s3 = servers::Seaweed::start();
+    s3.create_bucket("stripe");
+    let mut dav = servers::Seaweed::start();
+    let mut env = Env::empty();
+    env.extra_env = s3_credentials().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    let local = env.path("local");
+    env.repo = local.clone();
+    assert_success(&env.run(&[
+        "init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "1", "--layout", "stripe",
+        "--location", &s3.s3_url("stripe", "repo"), "--location", &dav.webdav_url("repo"),
+    ]));
+    let src = env.path("src");
+    generate_tree(&src, 31, 50, 2 << 20);
+    let first = env.backup(&src);
+    let st = env.json(&["locations", "status"]);
+    assert_eq!(st["scheme"], "2+1", "{st}");
+    assert_eq!(st["redundancy_left"], 1, "{st}");
+    let stored: u64 = st["locations"].as_array().unwrap().iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+    let data = dir_size(&src);
+    eprintln!("stripe 2+1: {stored} bytes stored over 3 locations for {data} bytes of source");
+
+    // The WebDAV server goes away in the middle of a backup: it completes on the other two.
+    std::fs::create_dir_all(src.join("more")).unwrap();
+    for i in 0..6 {
+        write_random(&src.join("more").join(format!("m{i}")), 60 + i, 1 << 20);
+    }
+    let mut child = env.cmd().args(["backup", "--json", src.to_str().unwrap()]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(150));
+    dav.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "backup with one location gone: {}", String::from_utf8_lossy(&out.stderr));
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let second = second["snapshot_id"].as_str().unwrap().to_string();
+    // And a backup made while it is away for good: its packs for that location are not written
+    // (degraded writes), the parity on the others covers them.
+    write_random(&src.join("more").join("while-away"), 99, 3 << 20);
+    let third = env.backup(&src);
+
+    // Back again: repair writes what it missed, and both points restore whole.
+    dav.restart();
+    let out = env.run(&["locations", "status"]);
+    assert_eq!(out.status.code(), Some(3), "degraded until repaired: {}", String::from_utf8_lossy(&out.stdout));
+    env.run_ok(&["repair"]);
+    let st = env.json(&["locations", "status"]);
+    assert_eq!((st["degraded"].as_u64(), st["unprotected"].as_u64()), (Some(0), Some(0)), "{st}");
+    let restored = env.path("r-third");
+    env.run_ok(&["restore", &third, "--target", restored.to_str().unwrap()]);
+    assert_trees_equal(&src, &restored.join(src.strip_prefix("/").unwrap()));
+    let restored = env.path("r-second");
+    env.run_ok(&["restore", &second, "--target", restored.to_str().unwrap()]);
+    let v = env.json(&["verify", &second, "--target", restored.to_str().unwrap()]);
+    assert_eq!(v["equal"], true, "{v}");
+    std::fs::remove_file(src.join("more").join("while-away")).unwrap();
+
+    // It goes away during a restore: the restore completes from the other two.
+    let target = env.path("r2");
+    let child = env.cmd().args(["restore", &first, "--target", target.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(100));
+    dav.kill();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "restore with one location gone: {}", String::from_utf8_lossy(&out.stderr));
+    dav.restart();
+    let v = env.json(&["verify", &first, "--target", target.to_str().unwrap()]);
+    assert_eq!(v["equal"], true, "{v}");
+
+    // The local disk is replaced: everything it held comes back from the others.
+    let packs_before = std::fs::read_dir(local.join("data")).unwrap().count();
+    std::fs::remove_dir_all(&local).unwrap();
+    std::fs::create_dir_all(&local).unwrap();
+    let through_s3 = Env { repo: PathBuf::from(s3.s3_url("stripe", "repo")), extra_env: env.extra_env.clone(), ..Env::empty() };
+    let started = Instant::now();
+    through_s3.run_ok(&["repair"]);
+    eprintln!("rebuilding a replaced location: {:.2}s", started.elapsed().as_secs_f64());
+    assert!(packs_before > 0);
+    let st = env.json(&["locations", "status"]);
+    assert_eq!((st["complete"].clone(), st["degraded"].clone()), (st["groups"].clone(), 0.into()), "{st}");
+    env.run_ok(&["check", "--read-data"]);
+}

@@ -90,6 +90,7 @@ fn adopt_unindexed_packs(repo: &mut Repository) -> Result<(usize, u64)> {
     // A killed backup sealed no group over its last packs: they get their parity now.
     if let Some(scheme) = repo.settings().parity
         && !infos.is_empty()
+        && repo.stripe().is_none()
     {
         let listing = crate::parity::ParityListing::read(repo.storage().as_ref(), &Default::default())?;
         let adopted: std::collections::HashSet<crate::id::Id> =

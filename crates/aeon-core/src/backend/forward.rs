@@ -95,6 +95,17 @@ macro_rules! forward_backend {
             self.$inner.write(t, name, data)
         }
     };
+    (@one $inner:ident write_placed) => {
+        fn write_placed(
+            &self,
+            t: $crate::backend::FileType,
+            name: &str,
+            data: &[u8],
+            placement: usize,
+        ) -> $crate::Result<()> {
+            self.$inner.write_placed(t, name, data, placement)
+        }
+    };
     (@one $inner:ident start_upload) => {
         fn start_upload(
             &self,

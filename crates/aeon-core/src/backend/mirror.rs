@@ -44,7 +44,7 @@ impl Location {
         self.why_down.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    fn mark_down(&self, e: &Error) {
+    pub(crate) fn mark_down(&self, e: &Error) {
         self.down.store(true, Ordering::Relaxed);
         let mut w = self.why_down.lock().unwrap_or_else(|p| p.into_inner());
         if w.is_none() {
@@ -62,13 +62,13 @@ impl Location {
 
 /// True for failures of the location (unreachable, refused, full), as opposed to answers about
 /// the object (missing, damaged).
-fn is_location_failure(e: &Error) -> bool {
+pub(crate) fn is_location_failure(e: &Error) -> bool {
     matches!(e, Error::Storage { .. })
 }
 
 /// Objects named by the BLAKE3 of their bytes, whose copies can be checked on read.
 fn content_named(t: FileType) -> bool {
-    matches!(t, FileType::Pack | FileType::Index | FileType::Snapshot | FileType::Key)
+    matches!(t, FileType::Pack | FileType::Index | FileType::Snapshot | FileType::Key | FileType::Label)
 }
 
 pub struct MirrorBackend {
@@ -91,7 +91,12 @@ impl MirrorBackend {
         self.missed.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Healthy locations, fastest first.
+    /// Records that location `i` missed a write (striped storage writes some objects to one
+    /// location only, see `backend::stripe`).
+    pub(crate) fn note_missed(&self, i: usize, t: FileType, name: &str) {
+        self.missed.lock().unwrap_or_else(|p| p.into_inner()).push((i, t, name.into()));
+    }
+
     /// How many copies of each object there are: one per location.
     pub fn copies(&self) -> usize {
         self.locations.len()

@@ -10,11 +10,13 @@ mod local;
 mod memory;
 mod mirror;
 mod remote;
+pub mod stripe;
 
 pub use limiter::RateLimited;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use mirror::{Location, MirrorBackend};
+pub use stripe::StripeBackend;
 pub use remote::{RemoteBackend, RemoteOptions, is_remote, open_location};
 
 use crate::error::Result;
@@ -150,6 +152,12 @@ pub trait Backend: Send + Sync {
     fn prefetch(&self, _t: FileType, _name: &str, _offset: u64, _length: u64) {}
     /// Stores an object atomically and durably: when this returns, it survives a crash.
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()>;
+    /// [`Backend::write`] of an object that fills slot `placement` of a parity group: storage
+    /// striped over locations puts it on that slot's location (see `backend::stripe`); other
+    /// storage ignores the hint.
+    fn write_placed(&self, t: FileType, name: &str, data: &[u8], _placement: usize) -> Result<()> {
+        self.write(t, name, data)
+    }
     /// Starts streaming an object to storage, or `None` where objects are stored whole (the
     /// caller then builds it in memory and calls [`Backend::write`]). Streaming spares a
     /// backup the memory of the packs it is filling and writing.

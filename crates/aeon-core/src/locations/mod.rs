@@ -48,12 +48,12 @@ pub struct LocationStatus {
 /// Each location's listing: `None` when it cannot be listed.
 type Listing = Option<BTreeMap<(usize, String), u64>>;
 
-fn listings(m: &MirrorBackend) -> Vec<(Listing, Option<String>)> {
+fn listings(m: &MirrorBackend, kinds: &[FileType]) -> Vec<(Listing, Option<String>)> {
     m.locations()
         .iter()
         .map(|l| {
             let mut map = BTreeMap::new();
-            for (k, t) in MIRRORED.iter().enumerate() {
+            for (k, t) in kinds.iter().enumerate() {
                 let listed = if *t == FileType::Config {
                     l.backend.stat(*t, "config").map(|s| {
                         s.map(|size| {
@@ -80,7 +80,7 @@ fn listings(m: &MirrorBackend) -> Vec<(Listing, Option<String>)> {
 
 /// The redundancy map: for each location, whether it answers and what it lacks.
 pub fn status(m: &MirrorBackend) -> Vec<LocationStatus> {
-    let lists = listings(m);
+    let lists = listings(m, &MIRRORED);
     let mut union: BTreeMap<(usize, String), u64> = BTreeMap::new();
     for (l, _) in &lists {
         if let Some(l) = l {
@@ -211,8 +211,17 @@ impl CrossCheckReport {
 /// Reads every copy of every object in every location, compares them with their names (and the
 /// config across locations), and with `repair` writes a good copy over every bad or missing one.
 pub fn cross_check(m: &MirrorBackend, repair: bool) -> Result<CrossCheckReport> {
+    cross_check_of(m, repair, &MIRRORED)
+}
+
+/// The small objects every location of a stripe holds (packs and parity are spread).
+pub const STRIPE_MIRRORED: [FileType; 5] =
+    [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Label, FileType::Config];
+
+/// [`cross_check`] of the objects of `kinds` only.
+pub fn cross_check_of(m: &MirrorBackend, repair: bool, kinds: &[FileType]) -> Result<CrossCheckReport> {
     let mut r = CrossCheckReport::default();
-    let lists = listings(m);
+    let lists = listings(m, kinds);
     let mut union: BTreeSet<(usize, String)> = BTreeSet::new();
     for (i, (l, e)) in lists.iter().enumerate() {
         match l {
@@ -228,7 +237,7 @@ pub fn cross_check(m: &MirrorBackend, repair: bool) -> Result<CrossCheckReport> 
         return Err(Error::InvalidInput("no location could be listed".into()));
     }
     for (k, name) in union {
-        let t = MIRRORED[k];
+        let t = kinds[k];
         let obj = || ObjectRef { kind: kind_name(t), name: name.clone() };
         r.objects += 1;
         let mut good: Option<Vec<u8>> = None;

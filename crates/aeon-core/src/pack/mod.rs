@@ -87,9 +87,20 @@ pub enum PackBody {
 
 impl PackBody {
     /// Stores the pack durably as `name`; gives back a memory pack's buffer for reuse.
-    pub fn store(self, backend: &dyn Backend, name: &str) -> (Result<()>, Option<Vec<u8>>) {
+    pub fn store(
+        self,
+        backend: &dyn Backend,
+        name: &str,
+        placement: Option<usize>,
+    ) -> (Result<()>, Option<Vec<u8>>) {
         match self {
-            PackBody::Bytes(bytes) => (backend.write(FileType::Pack, name, &bytes), Some(bytes)),
+            PackBody::Bytes(bytes) => {
+                let written = match placement {
+                    Some(slot) => backend.write_placed(FileType::Pack, name, &bytes, slot),
+                    None => backend.write(FileType::Pack, name, &bytes),
+                };
+                (written, Some(bytes))
+            }
             PackBody::Streamed(upload) => (upload.finish(name), None),
         }
     }

@@ -301,6 +301,36 @@ pub fn complete_groups_of(backend: &dyn Backend, listing: &ParityListing, packs:
     Ok(completed)
 }
 
+/// Seals one group whose slot *i* holds `members[i]` (a pack's name and bytes, already stored),
+/// computed whole: for a stripe, whose packs must keep their locations' slots. Returns the bytes
+/// of parity written.
+pub fn seal_group(
+    backend: &dyn Backend,
+    scheme: Scheme,
+    format_version: u8,
+    members: &[Option<(Id, Vec<u8>)>],
+) -> Result<u64> {
+    let refs: Vec<Option<&[u8]>> = members.iter().map(|m| m.as_ref().map(|(_, b)| b.as_slice())).collect();
+    let shards = super::writer::encode_group(scheme, &refs)?;
+    let mut group = [0u8; 16];
+    let _ = getrandom::fill(&mut group);
+    let head = |j: usize| ShardHeader {
+        group,
+        generation: 0,
+        scheme,
+        index: j as u8,
+        length: shards[0].len() as u64,
+        members: members.iter().map(|m| m.as_ref().map(|(id, b)| Member { pack: *id, size: b.len() as u64 })).collect(),
+    };
+    let mut written = 0;
+    for (j, shard) in shards.iter().enumerate() {
+        let object = head(j).encode(format_version, shard);
+        backend.write(FileType::Parity, &Id::of_stored_bytes(&object).to_hex(), &object)?;
+        written += object.len() as u64;
+    }
+    Ok(written)
+}
+
 /// Seals new groups over `packs` (already stored), reading each whole and checking it against
 /// its name first: damaged data is never protected, it is returned instead.
 pub fn protect_packs(

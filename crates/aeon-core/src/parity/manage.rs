@@ -96,6 +96,9 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
     let Some(scheme) = repo.settings().parity else { return Ok(ProtectReport::default()) };
     let storage = repo.storage();
     let listing = ParityListing::read(storage.as_ref(), &HashSet::new())?;
+    if let Some(stripe) = repo.stripe() {
+        return protect_stripe(repo, stripe, scheme, &listing, progress);
+    }
     let covered = listing.group_of_pack();
     let mut report = ProtectReport::default();
     for name in &listing.leftovers {
@@ -177,4 +180,63 @@ pub fn disable<S: Guarded>(repo: &mut Repository<S>) -> Result<u64> {
         removed += 1;
     }
     Ok(removed)
+}
+
+/// [`protect_all`] of a stripe: packs without a group (their group's parity could not be written,
+/// its location being away) are grouped again without moving: slot *i* takes packs of location
+/// *i* only, so that a group still spreads over every location.
+fn protect_stripe(
+    repo: &Repository,
+    stripe: &crate::backend::StripeBackend,
+    scheme: Scheme,
+    listing: &ParityListing,
+    progress: &dyn Progress,
+) -> Result<ProtectReport> {
+    let storage = repo.storage();
+    let mut report = ProtectReport::default();
+    for name in &listing.leftovers {
+        super::replicas::remove_if_present(storage.as_ref(), FileType::Parity, name)?;
+        report.leftovers_removed += 1;
+    }
+    let covered = listing.group_of_pack();
+    let indexed: HashSet<crate::id::Id> =
+        repo.index().packs().iter().filter(|p| !p.condemned).map(|p| p.id).collect();
+    let locations = stripe.mirror().locations();
+    let mut per_slot: Vec<Vec<crate::id::Id>> = vec![Vec::new(); scheme.data as usize];
+    for (i, slot) in per_slot.iter_mut().enumerate() {
+        for o in locations[i].backend.list(FileType::Pack)? {
+            if let Ok(id) = o.name.parse::<crate::id::Id>()
+                && indexed.contains(&id)
+                && !covered.contains_key(&id)
+            {
+                slot.push(id);
+            }
+        }
+    }
+    while per_slot.iter().any(|q| !q.is_empty()) {
+        let mut members = Vec::with_capacity(per_slot.len());
+        for (i, q) in per_slot.iter_mut().enumerate() {
+            members.push(match q.pop() {
+                Some(id) => {
+                    let bytes = locations[i].backend.read(FileType::Pack, &id.to_hex())?;
+                    progress.add(1, bytes.len() as u64);
+                    if crate::id::Id::of_stored_bytes(&bytes) != id {
+                        report.damaged_packs.push(id.to_hex());
+                        None
+                    } else {
+                        Some((id, bytes))
+                    }
+                }
+                None => None,
+            });
+        }
+        if members.iter().all(Option::is_none) {
+            continue;
+        }
+        report.packs_protected += members.iter().flatten().count() as u64;
+        report.parity_bytes +=
+            super::groups::seal_group(storage.as_ref(), scheme, repo.format_version(), &members)?;
+        report.groups += 1;
+    }
+    Ok(report)
 }

@@ -36,7 +36,7 @@ pub(crate) fn remove_if_present(b: &dyn Backend, t: FileType, name: &str) -> Res
 
 impl Backend for Replicated {
     crate::forward_backend!(inner: location, create, location_exists, foreign_contents, stat,
-        read, read_range, read_into, read_range_into, prefetch, start_upload, list, modified,
+        read, read_range, read_into, read_range_into, prefetch, start_upload, write_placed, list, modified,
         readable_by_others, remove_leftovers);
 
     fn write(&self, t: FileType, name: &str, data: &[u8]) -> Result<()> {

@@ -209,6 +209,11 @@ impl GroupWriter {
 }
 
 impl Slot {
+    /// The slot's number in its group (where striped storage puts the pack).
+    pub fn index(&self) -> usize {
+        self.index
+    }
+
     /// Adds the next bytes of the pack.
     pub fn feed(&mut self, data: &[u8]) {
         let mut g = locked(&self.group);

@@ -383,9 +383,11 @@ pub fn repair(
     progress: &dyn Progress,
 ) -> Result<RepairReport> {
     let mut report = RepairReport { dry_run: opts.dry_run, ..Default::default() };
-    let stores: Vec<(String, std::sync::Arc<dyn Backend>)> = match repo.mirror() {
-        Some(m) => m.locations().iter().map(|l| (l.url.clone(), l.backend.clone())).collect(),
-        None => vec![(repo.storage().location(), repo.storage().clone())],
+    let stores: Vec<(String, std::sync::Arc<dyn Backend>)> = match (repo.stripe(), repo.mirror()) {
+        // A stripe is healed as a whole: each pack has one place, which its group names.
+        (Some(s), _) => vec![(s.location(), std::sync::Arc::new(s.raw()) as std::sync::Arc<dyn Backend>)],
+        (None, Some(m)) => m.locations().iter().map(|l| (l.url.clone(), l.backend.clone())).collect(),
+        (None, None) => vec![(repo.storage().location(), repo.storage().clone())],
     };
     let mut lost_per_location: Vec<HashSet<(&'static str, String)>> = Vec::new();
     for (url, store) in &stores {
@@ -395,9 +397,17 @@ pub fn repair(
         lost_per_location.push(findings.iter().filter(|f| f.lost).map(|f| (f.kind, f.name.clone())).collect());
         report.findings.extend(findings);
     }
-    if let Some(m) = repo.mirror() {
-        // What a location could not rebuild itself comes from another location's good copy.
-        let cross = crate::locations::cross_check(m, !opts.dry_run)?;
+    let mirror = match repo.stripe() {
+        Some(s) => Some(s.mirror().as_ref()),
+        None => repo.mirror(),
+    };
+    if let Some(m) = mirror {
+        // What a location could not rebuild itself comes from another location's good copy
+        // (in a stripe: the small objects every location holds).
+        let cross = match repo.stripe() {
+            Some(_) => crate::locations::cross_check_of(m, !opts.dry_run, &crate::locations::STRIPE_MIRRORED)?,
+            None => crate::locations::cross_check(m, !opts.dry_run)?,
+        };
         let healed: HashSet<(String, String, String)> = cross
             .healed
             .iter()

@@ -57,7 +57,14 @@ pub struct Settings {
     /// Reed-Solomon parity over packs and copies of the small objects (absent: none).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parity: Option<crate::parity::Scheme>,
+    /// How packs spread over `locations`: absent, every location holds everything (mirror);
+    /// `stripe`, each pack and parity shard in one location (see `backend::stripe`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layout: Option<String>,
 }
+
+/// The `layout` of a repository whose packs are striped over its locations.
+pub const LAYOUT_STRIPE: &str = "stripe";
 
 /// Options of `init`.
 #[derive(Debug, Clone)]
@@ -72,6 +79,9 @@ pub struct InitOptions {
     pub locations: Vec<String>,
     /// Parity groups from the first backup on.
     pub parity: Option<crate::parity::Scheme>,
+    /// Stripe packs over the locations with parity across them (needs `parity` with
+    /// data + parity = the number of locations).
+    pub stripe: bool,
 }
 
 impl Default for InitOptions {
@@ -85,6 +95,7 @@ impl Default for InitOptions {
             quota: None,
             locations: Vec::new(),
             parity: None,
+            stripe: false,
         }
     }
 }
@@ -93,6 +104,8 @@ impl Default for InitOptions {
 /// settings ask for parity.
 fn with_parity(storage: &Arc<dyn Backend>, settings: &Settings) -> Arc<dyn Backend> {
     match settings.parity {
+        // A stripe mirrors small objects in every location already.
+        Some(_) if settings.layout.as_deref() == Some(LAYOUT_STRIPE) => storage.clone(),
         Some(scheme) => Arc::new(crate::parity::Replicated::new(storage.clone(), scheme.parity)),
         None => storage.clone(),
     }
@@ -188,6 +201,7 @@ pub struct Repository<S = Indexed> {
     read_only: bool,
     /// The locations of a multi-location repository (the same storage as `backend`).
     mirror: Option<Arc<MirrorBackend>>,
+    stripe: Option<Arc<crate::backend::StripeBackend>>,
     state: std::marker::PhantomData<S>,
 }
 
@@ -267,7 +281,20 @@ impl Repository<Open> {
             quota: opts.quota,
             retention: BTreeMap::new(),
             parity: opts.parity,
+            layout: opts.stripe.then(|| LAYOUT_STRIPE.to_string()),
         };
+        if opts.stripe {
+            let n = opts.locations.len();
+            match opts.parity {
+                Some(p) if p.data as usize + p.parity as usize == n => {}
+                _ => {
+                    return Err(Error::InvalidInput(format!(
+                        "a stripe over {n} locations needs parity DATA+PARITY adding up to {n} (e.g. --parity {}+1)",
+                        n.saturating_sub(1)
+                    )));
+                }
+            }
+        }
         let storage = backend;
         let backend = with_parity(&storage, &settings);
         // Key slot first, config last: a config on storage means the repository is complete.
@@ -300,6 +327,7 @@ impl Repository<Open> {
             observer: Arc::new(NoProgress),
             read_only: false,
             mirror: None,
+            stripe: None,
             state: std::marker::PhantomData,
         })
     }
@@ -417,6 +445,7 @@ impl Repository<Open> {
             observer: Arc::new(NoProgress),
             read_only: false,
             mirror: None,
+            stripe: None,
             state: std::marker::PhantomData,
         })
     }
@@ -427,6 +456,13 @@ impl Repository<Open> {
         self.storage = mirror.clone();
         self.backend = with_parity(&self.storage, &self.settings);
         self.mirror = Some(mirror);
+    }
+
+    /// Reaches the repository striped over its locations (its config says `layout: stripe`).
+    pub fn set_stripe(&mut self, stripe: Arc<crate::backend::StripeBackend>) {
+        self.storage = stripe.clone();
+        self.backend = stripe.clone();
+        self.stripe = Some(stripe);
     }
 
     /// The period after which this process's locks go stale if it stops refreshing them
@@ -505,6 +541,7 @@ impl<S> Repository<S> {
             observer: self.observer,
             read_only: self.read_only,
             mirror: self.mirror,
+            stripe: self.stripe,
             state: std::marker::PhantomData,
         }
     }
@@ -515,6 +552,11 @@ impl<S> Repository<S> {
     }
 
     /// The locations of a multi-location repository, for their management.
+    /// The stripe, when packs are striped over the locations.
+    pub fn stripe(&self) -> Option<&Arc<crate::backend::StripeBackend>> {
+        self.stripe.as_ref()
+    }
+
     pub fn mirror(&self) -> Option<&MirrorBackend> {
         self.mirror.as_deref()
     }

@@ -107,7 +107,18 @@ impl Located {
         }
         let locations = repo.settings().locations.clone();
         if locations.len() > 1 {
-            repo.set_mirror(Arc::new(mirror(&locations, &options.storage)?));
+            let m = Arc::new(mirror(&locations, &options.storage)?);
+            match (repo.settings().layout.as_deref(), repo.settings().parity) {
+                (Some(super::LAYOUT_STRIPE), Some(scheme)) => {
+                    repo.set_stripe(Arc::new(crate::backend::StripeBackend::new(m, scheme)?))
+                }
+                (Some(other), _) if other != super::LAYOUT_STRIPE => {
+                    return Err(Error::InvalidInput(format!(
+                        "the repository's layout `{other}` is not known to this aeon: upgrade it"
+                    )));
+                }
+                _ => repo.set_mirror(m),
+            }
         }
         if remote && let Some(base) = options.cache.base() {
             match Cache::open(&base, &repo.repository_id()) {

@@ -65,7 +65,8 @@ fn store(
     if let (Some(s), PackBody::Bytes(bytes)) = (&mut slot, &body) {
         s.feed(bytes);
     }
-    let (stored, buffer) = body.store(backend, &id.to_hex());
+    let placement = slot.as_ref().map(Slot::index);
+    let (stored, buffer) = body.store(backend, &id.to_hex(), placement);
     let sealed = stored.and_then(|()| slot.map_or(Ok(()), |s| s.finish(id)));
     (sealed.map(|()| IndexPack { id, size, blobs: entries }), buffer)
 }

@@ -29,7 +29,15 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
     if args.kdf_memory == 0 || args.kdf_iterations == 0 || args.kdf_lanes == 0 {
         bail!("--kdf-memory, --kdf-iterations and --kdf-lanes must be at least 1");
     }
-    let parity = args.parity.as_deref().map(str::parse::<aeon_core::parity::Scheme>).transpose()?;
+    let stripe = args.layout == "stripe";
+    if stripe && locations.len() < 2 {
+        bail!("--layout stripe needs two or more --location");
+    }
+    let parity = match (args.parity.as_deref(), stripe) {
+        (Some(p), _) => Some(p.parse::<aeon_core::parity::Scheme>()?),
+        (None, true) => Some(aeon_core::parity::Scheme::new(locations.len() as u8 - 1, 1)?),
+        (None, false) => None,
+    };
     let password = crate::password::get(&ctx.global, true)?;
     let opts = InitOptions {
         compression: args.compression.parse()?,
@@ -43,6 +51,7 @@ pub fn run(ctx: &Ctx, args: InitArgs) -> Result<u8> {
         quota: args.quota.as_deref().map(super::backup::parse_size).transpose()?,
         locations: if locations.len() > 1 { locations.clone() } else { Vec::new() },
         parity,
+        stripe,
         ..InitOptions::default()
     };
     let where_ = target.location();

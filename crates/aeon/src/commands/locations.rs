@@ -14,6 +14,9 @@ fn mirror_of<S>(repo: &aeon_core::Repository<S>) -> Result<&MirrorBackend> {
 
 pub fn run(ctx: &Ctx, args: LocationsArgs) -> Result<u8> {
     let repo = ctx.open()?;
+    if let Some(stripe) = repo.stripe() {
+        return run_stripe(ctx, stripe, args);
+    }
     let m = mirror_of(&repo)?;
     match args.action {
         LocationsAction::Status => {
@@ -56,6 +59,50 @@ pub fn run(ctx: &Ctx, args: LocationsArgs) -> Result<u8> {
             Ok(if r.failed.is_empty() { 0 } else { crate::exit::ERROR })
         }
     }
+}
+
+/// `locations status` of a striped repository: each location's share, and the redundancy the
+/// groups have left.
+fn run_stripe(ctx: &Ctx, stripe: &aeon_core::backend::StripeBackend, args: LocationsArgs) -> Result<u8> {
+    if let LocationsAction::Sync = args.action {
+        anyhow::bail!(
+            "a striped repository keeps each pack in one location: `aeon repair` rebuilds what a location lacks"
+        );
+    }
+    let st = stripe.status()?;
+    if ctx.global.json {
+        ctx.print_json(&st)?;
+    } else {
+        ctx.say(format!("stripe {} over {} locations", st.scheme, st.locations.len()));
+        for l in &st.locations {
+            match &l.error {
+                None => ctx.say(format!(
+                    "{}: reachable, {} packs, {} parity objects ({})",
+                    l.location,
+                    l.packs,
+                    l.parity_objects,
+                    bytes(l.bytes)
+                )),
+                Some(e) => ctx.say(format!("{}: UNREACHABLE: {e}", l.location)),
+            }
+        }
+        ctx.say(format!(
+            "groups: {} complete, {} degraded (rebuildable), {} lost; {}",
+            st.complete,
+            st.degraded,
+            st.lost,
+            match st.redundancy_left {
+                n if n < 0 => "DATA IS LOST: `aeon repair` names what".to_string(),
+                0 => "no redundancy left: any further loss loses data (`aeon repair` restores it)".to_string(),
+                n => format!("{n} more location(s) may be lost without losing data"),
+            }
+        ));
+    }
+    if st.unprotected > 0 && !ctx.global.json {
+        ctx.say(format!("{} pack(s) have no parity (written while a location was away): `aeon repair` protects them", st.unprotected));
+    }
+    let whole = st.degraded == 0 && st.lost == 0 && st.unprotected == 0;
+    Ok(if whole && st.locations.iter().all(|l| l.reachable) { 0 } else { crate::exit::INCOMPLETE })
 }
 
 /// `check --locations [--repair]`: the exit code, and the report (printed here unless --json,
