@@ -57,14 +57,23 @@ fn pack_path(env: &Env, id: &str) -> PathBuf {
 fn protected_repo(scheme: &str) -> (Env, PathBuf, String) {
     let env = Env::empty();
     assert_success(&env.run(&[
-        "init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "1", "--parity", scheme,
+        "init",
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+        "--parity",
+        scheme,
     ]));
     let src = env.path("src");
     fs::create_dir_all(src.join("sub")).unwrap();
     let mut rng = Rng::new(35);
     for i in 0..24 {
         let dir = if i % 3 == 0 { src.join("sub") } else { src.clone() };
-        fs::write(dir.join(format!("file{i}.bin")), rng.content(200_000 + (i * 37_000) as usize)).unwrap();
+        fs::write(dir.join(format!("file{i}.bin")), rng.content(200_000 + (i * 37_000) as usize))
+            .unwrap();
     }
     let id = env.backup(&src);
     (env, src, id)
@@ -126,7 +135,11 @@ fn every_combination_of_two_harmed_objects_of_a_group_heals_bit_for_bit() {
             let (code, dry) = repair_json(&env, &["--dry-run"]);
             assert_eq!(code, 4, "a dry run with damage exits 4: {dry}");
             assert_eq!(dry["findings"].as_array().unwrap().len(), 2, "{dry}");
-            assert_ne!(fs::read(&objects[a]).ok().as_ref(), Some(&originals[a]), "the dry run wrote");
+            assert_ne!(
+                fs::read(&objects[a]).ok().as_ref(),
+                Some(&originals[a]),
+                "the dry run wrote"
+            );
             let (code, r) = repair_json(&env, &[]);
             assert_eq!(code, 0, "{r}");
             for (p, want) in objects.iter().zip(&originals) {
@@ -145,9 +158,11 @@ fn every_combination_of_two_harmed_objects_of_a_group_heals_bit_for_bit() {
 fn index_files_recovery_points_and_key_slots_come_back_from_their_copies() {
     let (env, _src, id) = protected_repo("4+2");
     let snapshot = env.repo.join("snapshots").join(&id);
-    let index: Vec<PathBuf> = fs::read_dir(env.repo.join("index")).unwrap().flatten().map(|e| e.path()).collect();
+    let index: Vec<PathBuf> =
+        fs::read_dir(env.repo.join("index")).unwrap().flatten().map(|e| e.path()).collect();
     let key = fs::read_dir(env.repo.join("keys")).unwrap().flatten().next().unwrap().path();
-    let keep = [fs::read(&snapshot).unwrap(), fs::read(&index[0]).unwrap(), fs::read(&key).unwrap()];
+    let keep =
+        [fs::read(&snapshot).unwrap(), fs::read(&index[0]).unwrap(), fs::read(&key).unwrap()];
     fs::remove_file(&snapshot).unwrap();
     harm(&index[0], Harm::Flip);
     harm(&key, Harm::Truncate);
@@ -195,8 +210,12 @@ fn losing_more_than_parity_names_the_points_and_files_and_repair_snapshots_keeps
     let affected = r["affected"].as_array().unwrap();
     assert_eq!(affected.len(), 1, "{r}");
     assert_eq!(affected[0]["snapshot"], id.as_str());
-    let files: BTreeSet<String> =
-        affected[0]["files"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    let files: BTreeSet<String> = affected[0]["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap().to_string())
+        .collect();
     // The oracle: the files a restore of the point cannot bring back whole.
     let target = env.path("restored");
     let out = env.run(&["restore", &id, "--target", target.to_str().unwrap()]);
@@ -218,7 +237,8 @@ fn losing_more_than_parity_names_the_points_and_files_and_repair_snapshots_keeps
     let rs = env.json(&["repair", "snapshots"]);
     let p = &rs["points"][0];
     assert_eq!(p["original"], id.as_str());
-    let removed: BTreeSet<String> = p["removed"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
+    let removed: BTreeSet<String> =
+        p["removed"].as_array().unwrap().iter().map(|f| f.as_str().unwrap().to_string()).collect();
     assert_eq!(removed, failed);
     let new_id = p["rewritten"].as_str().unwrap().to_string();
     let snaps = env.json(&["snapshots"]);
@@ -265,7 +285,15 @@ fn parity_status(env: &Env) -> serde_json::Value {
 fn a_backup_killed_while_sealing_and_a_killed_repair_are_completed_by_the_next_run() {
     let env = Env::empty();
     assert_success(&env.run(&[
-        "init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "1", "--parity", "4+2",
+        "init",
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+        "--parity",
+        "4+2",
     ]));
     let src = env.path("src");
     fs::create_dir_all(&src).unwrap();
@@ -280,7 +308,10 @@ fn a_backup_killed_while_sealing_and_a_killed_repair_are_completed_by_the_next_r
         let deadline = Instant::now() + Duration::from_secs(60);
         // Kill once some packs are on storage: groups are being filled and sealed.
         let want = env.packs().len() + 3 + rng.below(6) as usize;
-        while env.packs().len() < want && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+        while env.packs().len() < want
+            && child.try_wait().unwrap().is_none()
+            && Instant::now() < deadline
+        {
             std::thread::sleep(Duration::from_millis(2));
         }
         if child.try_wait().unwrap().is_none() {
@@ -366,10 +397,22 @@ fn a_location_heals_from_another_when_it_has_no_parity_to_heal_from() {
     let env = Env::empty();
     let a = env.path("a");
     let b = env.path("b");
-    let out = env.cmd().env_remove("AEON_REPOSITORY").args([
-        "init", "--kdf-memory", "8", "--kdf-iterations", "1",
-        "--location", a.to_str().unwrap(), "--location", b.to_str().unwrap(),
-    ]).output().unwrap();
+    let out = env
+        .cmd()
+        .env_remove("AEON_REPOSITORY")
+        .args([
+            "init",
+            "--kdf-memory",
+            "8",
+            "--kdf-iterations",
+            "1",
+            "--location",
+            a.to_str().unwrap(),
+            "--location",
+            b.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
     assert_success(&out);
     let env = Env { repo: a.clone(), ..env };
     let src = env.path("src");
@@ -448,18 +491,31 @@ fn verify_proves_a_restore_equal_and_names_every_difference() {
     let v = env.json(&["verify", &id, "--target", target.to_str().unwrap()]);
     assert_eq!(v["equal"], true, "{v}");
     assert!(v["files"].as_u64().unwrap() >= 60, "{v}");
-    assert_eq!(v["root"].as_str().unwrap().len(), 64, "the content root is the point's tree id: {v}");
+    assert_eq!(
+        v["root"].as_str().unwrap().len(),
+        64,
+        "the content root is the point's tree id: {v}"
+    );
     // A byte changed with size and mtime kept (what a size-and-time check would miss), a file
     // removed, a file added: each named.
     let here = target.join(src.strip_prefix("/").unwrap());
-    let victim = walk(&here).into_iter().find(|p| fs::metadata(p).is_ok_and(|m| m.len() > 10 && m.is_file()) && !p.is_symlink()).unwrap();
+    let victim = walk(&here)
+        .into_iter()
+        .find(|p| fs::metadata(p).is_ok_and(|m| m.len() > 10 && m.is_file()) && !p.is_symlink())
+        .unwrap();
     let mtime = fs::metadata(&victim).unwrap().modified().unwrap();
     let mut b = fs::read(&victim).unwrap();
     b[5] ^= 1;
     fs::write(&victim, b).unwrap();
     fs::File::options().write(true).open(&victim).unwrap().set_modified(mtime).unwrap();
     fs::write(here.join("extra.txt"), "x").unwrap();
-    let out = env.run(&["verify", &format!("{id}:{}", src.display()), "--target", here.to_str().unwrap(), "--json"]);
+    let out = env.run(&[
+        "verify",
+        &format!("{id}:{}", src.display()),
+        "--target",
+        here.to_str().unwrap(),
+        "--json",
+    ]);
     assert_eq!(out.status.code(), Some(4));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let diffs: BTreeSet<(String, String)> = v["differences"]
@@ -467,8 +523,42 @@ fn verify_proves_a_restore_equal_and_names_every_difference() {
         .unwrap()
         .iter()
         .filter(|d| d["change"] != "metadata")
-        .map(|d| (d["change"].as_str().unwrap().to_string(), d["path"].as_str().unwrap().to_string()))
+        .map(|d| {
+            (d["change"].as_str().unwrap().to_string(), d["path"].as_str().unwrap().to_string())
+        })
         .collect();
     let rel = format!("/{}", victim.strip_prefix(&here).unwrap().display());
-    assert_eq!(diffs, BTreeSet::from([("modified".to_string(), rel), ("added".to_string(), "/extra.txt".to_string())]));
+    assert_eq!(
+        diffs,
+        BTreeSet::from([
+            ("modified".to_string(), rel),
+            ("added".to_string(), "/extra.txt".to_string())
+        ])
+    );
+}
+
+#[test]
+fn random_sets_of_m_harmed_objects_of_a_bigger_group_heal_bit_for_bit() {
+    let (env, _src, _id) = protected_repo("6+3");
+    let g = groups(&env).into_iter().find(|g| g.packs.len() == 6).expect("a full 6+3 group");
+    let objects: Vec<PathBuf> =
+        g.packs.iter().map(|p| pack_path(&env, p)).chain(g.parity.iter().cloned()).collect();
+    let originals: Vec<Vec<u8>> = objects.iter().map(|p| fs::read(p).unwrap()).collect();
+    let harms = [Harm::Delete, Harm::Flip, Harm::Truncate];
+    let mut rng = Rng::new(606);
+    for round in 0..8 {
+        let mut chosen = BTreeSet::new();
+        while chosen.len() < 3 {
+            chosen.insert(rng.below(objects.len() as u64) as usize);
+        }
+        for (n, &i) in chosen.iter().enumerate() {
+            harm(&objects[i], harms[(round + n) % 3]);
+        }
+        let (code, r) = repair_json(&env, &[]);
+        assert_eq!(code, 0, "round {round}, {chosen:?}: {r}");
+        for (p, want) in objects.iter().zip(&originals) {
+            assert_eq!(&fs::read(p).unwrap(), want, "round {round}, {chosen:?}: {}", p.display());
+        }
+    }
+    assert_checks_clean(&env);
 }

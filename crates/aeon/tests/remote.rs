@@ -261,7 +261,11 @@ fn bucket_object(weed: &servers::Seaweed, key: &str) -> String {
 }
 
 fn curl(args: &[&str]) -> Vec<u8> {
-    let out = std::process::Command::new("curl").args(["-s", "-f", "--max-time", "20"]).args(args).output().unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-f", "--max-time", "20"])
+        .args(args)
+        .output()
+        .unwrap();
     assert!(out.status.success(), "curl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
     out.stdout
 }
@@ -274,22 +278,44 @@ fn s3_parity_rebuilds_a_lost_and_a_damaged_pack() {
     weed.create_bucket("parity");
     let env = remote_env(&weed.s3_url("parity", "repo"), &s3_credentials());
     assert_success(&env.run(&[
-        "init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "1", "--parity", "3+2",
+        "init",
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+        "--parity",
+        "3+2",
     ]));
     let src = env.path("src");
     generate_tree(&src, 21, 40, 3 << 20);
     let id = env.backup(&src);
     // A group's packs, from a parity object's head (FORMAT.md 7a).
-    let listing = String::from_utf8(curl(&["-X", "PROPFIND", "-H", "Depth: 1", &bucket_object(&weed, "parity/repo/parity/")])).unwrap();
+    let listing = String::from_utf8(curl(&[
+        "-X",
+        "PROPFIND",
+        "-H",
+        "Depth: 1",
+        &bucket_object(&weed, "parity/repo/parity/"),
+    ]))
+    .unwrap();
     let mut packs = Vec::new();
-    for name in listing.split("<D:href>").skip(1).filter_map(|h| h.split('<').next()).filter_map(|h| h.rsplit('/').next()) {
+    for name in listing
+        .split("<D:href>")
+        .skip(1)
+        .filter_map(|h| h.split('<').next())
+        .filter_map(|h| h.rsplit('/').next())
+    {
         if name.len() != 64 {
             continue;
         }
         let b = curl(&[&bucket_object(&weed, &format!("parity/repo/parity/{name}"))]);
         let members: Vec<String> = (0..b[10] as usize)
             .filter(|i| b[41 + i * 41] == 1)
-            .map(|i| b[41 + i * 41 + 1..41 + i * 41 + 33].iter().map(|x| format!("{x:02x}")).collect())
+            .map(|i| {
+                b[41 + i * 41 + 1..41 + i * 41 + 33].iter().map(|x| format!("{x:02x}")).collect()
+            })
             .collect();
         if members.len() >= 2 {
             packs = members;
@@ -306,7 +332,8 @@ fn s3_parity_rebuilds_a_lost_and_a_damaged_pack() {
     let started = Instant::now();
     let r = env.json(&["repair"]);
     eprintln!("repair of 2 packs on S3: {:.2}s", started.elapsed().as_secs_f64());
-    let healed: Vec<&serde_json::Value> = r["findings"].as_array().unwrap().iter().filter(|f| f["healed"] == true).collect();
+    let healed: Vec<&serde_json::Value> =
+        r["findings"].as_array().unwrap().iter().filter(|f| f["healed"] == true).collect();
     assert_eq!(healed.len(), 2, "{r}");
     for (p, want) in packs[..2].iter().zip(&keep) {
         assert_eq!(&curl(&[&key(p)]), want, "pack {p} rebuilt bit for bit");
@@ -330,8 +357,19 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
     let local = env.path("local");
     env.repo = local.clone();
     assert_success(&env.run(&[
-        "init", "--kdf-memory", "8", "--kdf-iterations", "1", "--pack-size", "1", "--layout", "stripe",
-        "--location", &s3.s3_url("stripe", "repo"), "--location", &dav.webdav_url("repo"),
+        "init",
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--pack-size",
+        "1",
+        "--layout",
+        "stripe",
+        "--location",
+        &s3.s3_url("stripe", "repo"),
+        "--location",
+        &dav.webdav_url("repo"),
     ]));
     let src = env.path("src");
     generate_tree(&src, 31, 50, 2 << 20);
@@ -339,7 +377,8 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
     let st = env.json(&["locations", "status"]);
     assert_eq!(st["scheme"], "2+1", "{st}");
     assert_eq!(st["redundancy_left"], 1, "{st}");
-    let stored: u64 = st["locations"].as_array().unwrap().iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
+    let stored: u64 =
+        st["locations"].as_array().unwrap().iter().map(|l| l["bytes"].as_u64().unwrap()).sum();
     let data = dir_size(&src);
     eprintln!("stripe 2+1: {stored} bytes stored over 3 locations for {data} bytes of source");
 
@@ -348,11 +387,20 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
     for i in 0..6 {
         write_random(&src.join("more").join(format!("m{i}")), 60 + i, 1 << 20);
     }
-    let mut child = env.cmd().args(["backup", "--json", src.to_str().unwrap()]).stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let child = env
+        .cmd()
+        .args(["backup", "--json", src.to_str().unwrap()])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(150));
     dav.kill();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "backup with one location gone: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "backup with one location gone: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let second: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let second = second["snapshot_id"].as_str().unwrap().to_string();
     // And a backup made while it is away for good: its packs for that location are not written
@@ -363,7 +411,12 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
     // Back again: repair writes what it missed, and both points restore whole.
     dav.restart();
     let out = env.run(&["locations", "status"]);
-    assert_eq!(out.status.code(), Some(3), "degraded until repaired: {}", String::from_utf8_lossy(&out.stdout));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "degraded until repaired: {}",
+        String::from_utf8_lossy(&out.stdout)
+    );
     env.run_ok(&["repair"]);
     let st = env.json(&["locations", "status"]);
     assert_eq!((st["degraded"].as_u64(), st["unprotected"].as_u64()), (Some(0), Some(0)), "{st}");
@@ -378,11 +431,20 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
 
     // It goes away during a restore: the restore completes from the other two.
     let target = env.path("r2");
-    let child = env.cmd().args(["restore", &first, "--target", target.to_str().unwrap()]).stderr(std::process::Stdio::piped()).spawn().unwrap();
+    let child = env
+        .cmd()
+        .args(["restore", &first, "--target", target.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
     std::thread::sleep(Duration::from_millis(100));
     dav.kill();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "restore with one location gone: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "restore with one location gone: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     dav.restart();
     let v = env.json(&["verify", &first, "--target", target.to_str().unwrap()]);
     assert_eq!(v["equal"], true, "{v}");
@@ -391,12 +453,20 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
     let packs_before = std::fs::read_dir(local.join("data")).unwrap().count();
     std::fs::remove_dir_all(&local).unwrap();
     std::fs::create_dir_all(&local).unwrap();
-    let through_s3 = Env { repo: PathBuf::from(s3.s3_url("stripe", "repo")), extra_env: env.extra_env.clone(), ..Env::empty() };
+    let through_s3 = Env {
+        repo: PathBuf::from(s3.s3_url("stripe", "repo")),
+        extra_env: env.extra_env.clone(),
+        ..Env::empty()
+    };
     let started = Instant::now();
     through_s3.run_ok(&["repair"]);
     eprintln!("rebuilding a replaced location: {:.2}s", started.elapsed().as_secs_f64());
     assert!(packs_before > 0);
     let st = env.json(&["locations", "status"]);
-    assert_eq!((st["complete"].clone(), st["degraded"].clone()), (st["groups"].clone(), 0.into()), "{st}");
+    assert_eq!(
+        (st["complete"].clone(), st["degraded"].clone()),
+        (st["groups"].clone(), 0.into()),
+        "{st}"
+    );
     env.run_ok(&["check", "--read-data"]);
 }

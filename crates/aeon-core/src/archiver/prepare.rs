@@ -92,13 +92,16 @@ fn adopt_unindexed_packs(repo: &mut Repository) -> Result<(usize, u64)> {
         && !infos.is_empty()
         && repo.stripe().is_none()
     {
-        let listing = crate::parity::ParityListing::read(repo.storage().as_ref(), &Default::default())?;
+        let listing =
+            crate::parity::ParityListing::read(repo.storage().as_ref(), &Default::default())?;
         let adopted: std::collections::HashSet<crate::id::Id> =
             infos.iter().filter_map(|i| i.name.parse().ok()).collect();
         crate::parity::groups::complete_groups_of(repo.storage().as_ref(), &listing, &adopted)?;
         let covered = listing.group_of_pack();
-        let infos: Vec<_> =
-            infos.into_iter().filter(|i| i.name.parse().is_ok_and(|id| !covered.contains_key(&id))).collect();
+        let infos: Vec<_> = infos
+            .into_iter()
+            .filter(|i| i.name.parse().is_ok_and(|id| !covered.contains_key(&id)))
+            .collect();
         crate::parity::groups::protect_packs(
             repo.storage().clone(),
             scheme,

@@ -68,7 +68,10 @@ pub(crate) fn is_location_failure(e: &Error) -> bool {
 
 /// Objects named by the BLAKE3 of their bytes, whose copies can be checked on read.
 fn content_named(t: FileType) -> bool {
-    matches!(t, FileType::Pack | FileType::Index | FileType::Snapshot | FileType::Key | FileType::Label)
+    matches!(
+        t,
+        FileType::Pack | FileType::Index | FileType::Snapshot | FileType::Key | FileType::Label
+    )
 }
 
 pub struct MirrorBackend {

@@ -16,8 +16,8 @@ pub use limiter::RateLimited;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
 pub use mirror::{Location, MirrorBackend};
-pub use stripe::StripeBackend;
 pub use remote::{RemoteBackend, RemoteOptions, is_remote, open_location};
+pub use stripe::StripeBackend;
 
 use crate::error::Result;
 

@@ -92,7 +92,9 @@ impl StripeBackend {
         for refresh in [false, true] {
             let listing = self.groups(refresh)?;
             for g in &listing.groups {
-                if let Some(i) = g.members.iter().position(|m| m.is_some_and(|m| m.pack.to_hex() == pack)) {
+                if let Some(i) =
+                    g.members.iter().position(|m| m.is_some_and(|m| m.pack.to_hex() == pack))
+                {
                     return Ok(Some(i));
                 }
             }
@@ -141,7 +143,9 @@ impl StripeBackend {
         for refresh in [false, true] {
             let listing = self.groups(refresh)?;
             for g in &listing.groups {
-                let Some(i) = g.members.iter().position(|m| m.is_some_and(|m| m.pack.to_hex() == name)) else {
+                let Some(i) =
+                    g.members.iter().position(|m| m.is_some_and(|m| m.pack.to_hex() == name))
+                else {
                     continue;
                 };
                 let r = groups::rebuild(self.mirror.as_ref(), g, &[i], &[])?;
@@ -158,9 +162,13 @@ impl StripeBackend {
     }
 
     fn range(data: &[u8], name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
-        let end = offset.checked_add(length).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
-            Error::corrupt(format!("pack {name}"), format!("{length} bytes at {offset} past its end"))
-        })?;
+        let end =
+            offset.checked_add(length).filter(|&e| e <= data.len() as u64).ok_or_else(|| {
+                Error::corrupt(
+                    format!("pack {name}"),
+                    format!("{length} bytes at {offset} past its end"),
+                )
+            })?;
         Ok(data[offset as usize..end as usize].to_vec())
     }
 
@@ -176,19 +184,31 @@ impl StripeBackend {
                     Ok(v) => {
                         for o in v {
                             bytes += o.size;
-                            if t == FileType::Pack { packs += 1 } else { parity += 1 }
+                            if t == FileType::Pack {
+                                packs += 1
+                            } else {
+                                parity += 1
+                            }
                             names.insert(o.name);
                         }
                     }
                     Err(e) => error = Some(e.to_string()),
                 }
             }
-            locations.push(StripeLocation { location: l.url.clone(), reachable: error.is_none(), error, packs, parity_objects: parity, bytes });
+            locations.push(StripeLocation {
+                location: l.url.clone(),
+                reachable: error.is_none(),
+                error,
+                packs,
+                parity_objects: parity,
+                bytes,
+            });
             held.push(names);
         }
         let listing = self.groups(true)?;
         let k = self.scheme.data as usize;
-        let mut st = StripeStatus { scheme: self.scheme.to_string(), locations, ..Default::default() };
+        let mut st =
+            StripeStatus { scheme: self.scheme.to_string(), locations, ..Default::default() };
         let mut least = self.scheme.parity as i64;
         for g in &listing.groups {
             let mut missing = 0;
@@ -200,7 +220,8 @@ impl StripeBackend {
                 }
             }
             for (j, s) in g.shards.iter().enumerate() {
-                if !s.as_ref().is_some_and(|s| held.get(k + j).is_some_and(|h| h.contains(&s.name))) {
+                if !s.as_ref().is_some_and(|s| held.get(k + j).is_some_and(|h| h.contains(&s.name)))
+                {
                     missing += 1;
                 }
             }
@@ -264,7 +285,12 @@ impl Backend for StripeBackend {
             Some(n) => Ok(Some(n)),
             None if t == FileType::Pack && self.reconstruct => {
                 let listing = self.groups(false)?;
-                Ok(listing.groups.iter().flat_map(|g| g.packs()).find(|m| m.pack.to_hex() == name).map(|m| m.size))
+                Ok(listing
+                    .groups
+                    .iter()
+                    .flat_map(|g| g.packs())
+                    .find(|m| m.pack.to_hex() == name)
+                    .map(|m| m.size))
             }
             None => Ok(None),
         }
@@ -279,7 +305,9 @@ impl Backend for StripeBackend {
 
     fn read_range(&self, t: FileType, name: &str, offset: u64, length: u64) -> Result<Vec<u8>> {
         match self.mirror.read_range(t, name, offset, length) {
-            Err(e) if t == FileType::Pack => Self::range(&self.rebuilt_pack(name, e)?, name, offset, length),
+            Err(e) if t == FileType::Pack => {
+                Self::range(&self.rebuilt_pack(name, e)?, name, offset, length)
+            }
             other => other,
         }
     }

@@ -249,7 +249,9 @@ pub fn check_after_listing(
             let (state, old) = scrub::load_state(repo)?;
             let bytes = match subset {
                 Some(scrub::Subset::Bytes(b)) => b,
-                Some(scrub::Subset::Percent(p)) => (report.data_bytes as f64 * p / 100.0).ceil() as u64,
+                Some(scrub::Subset::Percent(p)) => {
+                    (report.data_bytes as f64 * p / 100.0).ceil() as u64
+                }
                 Some(scrub::Subset::Part { m, .. }) => report.data_bytes.div_ceil(m as u64),
                 None => report.data_bytes.div_ceil(7),
             };
@@ -273,7 +275,16 @@ pub fn check_after_listing(
         let bad_before = bad_packs.len();
         let summaries = if read_data {
             let (report, bad_packs, bad_blobs) = (&mut report, &mut bad_packs, &mut bad_blobs);
-            read_all_packs(repo, opts, only.as_ref(), progress, report, bad_packs, bad_blobs, summarise)
+            read_all_packs(
+                repo,
+                opts,
+                only.as_ref(),
+                progress,
+                report,
+                bad_packs,
+                bad_blobs,
+                summarise,
+            )
         } else {
             TreeSummaries::new()
         };

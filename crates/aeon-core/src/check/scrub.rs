@@ -40,7 +40,10 @@ impl std::str::FromStr for Subset {
         };
         let s = s.trim();
         if let Some((n, m)) = s.split_once('/') {
-            let (n, m): (u32, u32) = (n.parse().map_err(|_| bad("not a number"))?, m.parse().map_err(|_| bad("not a number"))?);
+            let (n, m): (u32, u32) = (
+                n.parse().map_err(|_| bad("not a number"))?,
+                m.parse().map_err(|_| bad("not a number"))?,
+            );
             if m == 0 || n == 0 || n > m {
                 return Err(bad("N must be 1 to M"));
             }
@@ -146,9 +149,16 @@ pub fn load_state<S: Guarded>(repo: &Repository<S>) -> Result<(Option<ScrubState
         }
         let Ok(data) = repo.backend().read(FileType::Scrub, &o.name) else { continue };
         let what = format!("scrub record {}", o.name);
-        let opened = format::check_header_of(&data, ObjectKind::ScrubState, repo.format_version(), &what)
-            .and_then(|_| repo.cipher().open(&data[..format::HEADER_LEN], &data[format::HEADER_LEN..], &what))
-            .and_then(|plain| format::from_cbor::<ScrubState>(&plain, &what));
+        let opened =
+            format::check_header_of(&data, ObjectKind::ScrubState, repo.format_version(), &what)
+                .and_then(|_| {
+                    repo.cipher().open(
+                        &data[..format::HEADER_LEN],
+                        &data[format::HEADER_LEN..],
+                        &what,
+                    )
+                })
+                .and_then(|plain| format::from_cbor::<ScrubState>(&plain, &what));
         if let Ok(s) = opened
             && best.as_ref().is_none_or(|b| s.time > b.time)
         {
@@ -159,7 +169,11 @@ pub fn load_state<S: Guarded>(repo: &Repository<S>) -> Result<(Option<ScrubState
 }
 
 /// Writes `state` and removes the records it replaces.
-pub fn save_state<S: Guarded>(repo: &Repository<S>, state: &ScrubState, old: &[String]) -> Result<()> {
+pub fn save_state<S: Guarded>(
+    repo: &Repository<S>,
+    state: &ScrubState,
+    old: &[String],
+) -> Result<()> {
     repo.ensure_lock_held()?;
     let header = format::header(ObjectKind::ScrubState, repo.format_version());
     let mut data = header.to_vec();
@@ -188,7 +202,10 @@ pub fn next_slice(
     let mut order: Vec<u32> = candidates.to_vec();
     order.sort_by_key(|&p| index.pack(p).id);
     let start_at = state.map_or(Vec::new(), |s| s.next.clone());
-    let first = order.iter().position(|&p| index.pack(p).id.0.as_slice() >= start_at.as_slice()).unwrap_or(order.len());
+    let first = order
+        .iter()
+        .position(|&p| index.pack(p).id.0.as_slice() >= start_at.as_slice())
+        .unwrap_or(order.len());
     let mut st = state.cloned().unwrap_or(ScrubState {
         time: now,
         next: Vec::new(),

@@ -219,7 +219,11 @@ pub const STRIPE_MIRRORED: [FileType; 5] =
     [FileType::Key, FileType::Index, FileType::Snapshot, FileType::Label, FileType::Config];
 
 /// [`cross_check`] of the objects of `kinds` only.
-pub fn cross_check_of(m: &MirrorBackend, repair: bool, kinds: &[FileType]) -> Result<CrossCheckReport> {
+pub fn cross_check_of(
+    m: &MirrorBackend,
+    repair: bool,
+    kinds: &[FileType],
+) -> Result<CrossCheckReport> {
     let mut r = CrossCheckReport::default();
     let lists = listings(m, kinds);
     let mut union: BTreeSet<(usize, String)> = BTreeSet::new();

@@ -102,19 +102,28 @@ impl ParityListing {
         let heads: Vec<(ShardRef, Result<(ShardHeader, u8)>)> = shards
             .par_iter()
             .filter(|o| !distrust.contains(&o.name))
-            .map(|o| (ShardRef { name: o.name.clone(), size: o.size }, read_head(backend, &o.name, o.size)))
+            .map(|o| {
+                (
+                    ShardRef { name: o.name.clone(), size: o.size },
+                    read_head(backend, &o.name, o.size),
+                )
+            })
             .collect();
         // (group, generation) → heads
-        let mut by_group: HashMap<GroupId, BTreeMap<u32, Vec<(ShardRef, ShardHeader, u8)>>> =
-            HashMap::new();
+        let mut by_group: HashMap<GroupId, BTreeMap<u32, Vec<HeadRead>>> = HashMap::new();
         for (r, head) in heads {
             match head {
-                Ok((h, version)) => by_group.entry(h.group).or_default().entry(h.generation).or_default().push((r, h, version)),
+                Ok((h, version)) => by_group
+                    .entry(h.group)
+                    .or_default()
+                    .entry(h.generation)
+                    .or_default()
+                    .push((r, h, version)),
                 Err(e) => out.unreadable.push((r.name, e.to_string())),
             }
         }
         for (gid, generations) in by_group {
-            let complete = |shards: &Vec<(ShardRef, ShardHeader, u8)>| {
+            let complete = |shards: &Vec<HeadRead>| {
                 let m = shards[0].1.scheme.parity as usize;
                 let seen: HashSet<u8> = shards.iter().map(|s| s.1.index).collect();
                 seen.len() == m
@@ -141,18 +150,22 @@ impl ParityListing {
                     format_version: shards[0].2,
                 };
                 for (r, h, _) in shards {
-                    let agrees = h.scheme == g.scheme && h.length == g.length && h.members == g.members;
+                    let agrees =
+                        h.scheme == g.scheme && h.length == g.length && h.members == g.members;
                     match &mut g.shards[h.index as usize] {
                         slot @ None if agrees => *slot = Some(r),
                         // Two objects for one shard: the same bytes cannot have two names, so one
                         // of them is not what its group wrote.
-                        _ => out.unreadable.push((r.name, "disagrees with the other parity objects of its group".into())),
+                        _ => out.unreadable.push((
+                            r.name,
+                            "disagrees with the other parity objects of its group".into(),
+                        )),
                     }
                 }
                 out.groups.push(g);
             }
         }
-        out.groups.sort_by(|a, b| a.id.cmp(&b.id));
+        out.groups.sort_by_key(|g| g.id);
         Ok(out)
     }
 
@@ -173,6 +186,9 @@ impl ParityListing {
     }
 }
 
+/// A parity object, its head, and the format version it carries.
+type HeadRead = (ShardRef, ShardHeader, u8);
+
 /// Reads and decodes the head of one parity object; also gives the format version it carries.
 fn read_head(backend: &dyn Backend, name: &str, size: u64) -> Result<(ShardHeader, u8)> {
     let what = format!("parity object {name}");
@@ -188,7 +204,14 @@ fn read_head(backend: &dyn Backend, name: &str, size: u64) -> Result<(ShardHeade
 }
 
 /// Bytes `offset..offset + len` of an object of `size` bytes, zeros past its end.
-fn read_padded(b: &dyn Backend, t: FileType, name: &str, size: u64, offset: u64, len: u64) -> Result<Vec<u8>> {
+fn read_padded(
+    b: &dyn Backend,
+    t: FileType,
+    name: &str,
+    size: u64,
+    offset: u64,
+    len: u64,
+) -> Result<Vec<u8>> {
     let mut out = if offset < size {
         b.read_range(t, name, offset, len.min(size - offset))?
     } else {
@@ -216,9 +239,8 @@ pub fn rebuild(
 ) -> Result<Vec<Rebuilt>> {
     let k = group.scheme.data as usize;
     let m = group.scheme.parity as usize;
-    let lost_shards: Vec<usize> = (0..m)
-        .filter(|j| lost_shards.contains(j) || group.shards[*j].is_none())
-        .collect();
+    let lost_shards: Vec<usize> =
+        (0..m).filter(|j| lost_shards.contains(j) || group.shards[*j].is_none()).collect();
     let gname = hex::encode(group.id);
     if lost_members.len() + lost_shards.len() > m {
         return Err(Error::corrupt(
@@ -242,7 +264,14 @@ pub fn rebuild(
             slab.push(match member {
                 _ if lost_members.contains(&i) => None,
                 None => Some(vec![0; len as usize]),
-                Some(mm) => Some(read_padded(backend, FileType::Pack, &mm.pack.to_hex(), mm.size, offset, len)?),
+                Some(mm) => Some(read_padded(
+                    backend,
+                    FileType::Pack,
+                    &mm.pack.to_hex(),
+                    mm.size,
+                    offset,
+                    len,
+                )?),
             });
         }
         for (j, shard) in group.shards.iter().enumerate() {
@@ -254,7 +283,10 @@ pub fn rebuild(
             });
         }
         codec.reconstruct(&mut slab).map_err(|e| {
-            Error::corrupt(Object::Other(format!("parity group {gname}")), format!("cannot rebuild: {e}"))
+            Error::corrupt(
+                Object::Other(format!("parity group {gname}")),
+                format!("cannot rebuild: {e}"),
+            )
         })?;
         for (out, &i) in members_out.iter_mut().zip(lost_members) {
             out.extend_from_slice(slab[i].as_deref().unwrap_or_default());
@@ -271,7 +303,9 @@ pub fn rebuild(
         if Id::of_stored_bytes(&bytes) != mm.pack {
             return Err(Error::corrupt(
                 Object::Pack(mm.pack.to_hex()),
-                format!("rebuilt from parity group {gname}, it does not hash to its name: the group's other objects are not what was protected"),
+                format!(
+                    "rebuilt from parity group {gname}, it does not hash to its name: the group's other objects are not what was protected"
+                ),
             ));
         }
         rebuilt.push(Rebuilt { kind: FileType::Pack, name: mm.pack.to_hex(), bytes });
@@ -286,7 +320,11 @@ pub fn rebuild(
 
 /// Writes the parity objects missing from groups that hold any of `packs` (a backup killed
 /// while sealing a group wrote some of its objects only). Returns how many groups it completed.
-pub fn complete_groups_of(backend: &dyn Backend, listing: &ParityListing, packs: &HashSet<Id>) -> Result<usize> {
+pub fn complete_groups_of(
+    backend: &dyn Backend,
+    listing: &ParityListing,
+    packs: &HashSet<Id>,
+) -> Result<usize> {
     let mut completed = 0;
     for g in &listing.groups {
         let missing: Vec<usize> = (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
@@ -310,7 +348,8 @@ pub fn seal_group(
     format_version: u8,
     members: &[Option<(Id, Vec<u8>)>],
 ) -> Result<u64> {
-    let refs: Vec<Option<&[u8]>> = members.iter().map(|m| m.as_ref().map(|(_, b)| b.as_slice())).collect();
+    let refs: Vec<Option<&[u8]>> =
+        members.iter().map(|m| m.as_ref().map(|(_, b)| b.as_slice())).collect();
     let shards = super::writer::encode_group(scheme, &refs)?;
     let mut group = [0u8; 16];
     let _ = getrandom::fill(&mut group);
@@ -320,7 +359,10 @@ pub fn seal_group(
         scheme,
         index: j as u8,
         length: shards[0].len() as u64,
-        members: members.iter().map(|m| m.as_ref().map(|(id, b)| Member { pack: *id, size: b.len() as u64 })).collect(),
+        members: members
+            .iter()
+            .map(|m| m.as_ref().map(|(id, b)| Member { pack: *id, size: b.len() as u64 }))
+            .collect(),
     };
     let mut written = 0;
     for (j, shard) in shards.iter().enumerate() {
@@ -411,7 +453,10 @@ pub fn take_out(backend: &dyn Backend, group: &Group, slots: &[usize]) -> Result
         for r in rebuild(backend, group, &lost_members, &lost_shards)? {
             match r.kind {
                 FileType::Pack => {
-                    let slot = group.members.iter().position(|mm| mm.is_some_and(|mm| mm.pack.to_hex() == r.name));
+                    let slot = group
+                        .members
+                        .iter()
+                        .position(|mm| mm.is_some_and(|mm| mm.pack.to_hex() == r.name));
                     if let Some(i) = slot {
                         packs.insert(i, r.bytes);
                     }
@@ -442,7 +487,10 @@ pub fn take_out(backend: &dyn Backend, group: &Group, slots: &[usize]) -> Result
         b.truncate(new_length as usize);
     }
     let mut next = group.clone();
-    next.generation = group.generation.checked_add(1).ok_or_else(|| Error::InvalidInput("parity generation overflow".into()))?;
+    next.generation = group
+        .generation
+        .checked_add(1)
+        .ok_or_else(|| Error::InvalidInput("parity generation overflow".into()))?;
     next.length = new_length;
     for &i in slots {
         next.members[i] = None;
@@ -491,7 +539,9 @@ mod tests {
     use crate::progress::NoProgress;
 
     fn pack(seed: u8, len: usize) -> Vec<u8> {
-        (0..len).map(|i| (i as u8).wrapping_mul(seed | 1).wrapping_add(seed) ^ (i >> 5) as u8).collect()
+        (0..len)
+            .map(|i| (i as u8).wrapping_mul(seed | 1).wrapping_add(seed) ^ (i >> 5) as u8)
+            .collect()
     }
 
     /// Stores packs and protects them as one 4+2 group; returns the storage and pack names.
@@ -514,16 +564,24 @@ mod tests {
         let listing = ParityListing::read(store.as_ref(), &HashSet::new()).unwrap();
         assert_eq!(listing.groups.len(), 1);
         let g = &listing.groups[0];
-        let objects: Vec<(FileType, String)> = packs.iter().map(|p| (FileType::Pack, p.clone()))
-            .chain(g.shards.iter().flatten().map(|s| (FileType::Parity, s.name.clone()))).collect();
+        let objects: Vec<(FileType, String)> = packs
+            .iter()
+            .map(|p| (FileType::Pack, p.clone()))
+            .chain(g.shards.iter().flatten().map(|s| (FileType::Parity, s.name.clone())))
+            .collect();
         for a in 0..objects.len() {
             for b in a + 1..objects.len() {
                 let lost_members: Vec<usize> = [a, b].into_iter().filter(|&x| x < 4).collect();
-                let lost_shards: Vec<usize> = [a, b].into_iter().filter(|&x| x >= 4).map(|x| x - 4).collect();
+                let lost_shards: Vec<usize> =
+                    [a, b].into_iter().filter(|&x| x >= 4).map(|x| x - 4).collect();
                 let rebuilt = rebuild(store.as_ref(), g, &lost_members, &lost_shards).unwrap();
                 assert_eq!(rebuilt.len(), 2);
                 for r in rebuilt {
-                    assert!(objects.contains(&(r.kind, r.name.clone())), "rebuilt {} under a new name", r.name);
+                    assert!(
+                        objects.contains(&(r.kind, r.name.clone())),
+                        "rebuilt {} under a new name",
+                        r.name
+                    );
                     assert_eq!(r.bytes, store.read(r.kind, &r.name).unwrap());
                 }
             }
@@ -545,15 +603,22 @@ mod tests {
         assert!(after.leftovers.is_empty());
         assert_eq!(store.list(FileType::Parity).unwrap().len(), 2, "the old generation is gone");
         // Same parity as a group made of the two remaining packs from the start.
-        let fresh = super::super::writer::encode_group(Scheme::new(4, 2).unwrap(), &[
-            Some(&store.read(FileType::Pack, &packs[0]).unwrap()),
-            Some(&store.read(FileType::Pack, &packs[1]).unwrap()),
-            None,
-            None,
-        ]).unwrap();
+        let fresh = super::super::writer::encode_group(
+            Scheme::new(4, 2).unwrap(),
+            &[
+                Some(&store.read(FileType::Pack, &packs[0]).unwrap()),
+                Some(&store.read(FileType::Pack, &packs[1]).unwrap()),
+                None,
+                None,
+            ],
+        )
+        .unwrap();
         let head = head_len(4);
         for (j, s) in g.shards.iter().enumerate() {
-            assert_eq!(store.read(FileType::Parity, &s.as_ref().unwrap().name).unwrap()[head..], fresh[j][..]);
+            assert_eq!(
+                store.read(FileType::Parity, &s.as_ref().unwrap().name).unwrap()[head..],
+                fresh[j][..]
+            );
         }
         let rebuilt = rebuild(store.as_ref(), g, &[0, 1], &[]).unwrap();
         assert_eq!(rebuilt.len(), 2);

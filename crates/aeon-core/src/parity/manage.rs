@@ -86,6 +86,12 @@ pub struct ProtectReport {
 /// small objects their copies. With another scheme than before, existing groups stay as they
 /// are (they keep protecting their packs); only new groups use the new one.
 pub fn enable<S: Guarded>(repo: &mut Repository<S>, scheme: Scheme) -> Result<()> {
+    if repo.stripe().is_some() && repo.settings().parity != Some(scheme) {
+        return Err(crate::error::Error::InvalidInput(format!(
+            "a striped repository keeps the parity it was made with ({}): its packs are placed by it",
+            repo.settings().parity.map_or(String::new(), |s| s.to_string())
+        )));
+    }
     repo.update_settings(|s| s.parity = Some(scheme))
 }
 
@@ -118,7 +124,8 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
         .filter(|g| g.packs().all(|m| indexed.contains(&m.pack)))
         .collect();
     let dissolve: Vec<&super::Group> = if sparse.len() >= 2 { sparse } else { Vec::new() };
-    let regroup: HashSet<crate::id::Id> = dissolve.iter().flat_map(|g| g.packs().map(|m| m.pack)).collect();
+    let regroup: HashSet<crate::id::Id> =
+        dissolve.iter().flat_map(|g| g.packs().map(|m| m.pack)).collect();
     let todo: Vec<ObjectInfo> = repo
         .index()
         .packs()
@@ -128,13 +135,8 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
         .collect();
     progress.set_total(todo.len() as u64, todo.iter().map(|p| p.size).sum());
     if !todo.is_empty() {
-        let (stats, damaged) = groups::protect_packs(
-            storage.clone(),
-            scheme,
-            repo.format_version(),
-            &todo,
-            progress,
-        )?;
+        let (stats, damaged) =
+            groups::protect_packs(storage.clone(), scheme, repo.format_version(), &todo, progress)?;
         report.packs_protected = (todo.len() - damaged.len()) as u64;
         report.parity_bytes = stats.parity_bytes;
         report.groups = stats.groups_sealed;
@@ -149,8 +151,11 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
             report.groups_merged += 1;
         }
     }
-    let have: HashSet<String> =
-        listing.replicas.iter().flat_map(|((t, n), v)| v.iter().map(move |(c, _)| super::replica_name(*t, n, *c))).collect();
+    let have: HashSet<String> = listing
+        .replicas
+        .iter()
+        .flat_map(|((t, n), v)| v.iter().map(move |(c, _)| super::replica_name(*t, n, *c)))
+        .collect();
     for t in REPLICATED {
         for o in storage.list(t)? {
             for n in 1..=scheme.parity {
@@ -172,6 +177,12 @@ pub fn protect_all(repo: &Repository, progress: &dyn Progress) -> Result<Protect
 
 /// Turns parity off and removes every parity object and copy. Returns how many were removed.
 pub fn disable<S: Guarded>(repo: &mut Repository<S>) -> Result<u64> {
+    if repo.stripe().is_some() {
+        return Err(crate::error::Error::InvalidInput(
+            "a striped repository cannot do without parity: it is what covers a lost location"
+                .into(),
+        ));
+    }
     repo.update_settings(|s| s.parity = None)?;
     let storage = repo.storage().clone();
     let mut removed = 0;

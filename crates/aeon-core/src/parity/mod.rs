@@ -127,12 +127,12 @@ const MEMBER_LEN: usize = 1 + 32 + 8;
 
 impl ShardHeader {
     /// Bytes of the head: the shard follows at this offset.
-    pub fn len(&self) -> usize {
+    pub fn head_len(&self) -> usize {
         head_len(self.scheme.data)
     }
 
     pub fn encode(&self, format_version: u8, shard: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.len() + shard.len());
+        let mut out = Vec::with_capacity(self.head_len() + shard.len());
         out.extend_from_slice(&format::header(ObjectKind::Parity, format_version));
         out.extend_from_slice(&[
             LAYOUT,
@@ -194,15 +194,17 @@ impl ShardHeader {
             members.push(match present {
                 0 => None,
                 1 if size <= length => Some(Member { pack, size }),
-                1 => return Err(r.error(format!("a member of {size} bytes, longer than the shard"))),
+                1 => {
+                    return Err(r.error(format!("a member of {size} bytes, longer than the shard")));
+                }
                 other => return Err(r.error(format!("slot flag {other}"))),
             });
         }
         let h = ShardHeader { group, generation, scheme, index, length, members };
-        if object_len != h.len() as u64 + length {
+        if object_len != h.head_len() as u64 + length {
             return Err(r.error(format!(
                 "{object_len} bytes where its head announces {}",
-                h.len() as u64 + length
+                h.head_len() as u64 + length
             )));
         }
         Ok(h)
@@ -276,24 +278,28 @@ mod tests {
             scheme: Scheme { data: 3, parity: 2 },
             index: 1,
             length: 10,
-            members: vec![Some(Member { pack: Id([1; 32]), size: 10 }), None, Some(Member { pack: Id([2; 32]), size: 4 })],
+            members: vec![
+                Some(Member { pack: Id([1; 32]), size: 10 }),
+                None,
+                Some(Member { pack: Id([2; 32]), size: 4 }),
+            ],
         };
         let bytes = h.encode(3, &[9; 10]);
-        assert_eq!(bytes.len(), h.len() + 10);
+        assert_eq!(bytes.len(), h.head_len() + 10);
         assert_eq!(ShardHeader::slots_announced(&bytes[..FIXED_HEAD_LEN], "p").unwrap(), 3);
-        let back = ShardHeader::decode(&bytes[..h.len()], bytes.len() as u64, "p").unwrap();
+        let back = ShardHeader::decode(&bytes[..h.head_len()], bytes.len() as u64, "p").unwrap();
         assert_eq!(back, h);
         // A length that disagrees with the object, a shard index past M, a member longer than
         // the shard: each refused, never trusted.
-        assert!(ShardHeader::decode(&bytes[..h.len()], bytes.len() as u64 + 1, "p").is_err());
+        assert!(ShardHeader::decode(&bytes[..h.head_len()], bytes.len() as u64 + 1, "p").is_err());
         let mut b = bytes.clone();
         b[format::HEADER_LEN + 4] = 2;
-        assert!(ShardHeader::decode(&b[..h.len()], b.len() as u64, "p").is_err());
+        assert!(ShardHeader::decode(&b[..h.head_len()], b.len() as u64, "p").is_err());
         let mut b = bytes.clone();
         let size_at = FIXED_HEAD_LEN + 1 + 32;
         b[size_at..size_at + 8].copy_from_slice(&11u64.to_le_bytes());
-        assert!(ShardHeader::decode(&b[..h.len()], b.len() as u64, "p").is_err());
-        for cut in 0..h.len() {
+        assert!(ShardHeader::decode(&b[..h.head_len()], b.len() as u64, "p").is_err());
+        for cut in 0..h.head_len() {
             assert!(ShardHeader::decode(&bytes[..cut], bytes.len() as u64, "p").is_err());
         }
     }
@@ -305,7 +311,11 @@ mod tests {
         let r = replica_name(crate::backend::FileType::Snapshot, &id, 2);
         assert_eq!(
             ParityName::parse(&r),
-            Some(ParityName::Replica { kind: crate::backend::FileType::Snapshot, name: id.clone(), n: 2 })
+            Some(ParityName::Replica {
+                kind: crate::backend::FileType::Snapshot,
+                name: id.clone(),
+                n: 2
+            })
         );
         for bad in ["junk", "data-1-x", "snapshots-0-aa", "snapshots-1-zz", "locks-1-"] {
             assert_eq!(ParityName::parse(bad), None, "{bad}");

@@ -52,7 +52,11 @@ impl Backend for Replicated {
     fn remove(&self, t: FileType, name: &str) -> Result<()> {
         if REPLICATED.contains(&t) {
             for n in 1..=self.copies {
-                remove_if_present(self.inner.as_ref(), FileType::Parity, &replica_name(t, name, n))?;
+                remove_if_present(
+                    self.inner.as_ref(),
+                    FileType::Parity,
+                    &replica_name(t, name, n),
+                )?;
             }
         }
         self.inner.remove(t, name)
@@ -63,9 +67,12 @@ impl Backend for Replicated {
 pub fn list_replicas(
     listing: &[ObjectInfo],
 ) -> std::collections::BTreeMap<(FileType, String), Vec<(u8, u64)>> {
-    let mut out: std::collections::BTreeMap<(FileType, String), Vec<(u8, u64)>> = Default::default();
+    let mut out: std::collections::BTreeMap<(FileType, String), Vec<(u8, u64)>> =
+        Default::default();
     for o in listing {
-        if let Some(super::ParityName::Replica { kind, name, n }) = super::ParityName::parse(&o.name) {
+        if let Some(super::ParityName::Replica { kind, name, n }) =
+            super::ParityName::parse(&o.name)
+        {
             out.entry((kind, name)).or_default().push((n, o.size));
         }
     }
@@ -83,7 +90,8 @@ mod tests {
         let r = Replicated::new(store.clone(), 2);
         r.write(FileType::Snapshot, "ab", b"point").unwrap();
         r.write(FileType::Pack, "cd", b"pack").unwrap();
-        let names: Vec<String> = store.list(FileType::Parity).unwrap().into_iter().map(|o| o.name).collect();
+        let names: Vec<String> =
+            store.list(FileType::Parity).unwrap().into_iter().map(|o| o.name).collect();
         assert_eq!(names.len(), 2, "{names:?}");
         assert_eq!(store.read(FileType::Parity, "snapshots-2-ab").unwrap(), b"point");
         r.remove(FileType::Snapshot, "ab").unwrap();

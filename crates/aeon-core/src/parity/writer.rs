@@ -92,7 +92,8 @@ pub(crate) fn add_share(
                 }
             }
         } else {
-            let mut outs: Vec<&mut [u8]> = shards.iter_mut().map(|s| &mut s[range.clone()]).collect();
+            let mut outs: Vec<&mut [u8]> =
+                shards.iter_mut().map(|s| &mut s[range.clone()]).collect();
             // Cannot fail: the slot is within the scheme and every slice has the piece's length.
             let _ = codec.encode_single_sep(slot, piece, &mut outs);
         }
@@ -233,11 +234,11 @@ impl Slot {
             self.writer.abandon(&mut g);
             return Ok(());
         }
-        if g.finished == self.writer.scheme.data as usize {
-            if let Err(e) = self.writer.seal(&mut g) {
-                self.writer.abandon(&mut g);
-                return Err(e);
-            }
+        if g.finished == self.writer.scheme.data as usize
+            && let Err(e) = self.writer.seal(&mut g)
+        {
+            self.writer.abandon(&mut g);
+            return Err(e);
         }
         Ok(())
     }
@@ -250,12 +251,11 @@ impl Slot {
         self.done = true;
         let mut g = locked(&self.group);
         g.finished += 1;
-        if self.fed > 0 {
-            self.writer.abandon(&mut g);
-        } else if g.finished == self.writer.scheme.data as usize
-            && !g.poisoned
-            && self.writer.seal(&mut g).is_err()
-        {
+        let give_up = self.fed > 0
+            || (g.finished == self.writer.scheme.data as usize
+                && !g.poisoned
+                && self.writer.seal(&mut g).is_err());
+        if give_up {
             self.writer.abandon(&mut g);
         }
     }
@@ -311,8 +311,19 @@ mod tests {
     #[test]
     fn shares_added_in_any_order_and_any_pieces_equal_the_whole_encoding() {
         let scheme = Scheme::new(4, 2).unwrap();
-        let packs: Vec<Vec<u8>> = [3000usize, 5000, 1, 4097].iter().enumerate().map(|(i, &l)| bytes(i as u8, l)).collect();
-        let mut full: Vec<Vec<u8>> = packs.iter().map(|p| { let mut p = p.clone(); p.resize(5000, 0); p }).collect();
+        let packs: Vec<Vec<u8>> = [3000usize, 5000, 1, 4097]
+            .iter()
+            .enumerate()
+            .map(|(i, &l)| bytes(i as u8, l))
+            .collect();
+        let mut full: Vec<Vec<u8>> = packs
+            .iter()
+            .map(|p| {
+                let mut p = p.clone();
+                p.resize(5000, 0);
+                p
+            })
+            .collect();
         full.extend(vec![vec![0u8; 5000]; 2]);
         scheme.codec().encode(&mut full).unwrap();
         let codec = scheme.codec();

@@ -63,10 +63,8 @@ pub fn rebuild_index(
     }
     let chunks: Vec<Vec<_>> = indexed.chunks(PACKS_PER_FILE).map(<[_]>::to_vec).collect();
     let last = chunks.len().saturating_sub(1);
-    let mut files: Vec<IndexFile> = chunks
-        .into_iter()
-        .map(|packs| IndexFile { packs, ..Default::default() })
-        .collect();
+    let mut files: Vec<IndexFile> =
+        chunks.into_iter().map(|packs| IndexFile { packs, ..Default::default() }).collect();
     if files.is_empty() {
         files.push(IndexFile::default());
     }

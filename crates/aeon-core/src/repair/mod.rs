@@ -27,8 +27,14 @@ use crate::repository::Repository;
 use crate::repository::state::Locked;
 
 /// The kinds whose objects are named by their hash, hence checkable without the key.
-pub const CONTENT_NAMED: [FileType; 6] =
-    [FileType::Key, FileType::Pack, FileType::Index, FileType::Snapshot, FileType::Label, FileType::Parity];
+pub const CONTENT_NAMED: [FileType; 6] = [
+    FileType::Key,
+    FileType::Pack,
+    FileType::Index,
+    FileType::Snapshot,
+    FileType::Label,
+    FileType::Parity,
+];
 
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RepairOptions {
@@ -126,9 +132,8 @@ pub fn scan(storage: &dyn Backend, threads: usize, progress: &dyn Progress) -> R
             let why = match storage.read(*t, &o.name) {
                 Ok(data) => {
                     bytes.fetch_add(data.len() as u64, Ordering::Relaxed);
-                    (Id::of_stored_bytes(&data).to_hex() != expected).then(|| {
-                        format!("{} bytes that do not hash to its name", data.len())
-                    })
+                    (Id::of_stored_bytes(&data).to_hex() != expected)
+                        .then(|| format!("{} bytes that do not hash to its name", data.len()))
                 }
                 Err(Error::ObjectNotFound { .. }) => None, // Removed meanwhile.
                 Err(e) => Some(format!("unreadable: {e}")),
@@ -156,15 +161,18 @@ pub fn heal_storage(
 ) -> Result<(Vec<Finding>, Scan)> {
     let scan = scan(storage, opts.threads, progress)?;
     let mut findings = Vec::new();
-    let finding = |t: FileType, name: &str, problem: String, action: String, healed: bool, lost: bool| Finding {
-        location: location.to_string(),
-        kind: kind_name(t),
-        name: name.to_string(),
-        problem,
-        action,
-        healed,
-        lost,
-    };
+    let finding =
+        |t: FileType, name: &str, problem: String, action: String, healed: bool, lost: bool| {
+            Finding {
+                location: location.to_string(),
+                kind: kind_name(t),
+                name: name.to_string(),
+                problem,
+                action,
+                healed,
+                lost,
+            }
+        };
     let distrust: HashSet<String> = scan
         .damaged
         .keys()
@@ -182,19 +190,24 @@ pub fn heal_storage(
     // A damaged parity object's head is not trusted, but where it still names a shard its group
     // lacks, the finding can name the object itself.
     let mut damaged_shards: HashMap<(parity::GroupId, u32, u8), String> = HashMap::new();
-    let mut candidates: BTreeMap<(parity::GroupId, u32), (parity::Group, Vec<(usize, String)>)> = BTreeMap::new();
+    // Groups known only from damaged heads, with the (shard, object) each damaged head claims.
+    type Candidate = (parity::Group, Vec<(usize, String)>);
+    let mut candidates: BTreeMap<(parity::GroupId, u32), Candidate> = BTreeMap::new();
     for name in &distrust {
         let size = scan.listed.get(&(FileType::Parity, name.clone())).copied().unwrap_or(0);
         let want = (parity::head_len(parity::MAX_DATA) as u64).min(size);
         if let Ok(bytes) = storage.read_range(FileType::Parity, name, 0, want)
             && bytes.len() > parity::FIXED_HEAD_LEN
-            && let Ok(k) = parity::ShardHeader::slots_announced(&bytes[..parity::FIXED_HEAD_LEN], name)
+            && let Ok(k) =
+                parity::ShardHeader::slots_announced(&bytes[..parity::FIXED_HEAD_LEN], name)
             && bytes.len() >= parity::head_len(k)
         {
             // The length check would refuse a truncated object: decode against the head's own.
             let head = &bytes[..parity::head_len(k)];
             let length = u64::from_le_bytes(head[33..41].try_into().unwrap_or_default());
-            if let Ok(h) = parity::ShardHeader::decode(head, parity::head_len(k) as u64 + length, name) {
+            if let Ok(h) =
+                parity::ShardHeader::decode(head, parity::head_len(k) as u64 + length, name)
+            {
                 damaged_shards.insert((h.group, h.generation, h.index), name.clone());
                 // A group no intact object describes: its damaged heads are candidates, proven
                 // (or not) by rebuilding the damaged object to the same name.
@@ -221,24 +234,29 @@ pub fn heal_storage(
         }
     }
     let pack_problem = |name: &str, expected: u64| -> Option<String> {
-        match (scan.listed.get(&(FileType::Pack, name.to_string())), scan.damaged.get(&(FileType::Pack, name.to_string()))) {
+        match (
+            scan.listed.get(&(FileType::Pack, name.to_string())),
+            scan.damaged.get(&(FileType::Pack, name.to_string())),
+        ) {
             (None, _) => Some("missing".into()),
-            (Some(&size), Some(_)) if size < expected => Some(format!("truncated ({size} of {expected} bytes)")),
+            (Some(&size), Some(_)) if size < expected => {
+                Some(format!("truncated ({size} of {expected} bytes)"))
+            }
             (Some(_), Some(why)) => Some(format!("damaged ({why})")),
-            (Some(&size), None) if size != expected => Some(format!("{size} bytes where its group says {expected}")),
+            (Some(&size), None) if size != expected => {
+                Some(format!("{size} bytes where its group says {expected}"))
+            }
             _ => None,
         }
     };
-    let all_groups = listing
-        .groups
-        .iter()
-        .map(|g| (g.clone(), Vec::new()))
-        .chain(candidates.into_values());
+    let all_groups =
+        listing.groups.iter().map(|g| (g.clone(), Vec::new())).chain(candidates.into_values());
     for (g, verify) in all_groups {
         let g = &g;
         if !verify.is_empty() {
             // Only what its rebuild proves: the damaged objects come back under their names.
-            let members_intact = g.packs().all(|m| pack_problem(&m.pack.to_hex(), m.size).is_none());
+            let members_intact =
+                g.packs().all(|m| pack_problem(&m.pack.to_hex(), m.size).is_none());
             let all: Vec<usize> = (0..g.scheme.parity as usize).collect();
             let proven = members_intact
                 && parity::groups::rebuild(storage, g, &[], &all).is_ok_and(|rebuilt| {
@@ -258,11 +276,20 @@ pub fn heal_storage(
                 problems.push((FileType::Pack, m.pack.to_hex(), p));
             }
         }
-        let lost_shards: Vec<usize> = (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
+        let lost_shards: Vec<usize> =
+            (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
         for &j in &lost_shards {
             match damaged_shards.get(&(g.id, g.generation, j as u8)) {
-                Some(name) => problems.push((FileType::Parity, name.clone(), format!("damaged (parity shard {j} of group {gname})"))),
-                None => problems.push((FileType::Parity, format!("shard {j} of group {gname}"), "missing".into())),
+                Some(name) => problems.push((
+                    FileType::Parity,
+                    name.clone(),
+                    format!("damaged (parity shard {j} of group {gname})"),
+                )),
+                None => problems.push((
+                    FileType::Parity,
+                    format!("shard {j} of group {gname}"),
+                    "missing".into(),
+                )),
             }
         }
         if problems.is_empty() {
@@ -270,23 +297,55 @@ pub fn heal_storage(
         }
         let can = lost_members.len() + lost_shards.len() <= g.scheme.parity as usize;
         let outcome = match (can, opts.dry_run) {
-            (true, false) => parity::groups::rebuild(storage, g, &lost_members, &lost_shards).and_then(|rebuilt| {
-                for r in &rebuilt {
-                    storage.write(r.kind, &r.name, &r.bytes)?;
-                }
-                Ok(rebuilt.into_iter().map(|r| (r.kind, r.name)).collect::<Vec<_>>())
-            }),
+            (true, false) => parity::groups::rebuild(storage, g, &lost_members, &lost_shards)
+                .and_then(|rebuilt| {
+                    for r in &rebuilt {
+                        storage.write(r.kind, &r.name, &r.bytes)?;
+                    }
+                    Ok(rebuilt.into_iter().map(|r| (r.kind, r.name)).collect::<Vec<_>>())
+                }),
             _ => Ok(Vec::new()),
         };
         for (t, name, problem) in problems {
             handled.insert((t, name.clone()));
             let f = match (&outcome, can, opts.dry_run) {
-                (_, false, _) => finding(t, &name, problem, format!(
-                    "cannot be rebuilt: group {gname} ({}) lost {} of its objects, more than its {} parity shards",
-                    g.scheme, lost_members.len() + lost_shards.len(), g.scheme.parity), false, true),
-                (_, true, true) => finding(t, &name, problem, format!("would be rebuilt from parity group {gname}"), false, false),
-                (Ok(_), true, false) => finding(t, &name, problem, format!("rebuilt from parity group {gname}"), true, false),
-                (Err(e), true, false) => finding(t, &name, problem, format!("rebuild from parity group {gname} failed: {e}"), false, true),
+                (_, false, _) => finding(
+                    t,
+                    &name,
+                    problem,
+                    format!(
+                        "cannot be rebuilt: group {gname} ({}) lost {} of its objects, more than its {} parity shards",
+                        g.scheme,
+                        lost_members.len() + lost_shards.len(),
+                        g.scheme.parity
+                    ),
+                    false,
+                    true,
+                ),
+                (_, true, true) => finding(
+                    t,
+                    &name,
+                    problem,
+                    format!("would be rebuilt from parity group {gname}"),
+                    false,
+                    false,
+                ),
+                (Ok(_), true, false) => finding(
+                    t,
+                    &name,
+                    problem,
+                    format!("rebuilt from parity group {gname}"),
+                    true,
+                    false,
+                ),
+                (Err(e), true, false) => finding(
+                    t,
+                    &name,
+                    problem,
+                    format!("rebuild from parity group {gname} failed: {e}"),
+                    false,
+                    true,
+                ),
             };
             findings.push(f);
         }
@@ -305,7 +364,7 @@ pub fn heal_storage(
     }
     // Small objects: restore from a copy, or rewrite a missing or damaged copy.
     let mut originals: BTreeMap<(FileType, String), bool> = BTreeMap::new(); // → intact
-    for ((t, n), _) in &scan.listed {
+    for (t, n) in scan.listed.keys() {
         if REPLICATED.contains(t) {
             originals.insert((*t, n.clone()), !scan.damaged.contains_key(&(*t, n.clone())));
         }
@@ -317,24 +376,64 @@ pub fn heal_storage(
         let copies: Vec<(u8, bool)> = listing
             .replicas
             .get(&(t, name.clone()))
-            .map(|v| v.iter().map(|(n, _)| (*n, !scan.damaged.contains_key(&(FileType::Parity, replica_name(t, &name, *n))))).collect())
+            .map(|v| {
+                v.iter()
+                    .map(|(n, _)| {
+                        (
+                            *n,
+                            !scan
+                                .damaged
+                                .contains_key(&(FileType::Parity, replica_name(t, &name, *n))),
+                        )
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         let good_copy = copies.iter().find(|(_, ok)| *ok).map(|(n, _)| *n);
         if !intact {
-            let problem = if scan.listed.contains_key(&(t, name.clone())) { "damaged" } else { "missing" };
+            let problem =
+                if scan.listed.contains_key(&(t, name.clone())) { "damaged" } else { "missing" };
             handled.insert((t, name.clone()));
             let f = match (good_copy, opts.dry_run) {
-                (Some(n), true) => finding(t, &name, problem.into(), format!("would be restored from copy {n}"), false, false),
+                (Some(n), true) => finding(
+                    t,
+                    &name,
+                    problem.into(),
+                    format!("would be restored from copy {n}"),
+                    false,
+                    false,
+                ),
                 (Some(n), false) => {
                     let done = storage
                         .read(FileType::Parity, &replica_name(t, &name, n))
                         .and_then(|d| storage.write(t, &name, &d));
                     match done {
-                        Ok(()) => finding(t, &name, problem.into(), format!("restored from copy {n}"), true, false),
-                        Err(e) => finding(t, &name, problem.into(), format!("restoring from copy {n} failed: {e}"), false, true),
+                        Ok(()) => finding(
+                            t,
+                            &name,
+                            problem.into(),
+                            format!("restored from copy {n}"),
+                            true,
+                            false,
+                        ),
+                        Err(e) => finding(
+                            t,
+                            &name,
+                            problem.into(),
+                            format!("restoring from copy {n} failed: {e}"),
+                            false,
+                            true,
+                        ),
                     }
                 }
-                (None, _) => finding(t, &name, problem.into(), "no intact copy in parity/".into(), false, true),
+                (None, _) => finding(
+                    t,
+                    &name,
+                    problem.into(),
+                    "no intact copy in parity/".into(),
+                    false,
+                    true,
+                ),
             };
             findings.push(f);
         }
@@ -343,14 +442,51 @@ pub fn heal_storage(
             let _ = ok;
             let copy = replica_name(t, &name, n);
             handled.insert((FileType::Parity, copy.clone()));
-            let source = if intact { Some((t, name.clone())) } else { good_copy.map(|g| (FileType::Parity, replica_name(t, &name, g))) };
+            let source = if intact {
+                Some((t, name.clone()))
+            } else {
+                good_copy.map(|g| (FileType::Parity, replica_name(t, &name, g)))
+            };
             let f = match (source, opts.dry_run) {
-                (Some(_), true) => finding(FileType::Parity, &copy, "damaged".into(), "would be rewritten".into(), false, false),
-                (Some((st, sn)), false) => match storage.read(st, &sn).and_then(|d| storage.write(FileType::Parity, &copy, &d)) {
-                    Ok(()) => finding(FileType::Parity, &copy, "damaged".into(), "rewritten".into(), true, false),
-                    Err(e) => finding(FileType::Parity, &copy, "damaged".into(), format!("rewriting failed: {e}"), false, false),
+                (Some(_), true) => finding(
+                    FileType::Parity,
+                    &copy,
+                    "damaged".into(),
+                    "would be rewritten".into(),
+                    false,
+                    false,
+                ),
+                (Some((st, sn)), false) => match storage
+                    .read(st, &sn)
+                    .and_then(|d| storage.write(FileType::Parity, &copy, &d))
+                {
+                    Ok(()) => finding(
+                        FileType::Parity,
+                        &copy,
+                        "damaged".into(),
+                        "rewritten".into(),
+                        true,
+                        false,
+                    ),
+                    Err(e) => finding(
+                        FileType::Parity,
+                        &copy,
+                        "damaged".into(),
+                        format!("rewriting failed: {e}"),
+                        false,
+                        false,
+                    ),
                 },
-                (None, _) => finding(FileType::Parity, &copy, "damaged".into(), "removed: nothing to rewrite it from".into(), !opts.dry_run && parity::replicas::remove_if_present(storage, FileType::Parity, &copy).is_ok(), false),
+                (None, _) => finding(
+                    FileType::Parity,
+                    &copy,
+                    "damaged".into(),
+                    "removed: nothing to rewrite it from".into(),
+                    !opts.dry_run
+                        && parity::replicas::remove_if_present(storage, FileType::Parity, &copy)
+                            .is_ok(),
+                    false,
+                ),
             };
             findings.push(f);
         }
@@ -363,14 +499,32 @@ pub fn heal_storage(
         if *t == FileType::Parity {
             // A damaged parity object that no rebuild replaced: its group is unknown (its head is
             // not to be trusted) and whatever it held is rebuilt from the packs by protection.
-            let f = finding(*t, name, format!("damaged ({why})"), if opts.dry_run { "would be removed (its packs get new parity)".into() } else { "removed (its packs get new parity)".into() }, false, false);
+            let f = finding(
+                *t,
+                name,
+                format!("damaged ({why})"),
+                if opts.dry_run {
+                    "would be removed (its packs get new parity)".into()
+                } else {
+                    "removed (its packs get new parity)".into()
+                },
+                false,
+                false,
+            );
             if !opts.dry_run {
                 parity::replicas::remove_if_present(storage, FileType::Parity, name)?;
             }
             findings.push(Finding { healed: !opts.dry_run, ..f });
             continue;
         }
-        findings.push(finding(*t, name, format!("damaged ({why})"), "not covered by parity".into(), false, true));
+        findings.push(finding(
+            *t,
+            name,
+            format!("damaged ({why})"),
+            "not covered by parity".into(),
+            false,
+            true,
+        ));
     }
     Ok((findings, scan))
 }
@@ -385,8 +539,12 @@ pub fn repair(
     let mut report = RepairReport { dry_run: opts.dry_run, ..Default::default() };
     let stores: Vec<(String, std::sync::Arc<dyn Backend>)> = match (repo.stripe(), repo.mirror()) {
         // A stripe is healed as a whole: each pack has one place, which its group names.
-        (Some(s), _) => vec![(s.location(), std::sync::Arc::new(s.raw()) as std::sync::Arc<dyn Backend>)],
-        (None, Some(m)) => m.locations().iter().map(|l| (l.url.clone(), l.backend.clone())).collect(),
+        (Some(s), _) => {
+            vec![(s.location(), std::sync::Arc::new(s.raw()) as std::sync::Arc<dyn Backend>)]
+        }
+        (None, Some(m)) => {
+            m.locations().iter().map(|l| (l.url.clone(), l.backend.clone())).collect()
+        }
         (None, None) => vec![(repo.storage().location(), repo.storage().clone())],
     };
     let mut lost_per_location: Vec<HashSet<(&'static str, String)>> = Vec::new();
@@ -394,7 +552,8 @@ pub fn repair(
         let (findings, scan) = heal_storage(store.as_ref(), url, opts, progress)?;
         report.objects_checked += scan.listed.len() as u64;
         report.bytes_read += scan.bytes_read;
-        lost_per_location.push(findings.iter().filter(|f| f.lost).map(|f| (f.kind, f.name.clone())).collect());
+        lost_per_location
+            .push(findings.iter().filter(|f| f.lost).map(|f| (f.kind, f.name.clone())).collect());
         report.findings.extend(findings);
     }
     let mirror = match repo.stripe() {
@@ -405,7 +564,11 @@ pub fn repair(
         // What a location could not rebuild itself comes from another location's good copy
         // (in a stripe: the small objects every location holds).
         let cross = match repo.stripe() {
-            Some(_) => crate::locations::cross_check_of(m, !opts.dry_run, &crate::locations::STRIPE_MIRRORED)?,
+            Some(_) => crate::locations::cross_check_of(
+                m,
+                !opts.dry_run,
+                &crate::locations::STRIPE_MIRRORED,
+            )?,
             None => crate::locations::cross_check(m, !opts.dry_run)?,
         };
         let healed: HashSet<(String, String, String)> = cross
@@ -416,7 +579,11 @@ pub fn repair(
         for (loc, o) in cross.missing.iter().chain(&cross.damaged) {
             let kind = if o.kind == "data" { "pack" } else { o.kind };
             let done = healed.contains(&(loc.clone(), o.kind.to_string(), o.name.clone()));
-            if let Some(f) = report.findings.iter_mut().find(|f| f.location == *loc && f.kind == kind && f.name == o.name) {
+            if let Some(f) = report
+                .findings
+                .iter_mut()
+                .find(|f| f.location == *loc && f.kind == kind && f.name == o.name)
+            {
                 if done {
                     f.action = "copied from another location".into();
                     f.healed = true;
@@ -431,7 +598,13 @@ pub fn repair(
                     kind,
                     name: o.name.clone(),
                     problem: "missing or damaged".into(),
-                    action: if done { "copied from another location".into() } else if opts.dry_run { "would be copied from another location".into() } else { "could not be copied".into() },
+                    action: if done {
+                        "copied from another location".into()
+                    } else if opts.dry_run {
+                        "would be copied from another location".into()
+                    } else {
+                        "could not be copied".into()
+                    },
                     healed: done,
                     lost: false,
                 });
@@ -479,7 +652,12 @@ pub fn affected_points(
     }
     let mut out = Vec::new();
     for name in lost_points {
-        out.push(AffectedPoint { snapshot: name.clone(), time: String::new(), files: Vec::new(), whole: true });
+        out.push(AffectedPoint {
+            snapshot: name.clone(),
+            time: String::new(),
+            files: Vec::new(),
+            whole: true,
+        });
     }
     let (points, _) = repo.list_snapshots()?;
     let mut memo = HashMap::new();
@@ -510,16 +688,22 @@ fn lost_below(
     if let Some(v) = memo.get(id) {
         return v.clone();
     }
-    let tree = if lost.contains(id) || depth >= crate::tree::MAX_DEPTH { None } else { repo.load_tree(id).ok() };
+    let tree = if lost.contains(id) || depth >= crate::tree::MAX_DEPTH {
+        None
+    } else {
+        repo.load_tree(id).ok()
+    };
     let result = tree.map(|tree| {
         let mut out = Vec::new();
         for node in &tree.nodes {
             let name = node.name.to_string_lossy();
             match (&node.kind, &node.subtree) {
-                (crate::tree::NodeKind::Dir, Some(sub)) => match lost_below(repo, sub, lost, memo, depth + 1) {
-                    None => out.push(format!("{name}/")),
-                    Some(v) => out.extend(v.iter().map(|p| format!("{name}/{p}"))),
-                },
+                (crate::tree::NodeKind::Dir, Some(sub)) => {
+                    match lost_below(repo, sub, lost, memo, depth + 1) {
+                        None => out.push(format!("{name}/")),
+                        Some(v) => out.extend(v.iter().map(|p| format!("{name}/{p}"))),
+                    }
+                }
                 _ if node.content.iter().any(|b| lost.contains(b)) => out.push(name),
                 _ => {}
             }
@@ -576,14 +760,16 @@ pub fn rebuild_packs(storage: &dyn Backend, damaged: &[String]) -> Result<Vec<Fi
         if lost.is_empty() {
             continue;
         }
-        let missing_shards: Vec<usize> = (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
+        let missing_shards: Vec<usize> =
+            (0..g.shards.len()).filter(|&j| g.shards[j].is_none()).collect();
         let gname = hex::encode(&g.id[..6]);
-        let outcome = parity::groups::rebuild(storage, g, &lost, &missing_shards).and_then(|rebuilt| {
-            for r in &rebuilt {
-                storage.write(r.kind, &r.name, &r.bytes)?;
-            }
-            Ok(())
-        });
+        let outcome =
+            parity::groups::rebuild(storage, g, &lost, &missing_shards).and_then(|rebuilt| {
+                for r in &rebuilt {
+                    storage.write(r.kind, &r.name, &r.bytes)?;
+                }
+                Ok(())
+            });
         for &i in &lost {
             let Some(m) = g.members[i] else { continue };
             covered.insert(m.pack.to_hex());

@@ -16,8 +16,8 @@ use crate::backend::FileType;
 use crate::blob::{self, BlobType};
 use crate::error::Result;
 use crate::id::Id;
-use crate::repository::Repository;
 use crate::repository::Packer;
+use crate::repository::Repository;
 use crate::tree::{NodeKind, Tree};
 
 use super::RepairOptions;
@@ -59,7 +59,9 @@ impl Rewriter<'_> {
         if let Some(r) = self.done.get(id) {
             return Ok(r.clone());
         }
-        let tree = match (depth < crate::tree::MAX_DEPTH && self.blob_readable(id)).then(|| self.repo.load_tree(id)) {
+        let tree = match (depth < crate::tree::MAX_DEPTH && self.blob_readable(id))
+            .then(|| self.repo.load_tree(id))
+        {
             Some(Ok(t)) => t,
             _ => {
                 self.done.insert(*id, None);
@@ -97,7 +99,13 @@ impl Rewriter<'_> {
             let new_id = self.repo.hasher().hash(&bytes);
             if !self.dry_run && !self.repo.index().contains(&new_id) {
                 let packer = self.packer.get_or_insert_with(|| self.repo.packer());
-                let sealed = blob::seal_blob(self.repo.cipher(), BlobType::Tree, &new_id, &bytes, self.repo.settings().compression)?;
+                let sealed = blob::seal_blob(
+                    self.repo.cipher(),
+                    BlobType::Tree,
+                    &new_id,
+                    &bytes,
+                    self.repo.settings().compression,
+                )?;
                 packer.add(BlobType::Tree, new_id, &sealed, bytes.len() as u32)?;
             }
             (new_id, removed)
@@ -109,9 +117,16 @@ impl Rewriter<'_> {
 
 /// Rewrites every recovery point of `repo` that needs lost data.
 pub fn rewrite_damaged(repo: Repository, opts: &RepairOptions) -> Result<SnapshotRepair> {
-    let packs_on_storage = repo.backend().list(FileType::Pack)?.into_iter().map(|o| o.name).collect();
+    let packs_on_storage =
+        repo.backend().list(FileType::Pack)?.into_iter().map(|o| o.name).collect();
     let (points, _) = repo.list_snapshots()?;
-    let mut w = Rewriter { repo: &repo, packs_on_storage, done: HashMap::new(), packer: None, dry_run: opts.dry_run };
+    let mut w = Rewriter {
+        repo: &repo,
+        packs_on_storage,
+        done: HashMap::new(),
+        packer: None,
+        dry_run: opts.dry_run,
+    };
     let mut planned = Vec::new();
     for p in &points {
         let (root, removed) = match w.rewrite(&p.snapshot.tree, 0)? {
@@ -144,7 +159,10 @@ pub fn rewrite_damaged(repo: Repository, opts: &RepairOptions) -> Result<Snapsho
         report.points.push(RewrittenPoint {
             original: p.id.to_hex(),
             rewritten,
-            removed: removed.into_iter().map(|r| if r.starts_with('/') { r } else { format!("/{r}") }).collect(),
+            removed: removed
+                .into_iter()
+                .map(|r| if r.starts_with('/') { r } else { format!("/{r}") })
+                .collect(),
         });
     }
     Ok(report)

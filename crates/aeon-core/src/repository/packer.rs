@@ -86,7 +86,8 @@ impl Upload for TappedUpload {
     fn finish(self: Box<Self>, name: &str) -> Result<()> {
         let TappedUpload { inner, slot } = *self;
         inner.finish(name)?;
-        let id = name.parse::<Id>().map_err(|_| Error::InvalidInput(format!("pack name {name}")))?;
+        let id =
+            name.parse::<Id>().map_err(|_| Error::InvalidInput(format!("pack name {name}")))?;
         slot.finish(id)
     }
 }
@@ -220,7 +221,10 @@ impl Packer {
             let parity_slot = self.parity.as_ref().map(|p| p.begin());
             let writer = match self.backend.start_upload(FileType::Pack)? {
                 Some(upload) => match parity_slot {
-                    Some(p) => PackWriter::streaming(Box::new(TappedUpload { inner: upload, slot: p }), version),
+                    Some(p) => PackWriter::streaming(
+                        Box::new(TappedUpload { inner: upload, slot: p }),
+                        version,
+                    ),
                     None => PackWriter::streaming(upload, version),
                 },
                 None => {
@@ -243,7 +247,9 @@ impl Packer {
         };
         let parity_slot = self.memory_slots[blob_type as usize - 1].take();
         let Some(full) = slot.take().filter(|w| !w.is_empty()) else {
-            parity_slot.map(Slot::release);
+            if let Some(s) = parity_slot {
+                s.release();
+            }
             return Ok(());
         };
         // The thread writes one pack at a time: wait for the one in flight (at most one), whose
@@ -310,9 +316,10 @@ impl Packer {
     fn flush_index(&mut self, all: bool) -> Result<()> {
         let waiting = match (&self.parity, all) {
             (Some(p), false) => {
-                let (ready, waiting): (Vec<IndexPack>, Vec<IndexPack>) = std::mem::take(&mut self.pending.packs)
-                    .into_iter()
-                    .partition(|pack| p.is_sealed(&pack.id) || p.is_abandoned(&pack.id));
+                let (ready, waiting): (Vec<IndexPack>, Vec<IndexPack>) =
+                    std::mem::take(&mut self.pending.packs)
+                        .into_iter()
+                        .partition(|pack| p.is_sealed(&pack.id) || p.is_abandoned(&pack.id));
                 self.pending.packs = ready;
                 waiting
             }
@@ -345,7 +352,8 @@ impl Packer {
             .flush_pack(BlobType::Data)
             .and_then(|()| self.flush_pack(BlobType::Tree))
             .and_then(|()| self.collect_written());
-        let flushed = flushed.and_then(|()| self.parity.as_ref().map_or(Ok(()), |p| p.seal_filling()));
+        let flushed =
+            flushed.and_then(|()| self.parity.as_ref().map_or(Ok(()), |p| p.seal_filling()));
         if let Err(e) = flushed {
             // A pack write failed (disk full, network): the packs written before it are still
             // indexed, so that the next backup reuses them.

@@ -27,20 +27,29 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
         scrub: args.scrub,
     };
     let storage = repo.storage().clone();
-    let bar = Bar::new(ctx.progress_visible() && (args.read_data || args.scrub || subset.is_some()), "packs");
+    let bar = Bar::new(
+        ctx.progress_visible() && (args.read_data || args.scrub || subset.is_some()),
+        "packs",
+    );
     let started = std::time::Instant::now();
     let report = check::check_after_listing(repo, &opts, &bar, early);
     bar.finish();
     let report = report?;
     // With parity, damaged packs are rebuilt from their groups right away.
     let repaired = match (args.repair, report.damaged_packs.is_empty()) {
-        (true, false) => Some(aeon_core::repair::rebuild_packs(storage.as_ref(), &report.damaged_packs)?),
+        (true, false) => {
+            Some(aeon_core::repair::rebuild_packs(storage.as_ref(), &report.damaged_packs)?)
+        }
         _ => None,
     };
     if ctx.global.json {
         match (&location_report, &repaired) {
-            (Some(l), _) => ctx.print_json(&serde_json::json!({"check": report, "locations": l}))?,
-            (None, Some(r)) => ctx.print_json(&serde_json::json!({"check": report, "repaired": r}))?,
+            (Some(l), _) => {
+                ctx.print_json(&serde_json::json!({"check": report, "locations": l}))?
+            }
+            (None, Some(r)) => {
+                ctx.print_json(&serde_json::json!({"check": report, "repaired": r}))?
+            }
             (None, None) => ctx.print_json(&report)?,
         }
     } else {
@@ -75,7 +84,10 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
                 "scrub: this pass has read {} since {}{}",
                 bytes(s.pass_bytes),
                 s.pass_started.format("%Y-%m-%d %H:%M"),
-                s.last_full_pass.map_or(String::new(), |t| format!("; last full pass ended {}", t.format("%Y-%m-%d %H:%M")))
+                s.last_full_pass.map_or(String::new(), |t| format!(
+                    "; last full pass ended {}",
+                    t.format("%Y-%m-%d %H:%M")
+                ))
             ));
         }
         ctx.say(format!(

@@ -63,7 +63,11 @@ pub fn run(ctx: &Ctx, args: LocationsArgs) -> Result<u8> {
 
 /// `locations status` of a striped repository: each location's share, and the redundancy the
 /// groups have left.
-fn run_stripe(ctx: &Ctx, stripe: &aeon_core::backend::StripeBackend, args: LocationsArgs) -> Result<u8> {
+fn run_stripe(
+    ctx: &Ctx,
+    stripe: &aeon_core::backend::StripeBackend,
+    args: LocationsArgs,
+) -> Result<u8> {
     if let LocationsAction::Sync = args.action {
         anyhow::bail!(
             "a striped repository keeps each pack in one location: `aeon repair` rebuilds what a location lacks"
@@ -93,7 +97,8 @@ fn run_stripe(ctx: &Ctx, stripe: &aeon_core::backend::StripeBackend, args: Locat
             st.lost,
             match st.redundancy_left {
                 n if n < 0 => "DATA IS LOST: `aeon repair` names what".to_string(),
-                0 => "no redundancy left: any further loss loses data (`aeon repair` restores it)".to_string(),
+                0 => "no redundancy left: any further loss loses data (`aeon repair` restores it)"
+                    .to_string(),
                 n => format!("{n} more location(s) may be lost without losing data"),
             }
         ));

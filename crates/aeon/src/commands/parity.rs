@@ -45,7 +45,9 @@ pub fn run(ctx: &Ctx, args: ParityArgs) -> Result<u8> {
             if r.copies_written == 1 { "y" } else { "ies" }
         ));
         for p in &r.damaged_packs {
-            eprintln!("warning: pack {p} does not hash to its name and was not protected; run `aeon repair`");
+            eprintln!(
+                "warning: pack {p} does not hash to its name and was not protected; run `aeon repair`"
+            );
         }
     }
     if let Some(n) = removed {

@@ -50,7 +50,10 @@ pub fn run(ctx: &Ctx, args: RepairArgs) -> Result<u8> {
 }
 
 fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
-    let code = if report.findings.iter().any(|f| f.lost) || (report.dry_run && !report.findings.iter().all(|f| f.problem == "unprotected")) && !report.findings.is_empty() {
+    let code = if report.findings.iter().any(|f| f.lost)
+        || (report.dry_run && !report.findings.iter().all(|f| f.problem == "unprotected"))
+            && !report.findings.is_empty()
+    {
         exit::DAMAGE
     } else {
         0
@@ -80,7 +83,12 @@ fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
                 eprintln!("  {} (the recovery point itself is lost)", a.snapshot);
                 continue;
             }
-            eprintln!("  {} {}: {} path(s)", &a.snapshot[..12.min(a.snapshot.len())], a.time, a.files.len());
+            eprintln!(
+                "  {} {}: {} path(s)",
+                &a.snapshot[..12.min(a.snapshot.len())],
+                a.time,
+                a.files.len()
+            );
             for f in &a.files {
                 eprintln!("    {f}");
             }
@@ -92,7 +100,10 @@ fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
     if report.findings.iter().all(|f| f.problem == "unprotected") {
         ctx.say("no damage found");
     } else if report.dry_run {
-        ctx.say(format!("{} problem(s) found; nothing was changed (--dry-run)", report.findings.len()));
+        ctx.say(format!(
+            "{} problem(s) found; nothing was changed (--dry-run)",
+            report.findings.len()
+        ));
     } else {
         ctx.say(format!("healed {healed} object(s)"));
     }
@@ -119,7 +130,11 @@ fn index(ctx: &Ctx, opts: &RepairOptions) -> Result<u8> {
             if opts.dry_run { "would index" } else { "indexed" },
             r.packs,
             r.blobs,
-            if opts.dry_run { String::new() } else { format!(", replacing {} index file(s)", r.replaced) }
+            if opts.dry_run {
+                String::new()
+            } else {
+                format!(", replacing {} index file(s)", r.replaced)
+            }
         ));
     }
     Ok(if r.unreadable_packs.is_empty() { 0 } else { exit::DAMAGE })
@@ -147,7 +162,9 @@ fn snapshots(ctx: &Ctx, opts: &RepairOptions) -> Result<u8> {
     if r.points.is_empty() {
         ctx.say("no recovery point needs lost data");
     } else if !opts.dry_run {
-        ctx.say("the originals are kept: `aeon forget` them once you have checked the rewritten points");
+        ctx.say(
+            "the originals are kept: `aeon forget` them once you have checked the rewritten points",
+        );
     }
     Ok(0)
 }

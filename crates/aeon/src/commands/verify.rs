@@ -35,9 +35,9 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<u8> {
             println!("{}    {}{}", c.change.marker(), c.path, slash);
         }
         ctx.say(format!(
-            "{} {} (content root {}): {} files ({}), {} directories, {} other entries hashed and compared in {:.2}s",
+            "{} /{} (content root {}): {} files ({}), {} directories, {} other entries hashed and compared in {:.2}s",
             point.id.short(),
-            format!("/{}", path.trim_matches('/')),
+            path.trim_matches('/'),
             &point.snapshot.tree.to_hex()[..16],
             read.files,
             bytes(read.bytes),
@@ -49,12 +49,18 @@ pub fn run(ctx: &Ctx, args: VerifyArgs) -> Result<u8> {
             ctx.say(format!(
                 "{} equals the recovery point{}",
                 args.target.display(),
-                if metadata > 0 { format!(" in content ({metadata} entries differ in metadata only: U)") } else { String::new() }
+                if metadata > 0 {
+                    format!(" in content ({metadata} entries differ in metadata only: U)")
+                } else {
+                    String::new()
+                }
             ));
         }
     }
     if content > 0 {
-        eprintln!("aeon: error: {content} entries differ from the recovery point (+ extra, - missing, M content)");
+        eprintln!(
+            "aeon: error: {content} entries differ from the recovery point (+ extra, - missing, M content)"
+        );
         return Ok(exit::DAMAGE);
     }
     Ok(0)
