@@ -15,7 +15,7 @@ trap 'rm -rf "$W"' EXIT
 export AEON_PASSWORD=bench
 OUT=bench/results/parity-$(date -u +%H%M).md
 drop() { sync; echo 3 > /proc/sys/vm/drop_caches; }
-timed() { drop; /usr/bin/time -f "%e %M" -o "$W/t" "$@" >/dev/null 2>"$W/err" || { cat "$W/err"; exit 1; }; cat "$W/t"; }
+timed() { drop; /usr/bin/time -f "%e %M" -o "$W/t" "$@" >/dev/null 2>"$W/err" || { cat "$W/err" >&2; echo "failed 0"; return; }; cat "$W/t"; }
 size() { du -sb "$1" | cut -f1; }
 {
 echo "# Parity: cost and repair ($(date -u '+%Y-%m-%d %H:%M') UTC, $(nproc) cores)"
@@ -33,14 +33,15 @@ for scheme in "${@:-none 4+1 10+2 16+2}"; do
     total=$(size "$R"); par=$(size "$R/parity")
     packs=$(( total - par ))
     if [ "$s" = none ]; then
-      echo "| none | $bt | $((brss / 1024)) | $((total / 1000000)) | 0 | 0% | - | - |" >> "$OUT"; continue
+      echo "| none | $bt | $((brss / 1024)) | $((total / 1000000)) | 0 | 0% | - | - |" >> "$OUT"; rm -rf "$R"; continue
     fi
     read -r clean _ < <(timed $A -r "$R" repair)
-    victim=$(find "$R/data" -type f -size +8M | head -1)
+    victim=$(find "$R/data" -type f -size +8M -print -quit)
     rm "$victim"
     read -r rt _ < <(timed $A -r "$R" repair)
     $A -r "$R" check --read-data -q
     echo "| $s | $bt | $((brss / 1024)) | $((total / 1000000)) | $((par / 1000000)) | $(python3 -c "print(f'{$par*100/$packs:.1f}%')") | $rt | $clean |" >> "$OUT"
+    rm -rf "$R"
   done
 done
 # A lost location: a mirror over two folders, and a stripe 2+1 over three, one folder emptied.
@@ -49,6 +50,7 @@ $A init -q -r "$M-a" --location "$M-b"
 $A -r "$M-a" backup -q "$DATA"
 rm -rf "$M-b"; mkdir "$M-b"
 read -r mt _ < <(timed $A -r "$M-a" repair)
+rm -rf "$M"*
 S=$W/stripe; rm -rf "$S"*
 $A init -q -r "$S-a" --location "$S-b" --location "$S-c" --layout stripe
 read -r sbt _ < <(timed $A -r "$S-a" backup "$DATA")

@@ -382,7 +382,8 @@ pub fn protect_packs(
     packs: &[ObjectInfo],
     progress: &dyn crate::progress::Progress,
 ) -> Result<(ParityStats, Vec<String>)> {
-    let writer = GroupWriter::new(scheme, backend.clone(), format_version);
+    let largest = packs.iter().map(|p| p.size).max().unwrap_or(0) as usize;
+    let writer = GroupWriter::new(scheme, backend.clone(), format_version, largest);
     let mut damaged = Vec::new();
     for p in packs {
         let data = match backend.read(FileType::Pack, &p.name) {

@@ -132,7 +132,14 @@ impl ShardHeader {
     }
 
     pub fn encode(&self, format_version: u8, shard: &[u8]) -> Vec<u8> {
-        let mut out = Vec::with_capacity(self.head_len() + shard.len());
+        let mut out = self.encode_head(format_version);
+        out.extend_from_slice(shard);
+        out
+    }
+
+    /// The head alone (the shard follows it).
+    pub fn encode_head(&self, format_version: u8) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.head_len());
         out.extend_from_slice(&format::header(ObjectKind::Parity, format_version));
         out.extend_from_slice(&[
             LAYOUT,
@@ -154,7 +161,6 @@ impl ShardHeader {
                 None => out.extend_from_slice(&[0u8; MEMBER_LEN]),
             }
         }
-        out.extend_from_slice(shard);
         out
     }
 

@@ -27,6 +27,9 @@ pub struct GroupWriter {
     scheme: Scheme,
     backend: Arc<dyn Backend>,
     format_version: u8,
+    /// Bytes each shard is expected to reach (the pack size), reserved at once: growing a
+    /// shard by doubling would hold up to twice its size.
+    shard_capacity: usize,
     codec: ReedSolomon,
     /// The group taking new packs, until its K slots are handed out.
     filling: Mutex<Option<Arc<Mutex<OpenGroup>>>>,
@@ -101,11 +104,19 @@ pub(crate) fn add_share(
 }
 
 impl GroupWriter {
-    pub fn new(scheme: Scheme, backend: Arc<dyn Backend>, format_version: u8) -> Arc<GroupWriter> {
+    /// A writer for packs of about `pack_size` bytes.
+    pub fn new(
+        scheme: Scheme,
+        backend: Arc<dyn Backend>,
+        format_version: u8,
+        pack_size: usize,
+    ) -> Arc<GroupWriter> {
         Arc::new(GroupWriter {
             scheme,
             backend,
             format_version,
+            // A pack passes its target by at most its last blob; a quarter more covers most.
+            shard_capacity: pack_size.min(256 << 20) + pack_size.min(256 << 20) / 4,
             codec: scheme.codec(),
             filling: Mutex::new(None),
             sealed: Mutex::new(HashSet::new()),
@@ -129,7 +140,15 @@ impl GroupWriter {
                     assigned: 0,
                     finished: 0,
                     members: vec![None; self.scheme.data as usize],
-                    shards: vec![Vec::new(); self.scheme.parity as usize],
+                    shards: (0..self.scheme.parity)
+                        .map(|_| {
+                            // Each shard is stored after its object's head: room for it first.
+                            let head = super::head_len(self.scheme.data);
+                            let mut s = Vec::with_capacity(head + self.shard_capacity);
+                            s.resize(head, 0);
+                            s
+                        })
+                        .collect(),
                     poisoned: false,
                 }));
                 *filling = Some(g.clone());
@@ -175,21 +194,23 @@ impl GroupWriter {
             g.poisoned = true;
             return Ok(());
         }
-        let length = g.shards.first().map_or(0, |s| s.len()) as u64;
+        let head_len = super::head_len(self.scheme.data);
+        let length = g.shards.first().map_or(0, |s| s.len() - head_len) as u64;
         let mut written = 0u64;
-        for (j, shard) in g.shards.iter().enumerate() {
+        let members = g.members.clone();
+        for (j, object) in g.shards.iter_mut().enumerate() {
             let head = ShardHeader {
                 group: g.id,
                 generation: 0,
                 scheme: self.scheme,
                 index: j as u8,
                 length,
-                members: g.members.clone(),
+                members: members.clone(),
             };
-            let bytes = head.encode(self.format_version, shard);
-            let name = Id::of_stored_bytes(&bytes).to_hex();
-            self.backend.write(FileType::Parity, &name, &bytes)?;
-            written += bytes.len() as u64;
+            object[..head_len].copy_from_slice(&head.encode_head(self.format_version));
+            let name = Id::of_stored_bytes(object).to_hex();
+            self.backend.write(FileType::Parity, &name, object)?;
+            written += object.len() as u64;
         }
         g.poisoned = true; // Sealed: nothing more may be added.
         g.shards = Vec::new();
@@ -219,7 +240,8 @@ impl Slot {
     pub fn feed(&mut self, data: &[u8]) {
         let mut g = locked(&self.group);
         if !g.poisoned {
-            add_share(&self.writer.codec, self.index, self.fed as usize, data, &mut g.shards);
+            let at = super::head_len(self.writer.scheme.data) + self.fed as usize;
+            add_share(&self.writer.codec, self.index, at, data, &mut g.shards);
         }
         self.fed += data.len() as u64;
     }
@@ -341,7 +363,7 @@ mod tests {
     #[test]
     fn a_writer_seals_full_groups_at_once_and_the_last_partial_group_on_request() {
         let store = Arc::new(MemoryBackend::new());
-        let w = GroupWriter::new(Scheme::new(2, 1).unwrap(), store.clone(), 3);
+        let w = GroupWriter::new(Scheme::new(2, 1).unwrap(), store.clone(), 3, 1 << 20);
         let mut ids = Vec::new();
         for n in 0..3u8 {
             let mut slot = w.begin();

@@ -1168,6 +1168,7 @@ impl Repository<Indexed> {
                     scheme,
                     self.storage.clone(),
                     self.cipher.format_version(),
+                    self.settings.pack_size as usize,
                 )
             }))
     }
