@@ -350,16 +350,12 @@ pub fn heal_storage(
             findings.push(f);
         }
     }
-    // Parity objects the rebuilt ones replaced (damaged under their own name were overwritten).
-    for name in &distrust {
-        if opts.dry_run {
-            continue;
-        }
+    // Damaged parity objects a rebuild wrote over (a rebuilt shard has its original's name).
+    for name in distrust.iter().filter(|_| !opts.dry_run) {
         if let Ok(data) = storage.read(FileType::Parity, name)
             && Id::of_stored_bytes(&data).to_hex() == *name
         {
             handled.insert((FileType::Parity, name.clone()));
-            continue;
         }
     }
     // Small objects: restore from a copy, or rewrite a missing or damaged copy.
@@ -547,13 +543,10 @@ pub fn repair(
         }
         (None, None) => vec![(repo.storage().location(), repo.storage().clone())],
     };
-    let mut lost_per_location: Vec<HashSet<(&'static str, String)>> = Vec::new();
     for (url, store) in &stores {
         let (findings, scan) = heal_storage(store.as_ref(), url, opts, progress)?;
         report.objects_checked += scan.listed.len() as u64;
         report.bytes_read += scan.bytes_read;
-        lost_per_location
-            .push(findings.iter().filter(|f| f.lost).map(|f| (f.kind, f.name.clone())).collect());
         report.findings.extend(findings);
     }
     let mirror = match repo.stripe() {

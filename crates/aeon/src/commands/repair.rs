@@ -50,14 +50,10 @@ pub fn run(ctx: &Ctx, args: RepairArgs) -> Result<u8> {
 }
 
 fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
-    let code = if report.findings.iter().any(|f| f.lost)
-        || (report.dry_run && !report.findings.iter().all(|f| f.problem == "unprotected"))
-            && !report.findings.is_empty()
-    {
-        exit::DAMAGE
-    } else {
-        0
-    };
+    // Exit 4 when something is lost, and in a dry run that found damage (not mere missing parity).
+    let damage = report.findings.iter().any(|f| f.problem != "unprotected");
+    let lost = report.findings.iter().any(|f| f.lost);
+    let code = if lost || (report.dry_run && damage) { exit::DAMAGE } else { 0 };
     if ctx.global.json {
         ctx.print_json(report)?;
         return Ok(code);
@@ -95,9 +91,9 @@ fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
         }
         eprintln!("hint: `aeon repair snapshots` writes copies of them without the lost files");
     }
-    let lost = report.findings.iter().filter(|f| f.lost).count();
+    let lost_count = report.findings.iter().filter(|f| f.lost).count();
     let healed = report.findings.iter().filter(|f| f.healed && f.problem != "unprotected").count();
-    if report.findings.iter().all(|f| f.problem == "unprotected") {
+    if !damage {
         ctx.say("no damage found");
     } else if report.dry_run {
         ctx.say(format!(
@@ -107,8 +103,8 @@ fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
     } else {
         ctx.say(format!("healed {healed} object(s)"));
     }
-    if lost > 0 {
-        eprintln!("aeon: error: {lost} object(s) cannot be rebuilt");
+    if lost {
+        eprintln!("aeon: error: {lost_count} object(s) cannot be rebuilt");
     }
     Ok(code)
 }
