@@ -7,6 +7,7 @@
 //! The on-storage format is specified byte by byte in `docs/FORMAT.md`.
 
 pub mod archiver;
+pub mod audit;
 pub mod backend;
 pub mod blob;
 pub mod cache;

@@ -12,6 +12,9 @@ pub trait Progress: Send + Sync {
     /// Something worth telling that does not stop the operation: the one channel through which
     /// the engine reports warnings and notes, whoever renders them (a terminal, a log, JSON).
     fn notice(&self, _notice: &Notice) {}
+    /// An audit record was appended: the log's new head (the hash to keep elsewhere, for
+    /// `aeon audit verify --head`).
+    fn audit_recorded(&self, _head: &str) {}
     /// A warning about one item that does not stop the operation.
     fn warn(&self, message: &str) {
         self.notice(&Notice::warning(message));

@@ -47,6 +47,11 @@ pub struct GlobalOpts {
     #[arg(long, env = "AEON_PASSWORD_COMMAND", global = true, value_name = "CMD")]
     pub password_command: Option<String>,
 
+    /// Open the repository with this key file or secret key instead of a password (also
+    /// AEON_KEY_FILE). With `key add`, the key file to create
+    #[arg(long, global = true, value_name = "FILE")]
+    pub key_file: Option<PathBuf>,
+
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,
@@ -156,6 +161,110 @@ pub enum Command {
     /// Prove that a directory (a restore, or the live source) equals a recovery point: every
     /// file is read and hashed as a backup would, and compared with the point's tree
     Verify(VerifyArgs),
+    /// Key slots: list, add (password, key file, post-quantum public key), change, remove;
+    /// make key pairs
+    Key(KeyArgs),
+    /// The tamper-evident log of every operation: show it, verify it
+    Audit(AuditArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct KeyArgs {
+    #[command(subcommand)]
+    pub action: KeyAction,
+}
+
+/// Argon2id costs of a new password slot (defaults as `init`'s).
+#[derive(Args, Debug, Clone)]
+pub struct KdfArgs {
+    /// Argon2id memory of the new password slot, in MiB (at least 8)
+    #[arg(long, default_value_t = KdfParams::default().memory_kib / 1024, value_name = "MIB")]
+    pub kdf_memory: u32,
+    /// Argon2id passes of the new password slot
+    #[arg(long, visible_alias = "kdf-passes", default_value_t = KdfParams::default().iterations, value_name = "N")]
+    pub kdf_iterations: u32,
+    /// Argon2id lanes of the new password slot
+    #[arg(long, default_value_t = KdfParams::default().parallelism, value_name = "N")]
+    pub kdf_lanes: u32,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum KeyAction {
+    /// List the key slots: id, type, label, created, and which one opened the repository
+    List,
+    /// Add a key slot: a password (from AEON_NEW_PASSWORD, --new-password-file or a prompt),
+    /// a new random key file (--key-file FILE, created), or a public key (--public FILE, from
+    /// `aeon key generate`). The repository opens with AEON_KEY_FILE or a password.
+    Add {
+        /// Add the holder of this public key (made by `aeon key generate`): it opens the
+        /// repository with the matching secret key file (--key-file SECRET)
+        #[arg(long, value_name = "PUBFILE")]
+        public: Option<PathBuf>,
+        /// With --public: a client that can add recovery points but read none (not yet
+        /// supported: the format reserves it)
+        #[arg(long, requires = "public")]
+        write_only: bool,
+        /// A label for the slot (default: user@host); stored sealed, only key holders read it
+        #[arg(long)]
+        label: Option<String>,
+        /// Read the new password from the first line of this file (else AEON_NEW_PASSWORD, or
+        /// a prompt)
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Change the password of the slot in use: a new slot replaces it
+    Passwd {
+        /// Read the new password from the first line of this file (else AEON_NEW_PASSWORD, or
+        /// a prompt)
+        #[arg(long, value_name = "FILE")]
+        new_password_file: Option<PathBuf>,
+        #[command(flatten)]
+        kdf: KdfArgs,
+    },
+    /// Remove a key slot (never the last that can read; the one in use only with --force)
+    Remove {
+        /// The slot's id (a unique prefix is enough)
+        id: String,
+        /// Remove the slot that opened the repository too
+        #[arg(long)]
+        force: bool,
+    },
+    /// Make a hybrid post-quantum key pair (X-Wing: ML-KEM-768 + X25519): the public half for
+    /// `aeon key add --public`, the secret half to open with --key-file
+    Generate {
+        /// Where to write the public key
+        #[arg(long, value_name = "OUT")]
+        public: PathBuf,
+        /// Where to write the secret key (default: OUT with `.secret` in place of `.pub`, or
+        /// added)
+        #[arg(long, value_name = "FILE")]
+        secret: Option<PathBuf>,
+    },
+}
+
+#[derive(Args, Debug)]
+pub struct AuditArgs {
+    #[command(subcommand)]
+    pub action: AuditAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditAction {
+    /// Show the records, oldest first
+    Log {
+        /// Only records from this time on (RFC 3339, or a date YYYY-MM-DD)
+        #[arg(long, value_name = "TIME")]
+        since: Option<String>,
+    },
+    /// Check every record: links, signatures, registered keys; with --head, that a head kept
+    /// elsewhere is still in the log (exit 4 when anything is wrong)
+    Verify {
+        /// A head printed earlier (aeon -v …, or "audit_head" in --json output)
+        #[arg(long, value_name = "HASH")]
+        head: Option<String>,
+    },
 }
 
 #[derive(Args, Debug)]

@@ -10,6 +10,7 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::sync::Arc;
 
+use aeon_core::keys::{Credential, KeyMaterial};
 use aeon_core::repository::state::{Locked, Open};
 use aeon_core::repository::{CacheDir, Located, OpenOptions};
 use aeon_core::{Error, Repository};
@@ -78,7 +79,10 @@ impl Ctx {
             storage: self.storage_options(),
             cache,
             lock_stale_after: lock_stale_after()?,
-            observer: Arc::new(progress::Notices { json: self.global.json }),
+            observer: Arc::new(progress::Notices {
+                json: self.global.json,
+                verbose: self.global.verbose > 0,
+            }),
         })
     }
 
@@ -93,11 +97,35 @@ impl Ctx {
         self.locate_at(self.location()?)
     }
 
-    /// Opens the repository given, asking for its password.
+    /// Opens the repository given, with its key file (--key-file, AEON_KEY_FILE) or else its
+    /// password.
     pub fn open(&self) -> Result<Repository<Open>> {
         let located = self.locate()?;
-        let password = password::get(&self.global, false)?;
-        Ok(located.open(password.as_bytes())?)
+        let credential = self.credential(self.global.key_file.as_deref())?;
+        Ok(located.open_with(&credential)?)
+    }
+
+    /// Opens the repository given with `credential`.
+    pub fn open_with(&self, credential: Credential) -> Result<Repository<Open>> {
+        Ok(self.locate()?.open_with(&credential)?)
+    }
+
+    /// The key file to open with: `flag` (a command line's --key-file), else AEON_KEY_FILE;
+    /// without either, the password.
+    pub fn credential(&self, flag: Option<&std::path::Path>) -> Result<Credential> {
+        let env = std::env::var_os("AEON_KEY_FILE").filter(|v| !v.is_empty());
+        let Some(path) = flag.map(std::path::PathBuf::from).or(env.map(Into::into)) else {
+            let password = password::get(&self.global, false)?;
+            return Ok(Credential::password(password.as_bytes()));
+        };
+        match KeyMaterial::read(&path)? {
+            KeyMaterial::KeyFile(k) => Ok(Credential::KeyFile(k)),
+            KeyMaterial::SecretKey(k) => Ok(Credential::SecretKey(k)),
+            KeyMaterial::PublicKey(_) => anyhow::bail!(
+                "{} is a public key: it opens nothing (write-only clients are not supported by this version); give the secret key made with it",
+                path.display()
+            ),
+        }
     }
 
     /// Opens the repository with a shared lock (or none, with --no-lock).
@@ -138,8 +166,19 @@ impl Ctx {
         }
     }
 
+    /// Prints `value` as JSON; an object gains `audit_head`, the audit log's head after this
+    /// command's record, when it wrote one.
     pub fn print_json<T: serde::Serialize>(&self, value: &T) -> Result<()> {
-        println!("{}", serde_json::to_string_pretty(value)?);
+        let mut value = serde_json::to_value(value)?;
+        match (&mut value, progress::audit_head()) {
+            (serde_json::Value::Object(map), Some(head)) => {
+                map.insert("audit_head".into(), serde_json::Value::String(head));
+            }
+            // A listing stays a list (scripts index it): the head goes to stderr, as JSON.
+            (_, Some(head)) => eprintln!("{}", serde_json::json!({ "audit_head": head })),
+            _ => {}
+        }
+        println!("{}", serde_json::to_string_pretty(&value)?);
         Ok(())
     }
 }
@@ -221,6 +260,8 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Parity(a) => commands::parity::run(ctx, a),
         Command::Repair(a) => commands::repair::run(ctx, a),
         Command::Verify(a) => commands::verify::run(ctx, a),
+        Command::Key(a) => commands::key::run(ctx, a),
+        Command::Audit(a) => commands::audit::run(ctx, a),
     }
 }
 
@@ -265,6 +306,8 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Parity(_) => "parity",
         Command::Repair(_) => "repair",
         Command::Verify(_) => "verify",
+        Command::Key(_) => "key",
+        Command::Audit(_) => "audit",
     }
 }
 

@@ -95,3 +95,30 @@ pub fn get_source(file: Option<&std::path::Path>) -> Result<Password> {
     }
     bail!("no password for the source repository: set AEON_FROM_PASSWORD or --from-password-file")
 }
+
+/// A new password (`key add`, `key passwd`): AEON_NEW_PASSWORD, the first line of `file`, or
+/// a prompt on a terminal, asked twice.
+pub fn get_new(file: Option<&std::path::Path>) -> Result<Password> {
+    if let Ok(p) = std::env::var("AEON_NEW_PASSWORD") {
+        return non_empty(p, "AEON_NEW_PASSWORD");
+    }
+    if let Some(file) = file {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(file)
+                .with_context(|| format!("cannot read password file {}", file.display()))?,
+        );
+        let first = trim_line_end(text.lines().next().unwrap_or("").to_string());
+        return non_empty(first, &format!("password file {}", file.display()));
+    }
+    if std::io::stdin().is_terminal() {
+        let p = non_empty(rpassword::prompt_password("new password: ")?, "the prompt")?;
+        let again = Zeroizing::new(rpassword::prompt_password("new password again: ")?);
+        if *again != *p {
+            bail!("the two passwords differ");
+        }
+        return Ok(p);
+    }
+    bail!(
+        "no new password given: set AEON_NEW_PASSWORD or --new-password-file, or run on a terminal"
+    )
+}

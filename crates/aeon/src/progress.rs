@@ -71,6 +71,21 @@ impl aeon_core::progress::Progress for Bar {
 /// output. With `--json` each is a JSON object (`{"level": "warning", "message": "…"}`).
 pub struct Notices {
     pub json: bool,
+    /// `-v`: print the audit log's head after each record.
+    pub verbose: bool,
+}
+
+/// The audit log's head after this process's last record (for `--json` output).
+static AUDIT_HEAD: std::sync::Mutex<Option<String>> = std::sync::Mutex::new(None);
+
+pub fn audit_head() -> Option<String> {
+    AUDIT_HEAD.lock().ok().and_then(|h| h.clone())
+}
+
+pub fn record_audit_head(head: &str) {
+    if let Ok(mut h) = AUDIT_HEAD.lock() {
+        *h = Some(head.to_string());
+    }
 }
 
 impl aeon_core::progress::Progress for Notices {
@@ -78,6 +93,13 @@ impl aeon_core::progress::Progress for Notices {
         match self.json {
             true => eprintln!("{}", serde_json::json!(notice)),
             false => eprintln!("{notice}"),
+        }
+    }
+
+    fn audit_recorded(&self, head: &str) {
+        record_audit_head(head);
+        if self.verbose && !self.json {
+            eprintln!("audit head: {head}");
         }
     }
 }

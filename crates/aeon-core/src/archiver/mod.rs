@@ -640,6 +640,17 @@ fn commit(
     };
     // Written last: every blob it references is already durable and indexed.
     let snapshot_id = repo.save_snapshot(&snapshot)?;
+    let s = &snapshot.summary;
+    let mut event = crate::audit::Event::new("backup")
+        .added(crate::backend::FileType::Snapshot, snapshot_id)
+        .figure("files", s.total_files as f64)
+        .figure("bytes", s.total_bytes as f64)
+        .figure("bytes_added_stored", s.data_added_stored as f64)
+        .figure("errors", s.errors as f64);
+    for p in &snapshot.paths {
+        event = event.arg(p.clone());
+    }
+    repo.audit(event);
     let warnings = shared.warnings.into_inner().unwrap_or_else(|p| p.into_inner());
     let notes = shared.notes.into_inner().unwrap_or_else(|p| p.into_inner());
     Ok(BackupResult { snapshot_id, snapshot, warnings, notes, packer: packer_stats })

@@ -70,7 +70,12 @@ pub(crate) fn is_location_failure(e: &Error) -> bool {
 fn content_named(t: FileType) -> bool {
     matches!(
         t,
-        FileType::Pack | FileType::Index | FileType::Snapshot | FileType::Key | FileType::Label
+        FileType::Pack
+            | FileType::Index
+            | FileType::Snapshot
+            | FileType::Key
+            | FileType::Label
+            | FileType::Audit
     )
 }
 

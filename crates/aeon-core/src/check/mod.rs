@@ -325,6 +325,17 @@ pub fn check_after_listing(
         scrub::save_state(repo, &state, &old)?;
         report.scrub = Some(state);
     }
+    let mut event = crate::audit::Event::new("check")
+        .figure("problems", report.problems.len() as f64)
+        .figure("packs_read", report.packs_read as f64)
+        .figure("bytes_read", report.bytes_read as f64);
+    if !report.is_ok() {
+        event.failure = Some(format!("{} problem(s)", report.problems.len()));
+    }
+    if opts.read_data {
+        event = event.arg("read-data");
+    }
+    repo.audit(event);
     Ok(report)
 }
 

@@ -82,6 +82,11 @@ pub fn copy(
         progress.add(1, 0);
     }
     report.bytes_read = copier.bytes_read;
+    let mut event = crate::audit::Event::new("copy").arg(source.storage().location());
+    for (_, id) in &report.copied {
+        event = event.added(crate::backend::FileType::Snapshot, id);
+    }
+    target.audit(event);
     Ok(report)
 }
 

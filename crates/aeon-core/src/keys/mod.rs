@@ -5,23 +5,18 @@
 //! byte in the format so that key-file slots and hybrid post-quantum public-key slots
 //! (ML-KEM-768 + X25519) can be added without touching existing ones.
 
+pub mod files;
+pub mod manage;
+pub mod slot;
+
 use zeroize::{Zeroize, ZeroizeOnDrop};
+
+pub use files::{KeyFileSecret, KeyMaterial, PublicKey, SecretKey};
+pub use slot::{Access, Credential, KeySlot, NewSlot, SlotType, Unlocked};
 
 use crate::crypto::{Cipher, IdHasher, KEY_LEN, Key, fill_random};
 use crate::error::{Error, Result};
-use crate::format::{self, ObjectKind, Reader};
-use crate::id::Id;
-
-/// Key-slot types. Numbers are part of the format.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(u8)]
-pub enum SlotType {
-    Password = 1,
-    /// Reserved: a random key kept in a file.
-    KeyFile = 2,
-    /// Reserved: hybrid ML-KEM-768 + X25519 public-key slot for write-only clients.
-    HybridPublicKey = 3,
-}
+use crate::format::Reader;
 
 /// The secrets of a repository. Everything a reader or writer needs, nothing else.
 #[derive(Clone, Zeroize, ZeroizeOnDrop)]
@@ -71,7 +66,7 @@ impl MasterKey {
         }
     }
 
-    fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
+    pub(crate) fn encode(&self) -> zeroize::Zeroizing<Vec<u8>> {
         let mut out = zeroize::Zeroizing::new(Vec::with_capacity(MASTER_KEY_LEN));
         out.push(MASTER_KEY_ENCODING_VERSION);
         out.extend_from_slice(&self.data_key.0);
@@ -80,7 +75,7 @@ impl MasterKey {
         out
     }
 
-    fn decode(data: &[u8]) -> Result<MasterKey> {
+    pub(crate) fn decode(data: &[u8]) -> Result<MasterKey> {
         let mut r = Reader::new(data, "master key");
         if r.u8()? != MASTER_KEY_ENCODING_VERSION || data.len() != MASTER_KEY_LEN {
             return Err(r.error("unknown master key encoding"));
@@ -186,7 +181,7 @@ impl AsMut<[argon2::Block]> for KdfMemory {
 }
 
 impl KdfParams {
-    fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Key> {
+    pub(crate) fn derive(&self, password: &[u8], salt: &[u8]) -> Result<Key> {
         let params =
             argon2::Params::new(self.memory_kib, self.iterations, self.parallelism, Some(KEY_LEN))
                 .map_err(|e| Error::InvalidInput(format!("invalid Argon2id parameters: {e}")))?;
@@ -249,114 +244,6 @@ impl KdfParams {
         KdfParams { memory_kib: 2 * 1024 * 1024, iterations: 32, parallelism: 16 };
 }
 
-/// A decoded key slot: the public parameters plus the sealed master key.
-#[derive(Debug, Clone)]
-pub struct KeySlot {
-    pub slot_type: SlotType,
-    pub repository_id: [u8; 32],
-    pub created_unix: i64,
-    pub label: String,
-    pub kdf: KdfParams,
-    pub salt: [u8; 32],
-    /// Everything before the sealed master key: the AAD that binds the parameters.
-    authenticated_prefix: Vec<u8>,
-    sealed_master_key: Vec<u8>,
-}
-
-impl KeySlot {
-    /// Makes a password slot wrapping `master`.
-    pub fn new_password(
-        master: &MasterKey,
-        repository_id: [u8; 32],
-        password: &[u8],
-        label: &str,
-        kdf: KdfParams,
-        created_unix: i64,
-    ) -> Result<Vec<u8>> {
-        if let Some(why) = kdf.outside_limits() {
-            // Such a slot could never be opened again.
-            return Err(Error::InvalidInput(why));
-        }
-        if password.is_empty() {
-            return Err(Error::InvalidInput("an empty password is not allowed".into()));
-        }
-        let mut salt = [0u8; 32];
-        fill_random(&mut salt)?;
-        let label_bytes = label.as_bytes();
-        let label_len = u16::try_from(label_bytes.len())
-            .map_err(|_| Error::InvalidInput("key label too long".into()))?;
-        // Key slots keep the version 1 layout in every repository (readable before the config).
-        let mut out = format::header(ObjectKind::KeySlot, 1).to_vec();
-        out.push(SlotType::Password as u8);
-        out.extend_from_slice(&repository_id);
-        out.extend_from_slice(&created_unix.to_le_bytes());
-        out.extend_from_slice(&label_len.to_le_bytes());
-        out.extend_from_slice(label_bytes);
-        out.extend_from_slice(&kdf.memory_kib.to_le_bytes());
-        out.extend_from_slice(&kdf.iterations.to_le_bytes());
-        out.extend_from_slice(&kdf.parallelism.to_le_bytes());
-        out.extend_from_slice(&salt);
-        let kek = kdf.derive(password, &salt)?;
-        let sealed = Cipher::new(&kek).seal(&out, &master.encode())?;
-        out.extend_from_slice(&sealed);
-        Ok(out)
-    }
-
-    pub fn decode(data: &[u8]) -> Result<KeySlot> {
-        let body = format::check_header(data, ObjectKind::KeySlot, "key slot")?;
-        let mut r = Reader::new(body, "key slot");
-        let slot_type = match r.u8()? {
-            1 => SlotType::Password,
-            t => {
-                return Err(Error::corrupt(
-                    "key slot",
-                    format!("slot type {t} is not supported by this version"),
-                ));
-            }
-        };
-        let repository_id = r.array()?;
-        let created_unix = r.i64()?;
-        let label_len = r.u16()? as usize;
-        let label = String::from_utf8_lossy(r.take(label_len)?).into_owned();
-        let kdf = KdfParams { memory_kib: r.u32()?, iterations: r.u32()?, parallelism: r.u32()? };
-        let salt = r.array()?;
-        let prefix_len = format::HEADER_LEN + r.position();
-        let sealed_master_key = r.rest().to_vec();
-        Ok(KeySlot {
-            slot_type,
-            repository_id,
-            created_unix,
-            label,
-            kdf,
-            salt,
-            authenticated_prefix: data[..prefix_len].to_vec(),
-            sealed_master_key,
-        })
-    }
-
-    /// Returns the master key if `password` opens this slot, `None` if it does not.
-    /// Errors when the slot cannot be tried at all: parameters outside the readers' limits
-    /// (never run), or a key derivation that fails.
-    pub fn unlock(&self, password: &[u8]) -> Result<Option<MasterKey>> {
-        if let Some(why) = self.kdf.above_ceiling() {
-            return Err(Error::corrupt("key slot", format!("{why}; not tried")));
-        }
-        let kek = self.kdf.derive(password, &self.salt)?;
-        match Cipher::new(&kek).open(
-            &self.authenticated_prefix,
-            &self.sealed_master_key,
-            "key slot",
-        ) {
-            Ok(plain) => Ok(Some(MasterKey::decode(&zeroize::Zeroizing::new(plain))?)),
-            Err(_) => Ok(None),
-        }
-    }
-
-    pub fn storage_id(data: &[u8]) -> Id {
-        Id::of_stored_bytes(data)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -397,66 +284,5 @@ mod tests {
         // The earlier default, for scale: within 4% of its traffic.
         let before = KdfParams { memory_kib: 64 * 1024, iterations: 3, parallelism: 4 };
         assert!(ours.traffic_mib >= 0.95 * before.attack_cost().traffic_mib);
-    }
-
-    #[test]
-    fn password_slot_round_trip() {
-        let mk = MasterKey::random().unwrap();
-        let bytes = KeySlot::new_password(&mk, [7; 32], b"secret", "me@host", CHEAP, 5).unwrap();
-        let slot = KeySlot::decode(&bytes).unwrap();
-        assert_eq!(slot.label, "me@host");
-        assert_eq!(slot.repository_id, [7; 32]);
-        let got = slot.unlock(b"secret").unwrap().unwrap();
-        assert!(got.data_key == mk.data_key && got.chunker_seed == mk.chunker_seed);
-        assert!(slot.unlock(b"wrong").unwrap().is_none());
-    }
-
-    #[test]
-    fn tampered_parameters_do_not_unlock() {
-        let mk = MasterKey::random().unwrap();
-        let mut bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", CHEAP, 5).unwrap();
-        bytes[10] ^= 1; // inside the repository id, which is authenticated
-        let slot = KeySlot::decode(&bytes).unwrap();
-        assert!(slot.unlock(b"pw").unwrap().is_none());
-    }
-
-    #[test]
-    fn lanes_change_the_key_and_round_trip() {
-        let mk = MasterKey::random().unwrap();
-        let four = KdfParams { parallelism: 4, ..CHEAP };
-        let bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", four, 5).unwrap();
-        let slot = KeySlot::decode(&bytes).unwrap();
-        assert_eq!(slot.kdf, four);
-        assert!(slot.unlock(b"pw").unwrap().unwrap().id_key == mk.id_key);
-        let salt = [1u8; 32];
-        assert!(CHEAP.derive(b"pw", &salt).unwrap() != four.derive(b"pw", &salt).unwrap());
-    }
-
-    #[test]
-    fn a_slot_no_reader_would_open_is_refused_when_made() {
-        let mk = MasterKey::random().unwrap();
-        let greedy = KdfParams { iterations: 33, ..CHEAP };
-        let err = KeySlot::new_password(&mk, [7; 32], b"pw", "", greedy, 5).unwrap_err();
-        assert!(err.to_string().contains("32 passes"), "{err}");
-        let cheap = KdfParams { memory_kib: 1024, ..CHEAP };
-        let err = KeySlot::new_password(&mk, [7; 32], b"pw", "", cheap, 5).unwrap_err();
-        assert!(err.to_string().contains("below the floor"), "{err}");
-        let err = KeySlot::new_password(&mk, [7; 32], b"", "", CHEAP, 5).unwrap_err();
-        assert!(err.to_string().contains("empty password"), "{err}");
-    }
-
-    /// A slot whose (authenticated) costs were rewritten past the ceiling is never run: its
-    /// parameters are refused before any derivation.
-    #[test]
-    fn a_hostile_slot_is_not_run() {
-        let mk = MasterKey::random().unwrap();
-        let mut bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", CHEAP, 5).unwrap();
-        // Memory (u32 at 51 + label length 0): 4 TiB.
-        bytes[51..55].copy_from_slice(&u32::MAX.to_le_bytes());
-        let slot = KeySlot::decode(&bytes).unwrap();
-        let started = std::time::Instant::now();
-        let Err(err) = slot.unlock(b"pw") else { panic!("the hostile slot was tried") };
-        assert!(err.to_string().contains("not tried"), "{err}");
-        assert!(started.elapsed() < std::time::Duration::from_secs(1));
     }
 }

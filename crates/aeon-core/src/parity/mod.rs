@@ -233,8 +233,9 @@ pub fn replica_name(t: crate::backend::FileType, name: &str, n: u8) -> String {
 }
 
 /// The kinds copied instead of covered by parity.
-pub const REPLICATED: [crate::backend::FileType; 4] = [
+pub const REPLICATED: [crate::backend::FileType; 5] = [
     crate::backend::FileType::Key,
+    crate::backend::FileType::Audit,
     crate::backend::FileType::Index,
     crate::backend::FileType::Snapshot,
     crate::backend::FileType::Label,

@@ -448,6 +448,13 @@ impl PrunePlan {
         for m in &report.messages[told..] {
             repo.notify(Notice::note(m.clone()));
         }
+        repo.audit(
+            crate::audit::Event::new("prune")
+                .figure("packs_deleted", report.packs_deleted as f64)
+                .figure("packs_repacked", report.packs_repacked as f64)
+                .figure("bytes_freed", report.bytes_freed as f64)
+                .figure("bytes_written", report.bytes_written as f64),
+        );
         Ok(report)
     }
 }

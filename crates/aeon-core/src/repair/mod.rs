@@ -27,8 +27,9 @@ use crate::repository::Repository;
 use crate::repository::state::Locked;
 
 /// The kinds whose objects are named by their hash, hence checkable without the key.
-pub const CONTENT_NAMED: [FileType; 6] = [
+pub const CONTENT_NAMED: [FileType; 7] = [
     FileType::Key,
+    FileType::Audit,
     FileType::Pack,
     FileType::Index,
     FileType::Snapshot,
@@ -625,6 +626,16 @@ pub fn repair(
         .collect();
     if !lost_packs.is_empty() || !lost_points.is_empty() {
         report.affected = affected_points(&repo, &lost_packs, &lost_points)?;
+    }
+    if !opts.dry_run {
+        let healed = report.findings.iter().filter(|f| f.healed).count();
+        let mut event = crate::audit::Event::new("repair")
+            .figure("healed", healed as f64)
+            .figure("lost", report.lost().count() as f64);
+        if report.lost().next().is_some() {
+            event.failure = Some(format!("{} object(s) cannot be rebuilt", report.lost().count()));
+        }
+        repo.audit(event);
     }
     Ok(report)
 }

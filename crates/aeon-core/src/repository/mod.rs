@@ -24,7 +24,7 @@ use crate::error::{Error, Object, Result};
 use crate::format::{self, HEADER_LEN, ObjectKind};
 use crate::id::Id;
 use crate::index::{Index, IndexFile, IndexPack};
-use crate::keys::{KdfParams, KeySlot, MasterKey};
+use crate::keys::{Credential, KdfParams, KeySlot, MasterKey, NewSlot};
 use crate::lock::{JudgedLock, Lock, LockKind, LockState};
 use crate::progress::{NoProgress, Notice, Progress};
 use crate::retention::RetentionPolicy;
@@ -202,7 +202,18 @@ pub struct Repository<S = Indexed> {
     /// The locations of a multi-location repository (the same storage as `backend`).
     mirror: Option<Arc<MirrorBackend>>,
     stripe: Option<Arc<crate::backend::StripeBackend>>,
+    /// The master key and the slot that opened it.
+    keyring: Arc<Keyring>,
     state: std::marker::PhantomData<S>,
+}
+
+/// What opening a key slot gave: the master key (for new slots), which slot it was, and the
+/// seed of the Ed25519 key that signs this slot's audit records.
+pub struct Keyring {
+    pub master: MasterKey,
+    /// The name of the slot that opened the repository.
+    pub slot: String,
+    pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
 }
 
 /// The most bytes read of objects before they are authenticated: a hostile store must not make
@@ -298,19 +309,23 @@ impl Repository<Open> {
         let storage = backend;
         let backend = with_parity(&storage, &settings);
         // Key slot first, config last: a config on storage means the repository is complete.
-        let slot = KeySlot::new_password(
+        let (slot, _) = KeySlot::new(
             &key,
             repository_id,
-            password,
+            &NewSlot::Password { password, kdf: opts.kdf },
             &opts.key_label,
-            opts.kdf,
             now.timestamp(),
         )?;
-        backend.write(FileType::Key, &Id::of_stored_bytes(&slot).to_hex(), &slot)?;
+        let slot_name = Id::of_stored_bytes(&slot).to_hex();
+        backend.write(FileType::Key, &slot_name, &slot)?;
+        // The signing seed as the slot yields it when opened.
+        let unlocked = KeySlot::decode(&slot)?
+            .unlock(&Credential::password(password))?
+            .ok_or_else(|| Error::corrupt(Object::KeySlot(slot_name.clone()), "does not open"))?;
         let cipher = key.cipher(format::FORMAT_VERSION);
         let config = encode_config(&cipher, &repository_id, &settings)?;
         backend.write(FileType::Config, "config", &config)?;
-        Ok(Repository {
+        let repo = Repository {
             backend,
             storage,
             repository_id,
@@ -328,8 +343,18 @@ impl Repository<Open> {
             read_only: false,
             mirror: None,
             stripe: None,
+            keyring: Arc::new(Keyring {
+                master: key,
+                slot: slot_name,
+                signing_seed: unlocked.signing_seed,
+            }),
             state: std::marker::PhantomData,
-        })
+        };
+        // The log's first record: it registers the first slot's signing key.
+        repo.audit(
+            crate::audit::Event::new("init").added(FileType::Key, &repo.keyring.slot.clone()),
+        );
+        Ok(repo)
     }
 
     /// Reads and checks the config's public part: that this is an Aeon repository of a
@@ -371,7 +396,17 @@ impl Repository<Open> {
 
     /// Opens a repository with a password, trying every password key slot.
     pub fn open(backend: Arc<dyn Backend>, password: &[u8]) -> Result<Repository<Open>> {
-        if password.is_empty() {
+        Self::open_with(backend, &Credential::password(password))
+    }
+
+    /// Opens a repository with a credential, trying every key slot of its type.
+    pub fn open_with(
+        backend: Arc<dyn Backend>,
+        credential: &Credential,
+    ) -> Result<Repository<Open>> {
+        if let Credential::Password(p) = credential
+            && p.is_empty()
+        {
             return Err(Error::InvalidInput("an empty password is not allowed".into()));
         }
         let header = Self::probe(backend.as_ref())?;
@@ -397,11 +432,11 @@ impl Repository<Open> {
                 if slot.repository_id != header.repository_id {
                     return Ok(None);
                 }
-                slot.unlock(password)
+                slot.unlock(credential)
             });
             match tried {
                 Ok(Some(k)) => {
-                    key = Some(k);
+                    key = Some((k, info.name));
                     break;
                 }
                 Ok(None) => {}
@@ -415,13 +450,14 @@ impl Repository<Open> {
                 }
             }
         }
-        let Some(key) = key else {
+        let Some((unlocked, slot_name)) = key else {
             return Err(match (unreachable_slot, skipped.is_empty()) {
                 (Some(e), _) => e,
                 (None, true) => Error::WrongPassword,
                 (None, false) => Error::WrongPasswordWithSkipped(skipped.join("; ")),
             });
         };
+        let key = unlocked.master;
         let cipher = key.cipher(header.format_version());
         let plain = cipher.open(header.aad(), header.sealed_settings(), "config")?;
         let settings: Settings = format::from_cbor(&plain, "config")?;
@@ -446,6 +482,11 @@ impl Repository<Open> {
             read_only: false,
             mirror: None,
             stripe: None,
+            keyring: Arc::new(Keyring {
+                master: key,
+                slot: slot_name,
+                signing_seed: unlocked.signing_seed,
+            }),
             state: std::marker::PhantomData,
         })
     }
@@ -542,6 +583,7 @@ impl<S> Repository<S> {
             read_only: self.read_only,
             mirror: self.mirror,
             stripe: self.stripe,
+            keyring: self.keyring,
             state: std::marker::PhantomData,
         }
     }
@@ -552,6 +594,12 @@ impl<S> Repository<S> {
     }
 
     /// The locations of a multi-location repository, for their management.
+    /// The master key and the slot that opened the repository (for key management and the
+    /// audit log).
+    pub fn keyring(&self) -> &Keyring {
+        &self.keyring
+    }
+
     /// The stripe, when packs are striped over the locations.
     pub fn stripe(&self) -> Option<&Arc<crate::backend::StripeBackend>> {
         self.stripe.as_ref()
@@ -598,6 +646,9 @@ impl<S> Repository<S> {
     }
     pub fn repository_id(&self) -> String {
         hex::encode(self.repository_id)
+    }
+    pub fn repository_id_bytes(&self) -> [u8; 32] {
+        self.repository_id
     }
     pub fn cipher(&self) -> &Cipher {
         &self.cipher
@@ -665,8 +716,22 @@ impl<S> Repository<S> {
         change(&mut settings);
         let config = encode_config(&self.cipher, &self.repository_id, &settings)?;
         self.backend.write(FileType::Config, "config", &config)?;
+        let mut event = crate::audit::Event::new("settings");
+        if let (Ok(serde_json::Value::Object(before)), Ok(serde_json::Value::Object(after))) =
+            (serde_json::to_value(&self.settings), serde_json::to_value(&settings))
+        {
+            for (key, value) in &after {
+                if before.get(key) != Some(value) {
+                    event = event.arg(format!("{key}={value}"));
+                }
+            }
+            for key in before.keys().filter(|k| !after.contains_key(*k)) {
+                event = event.arg(format!("{key}=none"));
+            }
+        }
         self.settings = settings;
         self.backend = with_parity(&self.storage, &self.settings);
+        self.audit(event);
         Ok(())
     }
 

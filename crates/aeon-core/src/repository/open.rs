@@ -96,8 +96,13 @@ impl Located {
     /// Unlocks the key with `password` and sets the repository up: all its locations, the
     /// metadata cache for remote storage, and this process's lock period.
     pub fn open(self, password: &[u8]) -> Result<Repository<Open>> {
+        self.open_with(&crate::keys::Credential::password(password))
+    }
+
+    /// [`Located::open`] with any credential: a password, a key file or a secret key.
+    pub fn open_with(self, credential: &crate::keys::Credential) -> Result<Repository<Open>> {
         let Located { backend, remote, options, .. } = self;
-        let mut repo = Repository::open(backend, password)?;
+        let mut repo = Repository::open_with(backend, credential)?;
         repo.set_observer(options.observer.clone());
         for w in repo.open_warnings().to_vec() {
             repo.notify(Notice::warning(w));

@@ -94,7 +94,16 @@ impl<S: Guarded> Repository<S> {
             supersedes: replaced.clone(),
         };
         let data = record.encode(&self.cipher)?;
-        self.backend.write(FileType::Label, &Id::of_stored_bytes(&data).to_hex(), &data)?;
+        let record_id = Id::of_stored_bytes(&data);
+        self.backend.write(FileType::Label, &record_id.to_hex(), &data)?;
+        let mut event = crate::audit::Event::new("labels")
+            .arg(point.id.to_hex())
+            .arg(format!("protected={}", labels.protected))
+            .added(FileType::Label, record_id);
+        if !labels.tags.is_empty() {
+            event = event.arg(format!("tags={}", labels.tags.join(",")));
+        }
+        self.audit(event);
         // The new record replaces the old ones whether or not they are removed, so a removal
         // that fails (a location that is down) leaves only superseded records for later.
         for old in replaced {
@@ -107,6 +116,18 @@ impl<S: Guarded> Repository<S> {
     /// when one of them is protected now (labels are read afresh: a point protected since it
     /// was listed is kept) or when a label record cannot be read.
     pub fn forget(&self, points: &[SnapshotEntry]) -> Result<ForgetOutcome> {
+        let result = self.forget_points(points);
+        let mut event = crate::audit::Event::new("forget").outcome(&result);
+        for p in points {
+            event = event.removed(FileType::Snapshot, p.id);
+        }
+        if !points.is_empty() {
+            self.audit(event);
+        }
+        result
+    }
+
+    fn forget_points(&self, points: &[SnapshotEntry]) -> Result<ForgetOutcome> {
         self.ensure_lock_held()?;
         let set = self.load_labels_intact(
             "which recovery points are protected cannot be told, so none is forgotten",

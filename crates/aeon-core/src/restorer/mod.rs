@@ -225,7 +225,19 @@ pub fn restore(
     opts: &RestoreOptions,
     progress: &dyn Progress,
 ) -> Result<RestoreSummary> {
-    restore_in_batches(repo, node, node_path, target, opts, progress, plan::BATCH_WEIGHT)
+    let started = std::time::Instant::now();
+    let result =
+        restore_in_batches(repo, node, node_path, target, opts, progress, plan::BATCH_WEIGHT);
+    let mut event = crate::audit::Event::new("restore")
+        .arg(node_path)
+        .arg(target.display().to_string())
+        .outcome(&result)
+        .figure("seconds", started.elapsed().as_secs_f64());
+    if let Ok(s) = &result {
+        event = event.figure("files", s.files as f64).figure("bytes", s.bytes as f64);
+    }
+    repo.audit(event);
+    result
 }
 
 fn restore_in_batches(

@@ -72,10 +72,11 @@ pub fn run(ctx: &Ctx, args: CatArgs) -> Result<u8> {
             for (name, slot) in ctx.locate()?.key_slots()? {
                 slots.push(json!({
                     "id": name,
-                    "type": format!("{:?}", slot.slot_type).to_lowercase(),
-                    "label": slot.label,
+                    "type": slot.slot_type.name(),
+                    "label": slot.label_in_clear(),
+                    "label_sealed": slot.label_in_clear().is_none(),
                     "created": chrono::DateTime::from_timestamp(slot.created_unix, 0).map(|t| t.to_rfc3339()),
-                    "argon2id": {"memory_kib": slot.kdf.memory_kib, "iterations": slot.kdf.iterations, "parallelism": slot.kdf.parallelism},
+                    "argon2id": slot.kdf.map(|k| json!({"memory_kib": k.memory_kib, "iterations": k.iterations, "parallelism": k.parallelism})),
                 }));
             }
             Value::Array(slots)

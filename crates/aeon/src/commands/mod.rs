@@ -1,3 +1,4 @@
+pub mod audit;
 pub mod backup;
 pub mod cat;
 pub mod check;
@@ -7,6 +8,7 @@ pub mod dump;
 pub mod find;
 pub mod forget;
 pub mod init;
+pub mod key;
 pub mod locations;
 pub mod ls;
 pub mod parity;

@@ -1,0 +1,202 @@
+//! Key management on an open repository: list, add, change and remove key slots
+//! (`aeon key …`).
+
+use serde::Serialize;
+
+use super::{Access, KdfParams, KeySlot, NewSlot, SlotType};
+use crate::audit::{Event, Registration};
+use crate::backend::FileType;
+use crate::error::{Error, Result};
+use crate::id::Id;
+use crate::repository::Repository;
+use crate::repository::state::Guarded;
+
+/// One key slot as `aeon key list` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct SlotInfo {
+    pub id: String,
+    #[serde(rename = "type")]
+    pub slot_type: Option<SlotType>,
+    pub access: Option<Access>,
+    pub label: Option<String>,
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
+    /// The slot that opened the repository in this process.
+    pub current: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub argon2id: Option<KdfCosts>,
+    /// The first 16 bytes of a public-key slot's key fingerprint, hex.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fingerprint: Option<String>,
+    /// Why the slot could not be read, when it could not.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct KdfCosts {
+    pub memory_kib: u32,
+    pub iterations: u32,
+    pub parallelism: u32,
+}
+
+/// A slot added.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddedSlot {
+    pub id: String,
+    /// The Ed25519 key its holder signs audit records with (hex).
+    pub signing_key: String,
+}
+
+impl<S: Guarded> Repository<S> {
+    /// Every key slot of this repository, in name order, labels opened.
+    pub fn key_list(&self) -> Result<Vec<SlotInfo>> {
+        let mut out = Vec::new();
+        let current = &self.keyring().slot;
+        let mut names = self.storage().list(FileType::Key)?;
+        names.sort_by(|a, b| a.name.cmp(&b.name));
+        for info in names {
+            let decoded = self
+                .storage()
+                .read(FileType::Key, &info.name)
+                .and_then(|data| KeySlot::decode(&data));
+            let entry = match decoded {
+                Ok(slot) if slot.repository_id == self.repository_id_bytes() => SlotInfo {
+                    current: &info.name == current,
+                    id: info.name,
+                    slot_type: Some(slot.slot_type),
+                    access: Some(slot.access),
+                    label: Some(
+                        slot.label(&self.keyring().master)
+                            .unwrap_or_else(|e| format!("(label unreadable: {e})")),
+                    ),
+                    created: chrono::DateTime::from_timestamp(slot.created_unix, 0),
+                    argon2id: slot.kdf.map(|k| KdfCosts {
+                        memory_kib: k.memory_kib,
+                        iterations: k.iterations,
+                        parallelism: k.parallelism,
+                    }),
+                    fingerprint: slot.fingerprint.map(|f| hex::encode(&f[..16])),
+                    error: None,
+                },
+                Ok(_) => continue,
+                Err(e) => SlotInfo {
+                    current: false,
+                    id: info.name,
+                    slot_type: None,
+                    access: None,
+                    label: None,
+                    created: None,
+                    argon2id: None,
+                    fingerprint: None,
+                    error: Some(e.to_string()),
+                },
+            };
+            out.push(entry);
+        }
+        Ok(out)
+    }
+
+    /// Adds a slot wrapping this repository's master key, and records it in the audit log
+    /// (registering the key its holder will sign with).
+    pub fn key_add(&self, slot: &NewSlot, label: &str) -> Result<AddedSlot> {
+        let added = self.write_slot(slot, label)?;
+        let kind = match slot {
+            NewSlot::Password { .. } => SlotType::Password,
+            NewSlot::KeyFile(_) => SlotType::KeyFile,
+            NewSlot::PublicKey(_) => SlotType::PublicKey,
+        };
+        self.audit(
+            Event::new("key-add")
+                .arg(kind.name())
+                .added(FileType::Key, &added.id)
+                .register(added.registration()),
+        );
+        Ok(added)
+    }
+
+    fn write_slot(&self, slot: &NewSlot, label: &str) -> Result<AddedSlot> {
+        self.ensure_lock_held()?;
+        let (bytes, signer) = KeySlot::new(
+            &self.keyring().master,
+            self.repository_id_bytes(),
+            slot,
+            label,
+            chrono::Utc::now().timestamp(),
+        )?;
+        let id = Id::of_stored_bytes(&bytes).to_hex();
+        self.backend().write(FileType::Key, &id, &bytes)?;
+        Ok(AddedSlot { id, signing_key: hex::encode(signer) })
+    }
+
+    /// Replaces the slot in use by a password slot with `password` (same label): the new slot
+    /// is written before the old one is removed.
+    pub fn key_passwd(&self, password: &[u8], kdf: KdfParams) -> Result<(AddedSlot, String)> {
+        let old = self.keyring().slot.clone();
+        let label = self
+            .key_list()?
+            .into_iter()
+            .find(|s| s.id == old)
+            .and_then(|s| s.label)
+            .unwrap_or_default();
+        let added = self.write_slot(&NewSlot::Password { password, kdf }, &label)?;
+        self.remove_slot(&old)?;
+        self.audit(
+            Event::new("key-passwd")
+                .added(FileType::Key, &added.id)
+                .removed(FileType::Key, &old)
+                .register(added.registration()),
+        );
+        Ok((added, old))
+    }
+
+    /// Removes the slot whose id starts with `prefix`. Refuses the last slot that can read
+    /// the repository, and the slot in use unless `force`.
+    pub fn key_remove(&self, prefix: &str, force: bool) -> Result<String> {
+        self.ensure_lock_held()?;
+        let slots = self.key_list()?;
+        let matching: Vec<&SlotInfo> = slots.iter().filter(|s| s.id.starts_with(prefix)).collect();
+        let target = match matching.as_slice() {
+            [] => return Err(Error::NoMatch { kind: "key slot", prefix: prefix.into() }),
+            [one] => *one,
+            many => {
+                return Err(Error::Ambiguous {
+                    kind: "key slot",
+                    prefix: prefix.into(),
+                    count: many.len(),
+                });
+            }
+        };
+        let readers =
+            slots.iter().filter(|s| s.access == Some(Access::Full) && s.id != target.id).count();
+        if target.access == Some(Access::Full) && readers == 0 {
+            return Err(Error::InvalidInput(format!(
+                "key slot {} is the last one that can read the repository: add another first (aeon key add)",
+                short(&target.id)
+            )));
+        }
+        if target.current && !force {
+            return Err(Error::InvalidInput(format!(
+                "key slot {} is the one in use: give --force to remove it anyway, or open with another key",
+                short(&target.id)
+            )));
+        }
+        self.remove_slot(&target.id)?;
+        self.audit(Event::new("key-remove").removed(FileType::Key, &target.id));
+        Ok(target.id.clone())
+    }
+
+    fn remove_slot(&self, name: &str) -> Result<()> {
+        self.ensure_lock_held()?;
+        self.backend().remove(FileType::Key, name)
+    }
+}
+
+impl AddedSlot {
+    fn registration(&self) -> Registration {
+        Registration { slot: self.id.clone(), key: self.signing_key.clone() }
+    }
+}
+
+fn short(id: &str) -> &str {
+    &id[..id.len().min(16)]
+}

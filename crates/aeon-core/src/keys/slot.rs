@@ -1,0 +1,497 @@
+//! Key slots (`keys/<id>`, docs/FORMAT.md §4): each wraps the master key under a key-encryption
+//! key (KEK) that one credential yields: a password (Argon2id), a key file (a random 256-bit
+//! secret), or the secret half of a hybrid post-quantum key pair (X-Wing: ML-KEM-768 + X25519).
+
+use zeroize::Zeroizing;
+
+use super::files::{KeyFileSecret, PublicKey, SecretKey};
+use super::{KdfParams, MasterKey};
+use crate::crypto::{Cipher, KEY_LEN, Key, fill_random};
+use crate::error::{Error, Result};
+use crate::format::{self, ObjectKind, Reader};
+use crate::id::Id;
+
+/// Key-slot types. Numbers are part of the format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[repr(u8)]
+pub enum SlotType {
+    Password = 1,
+    /// A random 256-bit secret kept in a file.
+    KeyFile = 2,
+    /// The master key encapsulated to a hybrid ML-KEM-768 + X25519 (X-Wing) public key.
+    PublicKey = 3,
+}
+
+impl SlotType {
+    pub fn name(self) -> &'static str {
+        match self {
+            SlotType::Password => "password",
+            SlotType::KeyFile => "key-file",
+            SlotType::PublicKey => "public-key",
+        }
+    }
+}
+
+/// What a slot lets its holder do. Numbers are part of the format (public-key slots store it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+#[repr(u8)]
+pub enum Access {
+    /// Read and write everything: the slot wraps the master key.
+    Full = 0,
+    /// Reserved for write-only clients (FORMAT.md §4): add recovery points, read none.
+    WriteOnly = 1,
+}
+
+/// What a client presents to open a repository.
+pub enum Credential {
+    Password(Zeroizing<Vec<u8>>),
+    KeyFile(KeyFileSecret),
+    SecretKey(SecretKey),
+}
+
+impl Credential {
+    pub fn password(password: &[u8]) -> Credential {
+        Credential::Password(Zeroizing::new(password.to_vec()))
+    }
+
+    /// The slot type this credential opens.
+    pub fn slot_type(&self) -> SlotType {
+        match self {
+            Credential::Password(_) => SlotType::Password,
+            Credential::KeyFile(_) => SlotType::KeyFile,
+            Credential::SecretKey(_) => SlotType::PublicKey,
+        }
+    }
+}
+
+/// What a new slot is made for.
+pub enum NewSlot<'a> {
+    Password { password: &'a [u8], kdf: KdfParams },
+    KeyFile(&'a KeyFileSecret),
+    PublicKey(&'a PublicKey),
+}
+
+/// A slot opened: the master key, and the audit-signing seed only this slot's credential
+/// yields (derived from its KEK, so other slots' holders cannot sign as this one).
+pub struct Unlocked {
+    pub master: MasterKey,
+    pub signing_seed: Zeroizing<[u8; 32]>,
+}
+
+const KEY_FILE_KEK_CONTEXT: &str = "aeon 2026-12-07 key file slot key-encryption key";
+const PUBLIC_KEY_KEK_CONTEXT: &str = "aeon 2026-12-07 public key slot key-encryption key";
+const SIGNING_SEED_CONTEXT: &str = "aeon 2026-12-07 audit signing key of a key slot";
+const LABEL_KEY_CONTEXT: &str = "aeon 2026-12-07 key slot label key";
+const LABEL_AAD: &[u8] = b"aeon key slot label";
+/// First byte of a sealed label; labels written in the clear (before 7 December 2026) are
+/// UTF-8 text, which never starts with a NUL.
+const SEALED_LABEL: u8 = 0;
+/// X-Wing's ciphertext, in bytes.
+pub const CIPHERTEXT_LEN: usize = x_wing::CIPHERTEXT_SIZE;
+
+/// A decoded key slot: the public parameters plus the sealed master key.
+#[derive(Debug, Clone)]
+pub struct KeySlot {
+    pub slot_type: SlotType,
+    pub repository_id: [u8; 32],
+    pub created_unix: i64,
+    /// The label field as stored: clear UTF-8 (older slots) or sealed.
+    label_field: Vec<u8>,
+    /// Argon2id costs (password slots).
+    pub kdf: Option<KdfParams>,
+    salt: [u8; 32],
+    /// Public-key slots: what the slot grants and the fingerprint of the public key.
+    pub access: Access,
+    pub fingerprint: Option<[u8; 32]>,
+    ciphertext: Vec<u8>,
+    /// Everything before the sealed master key: the AAD that binds the parameters.
+    authenticated_prefix: Vec<u8>,
+    sealed_master_key: Vec<u8>,
+}
+
+impl KeySlot {
+    /// Makes a password slot wrapping `master`.
+    pub fn new_password(
+        master: &MasterKey,
+        repository_id: [u8; 32],
+        password: &[u8],
+        label: &str,
+        kdf: KdfParams,
+        created_unix: i64,
+    ) -> Result<Vec<u8>> {
+        Ok(KeySlot::new(
+            master,
+            repository_id,
+            &NewSlot::Password { password, kdf },
+            label,
+            created_unix,
+        )?
+        .0)
+    }
+
+    /// Makes a slot of any type wrapping `master`; returns its bytes and the public half of the
+    /// audit-signing key its holder will sign with.
+    pub fn new(
+        master: &MasterKey,
+        repository_id: [u8; 32],
+        kind: &NewSlot,
+        label: &str,
+        created_unix: i64,
+    ) -> Result<(Vec<u8>, [u8; 32])> {
+        let slot_type = match kind {
+            NewSlot::Password { .. } => SlotType::Password,
+            NewSlot::KeyFile(_) => SlotType::KeyFile,
+            NewSlot::PublicKey(_) => SlotType::PublicKey,
+        };
+        let label_field = seal_label(master, &repository_id, label)?;
+        let label_len = u16::try_from(label_field.len())
+            .map_err(|_| Error::InvalidInput("key label too long".into()))?;
+        // Key slots keep the version 1 header in every repository (read before the config).
+        let mut out = format::header(ObjectKind::KeySlot, 1).to_vec();
+        out.push(slot_type as u8);
+        out.extend_from_slice(&repository_id);
+        out.extend_from_slice(&created_unix.to_le_bytes());
+        out.extend_from_slice(&label_len.to_le_bytes());
+        out.extend_from_slice(&label_field);
+        let mut salt = [0u8; 32];
+        fill_random(&mut salt)?;
+        let kek = match kind {
+            NewSlot::Password { password, kdf } => {
+                if let Some(why) = kdf.outside_limits() {
+                    // Such a slot could never be opened again.
+                    return Err(Error::InvalidInput(why));
+                }
+                if password.is_empty() {
+                    return Err(Error::InvalidInput("an empty password is not allowed".into()));
+                }
+                out.extend_from_slice(&kdf.memory_kib.to_le_bytes());
+                out.extend_from_slice(&kdf.iterations.to_le_bytes());
+                out.extend_from_slice(&kdf.parallelism.to_le_bytes());
+                out.extend_from_slice(&salt);
+                kdf.derive(password, &salt)?
+            }
+            NewSlot::KeyFile(secret) => {
+                out.extend_from_slice(&salt);
+                key_file_kek(secret, &salt)
+            }
+            NewSlot::PublicKey(public) => {
+                let fingerprint = public.fingerprint();
+                let (ciphertext, shared) = public.encapsulate();
+                out.push(Access::Full as u8);
+                out.extend_from_slice(&fingerprint);
+                out.extend_from_slice(&ciphertext);
+                public_key_kek(&shared, &fingerprint)
+            }
+        };
+        let sealed = Cipher::new(&kek).seal(&out, &master.encode())?;
+        out.extend_from_slice(&sealed);
+        Ok((out, signing_public(&signing_seed(&kek))))
+    }
+
+    pub fn decode(data: &[u8]) -> Result<KeySlot> {
+        let body = format::check_header(data, ObjectKind::KeySlot, "key slot")?;
+        let mut r = Reader::new(body, "key slot");
+        let slot_type = match r.u8()? {
+            1 => SlotType::Password,
+            2 => SlotType::KeyFile,
+            3 => SlotType::PublicKey,
+            t => {
+                return Err(Error::corrupt(
+                    "key slot",
+                    format!("slot type {t} is not supported by this version"),
+                ));
+            }
+        };
+        let repository_id = r.array()?;
+        let created_unix = r.i64()?;
+        let label_len = r.u16()? as usize;
+        let label_field = r.take(label_len)?.to_vec();
+        let mut slot = KeySlot {
+            slot_type,
+            repository_id,
+            created_unix,
+            label_field,
+            kdf: None,
+            salt: [0; 32],
+            access: Access::Full,
+            fingerprint: None,
+            ciphertext: Vec::new(),
+            authenticated_prefix: Vec::new(),
+            sealed_master_key: Vec::new(),
+        };
+        match slot_type {
+            SlotType::Password => {
+                slot.kdf = Some(KdfParams {
+                    memory_kib: r.u32()?,
+                    iterations: r.u32()?,
+                    parallelism: r.u32()?,
+                });
+                slot.salt = r.array()?;
+            }
+            SlotType::KeyFile => slot.salt = r.array()?,
+            SlotType::PublicKey => {
+                slot.access = match r.u8()? {
+                    0 => Access::Full,
+                    a => {
+                        return Err(Error::corrupt(
+                            "key slot",
+                            format!(
+                                "access {a} of a public-key slot is not supported by this version"
+                            ),
+                        ));
+                    }
+                };
+                slot.fingerprint = Some(r.array()?);
+                slot.ciphertext = r.take(CIPHERTEXT_LEN)?.to_vec();
+            }
+        }
+        let prefix_len = format::HEADER_LEN + r.position();
+        slot.authenticated_prefix = data[..prefix_len].to_vec();
+        slot.sealed_master_key = r.rest().to_vec();
+        Ok(slot)
+    }
+
+    /// The label, if it was written in the clear (slots made before 7 December 2026).
+    pub fn label_in_clear(&self) -> Option<String> {
+        match self.label_field.first() {
+            None => Some(String::new()),
+            Some(&SEALED_LABEL) => None,
+            Some(_) => Some(String::from_utf8_lossy(&self.label_field).into_owned()),
+        }
+    }
+
+    /// The label, opened with the master key when it is sealed.
+    pub fn label(&self, master: &MasterKey) -> Result<String> {
+        if let Some(clear) = self.label_in_clear() {
+            return Ok(clear);
+        }
+        let cipher = Cipher::new(&label_key(master));
+        let plain = cipher.open(
+            &label_aad(&self.repository_id),
+            &self.label_field[1..],
+            "key slot label",
+        )?;
+        Ok(String::from_utf8_lossy(&plain).into_owned())
+    }
+
+    /// Returns what `credential` opens in this slot, `None` if it does not open it (a slot of
+    /// another type is not tried). Errors when the slot cannot be tried at all: parameters
+    /// outside the readers' limits (never run), or a key derivation that fails.
+    pub fn unlock(&self, credential: &Credential) -> Result<Option<Unlocked>> {
+        let kek = match (credential, self.slot_type) {
+            (Credential::Password(password), SlotType::Password) => {
+                let kdf = self.kdf.ok_or_else(|| Error::corrupt("key slot", "no costs"))?;
+                if let Some(why) = kdf.above_ceiling() {
+                    return Err(Error::corrupt("key slot", format!("{why}; not tried")));
+                }
+                kdf.derive(password, &self.salt)?
+            }
+            (Credential::KeyFile(secret), SlotType::KeyFile) => key_file_kek(secret, &self.salt),
+            (Credential::SecretKey(secret), SlotType::PublicKey) => {
+                let fingerprint = secret.public().fingerprint();
+                if Some(fingerprint) != self.fingerprint {
+                    return Ok(None);
+                }
+                let shared = secret.decapsulate(&self.ciphertext)?;
+                public_key_kek(&shared, &fingerprint)
+            }
+            _ => return Ok(None),
+        };
+        match Cipher::new(&kek).open(
+            &self.authenticated_prefix,
+            &self.sealed_master_key,
+            "key slot",
+        ) {
+            Ok(plain) => Ok(Some(Unlocked {
+                master: MasterKey::decode(&Zeroizing::new(plain))?,
+                signing_seed: signing_seed(&kek),
+            })),
+            Err(_) => Ok(None),
+        }
+    }
+
+    pub fn storage_id(data: &[u8]) -> Id {
+        Id::of_stored_bytes(data)
+    }
+}
+
+fn key_file_kek(secret: &KeyFileSecret, salt: &[u8; 32]) -> Key {
+    let mut h = blake3::Hasher::new_derive_key(KEY_FILE_KEK_CONTEXT);
+    h.update(secret.bytes());
+    h.update(salt);
+    Key(*h.finalize().as_bytes())
+}
+
+fn public_key_kek(shared: &[u8; 32], fingerprint: &[u8; 32]) -> Key {
+    let mut h = blake3::Hasher::new_derive_key(PUBLIC_KEY_KEK_CONTEXT);
+    h.update(shared);
+    h.update(fingerprint);
+    Key(*h.finalize().as_bytes())
+}
+
+fn signing_seed(kek: &Key) -> Zeroizing<[u8; 32]> {
+    Zeroizing::new(blake3::derive_key(SIGNING_SEED_CONTEXT, &kek.0))
+}
+
+/// The Ed25519 public key of a signing seed.
+pub fn signing_public(seed: &[u8; 32]) -> [u8; 32] {
+    ed25519_dalek::SigningKey::from_bytes(seed).verifying_key().to_bytes()
+}
+
+fn label_key(master: &MasterKey) -> Key {
+    Key(blake3::derive_key(LABEL_KEY_CONTEXT, &master.data_key.0))
+}
+
+fn label_aad(repository_id: &[u8; 32]) -> Vec<u8> {
+    [LABEL_AAD, repository_id.as_slice()].concat()
+}
+
+/// A label sealed under a key derived from the data key: storage shows its length only.
+fn seal_label(master: &MasterKey, repository_id: &[u8; 32], label: &str) -> Result<Vec<u8>> {
+    if label.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut out = vec![SEALED_LABEL];
+    out.extend(Cipher::new(&label_key(master)).seal(&label_aad(repository_id), label.as_bytes())?);
+    Ok(out)
+}
+
+const _: () = assert!(KEY_LEN == 32);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const CHEAP: KdfParams = KdfParams::FLOOR;
+
+    fn password(p: &[u8]) -> Credential {
+        Credential::password(p)
+    }
+
+    #[test]
+    fn password_slot_round_trip_with_a_sealed_label() {
+        let mk = MasterKey::random().unwrap();
+        let bytes = KeySlot::new_password(&mk, [7; 32], b"secret", "me@host", CHEAP, 5).unwrap();
+        assert!(!bytes.windows(7).any(|w| w == b"me@host"), "the label is in the clear");
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!(slot.label_in_clear(), None);
+        assert_eq!(slot.label(&mk).unwrap(), "me@host");
+        assert_eq!(slot.repository_id, [7; 32]);
+        let got = slot.unlock(&password(b"secret")).unwrap().unwrap();
+        assert!(got.master.data_key == mk.data_key && got.master.chunker_seed == mk.chunker_seed);
+        assert!(slot.unlock(&password(b"wrong")).unwrap().is_none());
+    }
+
+    #[test]
+    fn key_file_and_public_key_slots_open_with_their_secret_only() {
+        let mk = MasterKey::random().unwrap();
+        let file = KeyFileSecret::random().unwrap();
+        let (bytes, signer) =
+            KeySlot::new(&mk, [7; 32], &NewSlot::KeyFile(&file), "ci", 5).unwrap();
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!(slot.slot_type, SlotType::KeyFile);
+        let got = slot.unlock(&Credential::KeyFile(file.clone())).unwrap().unwrap();
+        assert!(got.master.id_key == mk.id_key);
+        assert_eq!(signing_public(&got.signing_seed), signer);
+        let other = KeyFileSecret::random().unwrap();
+        assert!(slot.unlock(&Credential::KeyFile(other)).unwrap().is_none());
+        assert!(slot.unlock(&password(b"pw")).unwrap().is_none());
+
+        let secret = SecretKey::generate().unwrap();
+        let (bytes, signer) =
+            KeySlot::new(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "vault", 5).unwrap();
+        // header 8, type 1, id 32, time 8, label length 2 and label, access 1, fingerprint 32,
+        // ciphertext 1120, sealed master key 113.
+        let label_len = bytes.len() - (8 + 1 + 32 + 8 + 2 + 1 + 32 + 1120 + 113);
+        assert_eq!(label_len, 1 + 24 + 5 + 16);
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!(slot.access, Access::Full);
+        let got = slot.unlock(&Credential::SecretKey(secret)).unwrap().unwrap();
+        assert!(got.master.data_key == mk.data_key);
+        assert_eq!(signing_public(&got.signing_seed), signer);
+        let stranger = SecretKey::generate().unwrap();
+        assert!(slot.unlock(&Credential::SecretKey(stranger)).unwrap().is_none());
+    }
+
+    #[test]
+    fn a_clear_label_of_an_older_slot_still_reads() {
+        let mk = MasterKey::random().unwrap();
+        let mut bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", CHEAP, 5).unwrap();
+        // An older slot: label "ab" in the clear (it is inside the AAD, so this one no longer
+        // opens, but it decodes and shows its label).
+        bytes.splice(49..51, [2u8, 0, b'a', b'b']);
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!(slot.label_in_clear().as_deref(), Some("ab"));
+        assert_eq!(slot.label(&mk).unwrap(), "ab");
+    }
+
+    #[test]
+    fn tampered_parameters_do_not_unlock() {
+        let mk = MasterKey::random().unwrap();
+        let mut bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", CHEAP, 5).unwrap();
+        bytes[10] ^= 1; // inside the repository id, which is authenticated
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert!(slot.unlock(&password(b"pw")).unwrap().is_none());
+    }
+
+    #[test]
+    fn lanes_change_the_key_and_round_trip() {
+        let mk = MasterKey::random().unwrap();
+        let four = KdfParams { parallelism: 4, ..CHEAP };
+        let bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", four, 5).unwrap();
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!(slot.kdf, Some(four));
+        assert!(slot.unlock(&password(b"pw")).unwrap().unwrap().master.id_key == mk.id_key);
+        let salt = [1u8; 32];
+        assert!(CHEAP.derive(b"pw", &salt).unwrap() != four.derive(b"pw", &salt).unwrap());
+    }
+
+    #[test]
+    fn a_slot_no_reader_would_open_is_refused_when_made() {
+        let mk = MasterKey::random().unwrap();
+        let greedy = KdfParams { iterations: 33, ..CHEAP };
+        let err = KeySlot::new_password(&mk, [7; 32], b"pw", "", greedy, 5).unwrap_err();
+        assert!(err.to_string().contains("32 passes"), "{err}");
+        let cheap = KdfParams { memory_kib: 1024, ..CHEAP };
+        let err = KeySlot::new_password(&mk, [7; 32], b"pw", "", cheap, 5).unwrap_err();
+        assert!(err.to_string().contains("below the floor"), "{err}");
+        let err = KeySlot::new_password(&mk, [7; 32], b"", "", CHEAP, 5).unwrap_err();
+        assert!(err.to_string().contains("empty password"), "{err}");
+    }
+
+    /// A slot whose (authenticated) costs were rewritten past the ceiling is never run: its
+    /// parameters are refused before any derivation.
+    #[test]
+    fn a_hostile_slot_is_not_run() {
+        let mk = MasterKey::random().unwrap();
+        let mut bytes = KeySlot::new_password(&mk, [7; 32], b"pw", "", CHEAP, 5).unwrap();
+        // Memory (u32 at 51 + label length 0): 4 TiB.
+        bytes[51..55].copy_from_slice(&u32::MAX.to_le_bytes());
+        let slot = KeySlot::decode(&bytes).unwrap();
+        let started = std::time::Instant::now();
+        let Err(err) = slot.unlock(&password(b"pw")) else { panic!("the hostile slot was tried") };
+        assert!(err.to_string().contains("not tried"), "{err}");
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+    }
+
+    #[test]
+    fn hostile_public_key_slots_are_refused_not_trusted() {
+        let mk = MasterKey::random().unwrap();
+        let secret = SecretKey::generate().unwrap();
+        let (bytes, _) =
+            KeySlot::new(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "", 5).unwrap();
+        for cut in [52, 60, 500, bytes.len() - 200] {
+            let _ = KeySlot::decode(&bytes[..cut])
+                .map(|s| s.unlock(&Credential::SecretKey(secret.clone())));
+        }
+        let mut flipped = bytes.clone();
+        flipped[200] ^= 0x40; // inside the ciphertext
+        let slot = KeySlot::decode(&flipped).unwrap();
+        assert!(slot.unlock(&Credential::SecretKey(secret.clone())).unwrap().is_none());
+        let mut write_only = bytes;
+        write_only[51] = Access::WriteOnly as u8;
+        assert!(KeySlot::decode(&write_only).unwrap_err().to_string().contains("access 1"));
+    }
+}
