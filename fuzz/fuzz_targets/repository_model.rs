@@ -165,7 +165,7 @@ fn verify(store: &MemoryBackend, source: &Path, model: &BTreeMap<Id, Point>, scr
         std::fs::remove_dir_all(&target).unwrap();
     }
     let locked = repo.unlock().lock(LockKind::Shared, "check").expect("lock");
-    let opts = CheckOptions { read_data: true, threads: 1 };
+    let opts = CheckOptions { read_data: true, threads: 1, ..CheckOptions::default() };
     let report = check::check(locked, &opts, &NoProgress).expect("check runs");
     assert!(report.is_ok(), "check: {:?}", report.problems);
 }

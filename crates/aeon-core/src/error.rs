@@ -146,6 +146,12 @@ pub enum Error {
     )]
     LockLost(String),
 
+    /// An append-only client (`--append-only`) was about to delete or replace an object.
+    #[error(
+        "append-only: refusing {0} (this client never deletes or replaces anything; run it without --append-only, with a credential that may delete)"
+    )]
+    AppendOnly(String),
+
     #[error("storage quota exceeded: {used} bytes used of {limit}, and {needed} more are needed")]
     QuotaExceeded { used: u64, limit: u64, needed: u64 },
 }

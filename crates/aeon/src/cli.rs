@@ -52,6 +52,11 @@ pub struct GlobalOpts {
     #[arg(long, global = true, value_name = "FILE")]
     pub key_file: Option<PathBuf>,
 
+    /// Never delete or replace anything in the repository (for a storage credential that cannot
+    /// delete): backups work; forget, prune and the like refuse. Locks are left to go stale
+    #[arg(long, env = "AEON_APPEND_ONLY", global = true)]
+    pub append_only: bool,
+
     /// Print machine-readable JSON instead of text
     #[arg(long, global = true)]
     pub json: bool,

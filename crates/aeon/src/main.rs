@@ -79,6 +79,7 @@ impl Ctx {
             storage: self.storage_options(),
             cache,
             lock_stale_after: lock_stale_after()?,
+            append_only: self.global.append_only,
             observer: Arc::new(progress::Notices {
                 json: self.global.json,
                 verbose: self.global.verbose > 0,
@@ -120,7 +121,7 @@ impl Ctx {
         };
         match KeyMaterial::read(&path)? {
             KeyMaterial::KeyFile(k) => Ok(Credential::KeyFile(k)),
-            KeyMaterial::SecretKey(k) => Ok(Credential::SecretKey(k)),
+            KeyMaterial::SecretKey(k) => Ok(Credential::SecretKey(Box::new(k))),
             KeyMaterial::PublicKey(_) => anyhow::bail!(
                 "{} is a public key: it opens nothing (write-only clients are not supported by this version); give the secret key made with it",
                 path.display()

@@ -470,3 +470,68 @@ fn stripe_over_three_locations_rides_out_a_lost_server_and_rebuilds_a_replaced_l
     );
     env.run_ok(&["check", "--read-data"]);
 }
+
+/// A client with an S3 identity that cannot delete: with --append-only its backups succeed (its
+/// locks refreshed by new objects, never removed) and leave a repository a full client checks,
+/// restores and prunes; forget and prune fail clearly, with and without --append-only, and
+/// storage keeps every object.
+#[test]
+fn append_only_backups_with_a_credential_that_cannot_delete() {
+    let weed = servers::Seaweed::start();
+    weed.create_bucket("appendonly");
+    weed.deny_delete_to_appender("appendonly");
+    let url = weed.s3_url("appendonly", "repo");
+    let admin = remote_env(&url, &s3_credentials());
+    assert_success(&admin.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]));
+    let appender = remote_env(
+        &url,
+        &[
+            ("AWS_ACCESS_KEY_ID", servers::S3_APPEND_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", servers::S3_APPEND_SECRET_KEY),
+            ("AEON_LOCK_STALE_AFTER", "60"),
+        ],
+    );
+    let src = admin.path("src");
+    generate_tree(&src, 9, 30, 2 << 20);
+    let listed_before = admin.json(&["snapshots"]).as_array().unwrap().len();
+    // With --append-only every backup succeeds.
+    for round in 0..2 {
+        fs_write_more(&src, round);
+        let out = appender.run(&["backup", "--append-only", src.to_str().unwrap()]);
+        assert_success(&out);
+    }
+    let points = admin.json(&["snapshots"]).as_array().unwrap().len();
+    assert_eq!(points, listed_before + 2);
+    // forget and prune fail clearly, and delete nothing.
+    let out = appender.run(&["forget", "--append-only", "--keep-last", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("append-only"), "{}", stderr(&out));
+    let out = appender.run(&["prune", "--append-only"]);
+    assert_ne!(out.status.code(), Some(0));
+    assert!(stderr(&out).contains("append-only"), "{}", stderr(&out));
+    let out = appender.run(&["forget", "--keep-last", "1"]);
+    assert_ne!(out.status.code(), Some(0), "the credential deleted: {}", stderr(&out));
+    assert!(
+        stderr(&out).to_lowercase().contains("denied") || stderr(&out).contains("permission"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(admin.json(&["snapshots"]).as_array().unwrap().len(), points);
+    // The full client sees a sound repository, restores the latest point exactly, and cleans up.
+    admin.run_ok(&["check", "--read-data"]);
+    let out = admin.path("out");
+    admin.run_ok(&["restore", "latest", "--target", out.to_str().unwrap()]);
+    assert_trees_equal(&src, &out.join(src.strip_prefix("/").unwrap()));
+    let log = admin.json(&["audit", "log"]);
+    let backups = log.as_array().unwrap().iter().filter(|e| e["operation"] == "backup").count();
+    assert!(backups >= 2, "{log}");
+    assert_eq!(admin.run(&["audit", "verify"]).status.code(), Some(0));
+    // The appender's lock objects are still there (it removes nothing); the full client's prune
+    // works beside them.
+    assert_success(&admin.run(&["prune"]));
+    admin.run_ok(&["check"]);
+}
+
+fn fs_write_more(src: &std::path::Path, round: u32) {
+    std::fs::write(src.join(format!("more-{round}")), vec![round as u8; 100_000]).unwrap();
+}

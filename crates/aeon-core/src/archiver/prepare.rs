@@ -42,7 +42,16 @@ pub fn prepare(
     parent: ParentChoice,
 ) -> Result<Prepared> {
     let repo = repo.lock(LockKind::Shared, "backup")?;
-    let stale = repo.remove_stale_locks()?;
+    // Append-only: stale locks are evidence all the same, but stay for a client that may delete.
+    let stale = match repo.append_only() {
+        false => repo.remove_stale_locks()?,
+        true => repo
+            .judge_locks()?
+            .into_iter()
+            .filter(|l| matches!(l.liveness, crate::lock::Liveness::Stale(_)))
+            .map(|l| format!("stale lock left in place (append-only): {}", l.info.describe()))
+            .collect(),
+    };
     for m in &stale {
         repo.notify(Notice::note(m.clone()));
     }

@@ -3,7 +3,7 @@
 //! (hash links), signed with the Ed25519 key of the key slot that opened the repository.
 //!
 //! Records form a chain that forks only when two writers append at once; the next record then
-//! names both heads, so concurrent writers never fork it silently. [`verify`] names every record
+//! names both heads, so concurrent writers never fork it silently. [`verify()`] names every record
 //! that was removed, altered, reordered or signed by a key no earlier record registered.
 
 pub mod verify;
@@ -222,7 +222,15 @@ fn signed_message(record: &[u8]) -> Vec<u8> {
 
 /// Every record on `storage` whose clear part parses, by name; and the names that do not
 /// (with why).
-pub fn load(storage: &dyn Backend) -> Result<(BTreeMap<Id, Record>, Vec<(String, String)>)> {
+/// The records read, by name, and the names that could not be read with why.
+pub type Loaded = (BTreeMap<Id, Record>, Vec<(String, String)>);
+
+pub fn load(storage: &dyn Backend) -> Result<Loaded> {
+    load_with(storage, |name| storage.read(FileType::Audit, name))
+}
+
+/// [`load`], reading each record with `read`.
+fn load_with(storage: &dyn Backend, read: impl Fn(&str) -> Result<Vec<u8>>) -> Result<Loaded> {
     let mut records = BTreeMap::new();
     let mut unreadable = Vec::new();
     for info in storage.list(FileType::Audit)? {
@@ -234,7 +242,7 @@ pub fn load(storage: &dyn Backend) -> Result<(BTreeMap<Id, Record>, Vec<(String,
             unreadable.push((info.name, format!("{} bytes, larger than any record", info.size)));
             continue;
         }
-        let parsed = storage.read(FileType::Audit, &info.name).and_then(|data| {
+        let parsed = read(&info.name).and_then(|data| {
             if Id::of_stored_bytes(&data) != name {
                 return Err(Error::corrupt(
                     format!("audit record {name}"),
@@ -264,7 +272,7 @@ impl<S> Repository<S> {
     /// returns the new head. The record follows every head it finds.
     pub fn audit_append(&self, event: Event) -> Result<Id> {
         let storage = self.storage();
-        let (records, _) = load(storage.as_ref())?;
+        let (records, _) = load_with(storage.as_ref(), |name| self.read_audit_record(name))?;
         let parents = heads(&records);
         let key = SigningKey::from_bytes(&self.keyring().signing_seed);
         let own = hex::encode(key.verifying_key().to_bytes());

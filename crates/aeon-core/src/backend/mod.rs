@@ -4,6 +4,7 @@
 //! sees a partly written object, which is what makes the write ordering in `docs/FORMAT.md`
 //! sufficient for crash consistency.
 
+mod append_only;
 mod forward;
 mod limiter;
 mod local;
@@ -12,6 +13,7 @@ mod mirror;
 mod remote;
 pub mod stripe;
 
+pub use append_only::AppendOnly;
 pub use limiter::RateLimited;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;

@@ -23,6 +23,8 @@ pub enum CacheKind {
     Index,
     Snapshot,
     TreePack,
+    /// Audit records (immutable and content-named, like the rest).
+    Audit,
 }
 
 impl CacheKind {
@@ -31,6 +33,7 @@ impl CacheKind {
             CacheKind::Index => "index",
             CacheKind::Snapshot => "snapshots",
             CacheKind::TreePack => "trees",
+            CacheKind::Audit => "audit",
         }
     }
 }
@@ -51,7 +54,7 @@ impl Cache {
         // The owner's alone, like the repository: it holds (sealed) metadata.
         let mut private = fs::DirBuilder::new();
         private.recursive(true).mode(0o700);
-        for k in [CacheKind::Index, CacheKind::Snapshot, CacheKind::TreePack] {
+        for k in [CacheKind::Index, CacheKind::Snapshot, CacheKind::TreePack, CacheKind::Audit] {
             private.create(root.join(k.dir()))?;
         }
         // A cache directory tag keeps other backup tools (and Aeon's --exclude-caches) out.

@@ -86,7 +86,10 @@ pub fn copy(
     for (_, id) in &report.copied {
         event = event.added(crate::backend::FileType::Snapshot, id);
     }
-    target.audit(event);
+    // A copy that found nothing new changed nothing: no record.
+    if !report.copied.is_empty() {
+        target.audit(event);
+    }
     Ok(report)
 }
 

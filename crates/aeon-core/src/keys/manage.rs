@@ -116,7 +116,7 @@ impl<S: Guarded> Repository<S> {
 
     fn write_slot(&self, slot: &NewSlot, label: &str) -> Result<AddedSlot> {
         self.ensure_lock_held()?;
-        let (bytes, signer) = KeySlot::new(
+        let (bytes, signer) = KeySlot::make(
             &self.keyring().master,
             self.repository_id_bytes(),
             slot,

@@ -248,8 +248,6 @@ impl KdfParams {
 mod tests {
     use super::*;
 
-    const CHEAP: KdfParams = KdfParams::FLOOR;
-
     #[test]
     fn derivation_in_our_memory_is_argon2id_as_the_crate_computes_it() {
         for (memory_kib, iterations, parallelism) in [(64, 1, 1), (2048, 2, 4), (4100, 3, 4)] {

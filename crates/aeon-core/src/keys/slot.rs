@@ -48,7 +48,7 @@ pub enum Access {
 pub enum Credential {
     Password(Zeroizing<Vec<u8>>),
     KeyFile(KeyFileSecret),
-    SecretKey(SecretKey),
+    SecretKey(Box<SecretKey>),
 }
 
 impl Credential {
@@ -121,7 +121,7 @@ impl KeySlot {
         kdf: KdfParams,
         created_unix: i64,
     ) -> Result<Vec<u8>> {
-        Ok(KeySlot::new(
+        Ok(KeySlot::make(
             master,
             repository_id,
             &NewSlot::Password { password, kdf },
@@ -133,7 +133,7 @@ impl KeySlot {
 
     /// Makes a slot of any type wrapping `master`; returns its bytes and the public half of the
     /// audit-signing key its holder will sign with.
-    pub fn new(
+    pub fn make(
         master: &MasterKey,
         repository_id: [u8; 32],
         kind: &NewSlot,
@@ -389,7 +389,7 @@ mod tests {
         let mk = MasterKey::random().unwrap();
         let file = KeyFileSecret::random().unwrap();
         let (bytes, signer) =
-            KeySlot::new(&mk, [7; 32], &NewSlot::KeyFile(&file), "ci", 5).unwrap();
+            KeySlot::make(&mk, [7; 32], &NewSlot::KeyFile(&file), "ci", 5).unwrap();
         let slot = KeySlot::decode(&bytes).unwrap();
         assert_eq!(slot.slot_type, SlotType::KeyFile);
         let got = slot.unlock(&Credential::KeyFile(file.clone())).unwrap().unwrap();
@@ -401,18 +401,18 @@ mod tests {
 
         let secret = SecretKey::generate().unwrap();
         let (bytes, signer) =
-            KeySlot::new(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "vault", 5).unwrap();
+            KeySlot::make(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "vault", 5).unwrap();
         // header 8, type 1, id 32, time 8, label length 2 and label, access 1, fingerprint 32,
         // ciphertext 1120, sealed master key 113.
         let label_len = bytes.len() - (8 + 1 + 32 + 8 + 2 + 1 + 32 + 1120 + 113);
         assert_eq!(label_len, 1 + 24 + 5 + 16);
         let slot = KeySlot::decode(&bytes).unwrap();
         assert_eq!(slot.access, Access::Full);
-        let got = slot.unlock(&Credential::SecretKey(secret)).unwrap().unwrap();
+        let got = slot.unlock(&Credential::SecretKey(Box::new(secret))).unwrap().unwrap();
         assert!(got.master.data_key == mk.data_key);
         assert_eq!(signing_public(&got.signing_seed), signer);
         let stranger = SecretKey::generate().unwrap();
-        assert!(slot.unlock(&Credential::SecretKey(stranger)).unwrap().is_none());
+        assert!(slot.unlock(&Credential::SecretKey(Box::new(stranger))).unwrap().is_none());
     }
 
     #[test]
@@ -481,15 +481,15 @@ mod tests {
         let mk = MasterKey::random().unwrap();
         let secret = SecretKey::generate().unwrap();
         let (bytes, _) =
-            KeySlot::new(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "", 5).unwrap();
+            KeySlot::make(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "", 5).unwrap();
         for cut in [52, 60, 500, bytes.len() - 200] {
             let _ = KeySlot::decode(&bytes[..cut])
-                .map(|s| s.unlock(&Credential::SecretKey(secret.clone())));
+                .map(|s| s.unlock(&Credential::SecretKey(Box::new(secret.clone()))));
         }
         let mut flipped = bytes.clone();
         flipped[200] ^= 0x40; // inside the ciphertext
         let slot = KeySlot::decode(&flipped).unwrap();
-        assert!(slot.unlock(&Credential::SecretKey(secret.clone())).unwrap().is_none());
+        assert!(slot.unlock(&Credential::SecretKey(Box::new(secret.clone()))).unwrap().is_none());
         let mut write_only = bytes;
         write_only[51] = Access::WriteOnly as u8;
         assert!(KeySlot::decode(&write_only).unwrap_err().to_string().contains("access 1"));

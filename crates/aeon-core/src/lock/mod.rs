@@ -395,7 +395,11 @@ impl LockState {
 /// A lock held by this process; released on drop.
 pub struct Lock {
     backend: Arc<dyn Backend>,
-    id: Id,
+    /// The lock object in force: an append-only holder writes a new one at each refresh.
+    id: Arc<Mutex<Id>>,
+    /// Never overwrite or remove: refreshes write new objects, and release leaves them to go
+    /// stale (section 11a of docs/FORMAT.md).
+    append_only: bool,
     state: Arc<LockState>,
     stop: Option<std::sync::mpsc::Sender<()>>,
     refresher: Option<std::thread::JoinHandle<()>>,
@@ -413,6 +417,24 @@ impl Lock {
         operation: &str,
         stale_after: Duration,
     ) -> Result<(Lock, Vec<String>)> {
+        Lock::acquire_with(backend, cipher, kind, operation, stale_after, false)
+    }
+
+    /// [`Lock::acquire`]; with `append_only`, the lock is refreshed by writing new lock objects
+    /// and is not removed on release (for storage that cannot delete).
+    pub fn acquire_with(
+        backend: Arc<dyn Backend>,
+        cipher: &Cipher,
+        kind: LockKind,
+        operation: &str,
+        stale_after: Duration,
+        append_only: bool,
+    ) -> Result<(Lock, Vec<String>)> {
+        if append_only && kind == LockKind::Exclusive {
+            return Err(Error::AppendOnly(format!(
+                "an exclusive lock for {operation}: it removes what others may use"
+            )));
+        }
         let stale_after = stale_after.clamp(MIN_STALE_AFTER, MAX_STALE_AFTER);
         let now = Utc::now();
         let info = LockInfo {
@@ -430,12 +452,17 @@ impl Lock {
             machine: machine_identity(),
             stale_after: Some(stale_after.as_secs()),
         };
-        let mut raw = [0u8; 32];
-        crate::crypto::fill_random(&mut raw)?;
-        let id = Id(raw);
+        let id = random_lock_id()?;
         let state = Arc::new(LockState::new(stale_after, info.describe()));
         backend.write(FileType::Lock, &id.to_hex(), &info.encode(cipher)?)?;
-        let mut lock = Lock { backend: backend.clone(), id, state, stop: None, refresher: None };
+        let mut lock = Lock {
+            backend: backend.clone(),
+            id: Arc::new(Mutex::new(id)),
+            append_only,
+            state,
+            stop: None,
+            refresher: None,
+        };
 
         let mut messages = Vec::new();
         if kind == LockKind::Exclusive {
@@ -458,7 +485,8 @@ impl Lock {
         let (tx, rx) = std::sync::mpsc::channel::<()>();
         let backend = self.backend.clone();
         let state = self.state.clone();
-        let name = self.id.to_hex();
+        let current = self.id.clone();
+        let append_only = self.append_only;
         let interval = refresh_interval(state.stale_after);
         let handle = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
@@ -469,6 +497,7 @@ impl Lock {
                 }
                 // A lock someone removed (`aeon unlock --all`, or a judge that found it stale)
                 // is not silently re-created: the remover may have acted on its absence.
+                let name = current.lock().unwrap_or_else(|p| p.into_inner()).to_hex();
                 match backend.stat(FileType::Lock, &name) {
                     Ok(None) => {
                         state.lost.store(true, Ordering::SeqCst);
@@ -479,10 +508,23 @@ impl Lock {
                 }
                 let began = boot_clock();
                 info.refreshed = Utc::now();
+                // Append-only: a new object each time (the old ones go stale, for a client that
+                // may delete to remove).
+                let target = match append_only {
+                    true => match random_lock_id() {
+                        Ok(id) => id,
+                        Err(_) => continue,
+                    },
+                    false => match name.parse() {
+                        Ok(id) => id,
+                        Err(_) => continue,
+                    },
+                };
                 let written = info
                     .encode(&cipher)
-                    .and_then(|data| backend.write(FileType::Lock, &name, &data));
+                    .and_then(|data| backend.write(FileType::Lock, &target.to_hex(), &data));
                 if written.is_ok() {
+                    *current.lock().unwrap_or_else(|p| p.into_inner()) = target;
                     *state.last_refresh.lock().unwrap_or_else(|p| p.into_inner()) = began;
                 }
             }
@@ -491,8 +533,9 @@ impl Lock {
         self.refresher = Some(handle);
     }
 
+    /// The lock object in force.
     pub fn id(&self) -> Id {
-        self.id
+        *self.id.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn state(&self) -> Arc<LockState> {
@@ -507,7 +550,7 @@ impl Lock {
     /// after it committed something, to withdraw it if a judge removed the lock meanwhile.
     pub fn confirm(&self) -> Result<()> {
         self.state.ensure_held()?;
-        match self.backend.stat(FileType::Lock, &self.id.to_hex())? {
+        match self.backend.stat(FileType::Lock, &self.id().to_hex())? {
             Some(_) => self.state.ensure_held(),
             None => {
                 self.state.lost.store(true, Ordering::SeqCst);
@@ -523,8 +566,16 @@ impl Drop for Lock {
         if let Some(h) = self.refresher.take() {
             let _ = h.join();
         }
-        let _ = self.backend.remove(FileType::Lock, &self.id.to_hex());
+        if !self.append_only {
+            let _ = self.backend.remove(FileType::Lock, &self.id().to_hex());
+        }
     }
+}
+
+fn random_lock_id() -> Result<Id> {
+    let mut raw = [0u8; 32];
+    crate::crypto::fill_random(&mut raw)?;
+    Ok(Id(raw))
 }
 
 #[cfg(test)]
@@ -758,5 +809,37 @@ mod lost_lock_tests {
         // A refresh that succeeds afterwards does not bring it back: a judge may have acted.
         *s.last_refresh.lock().unwrap() = late;
         assert!(matches!(s.held_at(late), Err(Error::LockLost(_))));
+    }
+
+    #[test]
+    fn an_append_only_lock_is_never_removed_and_never_exclusive() {
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::AppendOnly::new(Arc::new(
+            crate::backend::MemoryBackend::new(),
+        )));
+        let cipher = Cipher::new(&crate::crypto::Key([3; 32]));
+        let err = Lock::acquire_with(
+            backend.clone(),
+            &cipher,
+            LockKind::Exclusive,
+            "prune",
+            MIN_STALE_AFTER,
+            true,
+        )
+        .err()
+        .expect("refused");
+        assert!(matches!(err, Error::AppendOnly(_)), "{err}");
+        let (lock, _) = Lock::acquire_with(
+            backend.clone(),
+            &cipher,
+            LockKind::Shared,
+            "backup",
+            MIN_STALE_AFTER,
+            true,
+        )
+        .unwrap();
+        let name = lock.id().to_hex();
+        lock.confirm().unwrap();
+        drop(lock);
+        assert!(backend.stat(FileType::Lock, &name).unwrap().is_some(), "left to go stale");
     }
 }

@@ -204,6 +204,8 @@ pub struct Repository<S = Indexed> {
     stripe: Option<Arc<crate::backend::StripeBackend>>,
     /// The master key and the slot that opened it.
     keyring: Arc<Keyring>,
+    /// Nothing is deleted or replaced ([`Repository::set_append_only`]).
+    append_only: bool,
     state: std::marker::PhantomData<S>,
 }
 
@@ -309,7 +311,7 @@ impl Repository<Open> {
         let storage = backend;
         let backend = with_parity(&storage, &settings);
         // Key slot first, config last: a config on storage means the repository is complete.
-        let (slot, _) = KeySlot::new(
+        let (slot, _) = KeySlot::make(
             &key,
             repository_id,
             &NewSlot::Password { password, kdf: opts.kdf },
@@ -343,6 +345,7 @@ impl Repository<Open> {
             read_only: false,
             mirror: None,
             stripe: None,
+            append_only: false,
             keyring: Arc::new(Keyring {
                 master: key,
                 slot: slot_name,
@@ -352,7 +355,7 @@ impl Repository<Open> {
         };
         // The log's first record: it registers the first slot's signing key.
         repo.audit(
-            crate::audit::Event::new("init").added(FileType::Key, &repo.keyring.slot.clone()),
+            crate::audit::Event::new("init").added(FileType::Key, repo.keyring.slot.clone()),
         );
         Ok(repo)
     }
@@ -482,6 +485,7 @@ impl Repository<Open> {
             read_only: false,
             mirror: None,
             stripe: None,
+            append_only: false,
             keyring: Arc::new(Keyring {
                 master: key,
                 slot: slot_name,
@@ -497,6 +501,19 @@ impl Repository<Open> {
         self.storage = mirror.clone();
         self.backend = with_parity(&self.storage, &self.settings);
         self.mirror = Some(mirror);
+    }
+
+    /// Never deletes or replaces anything from now on (`--append-only`): for a storage
+    /// credential that cannot delete. Locks are refreshed by new objects and left to go stale;
+    /// stale locks of others stay; operations that must delete fail with
+    /// [`Error::AppendOnly`]. Call after the locations are set up.
+    pub fn set_append_only(&mut self) {
+        self.storage = Arc::new(crate::backend::AppendOnly::new(self.storage.clone()));
+        self.backend = match &self.stripe {
+            Some(_) => self.storage.clone(),
+            None => with_parity(&self.storage, &self.settings),
+        };
+        self.append_only = true;
     }
 
     /// Reaches the repository striped over its locations (its config says `layout: stripe`).
@@ -539,12 +556,13 @@ impl Repository<Open> {
         kind: LockKind,
         operation: &str,
     ) -> Result<(Repository<Locked>, Vec<String>)> {
-        let (lock, messages) = Lock::acquire(
+        let (lock, messages) = Lock::acquire_with(
             self.backend.clone(),
             &self.cipher,
             kind,
             operation,
             self.lock_stale_after,
+            self.append_only,
         )?;
         let mut repo = self.into_state::<Locked>();
         repo.lock = Some(lock);
@@ -584,6 +602,7 @@ impl<S> Repository<S> {
             mirror: self.mirror,
             stripe: self.stripe,
             keyring: self.keyring,
+            append_only: self.append_only,
             state: std::marker::PhantomData,
         }
     }
@@ -598,6 +617,11 @@ impl<S> Repository<S> {
     /// audit log).
     pub fn keyring(&self) -> &Keyring {
         &self.keyring
+    }
+
+    /// Whether this client deletes and replaces nothing (see [`Repository::set_append_only`]).
+    pub fn append_only(&self) -> bool {
+        self.append_only
     }
 
     /// The stripe, when packs are striped over the locations.
@@ -733,6 +757,12 @@ impl<S> Repository<S> {
         self.backend = with_parity(&self.storage, &self.settings);
         self.audit(event);
         Ok(())
+    }
+
+    /// An audit record, through the metadata cache when there is one (appending reads them
+    /// all to find the heads; verifying reads storage itself).
+    pub(crate) fn read_audit_record(&self, name: &str) -> Result<Vec<u8>> {
+        self.read_cached(CacheKind::Audit, FileType::Audit, name)
     }
 
     /// Reads metadata through the cache when there is one.

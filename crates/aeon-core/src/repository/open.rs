@@ -49,6 +49,8 @@ pub struct OpenOptions {
     pub lock_stale_after: Option<Duration>,
     /// Where notices go (see [`crate::progress::Notice`]).
     pub observer: Arc<dyn Progress>,
+    /// Delete and replace nothing (see [`Repository::set_append_only`]).
+    pub append_only: bool,
 }
 
 impl Default for OpenOptions {
@@ -58,6 +60,7 @@ impl Default for OpenOptions {
             cache: CacheDir::Default,
             lock_stale_after: None,
             observer: Arc::new(NoProgress),
+            append_only: false,
         }
     }
 }
@@ -124,6 +127,9 @@ impl Located {
                 }
                 _ => repo.set_mirror(m),
             }
+        }
+        if options.append_only {
+            repo.set_append_only();
         }
         if remote && let Some(base) = options.cache.base() {
             match Cache::open(&base, &repo.repository_id()) {

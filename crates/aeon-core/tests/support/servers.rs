@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 
 pub const S3_ACCESS_KEY: &str = "aeontestaccess";
 pub const S3_SECRET_KEY: &str = "aeontestsecret123";
+/// A second identity that may read, list and write but not delete (append-only clients).
+pub const S3_APPEND_ACCESS_KEY: &str = "aeonappendaccess";
+pub const S3_APPEND_SECRET_KEY: &str = "aeonappendsecret123";
 
 fn wait_until(what: &str, timeout: Duration, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + timeout;
@@ -52,12 +55,13 @@ fn curl_text(url: &str) -> String {
         .unwrap_or_default()
 }
 
-/// The S3 gateway's identities: one user with the test keys.
+/// The S3 gateway's identities: an administrator with the test keys, and an appender without
+/// the right to delete.
 fn write_s3_config(path: &Path) {
     std::fs::write(
         path,
         format!(
-            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}}]}}"#
+            r#"{{"identities":[{{"name":"admin","credentials":[{{"accessKey":"{S3_ACCESS_KEY}","secretKey":"{S3_SECRET_KEY}"}}],"actions":["Admin","Read","List","Tagging","Write"]}},{{"name":"appender","credentials":[{{"accessKey":"{S3_APPEND_ACCESS_KEY}","secretKey":"{S3_APPEND_SECRET_KEY}"}}],"actions":["Read","List","Write"]}}]}}"#
         ),
     )
     .expect("s3 config");
@@ -174,6 +178,31 @@ impl Seaweed {
 
     pub fn s3_url(&self, bucket: &str, prefix: &str) -> String {
         format!("s3:http://127.0.0.1:{}/{bucket}/{prefix}", self.s3_port)
+    }
+
+    /// A bucket policy that denies the appender identity `s3:DeleteObject` in `bucket` (the
+    /// administrator still may): the server itself enforces it.
+    pub fn deny_delete_to_appender(&self, bucket: &str) {
+        let policy = format!(
+            r#"{{"Version":"2012-10-17","Statement":[{{"Effect":"Deny","Principal":{{"AWS":["arn:aws:iam::000000000000:user/appender"]}},"Action":["s3:DeleteObject"],"Resource":["arn:aws:s3:::{bucket}/*"]}}]}}"#
+        );
+        let url = format!("http://127.0.0.1:{}/{bucket}?policy=", self.s3_port);
+        let user = format!("{S3_ACCESS_KEY}:{S3_SECRET_KEY}");
+        let ok = curl_ok(&[
+            "-f",
+            "-X",
+            "PUT",
+            "--aws-sigv4",
+            "aws:amz:us-east-1:s3",
+            "-H",
+            "x-amz-content-sha256: UNSIGNED-PAYLOAD",
+            "--user",
+            &user,
+            "--data-binary",
+            &policy,
+            &url,
+        ]);
+        assert!(ok, "the bucket policy of {bucket} was not accepted");
     }
 
     pub fn webdav_url(&self, path: &str) -> String {
