@@ -34,6 +34,7 @@ pub mod parity;
 pub mod progress;
 pub mod prune;
 pub mod repair;
+pub mod report;
 pub mod repository;
 pub mod restorer;
 pub mod retention;

@@ -171,6 +171,20 @@ pub enum Command {
     Key(KeyArgs),
     /// The tamper-evident log of every operation: show it, verify it
     Audit(AuditArgs),
+    /// A compliance report: per host and path what is protected and since when, retention
+    /// adherence, the last check and scrub coverage, protected points, keys, quota, audit state
+    Report(ReportArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ReportArgs {
+    /// md (Markdown), html (one self-contained page, opens in a browser without a server) or
+    /// json (also with --json)
+    #[arg(long, default_value = "md", value_parser = ["md", "html", "json"])]
+    pub format: String,
+    /// Write the report to this file instead of standard output
+    #[arg(long, short = 'o', value_name = "FILE")]
+    pub output: Option<std::path::PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -263,6 +263,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Verify(a) => commands::verify::run(ctx, a),
         Command::Key(a) => commands::key::run(ctx, a),
         Command::Audit(a) => commands::audit::run(ctx, a),
+        Command::Report(a) => commands::report::run(ctx, a),
     }
 }
 
@@ -309,6 +310,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Verify(_) => "verify",
         Command::Key(_) => "key",
         Command::Audit(_) => "audit",
+        Command::Report(_) => "report",
     }
 }
 

@@ -16,6 +16,7 @@ pub mod policy;
 pub mod protect;
 pub mod prune;
 pub mod repair;
+pub mod report;
 pub mod restore;
 pub mod snapshots;
 pub mod stats;
