@@ -30,6 +30,7 @@ fn password_slots_are_listed_added_changed_and_removed() {
     assert_eq!(first[0]["current"], true);
     assert!(first[0]["label"].as_str().unwrap().contains('@'), "{first:?}");
     assert!(first[0]["created"].as_str().is_some());
+    assert!(first[0]["last_used"].as_str().is_some(), "init signed the log: {first:?}");
     let label = first[0]["label"].as_str().unwrap().to_string();
     // The label is sealed: storage does not show it.
     for f in fs::read_dir(env.repo.join("keys")).unwrap() {

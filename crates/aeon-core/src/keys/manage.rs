@@ -22,6 +22,9 @@ pub struct SlotInfo {
     pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// The slot that opened the repository in this process.
     pub current: bool,
+    /// When the slot last signed an audit record (RFC 3339), if the log knows.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_used: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argon2id: Option<KdfCosts>,
     /// The first 16 bytes of a public-key slot's key fingerprint, hex.
@@ -52,6 +55,11 @@ impl<S: Guarded> Repository<S> {
     pub fn key_list(&self) -> Result<Vec<SlotInfo>> {
         let mut out = Vec::new();
         let current = &self.keyring().slot;
+        // The log is in order: the last record of a slot is when it was last used.
+        let mut last_used = std::collections::HashMap::new();
+        for e in crate::audit::entries(self.storage().as_ref(), self.cipher()).unwrap_or_default() {
+            last_used.insert(e.body.slot, e.body.time);
+        }
         let mut names = self.storage().list(FileType::Key)?;
         names.sort_by(|a, b| a.name.cmp(&b.name));
         for info in names {
@@ -62,6 +70,7 @@ impl<S: Guarded> Repository<S> {
             let entry = match decoded {
                 Ok(slot) if slot.repository_id == self.repository_id_bytes() => SlotInfo {
                     current: &info.name == current,
+                    last_used: last_used.get(&info.name).cloned(),
                     id: info.name,
                     slot_type: Some(slot.slot_type),
                     access: Some(slot.access),
@@ -81,6 +90,7 @@ impl<S: Guarded> Repository<S> {
                 Ok(_) => continue,
                 Err(e) => SlotInfo {
                     current: false,
+                    last_used: None,
                     id: info.name,
                     slot_type: None,
                     access: None,

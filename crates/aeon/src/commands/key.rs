@@ -110,7 +110,10 @@ fn list(ctx: &Ctx) -> Result<u8> {
         ctx.print_json(&slots)?;
         return Ok(0);
     }
-    println!("{:<2}{:<18}{:<12}{:<12}{:<26}label", "", "id", "type", "access", "created");
+    println!(
+        "{:<2}{:<18}{:<12}{:<12}{:<26}{:<26}label",
+        "", "id", "type", "access", "created", "last used"
+    );
     for s in &slots {
         let created = s.created.map(|t| timefmt::local(&t.fixed_offset())).unwrap_or_default();
         let kind = s.slot_type.map(|t| t.name()).unwrap_or("?");
@@ -124,13 +127,20 @@ fn list(ctx: &Ctx) -> Result<u8> {
             (Some(l), None) => l.clone(),
             (None, None) => String::new(),
         };
+        let last_used = s
+            .last_used
+            .as_deref()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| timefmt::local(&t))
+            .unwrap_or_default();
         println!(
-            "{:<2}{:<18}{:<12}{:<12}{:<26}{label}",
+            "{:<2}{:<18}{:<12}{:<12}{:<26}{:<26}{label}",
             if s.current { "*" } else { "" },
             &s.id[..16],
             kind,
             access,
-            created
+            created,
+            last_used
         );
     }
     Ok(0)
