@@ -130,8 +130,8 @@ fn key_files_and_post_quantum_keys_open_the_repository_until_removed() {
     let pq_slot = slots(&env).into_iter().find(|s| s["type"] == "public-key").expect("pq slot");
     let size =
         fs::metadata(env.repo.join("keys").join(pq_slot["id"].as_str().unwrap())).unwrap().len();
-    // 1,317 bytes and the sealed label "vault" (1 + 24 + 5 + 16).
-    assert_eq!(size, 1317 + 46);
+    // 1,317 bytes and the sealed notes {"label": "vault"} (1 + 24 + 13 + 16).
+    assert_eq!(size, 1317 + 54);
 
     // The public half opens nothing; a stranger's secret opens nothing.
     let out = with_key_file(&env, &public, &["snapshots"]);
@@ -156,4 +156,24 @@ fn key_files_and_post_quantum_keys_open_the_repository_until_removed() {
     let out = with_key_file(&env, &junk, &["snapshots"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("not an aeon key file"), "{}", stderr(&out));
+
+    // A slot for a server that must never delete: whoever opens with it is append-only.
+    let server_key = env.path("server.key");
+    env.run_ok(&["key", "add", "--append-only", "--key-file", server_key.to_str().unwrap()]);
+    let listed = slots(&env);
+    let server = listed.iter().find(|s| s["type"] == "key-file").expect("the server slot");
+    assert_eq!(server["append_only"], true);
+    let out = with_key_file(&env, &server_key, &["backup", src.to_str().unwrap()]);
+    assert_success(&out);
+    let before = slots(&env).len();
+    let out = with_key_file(&env, &server_key, &["forget", "--keep-last", "1"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stderr(&out).contains("append-only"), "{}", stderr(&out));
+    let out = with_key_file(
+        &env,
+        &server_key,
+        &["key", "remove", &listed[0]["id"].as_str().unwrap()[..12]],
+    );
+    assert_ne!(out.status.code(), Some(0));
+    assert_eq!(slots(&env).len(), before, "nothing was removed");
 }

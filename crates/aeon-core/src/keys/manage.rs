@@ -3,7 +3,7 @@
 
 use serde::Serialize;
 
-use super::{Access, KdfParams, KeySlot, NewSlot, SlotType};
+use super::{Access, KdfParams, KeySlot, NewSlot, SlotNotes, SlotType};
 use crate::audit::{Event, Registration};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
@@ -18,6 +18,8 @@ pub struct SlotInfo {
     #[serde(rename = "type")]
     pub slot_type: Option<SlotType>,
     pub access: Option<Access>,
+    /// Its holder deletes and replaces nothing (`key add --append-only`).
+    pub append_only: bool,
     pub label: Option<String>,
     pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// The slot that opened the repository in this process.
@@ -74,6 +76,7 @@ impl<S: Guarded> Repository<S> {
                     id: info.name,
                     slot_type: Some(slot.slot_type),
                     access: Some(slot.access),
+                    append_only: slot.notes(&self.keyring().master).is_ok_and(|n| n.append_only),
                     label: Some(
                         slot.label(&self.keyring().master)
                             .unwrap_or_else(|e| format!("(label unreadable: {e})")),
@@ -94,6 +97,7 @@ impl<S: Guarded> Repository<S> {
                     id: info.name,
                     slot_type: None,
                     access: None,
+                    append_only: false,
                     label: None,
                     created: None,
                     argon2id: None,
@@ -108,29 +112,28 @@ impl<S: Guarded> Repository<S> {
 
     /// Adds a slot wrapping this repository's master key, and records it in the audit log
     /// (registering the key its holder will sign with).
-    pub fn key_add(&self, slot: &NewSlot, label: &str) -> Result<AddedSlot> {
-        let added = self.write_slot(slot, label)?;
+    pub fn key_add(&self, slot: &NewSlot, notes: &SlotNotes) -> Result<AddedSlot> {
+        let added = self.write_slot(slot, notes)?;
         let kind = match slot {
             NewSlot::Password { .. } => SlotType::Password,
             NewSlot::KeyFile(_) => SlotType::KeyFile,
             NewSlot::PublicKey(_) => SlotType::PublicKey,
         };
-        self.audit(
-            Event::new("key-add")
-                .arg(kind.name())
-                .added(FileType::Key, &added.id)
-                .register(added.registration()),
-        );
+        let mut event = Event::new("key-add").arg(kind.name());
+        if notes.append_only {
+            event = event.arg("append-only");
+        }
+        self.audit(event.added(FileType::Key, &added.id).register(added.registration()));
         Ok(added)
     }
 
-    fn write_slot(&self, slot: &NewSlot, label: &str) -> Result<AddedSlot> {
+    fn write_slot(&self, slot: &NewSlot, notes: &SlotNotes) -> Result<AddedSlot> {
         self.ensure_lock_held()?;
         let (bytes, signer) = KeySlot::make(
             &self.keyring().master,
             self.repository_id_bytes(),
             slot,
-            label,
+            notes,
             chrono::Utc::now().timestamp(),
         )?;
         let id = Id::of_stored_bytes(&bytes).to_hex();
@@ -138,17 +141,17 @@ impl<S: Guarded> Repository<S> {
         Ok(AddedSlot { id, signing_key: hex::encode(signer) })
     }
 
-    /// Replaces the slot in use by a password slot with `password` (same label): the new slot
-    /// is written before the old one is removed.
+    /// Replaces the slot in use by a password slot with `password` (same label and policy):
+    /// the new slot is written before the old one is removed.
     pub fn key_passwd(&self, password: &[u8], kdf: KdfParams) -> Result<(AddedSlot, String)> {
         let old = self.keyring().slot.clone();
-        let label = self
+        let notes = self
             .key_list()?
             .into_iter()
             .find(|s| s.id == old)
-            .and_then(|s| s.label)
+            .map(|s| SlotNotes { label: s.label.unwrap_or_default(), append_only: s.append_only })
             .unwrap_or_default();
-        let added = self.write_slot(&NewSlot::Password { password, kdf }, &label)?;
+        let added = self.write_slot(&NewSlot::Password { password, kdf }, &notes)?;
         self.remove_slot(&old)?;
         self.audit(
             Event::new("key-passwd")

@@ -12,7 +12,7 @@ pub mod slot;
 use zeroize::{Zeroize, ZeroizeOnDrop};
 
 pub use files::{KeyFileSecret, KeyMaterial, PublicKey, SecretKey};
-pub use slot::{Access, Credential, KeySlot, NewSlot, SlotType, Unlocked};
+pub use slot::{Access, Credential, KeySlot, NewSlot, SlotNotes, SlotType, Unlocked};
 
 use crate::crypto::{Cipher, IdHasher, KEY_LEN, Key, fill_random};
 use crate::error::{Error, Result};

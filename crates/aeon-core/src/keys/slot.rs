@@ -78,6 +78,23 @@ pub enum NewSlot<'a> {
 pub struct Unlocked {
     pub master: MasterKey,
     pub signing_seed: Zeroizing<[u8; 32]>,
+    /// The slot says its holder deletes and replaces nothing (`key add --append-only`).
+    pub append_only: bool,
+}
+
+/// What a slot's sealed field holds (FORMAT.md §4, "Labels"): its label and its holder's policy.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SlotNotes {
+    pub label: String,
+    /// Whoever opens the repository with this slot acts as `--append-only`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub append_only: bool,
+}
+
+impl SlotNotes {
+    pub fn labelled(label: &str) -> SlotNotes {
+        SlotNotes { label: label.to_string(), append_only: false }
+    }
 }
 
 const KEY_FILE_KEK_CONTEXT: &str = "aeon 2026-12-07 key file slot key-encryption key";
@@ -125,7 +142,7 @@ impl KeySlot {
             master,
             repository_id,
             &NewSlot::Password { password, kdf },
-            label,
+            &SlotNotes::labelled(label),
             created_unix,
         )?
         .0)
@@ -137,7 +154,7 @@ impl KeySlot {
         master: &MasterKey,
         repository_id: [u8; 32],
         kind: &NewSlot,
-        label: &str,
+        notes: &SlotNotes,
         created_unix: i64,
     ) -> Result<(Vec<u8>, [u8; 32])> {
         let slot_type = match kind {
@@ -145,7 +162,7 @@ impl KeySlot {
             NewSlot::KeyFile(_) => SlotType::KeyFile,
             NewSlot::PublicKey(_) => SlotType::PublicKey,
         };
-        let label_field = seal_label(master, &repository_id, label)?;
+        let label_field = seal_notes(master, &repository_id, notes)?;
         let label_len = u16::try_from(label_field.len())
             .map_err(|_| Error::InvalidInput("key label too long".into()))?;
         // Key slots keep the version 1 header in every repository (read before the config).
@@ -264,8 +281,13 @@ impl KeySlot {
 
     /// The label, opened with the master key when it is sealed.
     pub fn label(&self, master: &MasterKey) -> Result<String> {
+        Ok(self.notes(master)?.label)
+    }
+
+    /// The label and policy, opened with the master key when they are sealed.
+    pub fn notes(&self, master: &MasterKey) -> Result<SlotNotes> {
         if let Some(clear) = self.label_in_clear() {
-            return Ok(clear);
+            return Ok(SlotNotes::labelled(&clear));
         }
         let cipher = Cipher::new(&label_key(master));
         let plain = cipher.open(
@@ -273,7 +295,7 @@ impl KeySlot {
             &self.label_field[1..],
             "key slot label",
         )?;
-        Ok(String::from_utf8_lossy(&plain).into_owned())
+        format::from_cbor(&plain, "key slot label")
     }
 
     /// Returns what `credential` opens in this slot, `None` if it does not open it (a slot of
@@ -304,10 +326,13 @@ impl KeySlot {
             &self.sealed_master_key,
             "key slot",
         ) {
-            Ok(plain) => Ok(Some(Unlocked {
-                master: MasterKey::decode(&Zeroizing::new(plain))?,
-                signing_seed: signing_seed(&kek),
-            })),
+            Ok(plain) => {
+                let master = MasterKey::decode(&Zeroizing::new(plain))?;
+                // The notes are authenticated twice: by their own box and, being part of the
+                // slot's prefix, by the master key's.
+                let append_only = self.notes(&master)?.append_only;
+                Ok(Some(Unlocked { master, signing_seed: signing_seed(&kek), append_only }))
+            }
             Err(_) => Ok(None),
         }
     }
@@ -348,13 +373,14 @@ fn label_aad(repository_id: &[u8; 32]) -> Vec<u8> {
     [LABEL_AAD, repository_id.as_slice()].concat()
 }
 
-/// A label sealed under a key derived from the data key: storage shows its length only.
-fn seal_label(master: &MasterKey, repository_id: &[u8; 32], label: &str) -> Result<Vec<u8>> {
-    if label.is_empty() {
+/// Notes sealed under a key derived from the data key: storage shows their length only.
+fn seal_notes(master: &MasterKey, repository_id: &[u8; 32], notes: &SlotNotes) -> Result<Vec<u8>> {
+    if *notes == SlotNotes::default() {
         return Ok(Vec::new());
     }
     let mut out = vec![SEALED_LABEL];
-    out.extend(Cipher::new(&label_key(master)).seal(&label_aad(repository_id), label.as_bytes())?);
+    let plain = format::to_cbor(notes);
+    out.extend(Cipher::new(&label_key(master)).seal(&label_aad(repository_id), &plain)?);
     Ok(out)
 }
 
@@ -368,6 +394,32 @@ mod tests {
 
     fn password(p: &[u8]) -> Credential {
         Credential::password(p)
+    }
+
+    fn notes(label: &str) -> SlotNotes {
+        SlotNotes::labelled(label)
+    }
+
+    #[test]
+    fn an_append_only_slot_says_so_when_opened_and_storage_cannot_strip_it() {
+        let mk = MasterKey::random().unwrap();
+        let file = KeyFileSecret::random().unwrap();
+        let policy = SlotNotes { label: "server".into(), append_only: true };
+        let (bytes, _) = KeySlot::make(&mk, [7; 32], &NewSlot::KeyFile(&file), &policy, 5).unwrap();
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!(slot.notes(&mk).unwrap(), policy);
+        let opened = slot.unlock(&Credential::KeyFile(file.clone())).unwrap().unwrap();
+        assert!(opened.append_only);
+        // The notes of an ordinary slot put in their place: the slot no longer opens.
+        let (plain, _) =
+            KeySlot::make(&mk, [7; 32], &NewSlot::KeyFile(&file), &notes("server"), 5).unwrap();
+        let mut forged = bytes[..51].to_vec();
+        let theirs = KeySlot::decode(&plain).unwrap();
+        forged[49..51].copy_from_slice(&(theirs.label_field.len() as u16).to_le_bytes());
+        forged.extend_from_slice(&theirs.label_field);
+        forged.extend_from_slice(&bytes[51 + slot.label_field.len()..]);
+        let slot = KeySlot::decode(&forged).unwrap();
+        assert!(slot.unlock(&Credential::KeyFile(file)).unwrap().is_none());
     }
 
     #[test]
@@ -389,7 +441,8 @@ mod tests {
         let mk = MasterKey::random().unwrap();
         let file = KeyFileSecret::random().unwrap();
         let (bytes, signer) =
-            KeySlot::make(&mk, [7; 32], &NewSlot::KeyFile(&file), "ci", 5).unwrap();
+            KeySlot::make(&mk, [7; 32], &NewSlot::KeyFile(&file), &SlotNotes::labelled("ci"), 5)
+                .unwrap();
         let slot = KeySlot::decode(&bytes).unwrap();
         assert_eq!(slot.slot_type, SlotType::KeyFile);
         let got = slot.unlock(&Credential::KeyFile(file.clone())).unwrap().unwrap();
@@ -401,11 +454,13 @@ mod tests {
 
         let secret = SecretKey::generate().unwrap();
         let (bytes, signer) =
-            KeySlot::make(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "vault", 5).unwrap();
+            KeySlot::make(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), &notes("vault"), 5)
+                .unwrap();
         // header 8, type 1, id 32, time 8, label length 2 and label, access 1, fingerprint 32,
         // ciphertext 1120, sealed master key 113.
         let label_len = bytes.len() - (8 + 1 + 32 + 8 + 2 + 1 + 32 + 1120 + 113);
-        assert_eq!(label_len, 1 + 24 + 5 + 16);
+        // The notes: CBOR {"label": "vault"} (13 bytes) in a box.
+        assert_eq!(label_len, 1 + 24 + 13 + 16);
         let slot = KeySlot::decode(&bytes).unwrap();
         assert_eq!(slot.access, Access::Full);
         let got = slot.unlock(&Credential::SecretKey(Box::new(secret))).unwrap().unwrap();
@@ -481,7 +536,8 @@ mod tests {
         let mk = MasterKey::random().unwrap();
         let secret = SecretKey::generate().unwrap();
         let (bytes, _) =
-            KeySlot::make(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), "", 5).unwrap();
+            KeySlot::make(&mk, [7; 32], &NewSlot::PublicKey(&secret.public()), &notes(""), 5)
+                .unwrap();
         for cut in [52, 60, 500, bytes.len() - 200] {
             let _ = KeySlot::decode(&bytes[..cut])
                 .map(|s| s.unlock(&Credential::SecretKey(Box::new(secret.clone()))));

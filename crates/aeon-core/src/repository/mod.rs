@@ -216,6 +216,9 @@ pub struct Keyring {
     /// The name of the slot that opened the repository.
     pub slot: String,
     pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
+    /// The slot asks its holder to delete and replace nothing ([`Located::open`] then makes
+    /// the repository append-only).
+    pub append_only: bool,
 }
 
 /// The most bytes read of objects before they are authenticated: a hostile store must not make
@@ -315,7 +318,7 @@ impl Repository<Open> {
             &key,
             repository_id,
             &NewSlot::Password { password, kdf: opts.kdf },
-            &opts.key_label,
+            &crate::keys::SlotNotes::labelled(&opts.key_label),
             now.timestamp(),
         )?;
         let slot_name = Id::of_stored_bytes(&slot).to_hex();
@@ -350,6 +353,7 @@ impl Repository<Open> {
                 master: key,
                 slot: slot_name,
                 signing_seed: unlocked.signing_seed,
+                append_only: unlocked.append_only,
             }),
             state: std::marker::PhantomData,
         };
@@ -490,6 +494,7 @@ impl Repository<Open> {
                 master: key,
                 slot: slot_name,
                 signing_seed: unlocked.signing_seed,
+                append_only: unlocked.append_only,
             }),
             state: std::marker::PhantomData,
         })

@@ -128,7 +128,7 @@ impl Located {
                 _ => repo.set_mirror(m),
             }
         }
-        if options.append_only {
+        if options.append_only || repo.keyring().append_only {
             repo.set_append_only();
         }
         if remote && let Some(base) = options.cache.base() {

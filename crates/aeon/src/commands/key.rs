@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use aeon_core::keys::files::write_new;
-use aeon_core::keys::{KdfParams, KeyFileSecret, KeyMaterial, NewSlot, SecretKey};
+use aeon_core::keys::{KdfParams, KeyFileSecret, KeyMaterial, NewSlot, SecretKey, SlotNotes};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -28,6 +28,9 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
             let repo = ctx.lock_shared(ctx.open_with(ctx.credential(None)?)?)?;
             let label =
                 label.unwrap_or_else(|| format!("{}@{}", super::user_name(), super::host_name()));
+            // With --append-only the new slot's holder deletes and replaces nothing, whatever
+            // flags it runs with.
+            let notes = SlotNotes { label, append_only: ctx.global.append_only };
             let (added, kind, note) = match (&public, &new_key_file) {
                 (Some(_), Some(_)) => bail!("give --public or --key-file, not both"),
                 (Some(path), None) => {
@@ -39,7 +42,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
                     };
                     let fp = pk.fingerprint_hex();
                     (
-                        repo.key_add(&NewSlot::PublicKey(&pk), &label)?,
+                        repo.key_add(&NewSlot::PublicKey(&pk), &notes)?,
                         "public-key",
                         format!("fingerprint {fp}"),
                     )
@@ -48,7 +51,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
                     let secret = KeyFileSecret::random()?;
                     write_new(path, &secret.to_text(), true)
                         .with_context(|| format!("cannot create key file {}", path.display()))?;
-                    let added = repo.key_add(&NewSlot::KeyFile(&secret), &label);
+                    let added = repo.key_add(&NewSlot::KeyFile(&secret), &notes);
                     if added.is_err() {
                         // A key file that opens nothing would mislead.
                         let _ = std::fs::remove_file(path);
@@ -61,7 +64,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
                     (
                         repo.key_add(
                             &NewSlot::Password { password: password.as_bytes(), kdf },
-                            &label,
+                            &notes,
                         )?,
                         "password",
                         String::new(),
@@ -117,10 +120,11 @@ fn list(ctx: &Ctx) -> Result<u8> {
     for s in &slots {
         let created = s.created.map(|t| timefmt::local(&t.fixed_offset())).unwrap_or_default();
         let kind = s.slot_type.map(|t| t.name()).unwrap_or("?");
-        let access = match s.access {
-            Some(aeon_core::keys::Access::Full) => "full",
-            Some(aeon_core::keys::Access::WriteOnly) => "write-only",
-            None => "?",
+        let access = match (s.access, s.append_only) {
+            (Some(aeon_core::keys::Access::Full), false) => "full",
+            (Some(aeon_core::keys::Access::Full), true) => "append-only",
+            (Some(aeon_core::keys::Access::WriteOnly), _) => "write-only",
+            (None, _) => "?",
         };
         let label = match (&s.label, &s.error) {
             (_, Some(e)) => format!("(unreadable: {e})"),
