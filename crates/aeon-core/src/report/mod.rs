@@ -1,7 +1,7 @@
 //! The compliance report (`aeon report`): what is protected, per host and path, and how well:
 //! the last backup and its age, the retention policy and whether the points kept match it, the
 //! last check and scrub coverage, protected points, key slots, quota use and the audit log's
-//! state. Rendered as Markdown, a self-contained HTML page, or JSON by [`render`].
+//! state. Rendered as Markdown, a self-contained HTML page, or JSON by [`render()`].
 
 pub mod render;
 
