@@ -103,6 +103,9 @@ fn every_operation_is_recorded_signed_and_linked() {
     let (code, report) = verify(&env, Some(entries[2]["id"].as_str().unwrap()));
     assert_eq!(code, 0, "{report}");
     assert_eq!(report["records_after_head"], 4);
+    // Opened without a lock (for read-only storage), a check writes nothing, not even a record.
+    env.run_ok(&["--no-lock", "check"]);
+    assert_eq!(log(&env).len(), entries.len());
     // -v prints the head after an operation; --json carries it.
     let out = env.run(&["-v", "tag", "--add", "y", "latest"]);
     assert_success(&out);

@@ -312,6 +312,10 @@ impl<S> Repository<S> {
     /// [`Repository::audit_append`], telling the observer the new head (or why no record could
     /// be written: the operation itself is done, so that is a warning, not its failure).
     pub fn audit(&self, event: Event) -> Option<Id> {
+        // Opened without a lock (read-only storage): this process writes nothing, not even this.
+        if self.is_read_only() {
+            return None;
+        }
         let operation = event.operation.clone();
         match self.audit_append(event) {
             Ok(head) => {

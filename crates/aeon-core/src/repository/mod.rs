@@ -624,6 +624,11 @@ impl<S> Repository<S> {
         &self.keyring
     }
 
+    /// Opened with [`Repository::without_lock`]: nothing is written.
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
+    }
+
     /// Whether this client deletes and replaces nothing (see [`Repository::set_append_only`]).
     pub fn append_only(&self) -> bool {
         self.append_only
