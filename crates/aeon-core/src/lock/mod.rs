@@ -84,6 +84,10 @@ pub struct LockInfo {
     /// The stale period the holder keeps to, in seconds (absent: [`DEFAULT_STALE_AFTER`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stale_after: Option<u64>,
+    /// The name of the holder's first lock object, in the objects an append-only holder writes
+    /// to refresh its lock: those who wait for a holder wait for that name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub origin: Option<Id>,
 }
 
 impl LockInfo {
@@ -268,6 +272,14 @@ pub struct JudgedLock {
     pub liveness: Liveness,
 }
 
+impl JudgedLock {
+    /// Who holds it: the name of the holder's first lock object (an append-only holder
+    /// refreshes by writing new ones, which name the first as their origin).
+    pub fn holder(&self) -> Id {
+        self.info.origin.unwrap_or(self.id)
+    }
+}
+
 /// How long before `reference` the storage last wrote `times`: each replica compared with its
 /// own clock, and the youngest age counts. `None` when no replica has both times.
 fn storage_age(reference: &[Option<SystemTime>], times: &[Option<SystemTime>]) -> Option<Duration> {
@@ -314,6 +326,7 @@ pub fn judge_all(
                     refreshed: now,
                     machine: None,
                     stale_after: None,
+                    origin: None,
                 };
                 let liveness = match liveness(&info, None, age) {
                     Liveness::Stale(why) => Liveness::Stale(format!("unreadable ({e}), {why}")),
@@ -451,6 +464,7 @@ impl Lock {
             refreshed: now,
             machine: machine_identity(),
             stale_after: Some(stale_after.as_secs()),
+            origin: None,
         };
         let id = random_lock_id()?;
         let state = Arc::new(LockState::new(stale_after, info.describe()));
@@ -487,6 +501,9 @@ impl Lock {
         let state = self.state.clone();
         let current = self.id.clone();
         let append_only = self.append_only;
+        if append_only {
+            info.origin = Some(self.id());
+        }
         let interval = refresh_interval(state.stale_after);
         let handle = std::thread::spawn(move || {
             while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
@@ -597,6 +614,7 @@ mod tests {
             refreshed: t,
             machine: None,
             stale_after: None,
+            origin: None,
         }
     }
 
@@ -841,5 +859,35 @@ mod lost_lock_tests {
         lock.confirm().unwrap();
         drop(lock);
         assert!(backend.stat(FileType::Lock, &name).unwrap().is_some(), "left to go stale");
+    }
+
+    #[test]
+    fn a_refresh_object_of_an_append_only_holder_names_its_first_lock() {
+        let backend: Arc<dyn Backend> = Arc::new(crate::backend::MemoryBackend::new());
+        let cipher = Cipher::new(&crate::crypto::Key([3; 32]));
+        let first = Id([1; 32]);
+        let now = Utc::now();
+        let refresh = LockInfo {
+            kind: LockKind::Shared,
+            operation: "backup".into(),
+            hostname: "elsewhere".into(),
+            username: "u".into(),
+            pid: 7,
+            process_start: None,
+            created: now,
+            refreshed: now,
+            machine: None,
+            stale_after: None,
+            origin: Some(first),
+        };
+        let second = Id([2; 32]);
+        backend.write(FileType::Lock, &second.to_hex(), &refresh.encode(&cipher).unwrap()).unwrap();
+        let me = Id([3; 32]);
+        backend.write(FileType::Lock, &me.to_hex(), &refresh.encode(&cipher).unwrap()).unwrap();
+        let judged = judge_all(backend.as_ref(), &cipher, &me).unwrap();
+        let other = judged.iter().find(|l| l.id == second).unwrap();
+        // Whoever waits for the holder's first lock waits while this one is live.
+        assert_eq!(other.holder(), first);
+        assert_eq!(other.liveness, Liveness::Live);
     }
 }

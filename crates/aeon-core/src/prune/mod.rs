@@ -161,10 +161,11 @@ pub fn plan(repo: Repository<Open>, opts: &PruneOptions) -> Result<PrunePlan> {
         .collect();
     let judged = repo.judge_locks()?;
     report.messages.extend(lock::remove_stale(repo.backend().as_ref(), &judged)?);
+    // Holders, not objects: an append-only writer's lock is a series of objects.
     let live_locks: HashSet<Id> = judged
         .iter()
         .filter(|l| l.liveness == Liveness::Live && Some(l.id) != own_lock)
-        .map(|l| l.id)
+        .map(|l| l.holder())
         .collect();
     let (repo, snapshots, visited, used) = load_and_mark(repo)?;
     let state = repo.index_state().clone();
@@ -468,7 +469,7 @@ fn live_holders(repo: &Repository, own: Option<Id>) -> Result<Vec<(Id, String)>>
         .judge_locks()?
         .into_iter()
         .filter(|l| l.liveness == Liveness::Live && Some(l.id) != own)
-        .map(|l| (l.id, l.info.describe()))
+        .map(|l| (l.holder(), l.info.describe()))
         .collect())
 }
 
