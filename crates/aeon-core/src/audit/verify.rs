@@ -224,11 +224,17 @@ pub fn verify(storage: &dyn Backend, cipher: &Cipher, head: Option<&str>) -> Res
 
 /// How many records follow `from`, directly or not.
 fn descendants(records: &BTreeMap<Id, Record>, from: Id) -> usize {
+    let mut children: HashMap<Id, Vec<Id>> = HashMap::new();
+    for (name, r) in records {
+        for p in &r.parents {
+            children.entry(*p).or_default().push(*name);
+        }
+    }
     let mut seen = BTreeSet::new();
     let mut frontier = vec![from];
     while let Some(n) = frontier.pop() {
-        for (child, r) in records {
-            if r.parents.contains(&n) && seen.insert(*child) {
+        for child in children.get(&n).into_iter().flatten() {
+            if seen.insert(*child) {
                 frontier.push(*child);
             }
         }
