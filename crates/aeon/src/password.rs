@@ -30,18 +30,23 @@ fn trim_line_end(mut s: String) -> String {
     s
 }
 
+/// The first line of a password file (without its line end), refused when empty.
+fn from_file(file: &std::path::Path) -> Result<Password> {
+    let text = Zeroizing::new(
+        std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read password file {}", file.display()))?,
+    );
+    let first = trim_line_end(text.lines().next().unwrap_or("").to_string());
+    non_empty(first, &format!("password file {}", file.display()))
+}
+
 /// Returns the password; `confirm` asks twice on a terminal (for `init`).
 pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<Password> {
     if let Ok(p) = std::env::var("AEON_PASSWORD") {
         return non_empty(p, "AEON_PASSWORD");
     }
     if let Some(file) = &opts.password_file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read password file {}", file.display()))?,
-        );
-        let first = text.lines().next().unwrap_or("").to_string();
-        return non_empty(trim_line_end(first), &format!("password file {}", file.display()));
+        return from_file(file);
     }
     if let Some(cmd) = &opts.password_command {
         let out = std::process::Command::new("sh")
@@ -82,12 +87,7 @@ pub fn get_source(file: Option<&std::path::Path>) -> Result<Password> {
         return non_empty(p, "AEON_FROM_PASSWORD");
     }
     if let Some(file) = file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read password file {}", file.display()))?,
-        );
-        let first = trim_line_end(text.lines().next().unwrap_or("").to_string());
-        return non_empty(first, &format!("password file {}", file.display()));
+        return from_file(file);
     }
     if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password("password of the source repository: ")?;
@@ -103,12 +103,7 @@ pub fn get_new(file: Option<&std::path::Path>) -> Result<Password> {
         return non_empty(p, "AEON_NEW_PASSWORD");
     }
     if let Some(file) = file {
-        let text = Zeroizing::new(
-            std::fs::read_to_string(file)
-                .with_context(|| format!("cannot read password file {}", file.display()))?,
-        );
-        let first = trim_line_end(text.lines().next().unwrap_or("").to_string());
-        return non_empty(first, &format!("password file {}", file.display()));
+        return from_file(file);
     }
     if std::io::stdin().is_terminal() {
         let p = non_empty(rpassword::prompt_password("new password: ")?, "the prompt")?;

@@ -145,12 +145,9 @@ impl<S: Guarded> Repository<S> {
     /// the new slot is written before the old one is removed.
     pub fn key_passwd(&self, password: &[u8], kdf: KdfParams) -> Result<(AddedSlot, String)> {
         let old = self.keyring().slot.clone();
-        let notes = self
-            .key_list()?
-            .into_iter()
-            .find(|s| s.id == old)
-            .map(|s| SlotNotes { label: s.label.unwrap_or_default(), append_only: s.append_only })
-            .unwrap_or_default();
+        // The slot in use opened, so it decodes; its notes carry over.
+        let current = KeySlot::decode(&self.storage().read(FileType::Key, &old)?)?;
+        let notes = current.notes(&self.keyring().master)?;
         let added = self.write_slot(&NewSlot::Password { password, kdf }, &notes)?;
         self.remove_slot(&old)?;
         self.audit(

@@ -6,7 +6,6 @@ use aeon_core::keys::files::write_new;
 use aeon_core::keys::{KdfParams, KeyFileSecret, KeyMaterial, NewSlot, SecretKey, SlotNotes};
 use anyhow::{Context, Result, bail};
 use serde_json::json;
-use zeroize::Zeroizing;
 
 use crate::Ctx;
 use crate::cli::{KdfArgs, KeyAction, KeyArgs};
@@ -59,7 +58,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
                     (added?, "key-file", format!("key file {}", path.display()))
                 }
                 (None, None) => {
-                    let password = new_password(ctx, new_password_file.as_deref())?;
+                    let password = crate::password::get_new(new_password_file.as_deref())?;
                     let kdf = kdf_params(&kdf)?;
                     (
                         repo.key_add(
@@ -80,7 +79,7 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
         }
         KeyAction::Passwd { new_password_file, kdf } => {
             let repo = ctx.open_locked()?;
-            let password = new_password(ctx, new_password_file.as_deref())?;
+            let password = crate::password::get_new(new_password_file.as_deref())?;
             let (added, old) = repo.key_passwd(password.as_bytes(), kdf_params(&kdf)?)?;
             if ctx.global.json {
                 ctx.print_json(&json!({"added": added.id, "removed": old}))?;
@@ -181,11 +180,6 @@ fn generate(ctx: &Ctx, public: &Path, secret: Option<PathBuf>) -> Result<u8> {
         ctx.say(format!("next: aeon key add --public {}", public.display()));
     }
     Ok(0)
-}
-
-/// The new password of `key add` / `key passwd`: AEON_NEW_PASSWORD, a file, or a prompt.
-fn new_password(_ctx: &Ctx, file: Option<&Path>) -> Result<Zeroizing<String>> {
-    crate::password::get_new(file)
 }
 
 fn kdf_params(k: &KdfArgs) -> Result<KdfParams> {
