@@ -152,6 +152,12 @@ pub enum Error {
     )]
     AppendOnly(String),
 
+    /// A write-only client met something only a full key reads.
+    #[error(
+        "write-only key: {0}; a write-only client adds recovery points and reads nothing (use a full key: a password, key file or secret key)"
+    )]
+    WriteOnly(String),
+
     #[error("storage quota exceeded: {used} bytes used of {limit}, and {needed} more are needed")]
     QuotaExceeded { used: u64, limit: u64, needed: u64 },
 }

@@ -77,6 +77,66 @@ pub fn header(kind: ObjectKind, version: u8) -> [u8; HEADER_LEN] {
     [MAGIC[0], MAGIC[1], MAGIC[2], MAGIC[3], version, kind as u8, 0, 0]
 }
 
+/// Header flag (byte 6): a write-only client's envelope follows the header (index files,
+/// recovery points, audit records; packs say so by their key mode instead).
+pub const FLAG_ENVELOPE: u8 = 1;
+/// Header flag (byte 6) of index files: the ids of the packs it condemns follow in the clear,
+/// for write-only clients, which cannot read the sealed condemnations (FORMAT.md §8).
+pub const FLAG_CLEAR_CONDEMNED: u8 = 2;
+/// A write-only run's envelope: the writer's key fingerprint and an X-Wing ciphertext.
+pub const ENVELOPE_LEN: usize = 32 + x_wing::CIPHERTEXT_SIZE;
+
+/// The bytes that start an object of `kind` sealed with `cipher`: the header, and the
+/// envelope when the cipher is a write-only run's (flag [`FLAG_ENVELOPE`]).
+pub fn prefix(kind: ObjectKind, cipher: &crate::crypto::Cipher) -> Vec<u8> {
+    let mut out = header(kind, cipher.format_version()).to_vec();
+    if let Some(envelope) = cipher.envelope() {
+        out[6] |= FLAG_ENVELOPE;
+        out.extend_from_slice(envelope);
+    }
+    out
+}
+
+/// The envelope of an object that carries one (header flag [`FLAG_ENVELOPE`]); `None` for one
+/// sealed with the repository's key. Call before choosing the cipher to open it with.
+pub fn envelope_of<'a>(data: &'a [u8], what: &str) -> Result<Option<&'a [u8]>> {
+    if data.len() < HEADER_LEN || data[..4] != MAGIC {
+        return Err(Error::corrupt(what, "missing AEON magic number"));
+    }
+    if data[6] & FLAG_ENVELOPE == 0 {
+        return Ok(None);
+    }
+    data.get(HEADER_LEN..HEADER_LEN + ENVELOPE_LEN)
+        .map(Some)
+        .ok_or_else(|| Error::corrupt(what, "truncated in its write-only envelope"))
+}
+
+/// Checks the header of an object sealed with `cipher` (and written by [`prefix`]): kind,
+/// version, flags among `allowed_flags` and the envelope, which must be the cipher's. Returns
+/// the length of the prefix (the header and any envelope), which the sealed part's associated
+/// data starts with.
+pub fn check_prefix(
+    data: &[u8],
+    expected: ObjectKind,
+    cipher: &crate::crypto::Cipher,
+    allowed_flags: u8,
+    what: &str,
+) -> Result<usize> {
+    let mut plain = data.get(..HEADER_LEN).unwrap_or(data).to_vec();
+    if plain.len() == HEADER_LEN {
+        if plain[6] & !(allowed_flags | FLAG_ENVELOPE) != 0 {
+            return Err(Error::corrupt(what, "unknown header flags"));
+        }
+        plain[6] = 0;
+    }
+    check_header_of(&plain, expected, cipher.format_version(), what)?;
+    let envelope = envelope_of(data, what)?;
+    if envelope != cipher.envelope() {
+        return Err(Error::corrupt(what, "sealed to another key than the one opening it"));
+    }
+    Ok(HEADER_LEN + envelope.map_or(0, <[u8]>::len))
+}
+
 /// Like [`check_header`], for an object of a repository of format version `version`: an object
 /// of another version cannot belong to it (and would not open with its cipher).
 pub fn check_header_of<'a>(
@@ -206,9 +266,9 @@ pub fn seal_record<T: serde::Serialize>(
     kind: ObjectKind,
     value: &T,
 ) -> Result<Vec<u8>> {
-    let header = header(kind, cipher.format_version());
-    let mut out = header.to_vec();
-    cipher.seal_into(&header, &to_cbor(value), &mut out)?;
+    let mut out = prefix(kind, cipher);
+    let aad = out.clone();
+    cipher.seal_into(&aad, &to_cbor(value), &mut out)?;
     Ok(out)
 }
 
@@ -219,8 +279,9 @@ pub fn open_record<T: serde::de::DeserializeOwned>(
     data: &[u8],
     what: &str,
 ) -> Result<T> {
-    let sealed = check_header_of(data, kind, cipher.format_version(), what)?;
-    let plain = cipher.open(&data[..HEADER_LEN], sealed, what)?;
+    let cipher = cipher.for_object(data, what)?;
+    let at = check_prefix(data, kind, &cipher, 0, what)?;
+    let plain = cipher.open(&data[..at], &data[at..], what)?;
     from_cbor(&plain, what)
 }
 

@@ -219,8 +219,9 @@ pub enum KeyAction {
         /// repository with the matching secret key file (--key-file SECRET)
         #[arg(long, value_name = "PUBFILE")]
         public: Option<PathBuf>,
-        /// With --public: a client that can add recovery points but read none (not yet
-        /// supported: the format reserves it)
+        /// With --public: a write-only client. Whoever holds PUBFILE runs `aeon --key-file
+        /// PUBFILE backup …`: it adds recovery points (post-quantum sealed, deduplicated against
+        /// its own earlier ones) and can read, delete or replace nothing; full keys read them
         #[arg(long, requires = "public")]
         write_only: bool,
         /// A label for the slot (default: user@host); stored sealed, only key holders read it

@@ -122,10 +122,8 @@ impl Ctx {
         match KeyMaterial::read(&path)? {
             KeyMaterial::KeyFile(k) => Ok(Credential::KeyFile(k)),
             KeyMaterial::SecretKey(k) => Ok(Credential::SecretKey(Box::new(k))),
-            KeyMaterial::PublicKey(_) => anyhow::bail!(
-                "{} is a public key: it opens nothing (write-only clients are not supported by this version); give the secret key made with it",
-                path.display()
-            ),
+            // A write-only slot's public file: the client adds recovery points, reads none.
+            KeyMaterial::PublicKey(k) => Ok(Credential::PublicKey(Box::new(k))),
         }
     }
 

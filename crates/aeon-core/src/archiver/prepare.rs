@@ -65,7 +65,9 @@ pub fn prepare(
         )));
     }
     let (mut packs_reused, mut bytes_reused) = (0, 0);
-    if !stale.is_empty() {
+    let write_only = repo.keyring().is_write_only();
+    // A write-only client cannot read others' pack tables (nor its own earlier runs').
+    if !stale.is_empty() && !write_only {
         (packs_reused, bytes_reused) = adopt_unindexed_packs(&mut repo)?;
     }
     let quota = match repo.settings().quota {
@@ -75,6 +77,9 @@ pub fn prepare(
     opts.quota_used = quota.map(|(used, _)| used);
     opts.parent = match parent {
         ParentChoice::None => None,
+        // It cannot read a recovery point: every file is read, and deduplicated against its
+        // own record.
+        ParentChoice::Latest if write_only => None,
         ParentChoice::Given(spec) => Some(repo.find_snapshot(&spec)?.id),
         ParentChoice::Latest => latest_with_same_sources(&repo, opts)?,
     };

@@ -150,7 +150,7 @@ impl Record {
                 parents.len()
             )));
         }
-        let mut out = format::header(ObjectKind::Audit, cipher.format_version()).to_vec();
+        let mut out = format::prefix(ObjectKind::Audit, cipher);
         out.push(RECORD_LAYOUT);
         out.push(parents.len() as u8);
         for p in parents {
@@ -170,7 +170,14 @@ impl Record {
     /// Parses a record's clear part (no key needed). `name` is the name it was stored under.
     pub fn decode(name: Id, data: &[u8]) -> Result<Record> {
         let what = format!("audit record {name}");
-        let body = format::check_header(data, ObjectKind::Audit, &what)?;
+        let mut plain_header = data.get(..format::HEADER_LEN).unwrap_or(data).to_vec();
+        if let Some(flags) = plain_header.get_mut(6) {
+            *flags &= !format::FLAG_ENVELOPE;
+        }
+        format::check_header(&plain_header, ObjectKind::Audit, &what)?;
+        // A write-only client's record: its envelope names the key of its body.
+        let envelope_len = format::envelope_of(data, &what)?.map_or(0, <[u8]>::len);
+        let body = &data[format::HEADER_LEN + envelope_len..];
         let mut r = Reader::new(body, &what);
         if r.u8()? != RECORD_LAYOUT {
             return Err(r.error("unknown record layout"));
@@ -181,10 +188,10 @@ impl Record {
             parents.push(Id(r.array()?));
         }
         let signer = r.array()?;
-        let aad_len = format::HEADER_LEN + r.position();
+        let aad_len = format::HEADER_LEN + envelope_len + r.position();
         let len = r.u32()? as usize;
         r.take(len)?;
-        let signed_len = format::HEADER_LEN + r.position();
+        let signed_len = format::HEADER_LEN + envelope_len + r.position();
         let signature = r.array()?;
         if !r.is_empty() {
             return Err(r.error("bytes after the signature"));
@@ -210,6 +217,7 @@ impl Record {
     /// Opens the body with the repository's cipher.
     pub fn open(&self, cipher: &Cipher) -> Result<Body> {
         let what = format!("audit record {}", self.name);
+        let cipher = cipher.for_object(&self.signed, &what)?;
         let plain =
             cipher.open(&self.signed[..self.body_at - 4], &self.signed[self.body_at..], &what)?;
         format::from_cbor(&plain, &what)
@@ -280,7 +288,10 @@ impl<S> Repository<S> {
         let mut registers = event.registers;
         // A slot signing for the first time (the log's first record, or a slot older than the
         // log) registers its own key; verify says which registrations were made this way.
-        let registered = records
+        // A write-only client's key was registered when its slot was added (it cannot read the
+        // record that did).
+        let registered = self.keyring().is_write_only()
+            || records
             .values()
             .filter_map(|r| r.open(self.cipher()).ok())
             .any(|b| b.registers.iter().any(|g| g.key == own && g.slot == slot));

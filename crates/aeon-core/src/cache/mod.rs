@@ -38,6 +38,37 @@ impl CacheKind {
     }
 }
 
+/// The packs a write-only client wrote (see [`Cache::writer_record`]).
+#[derive(Debug, Clone)]
+pub struct WriterRecord {
+    path: PathBuf,
+}
+
+impl WriterRecord {
+    /// What was recorded; nothing if there is no record or it does not decode (deduplication
+    /// then starts afresh, which only costs uploads).
+    pub fn load(&self) -> crate::index::IndexFile {
+        fs::read(&self.path)
+            .ok()
+            .and_then(|d| crate::index::IndexFile::decode_plaintext(&d, "writer record").ok())
+            .unwrap_or_default()
+    }
+
+    /// Adds the packs of an index file just written.
+    pub fn add(&self, written: &crate::index::IndexFile) -> std::io::Result<()> {
+        let mut record = self.load();
+        record.packs.extend(written.packs.iter().cloned());
+        self.store(&record)
+    }
+
+    /// Replaces the record (atomically: a crash leaves the old one or the new one).
+    pub fn store(&self, record: &crate::index::IndexFile) -> std::io::Result<()> {
+        let tmp = self.path.with_extension(format!("tmp{}", std::process::id()));
+        fs::write(&tmp, record.plaintext(true))?;
+        fs::rename(&tmp, &self.path)
+    }
+}
+
 pub struct Cache {
     root: PathBuf,
     recent: Mutex<VecDeque<(Id, Arc<Vec<u8>>)>>,
@@ -66,6 +97,12 @@ impl Cache {
             );
         }
         Ok(Cache { root, recent: Mutex::new(VecDeque::new()), stats: Mutex::new(HashMap::new()) })
+    }
+
+    /// A write-only client's record of the packs it wrote with slot `slot` (index plaintext):
+    /// what it deduplicates against, as it cannot read the index.
+    pub fn writer_record(&self, slot: &str) -> WriterRecord {
+        WriterRecord { path: self.root.join(format!("writer-{}", &slot[..slot.len().min(32)])) }
     }
 
     fn path(&self, kind: CacheKind, name: &str) -> PathBuf {

@@ -148,6 +148,7 @@ pub fn check_after_listing(
     progress: &dyn Progress,
     early: Option<EarlyPackRead>,
 ) -> Result<CheckReport> {
+    repo.refuse_write_only("a check reads what others wrote")?;
     let mut report = CheckReport::default();
     let mut scrub_record = None;
     for slot in repo.backend().list(FileType::Key)? {
@@ -558,6 +559,8 @@ fn verify_pack(
             }
         }
     }
+    let head = data.get(..pack::first_blob_offset(None) + crate::format::ENVELOPE_LEN);
+    let keys = repo.pack_keys_of(head.unwrap_or(data), &what).map(|(c, h)| (c.into_owned(), h.into_owned()));
     for (id, loc) in expected {
         let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
         // Decrypted where it lies: the pack's own hash and table were checked above.
@@ -565,7 +568,13 @@ fn verify_pack(
             out.push((Some(*id), "lies beyond the end of the pack".to_string()));
             continue;
         };
-        let (cipher, hasher) = (repo.cipher(), repo.hasher());
+        let (cipher, hasher) = match &keys {
+            Ok(keys) => (&keys.0, &keys.1),
+            Err(e) => {
+                out.push((Some(*id), error_message(e)));
+                continue;
+            }
+        };
         if let Err(e) =
             blob::verify_blob_in_place(cipher, hasher, loc.blob_type, id, sealed, loc.raw_len)
         {
@@ -591,9 +600,12 @@ fn verify_tiled_pack(
     last: bool,
 ) -> Option<Vec<(Option<Id>, String)>> {
     let table_start = pack::table_start(data, "pack").ok()?;
+    let (cipher, hasher) = repo.pack_keys_of(data, "pack").ok()?;
+    let (cipher, hasher) = (cipher.into_owned(), hasher.into_owned());
+    let first_blob = pack::first_blob_offset(pack::envelope_of(data, "pack").ok()?);
     let mut order: Vec<&pack::PackEntry> = table.iter().collect();
     order.sort_by_key(|e| e.offset);
-    let mut end = pack::FIRST_BLOB_OFFSET as usize;
+    let mut end = first_blob;
     for e in &order {
         // A box is never empty: an empty entry would share its offset with the next one.
         if e.offset as usize != end || e.length == 0 {
@@ -609,13 +621,13 @@ fn verify_tiled_pack(
     // packs on 2 cores: a twentieth of a check of the source tree). Every pack so would cost
     // more than it gains: the pool's threads spin between blobs beside the other workers.
     let mut sealed_blobs = Vec::with_capacity(order.len());
-    let mut rest = &mut data[pack::FIRST_BLOB_OFFSET as usize..table_start];
+    let mut rest = &mut data[first_blob..table_start];
     for e in &order {
         let (sealed, after) = std::mem::take(&mut rest).split_at_mut(e.length as usize);
         sealed_blobs.push((*e, sealed));
         rest = after;
     }
-    let (cipher, hasher) = (repo.cipher(), repo.hasher());
+    let (cipher, hasher) = (&cipher, &hasher);
     let summarise = trees.is_some();
     let verify = |(e, sealed): (&pack::PackEntry, &mut [u8])| {
         let tree = summarise && e.blob_type == BlobType::Tree;

@@ -84,6 +84,17 @@ pub struct Cipher {
     /// Nonce bytes stored in each box: [`NONCE_LEN`] or [`SHORT_NONCE_LEN`].
     stored_nonce: usize,
     format_version: u8,
+    /// Set when the key is a write-only client's run key: the envelope that tells readers
+    /// which key it is (docs/FORMAT.md §4b), written before what this cipher seals.
+    envelope: Option<std::sync::Arc<[u8]>>,
+    /// How a full-key holder opens objects that write-only clients sealed: from their envelope.
+    openers: Option<std::sync::Arc<dyn EnvelopeOpener>>,
+}
+
+/// Recovers the key of a write-only client's run from the envelope its objects carry.
+pub trait EnvelopeOpener: Send + Sync {
+    /// The run's cipher and the writer's blob-id hasher.
+    fn open_envelope(&self, envelope: &[u8], format_version: u8) -> Result<(Cipher, IdHasher)>;
 }
 
 impl Cipher {
@@ -95,7 +106,55 @@ impl Cipher {
     /// A cipher for the boxes of a repository of this format version.
     pub fn for_format(key: &Key, format_version: u8) -> Cipher {
         let stored_nonce = if format_version >= 2 { SHORT_NONCE_LEN } else { NONCE_LEN };
-        Cipher { key: key.clone(), stored_nonce, format_version }
+        Cipher { key: key.clone(), stored_nonce, format_version, envelope: None, openers: None }
+    }
+
+    /// This cipher, able to open what write-only clients wrote through `openers`.
+    pub fn with_openers(mut self, openers: std::sync::Arc<dyn EnvelopeOpener>) -> Cipher {
+        self.openers = Some(openers);
+        self
+    }
+
+    /// Whether objects sealed by write-only clients may be met (and opened) with this cipher.
+    pub fn opens_envelopes(&self) -> bool {
+        self.openers.is_some()
+    }
+
+    /// The cipher that opens the object `data`: this one, or the run key its envelope names.
+    pub fn for_object(&self, data: &[u8], what: &str) -> Result<std::borrow::Cow<'_, Cipher>> {
+        use std::borrow::Cow;
+        match (crate::format::envelope_of(data, what)?, self.envelope()) {
+            (None, None) => Ok(Cow::Borrowed(self)),
+            (None, Some(_)) => Err(Error::WriteOnly(format!("{what} is sealed with the repository key"))),
+            (Some(theirs), Some(own)) if theirs == own => Ok(Cow::Borrowed(self)),
+            (Some(theirs), _) => Ok(Cow::Owned(self.open_envelope(theirs, what)?.0)),
+        }
+    }
+
+    /// The cipher and id hasher of a write-only run, from its envelope.
+    pub fn open_envelope(&self, envelope: &[u8], what: &str) -> Result<(Cipher, IdHasher)> {
+        match &self.openers {
+            Some(openers) => openers.open_envelope(envelope, self.format_version),
+            None if self.envelope.is_some() => {
+                Err(Error::WriteOnly(format!("{what} is sealed by another write-only run")))
+            }
+            None => Err(Error::corrupt(
+                what,
+                "sealed by a write-only client, and this repository has no write-only key slot",
+            )),
+        }
+    }
+
+    /// This cipher, for objects that carry `envelope` before their sealed part: the key of a
+    /// write-only client's run, which readers recover from the envelope.
+    pub fn with_envelope(mut self, envelope: &[u8]) -> Cipher {
+        self.envelope = Some(envelope.into());
+        self
+    }
+
+    /// The envelope objects sealed with this cipher carry, if it is a write-only run's.
+    pub fn envelope(&self) -> Option<&[u8]> {
+        self.envelope.as_deref()
     }
 
     /// The format version whose box layout this cipher writes and reads.

@@ -94,8 +94,29 @@ fn decode_packs(r: &mut Reader<'_>, plain_len: usize, columns: bool) -> Result<V
 
 impl IndexFile {
     pub fn encode(&self, cipher: &Cipher) -> Result<Vec<u8>> {
+        let plain = self.plaintext(format::entry_columns(cipher.format_version()));
+        let mut payload = (plain.len() as u32).to_le_bytes().to_vec();
+        blob::encode_payload(Compression::default(), &plain, &mut payload);
+        let mut out = format::prefix(ObjectKind::Index, cipher);
+        // Write-only clients cannot read condemnations: where they may write, the condemned
+        // packs are named in the clear too, so that they never deduplicate against them.
+        if cipher.opens_envelopes() && !self.condemned.is_empty() {
+            out[6] |= format::FLAG_CLEAR_CONDEMNED;
+            let ids: Vec<&Id> = self.condemned.iter().flat_map(|c| &c.packs).map(|p| &p.id).collect();
+            out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
+            for id in ids {
+                out.extend_from_slice(&id.0);
+            }
+        }
+        let aad = out.clone();
+        cipher.seal_into(&aad, &payload, &mut out)?;
+        Ok(out)
+    }
+
+    /// The plaintext [`IndexFile::decode_plaintext`] reads (also a write-only client's local
+    /// record of what it wrote).
+    pub fn plaintext(&self, columns: bool) -> Vec<u8> {
         let mut plain = Vec::new();
-        let columns = format::entry_columns(cipher.format_version());
         plain.push(match (columns, self.condemned.is_empty()) {
             (false, true) => INDEX_VERSION,
             (false, false) => INDEX_VERSION_CONDEMNED,
@@ -130,18 +151,39 @@ impl IndexFile {
                 }
             }
         }
-        let mut payload = (plain.len() as u32).to_le_bytes().to_vec();
-        blob::encode_payload(Compression::default(), &plain, &mut payload);
-        let header = format::header(ObjectKind::Index, cipher.format_version());
-        let mut out = header.to_vec();
-        cipher.seal_into(&header, &payload, &mut out)?;
-        Ok(out)
+        plain
+    }
+
+    /// The packs an index file condemns in the clear (header flag 2; FORMAT.md §8): what a
+    /// write-only client, which cannot open the file, must not deduplicate against.
+    pub fn clear_condemned(data: &[u8], what: &str) -> Result<Vec<Id>> {
+        Ok(Self::clear_part(data, what)?.1)
+    }
+
+    /// Where the sealed part of an index file starts, and the packs it condemns in the clear.
+    fn clear_part(data: &[u8], what: &str) -> Result<(usize, Vec<Id>)> {
+        let envelope = format::envelope_of(data, what)?;
+        let mut at = format::HEADER_LEN + envelope.map_or(0, <[u8]>::len);
+        let mut ids = Vec::new();
+        if data[6] & format::FLAG_CLEAR_CONDEMNED != 0 {
+            let mut r = Reader::new(data.get(at..).unwrap_or_default(), what);
+            let n = r.u32()? as usize;
+            for _ in 0..n.min(data.len() / 32) {
+                ids.push(Id(r.array()?));
+            }
+            if ids.len() != n {
+                return Err(r.error("clear condemned list longer than the file"));
+            }
+            at += r.position();
+        }
+        Ok((at, ids))
     }
 
     pub fn decode(cipher: &Cipher, data: &[u8], what: &str) -> Result<IndexFile> {
-        let sealed =
-            format::check_header_of(data, ObjectKind::Index, cipher.format_version(), what)?;
-        let payload = cipher.open(&data[..format::HEADER_LEN], sealed, what)?;
+        let cipher = cipher.for_object(data, what)?;
+        format::check_prefix(data, ObjectKind::Index, &cipher, format::FLAG_CLEAR_CONDEMNED, what)?;
+        let (at, _) = Self::clear_part(data, what)?;
+        let payload = cipher.open(&data[..at], &data[at..], what)?;
         let mut r = Reader::new(&payload, what);
         let raw_len = r.u32()?;
         if raw_len > MAX_INDEX_PLAINTEXT {

@@ -56,6 +56,7 @@ impl<S: Guarded> Repository<S> {
     /// Every key slot of this repository, in name order, labels opened.
     pub fn key_list(&self) -> Result<Vec<SlotInfo>> {
         let mut out = Vec::new();
+        let master = self.keyring().master()?;
         let current = &self.keyring().slot;
         // The log is in order: the last record of a slot is when it was last used.
         let mut last_used = std::collections::HashMap::new();
@@ -76,9 +77,9 @@ impl<S: Guarded> Repository<S> {
                     id: info.name,
                     slot_type: Some(slot.slot_type),
                     access: Some(slot.access),
-                    append_only: slot.notes(&self.keyring().master).is_ok_and(|n| n.append_only),
+                    append_only: slot.notes(master).is_ok_and(|n| n.append_only),
                     label: Some(
-                        slot.label(&self.keyring().master)
+                        slot.label(master)
                             .unwrap_or_else(|e| format!("(label unreadable: {e})")),
                     ),
                     created: chrono::DateTime::from_timestamp(slot.created_unix, 0),
@@ -117,9 +118,12 @@ impl<S: Guarded> Repository<S> {
         let kind = match slot {
             NewSlot::Password { .. } => SlotType::Password,
             NewSlot::KeyFile(_) => SlotType::KeyFile,
-            NewSlot::PublicKey(_) => SlotType::PublicKey,
+            NewSlot::PublicKey(_) | NewSlot::WriteOnly { .. } => SlotType::PublicKey,
         };
         let mut event = Event::new("key-add").arg(kind.name());
+        if let NewSlot::WriteOnly { .. } = slot {
+            event = event.arg("write-only");
+        }
         if notes.append_only {
             event = event.arg("append-only");
         }
@@ -127,10 +131,29 @@ impl<S: Guarded> Repository<S> {
         Ok(added)
     }
 
+    /// What a write-only slot made now gives its client to write with: this repository's
+    /// chunker bounds, compression, pack size and locations. Refused with parity, which
+    /// write-only clients do not write (yet).
+    pub fn writer_settings(&self) -> Result<super::write_only::WriterSettings> {
+        let settings = self.settings();
+        if settings.parity.is_some() {
+            return Err(Error::InvalidInput(
+                "write-only clients do not write parity: a repository with parity cannot have a write-only slot (aeon parity off first)".into(),
+            ));
+        }
+        Ok(super::write_only::WriterSettings {
+            encapsulation_key: Vec::new(),
+            chunker: settings.chunker,
+            compression: settings.compression,
+            pack_size: settings.pack_size,
+            locations: settings.locations.clone(),
+        })
+    }
+
     fn write_slot(&self, slot: &NewSlot, notes: &SlotNotes) -> Result<AddedSlot> {
         self.ensure_lock_held()?;
         let (bytes, signer) = KeySlot::make(
-            &self.keyring().master,
+            self.keyring().master()?,
             self.repository_id_bytes(),
             slot,
             notes,
@@ -147,7 +170,7 @@ impl<S: Guarded> Repository<S> {
         let old = self.keyring().slot.clone();
         // The slot in use opened, so it decodes; its notes carry over.
         let current = KeySlot::decode(&self.storage().read(FileType::Key, &old)?)?;
-        let notes = current.notes(&self.keyring().master)?;
+        let notes = current.notes(self.keyring().master()?)?;
         let added = self.write_slot(&NewSlot::Password { password, kdf }, &notes)?;
         self.remove_slot(&old)?;
         self.audit(

@@ -8,6 +8,7 @@
 pub mod files;
 pub mod manage;
 pub mod slot;
+pub mod write_only;
 
 use zeroize::{Zeroize, ZeroizeOnDrop};
 

@@ -40,7 +40,7 @@ impl SlotType {
 pub enum Access {
     /// Read and write everything: the slot wraps the master key.
     Full = 0,
-    /// Reserved for write-only clients (FORMAT.md §4): add recovery points, read none.
+    /// Write-only clients (FORMAT.md §4b): add recovery points, read none.
     WriteOnly = 1,
 }
 
@@ -49,6 +49,8 @@ pub enum Credential {
     Password(Zeroizing<Vec<u8>>),
     KeyFile(KeyFileSecret),
     SecretKey(Box<SecretKey>),
+    /// The public file of a write-only slot: opens the repository for adding recovery points.
+    PublicKey(Box<PublicKey>),
 }
 
 impl Credential {
@@ -61,7 +63,7 @@ impl Credential {
         match self {
             Credential::Password(_) => SlotType::Password,
             Credential::KeyFile(_) => SlotType::KeyFile,
-            Credential::SecretKey(_) => SlotType::PublicKey,
+            Credential::SecretKey(_) | Credential::PublicKey(_) => SlotType::PublicKey,
         }
     }
 }
@@ -71,6 +73,8 @@ pub enum NewSlot<'a> {
     Password { password: &'a [u8], kdf: KdfParams },
     KeyFile(&'a KeyFileSecret),
     PublicKey(&'a PublicKey),
+    /// A write-only slot for the client holding `public`, with the settings it writes with.
+    WriteOnly { public: &'a PublicKey, settings: super::write_only::WriterSettings },
 }
 
 /// A slot opened: the master key, and the audit-signing seed only this slot's credential
@@ -123,6 +127,8 @@ pub struct KeySlot {
     pub access: Access,
     pub fingerprint: Option<[u8; 32]>,
     ciphertext: Vec<u8>,
+    /// Write-only slots: what the client needs to write, sealed under its writer secret.
+    writer_part: Vec<u8>,
     /// Everything before the sealed master key: the AAD that binds the parameters.
     authenticated_prefix: Vec<u8>,
     sealed_master_key: Vec<u8>,
@@ -160,7 +166,7 @@ impl KeySlot {
         let slot_type = match kind {
             NewSlot::Password { .. } => SlotType::Password,
             NewSlot::KeyFile(_) => SlotType::KeyFile,
-            NewSlot::PublicKey(_) => SlotType::PublicKey,
+            NewSlot::PublicKey(_) | NewSlot::WriteOnly { .. } => SlotType::PublicKey,
         };
         let label_field = seal_notes(master, &repository_id, notes)?;
         let label_len = u16::try_from(label_field.len())
@@ -201,6 +207,9 @@ impl KeySlot {
                 out.extend_from_slice(&ciphertext);
                 public_key_kek(&shared, &fingerprint)
             }
+            NewSlot::WriteOnly { public, settings } => {
+                return make_write_only(out, master, public, settings);
+            }
         };
         let sealed = Cipher::new(&kek).seal(&out, &master.encode())?;
         out.extend_from_slice(&sealed);
@@ -235,6 +244,7 @@ impl KeySlot {
             access: Access::Full,
             fingerprint: None,
             ciphertext: Vec::new(),
+            writer_part: Vec::new(),
             authenticated_prefix: Vec::new(),
             sealed_master_key: Vec::new(),
         };
@@ -251,6 +261,7 @@ impl KeySlot {
             SlotType::PublicKey => {
                 slot.access = match r.u8()? {
                     0 => Access::Full,
+                    1 => Access::WriteOnly,
                     a => {
                         return Err(Error::corrupt(
                             "key slot",
@@ -261,7 +272,13 @@ impl KeySlot {
                     }
                 };
                 slot.fingerprint = Some(r.array()?);
-                slot.ciphertext = r.take(CIPHERTEXT_LEN)?.to_vec();
+                match slot.access {
+                    Access::Full => slot.ciphertext = r.take(CIPHERTEXT_LEN)?.to_vec(),
+                    Access::WriteOnly => {
+                        let len = r.u32()? as usize;
+                        slot.writer_part = r.take(len)?.to_vec();
+                    }
+                }
             }
         }
         let prefix_len = format::HEADER_LEN + r.position();
@@ -311,6 +328,9 @@ impl KeySlot {
                 kdf.derive(password, &self.salt)?
             }
             (Credential::KeyFile(secret), SlotType::KeyFile) => key_file_kek(secret, &self.salt),
+            // A write-only slot holds no master key: its client opens it with
+            // [`KeySlot::open_as_writer`], full-key holders with [`KeySlot::open_reader_part`].
+            _ if self.access == Access::WriteOnly => return Ok(None),
             (Credential::SecretKey(secret), SlotType::PublicKey) => {
                 let fingerprint = secret.public().fingerprint();
                 if Some(fingerprint) != self.fingerprint {
@@ -337,9 +357,69 @@ impl KeySlot {
         }
     }
 
+    /// What a write-only slot gives the client holding `public`; `None` if the slot is not
+    /// its.
+    pub fn open_as_writer(
+        &self,
+        public: &PublicKey,
+    ) -> Result<Option<(super::write_only::WriterSettings, super::write_only::WriterSecret)>> {
+        if self.access != Access::WriteOnly || self.fingerprint != Some(public.fingerprint()) {
+            return Ok(None);
+        }
+        let secret = super::write_only::WriterSecret::of(public);
+        let before = self.authenticated_prefix.len() - self.writer_part.len() - 4;
+        let aad = &self.authenticated_prefix[..before];
+        let plain = Cipher::new(&secret.settings_key())
+            .open(aad, &self.writer_part, "write-only key slot")?;
+        let settings = format::from_cbor(&plain, "write-only key slot")?;
+        Ok(Some((settings, secret)))
+    }
+
+    /// The reader part of a write-only slot (its decapsulation key and writer secret), opened
+    /// with the master key; `None` for other slots.
+    pub fn open_reader_part(&self, master: &MasterKey) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        if self.access != Access::WriteOnly {
+            return Ok(None);
+        }
+        let cipher = Cipher::new(&super::write_only::reader_key(master));
+        let plain =
+            cipher.open(&self.authenticated_prefix, &self.sealed_master_key, "write-only key slot")?;
+        Ok(Some(Zeroizing::new(plain)))
+    }
+
     pub fn storage_id(data: &[u8]) -> Id {
         Id::of_stored_bytes(data)
     }
+}
+
+/// The rest of a write-only slot after its label (FORMAT.md §4b): access, fingerprint, the
+/// writer part and, where other slots seal the master key, the reader part.
+fn make_write_only(
+    mut out: Vec<u8>,
+    master: &MasterKey,
+    public: &PublicKey,
+    settings: &super::write_only::WriterSettings,
+) -> Result<(Vec<u8>, [u8; 32])> {
+    use super::write_only::{WriterPair, WriterSecret, reader_key};
+    let secret = WriterSecret::of(public);
+    let pair = WriterPair::generate()?;
+    let settings = super::write_only::WriterSettings {
+        encapsulation_key: pair.encapsulation_key.clone(),
+        ..settings.clone()
+    };
+    out.push(Access::WriteOnly as u8);
+    out.extend_from_slice(&public.fingerprint());
+    // The writer part is bound to the slot before it; its length field and the part itself are
+    // bound by the reader part, whose AAD is everything before it.
+    let writer_part =
+        Cipher::new(&secret.settings_key()).seal(&out, &format::to_cbor(&settings))?;
+    out.extend_from_slice(&(writer_part.len() as u32).to_le_bytes());
+    out.extend_from_slice(&writer_part);
+    let mut reader_part = Zeroizing::new(pair.decapsulation_seed.to_vec());
+    reader_part.extend_from_slice(secret.bytes());
+    let sealed = Cipher::new(&reader_key(master)).seal(&out, &reader_part)?;
+    out.extend_from_slice(&sealed);
+    Ok((out, signing_public(&secret.signing_seed())))
 }
 
 fn key_file_kek(secret: &KeyFileSecret, salt: &[u8; 32]) -> Key {

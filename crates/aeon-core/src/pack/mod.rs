@@ -14,9 +14,10 @@ use crate::error::{Error, Result};
 use crate::format::{self, HEADER_LEN, ObjectKind, Reader};
 use crate::id::Id;
 
-/// Blobs sealed with the repository data key. Mode 1 (sealed to a public key, for write-only
-/// clients) is reserved.
+/// Blobs sealed with the repository data key.
 pub const KEY_MODE_REPOSITORY: u8 = 0;
+/// Blobs sealed with a write-only client's run key; its envelope follows the mode byte.
+pub const KEY_MODE_WRITER: u8 = 1;
 /// Rows of 45-byte entries (format version 1).
 const TABLE_VERSION_ROWS: u8 = 1;
 /// The same fields, compressed column by column (format version 2).
@@ -131,38 +132,36 @@ impl Default for PackWriter {
 impl PackWriter {
     /// A writer of a pack of the newest format version, in memory.
     pub fn new() -> PackWriter {
-        PackWriter::with_buffer(Vec::new(), format::FORMAT_VERSION)
+        PackWriter::starting(Sink::Memory(Vec::new()), &pack_head(format::FORMAT_VERSION, None))
     }
 
     /// A writer that builds its pack in `buf` (cleared first), reusing its allocation.
-    pub fn with_buffer(mut buf: Vec<u8>, format_version: u8) -> PackWriter {
+    pub fn with_buffer(mut buf: Vec<u8>, cipher: &Cipher) -> PackWriter {
         buf.clear();
-        PackWriter::starting(Sink::Memory(buf), format_version)
+        PackWriter::starting(Sink::Memory(buf), &head_for(cipher))
     }
 
     /// A writer whose buffer holds a pack of about `pack_size` bytes without growing (growing
     /// copies the pack so far, and doubling would leave half the buffer unused).
-    pub fn with_capacity(pack_size: usize, format_version: u8) -> PackWriter {
+    pub fn with_capacity(pack_size: usize, cipher: &Cipher) -> PackWriter {
         // Only the pages written count against memory; the cap keeps huge pack sizes from
         // asking for more address space than a strict overcommit policy grants.
         let expected = pack_size.min(256 << 20);
-        PackWriter::with_buffer(Vec::with_capacity(expected + expected / 4), format_version)
+        PackWriter::with_buffer(Vec::with_capacity(expected + expected / 4), cipher)
     }
 
     /// A writer that streams its pack to `upload`: no pack is held in memory.
-    pub fn streaming(upload: Box<dyn Upload>, format_version: u8) -> PackWriter {
+    pub fn streaming(upload: Box<dyn Upload>, cipher: &Cipher) -> PackWriter {
         PackWriter::starting(
             Sink::Stream { upload, staged: Vec::with_capacity(STAGE_LEN), hasher: Box::default() },
-            format_version,
+            &head_for(cipher),
         )
     }
 
-    fn starting(sink: Sink, format_version: u8) -> PackWriter {
+    fn starting(sink: Sink, head: &[u8]) -> PackWriter {
         let mut w = PackWriter { sink, len: 0, entries: Vec::new(), raw_bytes: 0 };
-        let mut head = format::header(ObjectKind::Pack, format_version).to_vec();
-        head.push(KEY_MODE_REPOSITORY);
         // Cannot fail: a stream's first bytes are only staged.
-        let _ = w.append(&head);
+        let _ = w.append(head);
         w
     }
 
@@ -244,6 +243,67 @@ impl PackWriter {
                 *hasher.clone().finalize().as_bytes()
             }
         })
+    }
+}
+
+/// The bytes before a pack's first blob: header, key mode, and a write-only run's envelope.
+fn pack_head(format_version: u8, envelope: Option<&[u8]>) -> Vec<u8> {
+    let mut head = format::header(ObjectKind::Pack, format_version).to_vec();
+    match envelope {
+        None => head.push(KEY_MODE_REPOSITORY),
+        Some(envelope) => {
+            head.push(KEY_MODE_WRITER);
+            head.extend_from_slice(envelope);
+        }
+    }
+    head
+}
+
+fn head_for(cipher: &Cipher) -> Vec<u8> {
+    pack_head(cipher.format_version(), cipher.envelope())
+}
+
+/// The envelope of a pack sealed by a write-only run (key mode 1), from its first bytes; `None`
+/// for a pack sealed with the repository key.
+pub fn envelope_of<'a>(head: &'a [u8], what: &str) -> Result<Option<&'a [u8]>> {
+    let body = format::check_header(head, ObjectKind::Pack, what)?;
+    match body.first() {
+        Some(&KEY_MODE_REPOSITORY) => Ok(None),
+        Some(&KEY_MODE_WRITER) => body
+            .get(1..1 + format::ENVELOPE_LEN)
+            .map(Some)
+            .ok_or_else(|| Error::corrupt(what, "truncated in its write-only envelope")),
+        Some(mode) => Err(Error::corrupt(
+            what,
+            format!("pack key mode {mode} is not supported by this version"),
+        )),
+        None => Err(Error::corrupt(what, "no key mode")),
+    }
+}
+
+/// Where the first blob of a pack with this envelope starts.
+pub fn first_blob_offset(envelope: Option<&[u8]>) -> usize {
+    FIRST_BLOB_OFFSET as usize + envelope.map_or(0, <[u8]>::len)
+}
+
+/// The cipher and hasher that open the blobs of the pack starting with `head`: the
+/// repository's, or those of the write-only run its envelope names.
+pub fn keys_for<'a>(
+    cipher: &'a Cipher,
+    hasher: &'a crate::crypto::IdHasher,
+    head: &[u8],
+    what: &str,
+) -> Result<(std::borrow::Cow<'a, Cipher>, std::borrow::Cow<'a, crate::crypto::IdHasher>)> {
+    use std::borrow::Cow;
+    match envelope_of(head, what)? {
+        None => Ok((Cow::Borrowed(cipher), Cow::Borrowed(hasher))),
+        Some(envelope) if Some(envelope) == cipher.envelope() => {
+            Ok((Cow::Borrowed(cipher), Cow::Borrowed(hasher)))
+        }
+        Some(envelope) => {
+            let (c, h) = cipher.open_envelope(envelope, what)?;
+            Ok((Cow::Owned(c), Cow::Owned(h)))
+        }
     }
 }
 
@@ -402,11 +462,11 @@ pub fn open_table(
     table_start: u64,
     what: &str,
 ) -> Result<Vec<PackEntry>> {
-    let body = format::check_header_of(head, ObjectKind::Pack, cipher.format_version(), what)?;
-    let mut r = Reader::new(body, what);
-    let mode = r.u8()?;
-    if mode != KEY_MODE_REPOSITORY {
-        return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
+    format::check_header_of(head, ObjectKind::Pack, cipher.format_version(), what)?;
+    if envelope_of(head, what)?.is_some() {
+        return Err(Error::InvalidInput(format!(
+            "{what}: a write-only client's pack table opens only with its whole pack"
+        )));
     }
     if format::table_bound_to_content(cipher.format_version()) {
         return Err(Error::InvalidInput(format!(
@@ -420,13 +480,18 @@ pub fn open_table(
 
 /// Reads the table of a whole pack file held in memory.
 pub fn read_table(cipher: &Cipher, pack: &[u8], what: &str) -> Result<Vec<PackEntry>> {
-    let body = format::check_header_of(pack, ObjectKind::Pack, cipher.format_version(), what)?;
-    let mut r = Reader::new(body, what);
-    let mode = r.u8()?;
-    if mode != KEY_MODE_REPOSITORY {
-        return Err(r.error(format!("pack key mode {mode} is not supported by this version")));
-    }
+    format::check_header_of(pack, ObjectKind::Pack, cipher.format_version(), what)?;
+    let envelope = envelope_of(pack, what)?;
+    let cipher = match envelope {
+        Some(envelope) if Some(envelope) != cipher.envelope() => {
+            std::borrow::Cow::Owned(cipher.open_envelope(envelope, what)?.0)
+        }
+        _ => std::borrow::Cow::Borrowed(cipher),
+    };
     let table_start = table_start(pack, what)?;
+    if table_start < first_blob_offset(envelope) {
+        return Err(Error::corrupt(what, "pack table length points outside the pack"));
+    }
     let aad = match format::table_bound_to_content(cipher.format_version()) {
         true => table_aad(Some(blake3::hash(&pack[..table_start]).as_bytes())),
         false => table_aad(None),
@@ -485,7 +550,7 @@ mod tests {
         let version = format::FORMAT_VERSION;
         let cipher = Cipher::for_format(&Key::random().unwrap(), version);
         let seen = Arc::new(Mutex::new((Vec::new(), Vec::new(), String::new())));
-        let mut w = PackWriter::streaming(Box::new(Recorder(seen.clone())), version);
+        let mut w = PackWriter::streaming(Box::new(Recorder(seen.clone())), &cipher);
         let blobs: Vec<Vec<u8>> = [10, 3 << 20, 5, STAGE_LEN - 1, 300_000, STAGE_LEN, 7, 1]
             .iter()
             .enumerate()
@@ -515,7 +580,7 @@ mod tests {
     fn a_table_copied_onto_other_bytes_does_not_open_from_version_3() {
         for version in 1..=format::FORMAT_VERSION {
             let cipher = Cipher::for_format(&Key::random().unwrap(), version);
-            let mut w = PackWriter::with_buffer(Vec::new(), version);
+            let mut w = PackWriter::with_buffer(Vec::new(), &cipher);
             w.add(BlobType::Data, Id([1; 32]), &[9u8; 100], 60).unwrap();
             let (bytes, _, _) = in_memory(w.finish(&cipher).unwrap());
             let mut forged = bytes.clone();
@@ -534,7 +599,7 @@ mod tests {
         #[test]
         fn pack_round_trip(blobs in proptest::collection::vec(proptest::collection::vec(any::<u8>(), 1..300), 0..20), version in 1u8..=format::FORMAT_VERSION) {
             let cipher = Cipher::for_format(&Key::random().unwrap(), version);
-            let mut w = PackWriter::with_buffer(Vec::new(), version);
+            let mut w = PackWriter::with_buffer(Vec::new(), &cipher);
             for (i, b) in blobs.iter().enumerate() {
                 let id = Id::of_stored_bytes(&[i as u8]);
                 w.add(if i % 2 == 0 { BlobType::Data } else { BlobType::Tree }, id, b, b.len() as u32 * 2).unwrap();
@@ -562,7 +627,7 @@ mod tests {
     fn truncated_pack_is_an_error() {
         for version in 1..=format::FORMAT_VERSION {
             let cipher = Cipher::for_format(&Key::random().unwrap(), version);
-            let mut w = PackWriter::with_buffer(Vec::new(), version);
+            let mut w = PackWriter::with_buffer(Vec::new(), &cipher);
             w.add(BlobType::Data, Id::ZERO, b"abc", 3).unwrap();
             let (bytes, _, _) = in_memory(w.finish(&cipher).unwrap());
             for cut in [0, 5, 12, bytes.len() - 1] {
@@ -579,7 +644,7 @@ mod tests {
         let mut sizes = Vec::new();
         for version in 1..=format::FORMAT_VERSION {
             let cipher = Cipher::for_format(&key, version);
-            let mut w = PackWriter::with_buffer(Vec::new(), version);
+            let mut w = PackWriter::with_buffer(Vec::new(), &cipher);
             for i in 0..2000u32 {
                 let id = Id(*blake3::hash(&i.to_le_bytes()).as_bytes());
                 let len = 50 + i % 3000;

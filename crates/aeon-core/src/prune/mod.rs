@@ -627,6 +627,16 @@ fn repack(
                 continue;
             }
         };
+        // A write-only client's pack stays whole: its blobs carry its own ids, which only its
+        // run's packs are read with.
+        match repo.pack_keys_of(&data, &format!("pack {name}")) {
+            Ok((cipher, _)) if cipher.envelope().is_none() => {}
+            _ => {
+                report.messages.push(format!("kept pack {name} whole: a write-only client's"));
+                packs[i].fate = Fate::Keep;
+                continue;
+            }
+        }
         let mut copied = Vec::new();
         let mut ok = true;
         for b in p.blobs.iter().filter(|b| chosen.get(&b.id) == Some(&i)) {

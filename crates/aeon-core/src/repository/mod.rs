@@ -206,19 +206,52 @@ pub struct Repository<S = Indexed> {
     keyring: Arc<Keyring>,
     /// Nothing is deleted or replaced ([`Repository::set_append_only`]).
     append_only: bool,
+    /// With write-only slots: the keys of each pack read so far (`None`: the repository's).
+    pack_keys: Arc<std::sync::Mutex<HashMap<Id, Option<(Cipher, IdHasher)>>>>,
     state: std::marker::PhantomData<S>,
 }
+
+/// The cipher and id hasher that open a pack's blobs.
+pub type PackKeys<'a> = (std::borrow::Cow<'a, Cipher>, std::borrow::Cow<'a, IdHasher>);
 
 /// What opening a key slot gave: the master key (for new slots), which slot it was, and the
 /// seed of the Ed25519 key that signs this slot's audit records.
 pub struct Keyring {
-    pub master: MasterKey,
+    /// `None` for a write-only client ([`Keyring::master`] then says so).
+    master: Option<MasterKey>,
     /// The name of the slot that opened the repository.
     pub slot: String,
     pub signing_seed: zeroize::Zeroizing<[u8; 32]>,
     /// The slot asks its holder to delete and replace nothing ([`Located::open`] then makes
     /// the repository append-only).
     pub append_only: bool,
+}
+
+impl Keyring {
+    /// The master key, which a write-only client does not have.
+    pub fn master(&self) -> Result<&MasterKey> {
+        self.master.as_ref().ok_or_else(|| {
+            Error::WriteOnly("this needs the repository's master key".into())
+        })
+    }
+
+    /// Opened with the public file of a write-only slot.
+    pub fn is_write_only(&self) -> bool {
+        self.master.is_none()
+    }
+}
+
+/// A slot opened by a credential: the master key, or a write-only client's settings.
+enum OpenedSlot {
+    Full(crate::keys::Unlocked),
+    Writer((crate::keys::write_only::WriterSettings, crate::keys::write_only::WriterSecret)),
+}
+
+/// The key fingerprint a public-key slot stores.
+fn slot_fingerprint(backend: &dyn Backend, name: &str) -> Result<[u8; 32]> {
+    KeySlot::decode(&backend.read(FileType::Key, name)?)?
+        .fingerprint
+        .ok_or_else(|| Error::corrupt(Object::KeySlot(name.to_string()), "no key fingerprint"))
 }
 
 /// The most bytes read of objects before they are authenticated: a hostile store must not make
@@ -349,8 +382,9 @@ impl Repository<Open> {
             mirror: None,
             stripe: None,
             append_only: false,
+            pack_keys: Arc::default(),
             keyring: Arc::new(Keyring {
-                master: key,
+                master: Some(key),
                 slot: slot_name,
                 signing_seed: unlocked.signing_seed,
                 append_only: unlocked.append_only,
@@ -420,6 +454,9 @@ impl Repository<Open> {
         let mut key = None;
         let mut skipped = Vec::new();
         let mut unreachable_slot = None;
+        // Write-only slots, whose reader parts a full key opens (to read what their clients
+        // wrote): every slot is read, not just those before the one that opens.
+        let mut write_only_slots = Vec::new();
         // Any one slot that cannot be read or tried is skipped with a warning: it never stops
         // the others from being tried.
         // In name order, so that which slots are tried, and the warnings, do not depend on the
@@ -439,14 +476,23 @@ impl Repository<Open> {
                 if slot.repository_id != header.repository_id {
                     return Ok(None);
                 }
-                slot.unlock(credential)
+                if slot.access == crate::keys::Access::WriteOnly {
+                    write_only_slots.push((info.name.clone(), slot.clone()));
+                }
+                if key.is_some() {
+                    return Ok(None);
+                }
+                if let Credential::PublicKey(public) = credential {
+                    return Ok(slot.open_as_writer(public)?.map(OpenedSlot::Writer));
+                }
+                Ok(slot.unlock(credential)?.map(OpenedSlot::Full))
             });
             match tried {
-                Ok(Some(k)) => {
-                    key = Some((k, info.name));
-                    break;
-                }
+                Ok(Some(k)) => key = Some((k, info.name)),
                 Ok(None) => {}
+                Err(e) if key.is_some() => {
+                    skipped.push(format!("key slot {} skipped: {e}", info.name));
+                }
                 Err(e) => {
                     skipped.push(format!("key slot {} skipped: {e}", info.name));
                     // A slot storage would not give, or one only a newer aeon reads, is no
@@ -457,18 +503,42 @@ impl Repository<Open> {
                 }
             }
         }
-        let Some((unlocked, slot_name)) = key else {
+        let Some((opened, slot_name)) = key else {
+            if let Credential::PublicKey(_) = credential {
+                return Err(Error::InvalidInput(
+                    "no write-only key slot of this repository is for this public key (aeon key add --public FILE --write-only adds one)".into(),
+                ));
+            }
             return Err(match (unreachable_slot, skipped.is_empty()) {
                 (Some(e), _) => e,
                 (None, true) => Error::WrongPassword,
                 (None, false) => Error::WrongPasswordWithSkipped(skipped.join("; ")),
             });
         };
+        let unlocked = match opened {
+            OpenedSlot::Full(unlocked) => unlocked,
+            OpenedSlot::Writer((writer_settings, secret)) => {
+                return Self::open_as_writer(backend, header, slot_name, writer_settings, secret);
+            }
+        };
         let key = unlocked.master;
-        let cipher = key.cipher(header.format_version());
+        let mut cipher = key.cipher(header.format_version());
         let plain = cipher.open(header.aad(), header.sealed_settings(), "config")?;
         let settings: Settings = format::from_cbor(&plain, "config")?;
         settings.chunker.validate()?;
+        if !write_only_slots.is_empty() {
+            let mut writers = crate::keys::write_only::Writers::default();
+            for (name, slot) in &write_only_slots {
+                let added = slot.open_reader_part(&key).and_then(|part| match part {
+                    Some(part) => writers.add(slot.fingerprint.unwrap_or_default(), &part),
+                    None => Ok(()),
+                });
+                if let Err(e) = added {
+                    skipped.push(format!("write-only key slot {name} skipped: {e}"));
+                }
+            }
+            cipher = cipher.with_openers(Arc::new(writers));
+        }
         let storage = backend;
         let backend = with_parity(&storage, &settings);
         Ok(Repository {
@@ -490,11 +560,69 @@ impl Repository<Open> {
             mirror: None,
             stripe: None,
             append_only: false,
+            pack_keys: Arc::default(),
             keyring: Arc::new(Keyring {
-                master: key,
+                master: Some(key),
                 slot: slot_name,
                 signing_seed: unlocked.signing_seed,
                 append_only: unlocked.append_only,
+            }),
+            state: std::marker::PhantomData,
+        })
+    }
+
+    /// Opens the repository for a write-only client: it writes with its run's key, its own
+    /// blob ids and chunker, and the settings its slot gave; it deletes and replaces nothing.
+    fn open_as_writer(
+        backend: Arc<dyn Backend>,
+        header: ConfigHeader,
+        slot_name: String,
+        writer: crate::keys::write_only::WriterSettings,
+        secret: crate::keys::write_only::WriterSecret,
+    ) -> Result<Repository<Open>> {
+        writer.chunker.validate()?;
+        let fingerprint = slot_fingerprint(backend.as_ref(), &slot_name)?;
+        let run = crate::keys::write_only::WriterRun::start(
+            &writer,
+            &fingerprint,
+            header.format_version(),
+        )?;
+        let settings = Settings {
+            chunker: writer.chunker,
+            compression: writer.compression,
+            pack_size: writer.pack_size,
+            created: chrono::Utc::now().fixed_offset(),
+            locations: writer.locations,
+            quota: None,
+            retention: BTreeMap::new(),
+            parity: None,
+            layout: None,
+        };
+        Ok(Repository {
+            backend: backend.clone(),
+            storage: backend,
+            repository_id: header.repository_id,
+            settings,
+            hasher: secret.id_hasher(),
+            gear: secret.gear(),
+            cipher: run.cipher,
+            index: Index::default(),
+            index_state: IndexState::default(),
+            lock: None,
+            lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
+            cache: None,
+            warnings: Vec::new(),
+            observer: Arc::new(NoProgress),
+            read_only: false,
+            mirror: None,
+            stripe: None,
+            append_only: false,
+            pack_keys: Arc::default(),
+            keyring: Arc::new(Keyring {
+                master: None,
+                slot: slot_name,
+                signing_seed: secret.signing_seed(),
+                append_only: true,
             }),
             state: std::marker::PhantomData,
         })
@@ -608,7 +736,16 @@ impl<S> Repository<S> {
             stripe: self.stripe,
             keyring: self.keyring,
             append_only: self.append_only,
+            pack_keys: self.pack_keys,
             state: std::marker::PhantomData,
+        }
+    }
+
+    /// Fails with [`Error::WriteOnly`] for a write-only client, saying what it cannot do.
+    pub fn refuse_write_only(&self, what: &str) -> Result<()> {
+        match self.keyring.is_write_only() {
+            true => Err(Error::WriteOnly(what.to_string())),
+            false => Ok(()),
         }
     }
 
@@ -714,7 +851,9 @@ impl<S> Repository<S> {
         if size < min {
             return Err(Error::corrupt(object, "too short to hold a pack table"));
         }
-        if crate::format::table_bound_to_content(self.format_version()) {
+        // A write-only client's pack holds its envelope before the first blob: read whole.
+        let envelopes = self.cipher.opens_envelopes() || self.cipher.envelope().is_some();
+        if crate::format::table_bound_to_content(self.format_version()) || envelopes {
             // The table opens only with the hash of the bytes before it: the whole pack is read
             // (and must be the object its name says), never more than a pack can be.
             let limit =
@@ -806,6 +945,7 @@ impl<S> Repository<S> {
     }
 
     pub fn load_snapshot(&self, id: &Id) -> Result<Snapshot> {
+        self.refuse_write_only("recovery points cannot be read")?;
         let name = id.to_hex();
         let object = Object::Snapshot(name.clone());
         let data = self.read_cached(CacheKind::Snapshot, FileType::Snapshot, &name)?;
@@ -817,6 +957,7 @@ impl<S> Repository<S> {
 
     /// Every recovery point, oldest first, with the ones that could not be read listed apart.
     pub fn list_snapshots(&self) -> Result<(Vec<SnapshotEntry>, UnreadableObjects)> {
+        self.refuse_write_only("recovery points cannot be listed")?;
         let mut good = Vec::new();
         let mut bad = Vec::new();
         let listed = self.backend.list(FileType::Snapshot)?;
@@ -898,10 +1039,66 @@ impl<S> Repository<S> {
         }
     }
 
+    /// A write-only client's record of what it wrote, kept in the cache (none without one).
+    fn writer_record(&self) -> Option<crate::cache::WriterRecord> {
+        match self.keyring.is_write_only() {
+            true => self.cache.as_ref().map(|c| c.writer_record(&self.keyring.slot)),
+            false => None,
+        }
+    }
+
+    /// A write-only client's index: the packs its local record names that storage still has
+    /// and that no index file condemns in the clear. It cannot read the index itself, so it
+    /// deduplicates only against what it wrote (FORMAT.md §4b). An index file whose clear part
+    /// does not parse might condemn anything: then nothing is reused.
+    fn assemble_writer_index(&self) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
+        let mut index = Index::default();
+        let state = IndexState::default();
+        let Some(record) = self.writer_record() else {
+            index.seal();
+            return Ok((index, state, Vec::new()));
+        };
+        let stored: HashMap<String, u64> =
+            self.backend.list(FileType::Pack)?.into_iter().map(|o| (o.name, o.size)).collect();
+        let mut condemned = HashSet::new();
+        for info in self.backend.list(FileType::Index)? {
+            let what = format!("index file {}", info.name);
+            let clear = self
+                .read_cached(CacheKind::Index, FileType::Index, &info.name)
+                .and_then(|data| IndexFile::clear_condemned(&data, &what));
+            match clear {
+                Ok(ids) => condemned.extend(ids),
+                Err(Error::ObjectNotFound { .. }) => {}
+                Err(e) => {
+                    self.notify(Notice::warning(format!(
+                        "{what}: {e}; this backup deduplicates against nothing stored before"
+                    )));
+                    index.seal();
+                    return Ok((index, state, Vec::new()));
+                }
+            }
+        }
+        let mut kept = IndexFile::default();
+        for pack in record.load().packs {
+            let present = stored.get(&pack.id.to_hex()) == Some(&pack.size);
+            if present && !condemned.contains(&pack.id) {
+                index.add_pack(&pack);
+                kept.packs.push(pack);
+            }
+        }
+        // Forget what is gone for good, so that the record does not grow with every prune.
+        let _ = record.store(&kept);
+        index.seal();
+        Ok((index, state, Vec::new()))
+    }
+
     fn try_assemble_index(
         &self,
         tolerant: bool,
     ) -> Result<(Index, IndexState, Vec<IndexFileError>)> {
+        if self.keyring.is_write_only() {
+            return self.assemble_writer_index();
+        }
         // The packs storage has, listed before the index: an index rolled back or copied from
         // elsewhere may name packs that are gone (`check`, tolerant, reports them instead).
         let stored: Option<HashMap<String, u64>> = match tolerant {
@@ -1170,8 +1367,51 @@ impl Repository<Indexed> {
         Ok(used)
     }
 
+    /// The keys that open the blobs of pack `id`: the repository's, or, in a repository with
+    /// write-only slots, those of the run that wrote it, found in its first bytes (read once
+    /// per pack).
+    pub fn pack_keys(&self, id: &Id) -> Result<PackKeys<'_>> {
+        use std::borrow::Cow;
+        if !self.cipher.opens_envelopes() {
+            return Ok((Cow::Borrowed(&self.cipher), Cow::Borrowed(&self.hasher)));
+        }
+        let known = self.pack_keys.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned();
+        let keys = match known {
+            Some(keys) => keys,
+            None => {
+                let name = id.to_hex();
+                let size = match self.index.pack_number(id) {
+                    Some(n) => self.index.pack(n).size,
+                    None => self.backend.stat(FileType::Pack, &name)?.unwrap_or(0),
+                };
+                let head_len = (crate::pack::first_blob_offset(None) + format::ENVELOPE_LEN) as u64;
+                let head = self.backend.read_range(FileType::Pack, &name, 0, head_len.min(size))?;
+                let what = format!("pack {id}");
+                let keys = match crate::pack::envelope_of(&head, &what)? {
+                    None => None,
+                    Some(envelope) => Some(self.cipher.open_envelope(envelope, &what)?),
+                };
+                self.pack_keys
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(*id, keys.clone());
+                keys
+            }
+        };
+        Ok(match keys {
+            None => (Cow::Borrowed(&self.cipher), Cow::Borrowed(&self.hasher)),
+            Some((cipher, hasher)) => (Cow::Owned(cipher), Cow::Owned(hasher)),
+        })
+    }
+
+    /// [`Repository::pack_keys`] of a pack whose first bytes are `head` (a whole pack read).
+    pub fn pack_keys_of(&self, head: &[u8], what: &str) -> Result<PackKeys<'_>> {
+        crate::pack::keys_for(&self.cipher, &self.hasher, head, what)
+    }
+
     /// Reads, decrypts and verifies one blob.
     pub fn read_blob(&self, blob_type: BlobType, id: &Id) -> Result<Vec<u8>> {
+        self.refuse_write_only("stored data cannot be read")?;
         let loc = self.index.get_readable(id).ok_or(Error::BlobNotIndexed(*id))?;
         let pack = self.index.pack(loc.pack);
         if let (Some(cache), BlobType::Tree) = (&self.cache, blob_type) {
@@ -1187,9 +1427,14 @@ impl Repository<Indexed> {
                     format!("blob {id} lies beyond its end"),
                 )
             })?;
-            return blob::open_blob(&self.cipher, &self.hasher, blob_type, id, sealed, loc.raw_len)
+            let (cipher, hasher) = self
+                .pack_keys_of(&data, &format!("pack {}", pack.id))
+                .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id))?;
+            return blob::open_blob(&cipher, &hasher, blob_type, id, sealed, loc.raw_len)
                 .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id));
         }
+        let (cipher, hasher) =
+            self.pack_keys(&pack.id).map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id))?;
         // With several locations, a copy that fails to authenticate is read from the next one.
         let mut last = None;
         let (name, offset, length) = (pack.id.to_hex(), loc.offset as u64, loc.length as u64);
@@ -1200,7 +1445,7 @@ impl Repository<Indexed> {
             };
             let opened = sealed
                 .and_then(|sealed| {
-                    blob::open_blob(&self.cipher, &self.hasher, blob_type, id, &sealed, loc.raw_len)
+                    blob::open_blob(&cipher, &hasher, blob_type, id, &sealed, loc.raw_len)
                 })
                 .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id));
             match opened {
@@ -1268,6 +1513,7 @@ impl Repository<Indexed> {
     pub fn packer(&self) -> Packer {
         Packer::new(self.backend.clone(), self.cipher.clone(), self.settings.pack_size)
             .with_lock(self.lock_state())
+            .with_writer_record(self.writer_record())
             .with_parity(self.settings.parity.map(|scheme| {
                 crate::parity::GroupWriter::new(
                     scheme,

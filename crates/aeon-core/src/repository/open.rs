@@ -131,7 +131,9 @@ impl Located {
         if options.append_only || repo.keyring().append_only {
             repo.set_append_only();
         }
-        if remote && let Some(base) = options.cache.base() {
+        // A write-only client keeps its record of what it wrote there, even for local storage.
+        let write_only = repo.keyring().is_write_only();
+        if (remote || write_only) && let Some(base) = options.cache.base() {
             match Cache::open(&base, &repo.repository_id()) {
                 Ok(c) => repo.set_cache(c),
                 Err(e) => repo.notify(Notice::warning(format!(

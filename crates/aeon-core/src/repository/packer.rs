@@ -51,6 +51,8 @@ pub struct Packer {
     parity: Option<Arc<GroupWriter>>,
     /// The parity slots of packs filling in memory (a streamed pack's slot is in its upload).
     memory_slots: [Option<Slot>; 2],
+    /// A write-only client's record of the packs it wrote (it cannot read the index).
+    writer_record: Option<crate::cache::WriterRecord>,
 }
 
 /// Stores a finished pack; returns it as the index records it, and a memory pack's buffer.
@@ -169,12 +171,19 @@ impl Packer {
             spare_buffer: None,
             parity: None,
             memory_slots: [None, None],
+            writer_record: None,
         }
     }
 
     /// Seals every pack written into parity groups through `parity` (none: no parity).
     pub fn with_parity(mut self, parity: Option<Arc<GroupWriter>>) -> Packer {
         self.parity = parity;
+        self
+    }
+
+    /// Records each index file written in a write-only client's local record too.
+    pub fn with_writer_record(mut self, record: Option<crate::cache::WriterRecord>) -> Packer {
+        self.writer_record = record;
         self
     }
 
@@ -217,21 +226,21 @@ impl Packer {
             BlobType::Tree => &mut self.tree,
         };
         if slot.is_none() {
-            let version = self.cipher.format_version();
+            let cipher = &self.cipher;
             let parity_slot = self.parity.as_ref().map(|p| p.begin());
             let writer = match self.backend.start_upload(FileType::Pack)? {
                 Some(upload) => match parity_slot {
                     Some(p) => PackWriter::streaming(
                         Box::new(TappedUpload { inner: upload, slot: p }),
-                        version,
+                        cipher,
                     ),
-                    None => PackWriter::streaming(upload, version),
+                    None => PackWriter::streaming(upload, cipher),
                 },
                 None => {
                     self.memory_slots[blob_type as usize - 1] = parity_slot;
                     match self.spare_buffer.take() {
-                        Some(buf) => PackWriter::with_buffer(buf, version),
-                        None => PackWriter::with_capacity(self.pack_size, version),
+                        Some(buf) => PackWriter::with_buffer(buf, cipher),
+                        None => PackWriter::with_capacity(self.pack_size, cipher),
                     }
                 }
             };
@@ -340,6 +349,10 @@ impl Packer {
         let file = std::mem::take(&mut self.pending);
         let bytes = file.encode(&self.cipher)?;
         self.backend.write(FileType::Index, &Id::of_stored_bytes(&bytes).to_hex(), &bytes)?;
+        if let Some(record) = &self.writer_record {
+            // Failing to record costs the next run's deduplication only, never data.
+            let _ = record.add(&file);
+        }
         self.stats.index_files_written += 1;
         self.stats.stored_bytes += bytes.len() as u64;
         Ok(())

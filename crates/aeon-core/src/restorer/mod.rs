@@ -711,6 +711,13 @@ fn restore_range(
         return;
     }
     let Some((range_start, range_end)) = read.range() else { return };
+    let (cipher, hasher) = match repo.pack_keys(&pack_id) {
+        Ok(keys) => keys,
+        Err(e) => {
+            blobs.iter().for_each(|b| fail(b, &e));
+            return;
+        }
+    };
     let read = repo
         .backend()
         .read_range_into(
@@ -745,8 +752,8 @@ fn restore_range(
         let at = (b.offset as u64 - range_start) as usize;
         let sealed = data.get_mut(at..at + b.length as usize).unwrap_or(&mut []);
         let opened = blob::open_blob_in_place(
-            repo.cipher(),
-            repo.hasher(),
+            &cipher,
+            &hasher,
             BlobType::Data,
             &b.id,
             sealed,

@@ -10,6 +10,7 @@ pub fn run(ctx: &Ctx, args: CatArgs) -> Result<u8> {
     let value: Value = match args.what.as_str() {
         "config" => {
             let repo = ctx.open()?;
+            repo.refuse_write_only("the config cannot be read")?;
             json!({
                 "repository_id": repo.repository_id(),
                 "format_version": repo.format_version(),

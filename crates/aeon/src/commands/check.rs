@@ -10,8 +10,8 @@ pub fn run(ctx: &Ctx, args: CheckArgs) -> Result<u8> {
     let located = ctx.locate()?;
     let early =
         if args.read_data { Some(check::EarlyPackRead::start(located.storage())) } else { None };
-    let password = crate::password::get(&ctx.global, false)?;
-    let repo = ctx.lock_shared(located.open(password.as_bytes())?)?;
+    let credential = ctx.credential(ctx.global.key_file.as_deref())?;
+    let repo = ctx.lock_shared(located.open_with(&credential)?)?;
     let mut location_code = 0;
     let mut location_report = None;
     if args.locations {

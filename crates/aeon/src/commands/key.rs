@@ -16,11 +16,6 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
         KeyAction::Generate { public, secret } => generate(ctx, &public, secret),
         KeyAction::List => list(ctx),
         KeyAction::Add { public, write_only, label, new_password_file, kdf } => {
-            if write_only {
-                bail!(
-                    "write-only slots are not supported by this version yet: the format reserves them (docs/FORMAT.md §4)"
-                );
-            }
             // With `key add`, --key-file names the key file to create; opening takes
             // AEON_KEY_FILE or the password.
             let new_key_file = ctx.global.key_file.clone();
@@ -40,11 +35,24 @@ pub fn run(ctx: &Ctx, args: KeyArgs) -> Result<u8> {
                         )
                     };
                     let fp = pk.fingerprint_hex();
-                    (
-                        repo.key_add(&NewSlot::PublicKey(&pk), &notes)?,
-                        "public-key",
-                        format!("fingerprint {fp}"),
-                    )
+                    if write_only {
+                        let settings = repo.writer_settings()?;
+                        let slot = NewSlot::WriteOnly { public: &pk, settings };
+                        (
+                            repo.key_add(&slot, &notes)?,
+                            "write-only",
+                            format!(
+                                "fingerprint {fp}: `aeon --key-file {}` adds recovery points and reads none",
+                                path.display()
+                            ),
+                        )
+                    } else {
+                        (
+                            repo.key_add(&NewSlot::PublicKey(&pk), &notes)?,
+                            "public-key",
+                            format!("fingerprint {fp}"),
+                        )
+                    }
                 }
                 (None, Some(path)) => {
                     let secret = KeyFileSecret::random()?;

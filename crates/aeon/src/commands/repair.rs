@@ -20,16 +20,16 @@ pub fn run(ctx: &Ctx, args: RepairArgs) -> Result<u8> {
             ctx.say(format!("keys {slot}: damaged or missing -> restored from its copy"));
         }
     }
-    let password = match crate::password::get(&ctx.global, false) {
-        Ok(p) => Some(p),
+    let credential = match ctx.credential(ctx.global.key_file.as_deref()) {
+        Ok(c) => Some(c),
         // Finding damage needs no key: a dry run goes on without one.
         Err(_) if args.dry_run => None,
         Err(e) => return Err(e),
     };
     let bar = Bar::new(ctx.progress_visible(), "objects");
-    let report = match password {
-        Some(p) => {
-            let repo = located.open(p.as_bytes())?.lock(LockKind::Exclusive, "repair")?;
+    let report = match credential {
+        Some(c) => {
+            let repo = located.open_with(&c)?.lock(LockKind::Exclusive, "repair")?;
             repair::repair(repo, &opts, &bar)
         }
         None => {
