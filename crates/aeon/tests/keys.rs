@@ -141,9 +141,6 @@ fn key_files_and_post_quantum_keys_open_the_repository_until_removed() {
     env.run_ok(&["key", "generate", "--public", stranger.to_str().unwrap()]);
     let out = with_key_file(&env, &env.path("stranger.secret"), &["snapshots"]);
     assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
-    let out = env.run(&["key", "add", "--public", public.to_str().unwrap(), "--write-only"]);
-    assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains("write-only"), "{}", stderr(&out));
 
     // A leaked key file, removed from the repository, no longer opens it.
     let id = current["id"].as_str().unwrap();

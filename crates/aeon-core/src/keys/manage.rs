@@ -29,6 +29,9 @@ pub struct SlotInfo {
     pub last_used: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub argon2id: Option<KdfCosts>,
+    /// A write-only slot whose client was removed: it still reads what that client wrote.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub retired: bool,
     /// The first 16 bytes of a public-key slot's key fingerprint, hex.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fingerprint: Option<String>,
@@ -88,6 +91,7 @@ impl<S: Guarded> Repository<S> {
                         iterations: k.iterations,
                         parallelism: k.parallelism,
                     }),
+                    retired: slot.is_retired(),
                     fingerprint: slot.fingerprint.map(|f| hex::encode(&f[..16])),
                     error: None,
                 },
@@ -102,6 +106,7 @@ impl<S: Guarded> Repository<S> {
                     label: None,
                     created: None,
                     argon2id: None,
+                    retired: false,
                     fingerprint: None,
                     error: Some(e.to_string()),
                 },
@@ -206,6 +211,27 @@ impl<S: Guarded> Repository<S> {
                 "key slot {} is the last one that can read the repository: add another first (aeon key add)",
                 short(&target.id)
             )));
+        }
+        if target.retired && !force {
+            return Err(Error::InvalidInput(format!(
+                "key slot {} holds the only key to what its write-only client wrote: removing it makes those recovery points unreadable; forget them and prune first, or give --force",
+                short(&target.id)
+            )));
+        }
+        if target.access == Some(Access::WriteOnly) && !target.retired {
+            // The client goes; what it wrote stays readable through the retired slot.
+            let slot = KeySlot::decode(&self.storage().read(FileType::Key, &target.id)?)?;
+            let retired = slot.retired(self.keyring().master()?)?;
+            let id = Id::of_stored_bytes(&retired).to_hex();
+            self.backend().write(FileType::Key, &id, &retired)?;
+            self.remove_slot(&target.id)?;
+            self.audit(
+                Event::new("key-remove")
+                    .arg("write-only client retired")
+                    .removed(FileType::Key, &target.id)
+                    .added(FileType::Key, &id),
+            );
+            return Ok(target.id.clone());
         }
         if target.current && !force {
             return Err(Error::InvalidInput(format!(

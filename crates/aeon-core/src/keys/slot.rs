@@ -363,7 +363,10 @@ impl KeySlot {
         &self,
         public: &PublicKey,
     ) -> Result<Option<(super::write_only::WriterSettings, super::write_only::WriterSecret)>> {
-        if self.access != Access::WriteOnly || self.fingerprint != Some(public.fingerprint()) {
+        if self.access != Access::WriteOnly
+            || self.fingerprint != Some(public.fingerprint())
+            || self.is_retired()
+        {
             return Ok(None);
         }
         let secret = super::write_only::WriterSecret::of(public);
@@ -373,6 +376,28 @@ impl KeySlot {
             .open(aad, &self.writer_part, "write-only key slot")?;
         let settings = format::from_cbor(&plain, "write-only key slot")?;
         Ok(Some((settings, secret)))
+    }
+
+    /// A write-only slot whose client was removed (an empty writer part): it still lets full
+    /// keys read what the client wrote.
+    pub fn is_retired(&self) -> bool {
+        self.access == Access::WriteOnly && self.writer_part.is_empty()
+    }
+
+    /// This write-only slot retired: the same slot without its writer part, so that its client
+    /// opens nothing while full keys keep reading what it wrote (the reader part is sealed
+    /// again, bound to the new prefix).
+    pub fn retired(&self, master: &MasterKey) -> Result<Vec<u8>> {
+        let reader_part = self
+            .open_reader_part(master)?
+            .ok_or_else(|| Error::InvalidInput("only a write-only slot is retired".into()))?;
+        let before = self.authenticated_prefix.len() - self.writer_part.len() - 4;
+        let mut out = self.authenticated_prefix[..before].to_vec();
+        out.extend_from_slice(&0u32.to_le_bytes());
+        let sealed =
+            Cipher::new(&super::write_only::reader_key(master)).seal(&out, &reader_part)?;
+        out.extend_from_slice(&sealed);
+        Ok(out)
     }
 
     /// The reader part of a write-only slot (its decapsulation key and writer secret), opened
