@@ -85,7 +85,8 @@ fn a_write_only_client_backs_up_and_reads_nothing_and_full_keys_read_it() {
         assert!(!target.exists(), "{args:?} wrote something");
     }
     // And it deletes nothing.
-    for args in [vec!["forget", "--keep-last", "1"], vec!["prune"], vec!["unlock", "--remove-all"]] {
+    for args in [vec!["forget", "--keep-last", "1"], vec!["prune"], vec!["unlock", "--remove-all"]]
+    {
         let out = as_writer(&env, &public, &args);
         assert_ne!(out.status.code(), Some(0), "{args:?}");
     }
@@ -145,7 +146,15 @@ fn a_write_only_client_backs_up_and_reads_nothing_and_full_keys_read_it() {
 #[test]
 fn a_repository_with_parity_refuses_a_write_only_slot() {
     let env = Env::empty();
-    assert_success(&env.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1", "--parity", "2+1"]));
+    assert_success(&env.run(&[
+        "init",
+        "--kdf-memory",
+        "8",
+        "--kdf-iterations",
+        "1",
+        "--parity",
+        "2+1",
+    ]));
     let public = env.path("server.pub");
     env.run_ok(&["key", "generate", "--public", public.to_str().unwrap()]);
     let out = env.run(&["key", "add", "--public", public.to_str().unwrap(), "--write-only"]);

@@ -292,9 +292,9 @@ impl<S> Repository<S> {
         // record that did).
         let registered = self.keyring().is_write_only()
             || records
-            .values()
-            .filter_map(|r| r.open(self.cipher()).ok())
-            .any(|b| b.registers.iter().any(|g| g.key == own && g.slot == slot));
+                .values()
+                .filter_map(|r| r.open(self.cipher()).ok())
+                .any(|b| b.registers.iter().any(|g| g.key == own && g.slot == slot));
         if !registered && !registers.iter().any(|g| g.key == own) {
             registers.insert(0, Registration { slot: slot.clone(), key: own });
         }

@@ -560,7 +560,9 @@ fn verify_pack(
         }
     }
     let head = data.get(..pack::first_blob_offset(None) + crate::format::ENVELOPE_LEN);
-    let keys = repo.pack_keys_of(head.unwrap_or(data), &what).map(|(c, h)| (c.into_owned(), h.into_owned()));
+    let keys = repo
+        .pack_keys_of(head.unwrap_or(data), &what)
+        .map(|(c, h)| (c.into_owned(), h.into_owned()));
     for (id, loc) in expected {
         let (start, end) = (loc.offset as usize, loc.offset as usize + loc.length as usize);
         // Decrypted where it lies: the pack's own hash and table were checked above.

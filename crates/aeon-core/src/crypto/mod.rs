@@ -125,7 +125,9 @@ impl Cipher {
         use std::borrow::Cow;
         match (crate::format::envelope_of(data, what)?, self.envelope()) {
             (None, None) => Ok(Cow::Borrowed(self)),
-            (None, Some(_)) => Err(Error::WriteOnly(format!("{what} is sealed with the repository key"))),
+            (None, Some(_)) => {
+                Err(Error::WriteOnly(format!("{what} is sealed with the repository key")))
+            }
             (Some(theirs), Some(own)) if theirs == own => Ok(Cow::Borrowed(self)),
             (Some(theirs), _) => Ok(Cow::Owned(self.open_envelope(theirs, what)?.0)),
         }

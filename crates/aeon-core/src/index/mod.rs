@@ -102,7 +102,8 @@ impl IndexFile {
         // packs are named in the clear too, so that they never deduplicate against them.
         if cipher.opens_envelopes() && !self.condemned.is_empty() {
             out[6] |= format::FLAG_CLEAR_CONDEMNED;
-            let ids: Vec<&Id> = self.condemned.iter().flat_map(|c| &c.packs).map(|p| &p.id).collect();
+            let ids: Vec<&Id> =
+                self.condemned.iter().flat_map(|c| &c.packs).map(|p| &p.id).collect();
             out.extend_from_slice(&(ids.len() as u32).to_le_bytes());
             for id in ids {
                 out.extend_from_slice(&id.0);

@@ -82,8 +82,7 @@ impl<S: Guarded> Repository<S> {
                     access: Some(slot.access),
                     append_only: slot.notes(master).is_ok_and(|n| n.append_only),
                     label: Some(
-                        slot.label(master)
-                            .unwrap_or_else(|e| format!("(label unreadable: {e})")),
+                        slot.label(master).unwrap_or_else(|e| format!("(label unreadable: {e})")),
                     ),
                     created: chrono::DateTime::from_timestamp(slot.created_unix, 0),
                     argon2id: slot.kdf.map(|k| KdfCosts {

@@ -70,11 +70,17 @@ impl Credential {
 
 /// What a new slot is made for.
 pub enum NewSlot<'a> {
-    Password { password: &'a [u8], kdf: KdfParams },
+    Password {
+        password: &'a [u8],
+        kdf: KdfParams,
+    },
     KeyFile(&'a KeyFileSecret),
     PublicKey(&'a PublicKey),
     /// A write-only slot for the client holding `public`, with the settings it writes with.
-    WriteOnly { public: &'a PublicKey, settings: super::write_only::WriterSettings },
+    WriteOnly {
+        public: &'a PublicKey,
+        settings: super::write_only::WriterSettings,
+    },
 }
 
 /// A slot opened: the master key, and the audit-signing seed only this slot's credential
@@ -372,8 +378,11 @@ impl KeySlot {
         let secret = super::write_only::WriterSecret::of(public);
         let before = self.authenticated_prefix.len() - self.writer_part.len() - 4;
         let aad = &self.authenticated_prefix[..before];
-        let plain = Cipher::new(&secret.settings_key())
-            .open(aad, &self.writer_part, "write-only key slot")?;
+        let plain = Cipher::new(&secret.settings_key()).open(
+            aad,
+            &self.writer_part,
+            "write-only key slot",
+        )?;
         let settings = format::from_cbor(&plain, "write-only key slot")?;
         Ok(Some((settings, secret)))
     }
@@ -407,8 +416,11 @@ impl KeySlot {
             return Ok(None);
         }
         let cipher = Cipher::new(&super::write_only::reader_key(master));
-        let plain =
-            cipher.open(&self.authenticated_prefix, &self.sealed_master_key, "write-only key slot")?;
+        let plain = cipher.open(
+            &self.authenticated_prefix,
+            &self.sealed_master_key,
+            "write-only key slot",
+        )?;
         Ok(Some(Zeroizing::new(plain)))
     }
 

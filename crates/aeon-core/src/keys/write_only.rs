@@ -271,7 +271,9 @@ mod tests {
         // it, nor a new run, opens the run's box.
         let later = WriterRun::start(&settings(&pair), &fingerprint, 3).unwrap();
         assert!(later.cipher.open(b"aad", &sealed, "t").is_err());
-        for guess in [*secret.bytes(), secret.settings_key().0, blake3::hash(&public.bytes()).into()] {
+        for guess in
+            [*secret.bytes(), secret.settings_key().0, blake3::hash(&public.bytes()).into()]
+        {
             assert!(Cipher::for_format(&Key(guess), 3).open(b"aad", &sealed, "t").is_err());
         }
         // A stranger's reader part does not open it either.

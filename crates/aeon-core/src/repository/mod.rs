@@ -230,9 +230,9 @@ pub struct Keyring {
 impl Keyring {
     /// The master key, which a write-only client does not have.
     pub fn master(&self) -> Result<&MasterKey> {
-        self.master.as_ref().ok_or_else(|| {
-            Error::WriteOnly("this needs the repository's master key".into())
-        })
+        self.master
+            .as_ref()
+            .ok_or_else(|| Error::WriteOnly("this needs the repository's master key".into()))
     }
 
     /// Opened with the public file of a write-only slot.
@@ -1391,10 +1391,7 @@ impl Repository<Indexed> {
                     None => None,
                     Some(envelope) => Some(self.cipher.open_envelope(envelope, &what)?),
                 };
-                self.pack_keys
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(*id, keys.clone());
+                self.pack_keys.lock().unwrap_or_else(|p| p.into_inner()).insert(*id, keys.clone());
                 keys
             }
         };
@@ -1433,8 +1430,9 @@ impl Repository<Indexed> {
             return blob::open_blob(&cipher, &hasher, blob_type, id, sealed, loc.raw_len)
                 .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id));
         }
-        let (cipher, hasher) =
-            self.pack_keys(&pack.id).map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id))?;
+        let (cipher, hasher) = self
+            .pack_keys(&pack.id)
+            .map_err(|e| annotate_pack_error(e, blob_type, id, &pack.id))?;
         // With several locations, a copy that fails to authenticate is read from the next one.
         let mut last = None;
         let (name, offset, length) = (pack.id.to_hex(), loc.offset as u64, loc.length as u64);

@@ -133,7 +133,9 @@ impl Located {
         }
         // A write-only client keeps its record of what it wrote there, even for local storage.
         let write_only = repo.keyring().is_write_only();
-        if (remote || write_only) && let Some(base) = options.cache.base() {
+        if (remote || write_only)
+            && let Some(base) = options.cache.base()
+        {
             match Cache::open(&base, &repo.repository_id()) {
                 Ok(c) => repo.set_cache(c),
                 Err(e) => repo.notify(Notice::warning(format!(

@@ -751,24 +751,18 @@ fn restore_range(
     for b in blobs {
         let at = (b.offset as u64 - range_start) as usize;
         let sealed = data.get_mut(at..at + b.length as usize).unwrap_or(&mut []);
-        let opened = blob::open_blob_in_place(
-            &cipher,
-            &hasher,
-            BlobType::Data,
-            &b.id,
-            sealed,
-            b.raw_len,
-        )
-        .map_err(|e| {
-            let blob = Object::Blob { blob_type: BlobType::Data, id: b.id, pack: None };
-            match e.about(blob) {
-                Error::Corrupt { object: Object::Blob { blob_type, id, .. }, reason } => {
-                    let object = Object::Blob { blob_type, id, pack: Some(pack_id) };
-                    Error::Corrupt { object, reason }
-                }
-                other => other,
-            }
-        });
+        let opened =
+            blob::open_blob_in_place(&cipher, &hasher, BlobType::Data, &b.id, sealed, b.raw_len)
+                .map_err(|e| {
+                    let blob = Object::Blob { blob_type: BlobType::Data, id: b.id, pack: None };
+                    match e.about(blob) {
+                        Error::Corrupt { object: Object::Blob { blob_type, id, .. }, reason } => {
+                            let object = Object::Blob { blob_type, id, pack: Some(pack_id) };
+                            Error::Corrupt { object, reason }
+                        }
+                        other => other,
+                    }
+                });
         let opened = match opened {
             Err(e) if repo.copies() > 1 => {
                 repo.read_blob(BlobType::Data, &b.id).map(Cow::Owned).map_err(|_| e)
