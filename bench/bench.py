@@ -192,6 +192,23 @@ class AeonParity(Aeon):
         return c + ["--parity", "10+2"] if phase == "init" else c
 
 
+class AeonWriteOnly(Aeon):
+    """Aeon backing up as a write-only client (its public file only, FORMAT.md 4b); restore and
+    check with the full key: what a client that cannot read back costs."""
+    name = "aeon-write-only"
+
+    def cmd(self, phase, repo, data, target):
+        c = super().cmd(phase, repo, data, target)
+        public = f"{repo}.pub"
+        if phase == "init":
+            a = f"{AEON} -r {repo} -q"
+            return ["sh", "-c", f"rm -f {public} {repo}.secret && {a} init && "
+                    f"{a} key generate --public {public} && {a} key add --public {public} --write-only"]
+        if phase == "backup":
+            return c[:4] + ["--key-file", public] + c[4:]
+        return c
+
+
 class Restic(Tool):
     name = "restic"
 
@@ -229,7 +246,7 @@ class Borg(Tool):
         return ["borg", "check", "--verify-data", str(repo)]
 
 
-TOOLS = {t.name: t for t in (Aeon, AeonParity, Restic, Rustic, Borg)}
+TOOLS = {t.name: t for t in (Aeon, AeonParity, AeonWriteOnly, Restic, Rustic, Borg)}
 
 
 def timed(argv, cwd=None):

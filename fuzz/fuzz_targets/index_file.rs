@@ -1,4 +1,4 @@
-//! Index files: the sealed container and the plaintext table.
+//! Index files: the sealed container, the plaintext table and the clear condemned list.
 #![no_main]
 use aeon_core::crypto::{Cipher, Key};
 use aeon_core::index::IndexFile;
@@ -10,4 +10,6 @@ fuzz_target!(|data: &[u8]| {
         let _ = IndexFile::decode(&cipher, data, "fuzz");
     }
     let _ = IndexFile::decode_plaintext(data, "fuzz");
+    // What write-only clients read without a key: the clear list of condemned packs.
+    let _ = IndexFile::clear_condemned(data, "fuzz");
 });

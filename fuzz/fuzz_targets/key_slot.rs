@@ -1,5 +1,6 @@
 //! Key slots of every type: everything up to (not including) the Argon2id derivation, and the
-//! key-file and public-key paths in full (a wrong key must open nothing, never panic).
+//! key-file, public-key and write-only paths in full (a wrong key must open nothing, never
+//! panic).
 #![no_main]
 use aeon_core::keys::{Credential, KeyFileSecret, KeySlot, KeyMaterial, SlotType};
 use libfuzzer_sys::fuzz_target;
@@ -12,6 +13,11 @@ fuzz_target!(|data: &[u8]| {
             let _ = kdf.outside_limits();
         }
         let _ = slot.label_in_clear();
+        // Write-only slots: the client's path (its public key opens the writer part only).
+        let _ = slot.is_retired();
+        if let Ok(secret) = aeon_core::keys::SecretKey::generate() {
+            let _ = slot.open_as_writer(&secret.public());
+        }
         if slot.slot_type == SlotType::KeyFile {
             if let Ok(k) = KeyFileSecret::random() {
                 let _ = slot.unlock(&Credential::KeyFile(k));

@@ -12,4 +12,6 @@ fuzz_target!(|data: &[u8]| {
     // The plaintext table decoder (rows and compressed columns), reached directly: the AEAD
     // would stop random input.
     let _ = pack::decode_table(data, u32::MAX as u64, "fuzz");
+    // A write-only client's envelope after key mode 1.
+    let _ = pack::envelope_of(data, "fuzz");
 });

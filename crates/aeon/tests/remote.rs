@@ -535,3 +535,50 @@ fn append_only_backups_with_a_credential_that_cannot_delete() {
 fn fs_write_more(src: &std::path::Path, round: u32) {
     std::fs::write(src.join(format!("more-{round}")), vec![round as u8; 100_000]).unwrap();
 }
+
+/// A write-only client on S3, with a storage credential that cannot delete either: it backs up
+/// (deduplicating its second run against its first), reads nothing; the admin restores exactly.
+#[test]
+fn a_write_only_client_backs_up_to_s3_and_the_full_key_restores() {
+    let weed = servers::Seaweed::start();
+    weed.create_bucket("writeonly");
+    weed.deny_delete_to_appender("writeonly");
+    let url = weed.s3_url("writeonly", "repo");
+    let admin = remote_env(&url, &s3_credentials());
+    assert_success(&admin.run(&["init", "--kdf-memory", "8", "--kdf-iterations", "1"]));
+    let public = admin.path("server.pub");
+    admin.run_ok(&["key", "generate", "--public", public.to_str().unwrap()]);
+    admin.run_ok(&["key", "add", "--public", public.to_str().unwrap(), "--write-only"]);
+    let cache = admin.path("server-cache");
+    let server = remote_env(
+        &url,
+        &[
+            ("AWS_ACCESS_KEY_ID", servers::S3_APPEND_ACCESS_KEY),
+            ("AWS_SECRET_ACCESS_KEY", servers::S3_APPEND_SECRET_KEY),
+            ("AEON_KEY_FILE", public.to_str().unwrap()),
+            ("XDG_CACHE_HOME", cache.to_str().unwrap()),
+        ],
+    );
+    let run_server =
+        |args: &[&str]| server.cmd().env_remove("AEON_PASSWORD").args(args).output().unwrap();
+    let src = admin.path("src");
+    generate_tree(&src, 21, 30, 1 << 20);
+    let out = run_server(&["--json", "backup", src.to_str().unwrap()]);
+    assert_success(&out);
+    let first: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(first["data_added"].as_u64().unwrap() > 1 << 20, "{first}");
+    let out = run_server(&["--json", "backup", src.to_str().unwrap()]);
+    assert_success(&out);
+    let second: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(second["data_added"].as_u64().unwrap() < 20_000, "deduplicated: {second}");
+    let target = admin.path("out");
+    let out = run_server(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("write-only key"), "{}", stderr(&out));
+    assert!(!target.exists());
+    admin.run_ok(&["check", "--read-data"]);
+    admin.run_ok(&["restore", "latest", "--target", target.to_str().unwrap()]);
+    assert_trees_equal(&src, &target.join(src.strip_prefix("/").unwrap()));
+    assert_eq!(admin.json(&["snapshots"]).as_array().unwrap().len(), 2);
+    assert_eq!(admin.run(&["audit", "verify"]).status.code(), Some(0));
+}
