@@ -587,6 +587,47 @@ mod tests {
         assert!(slot.unlock(&Credential::SecretKey(Box::new(stranger))).unwrap().is_none());
     }
 
+    /// A write-only slot gives its client the settings and nothing else; full keys open its
+    /// reader part; retiring it keeps the reader part and ends the client.
+    #[test]
+    fn a_write_only_slot_opens_for_its_client_and_retires() {
+        let mk = MasterKey::random().unwrap();
+        let secret = SecretKey::generate().unwrap();
+        let public = secret.public();
+        let settings = super::super::write_only::WriterSettings {
+            encapsulation_key: Vec::new(),
+            chunker: crate::chunker::ChunkerParams::default(),
+            compression: crate::blob::Compression::default(),
+            pack_size: 1 << 24,
+            locations: vec![],
+        };
+        let kind = NewSlot::WriteOnly { public: &public, settings: settings.clone() };
+        let (bytes, signer) = KeySlot::make(&mk, [7; 32], &kind, &SlotNotes::default(), 5).unwrap();
+        assert_eq!(bytes.len(), 1555);
+        let slot = KeySlot::decode(&bytes).unwrap();
+        assert_eq!((slot.slot_type, slot.access), (SlotType::PublicKey, Access::WriteOnly));
+        let (got, writer) = slot.open_as_writer(&public).unwrap().unwrap();
+        assert_eq!(got.pack_size, settings.pack_size);
+        assert_eq!(got.encapsulation_key.len(), 1216);
+        assert_eq!(signing_public(&writer.signing_seed()), signer);
+        // No credential opens a master key in it; a stranger's public key opens nothing.
+        assert!(slot.unlock(&Credential::SecretKey(Box::new(secret))).unwrap().is_none());
+        let stranger = SecretKey::generate().unwrap().public();
+        assert!(slot.open_as_writer(&stranger).unwrap().is_none());
+        let reader = slot.open_reader_part(&mk).unwrap().unwrap();
+        assert_eq!(&reader[32..], writer.bytes());
+        assert!(slot.open_reader_part(&MasterKey::random().unwrap()).is_err());
+        // Retired: the client opens nothing, full keys still open the reader part.
+        let retired = KeySlot::decode(&slot.retired(&mk).unwrap()).unwrap();
+        assert!(retired.is_retired());
+        assert!(retired.open_as_writer(&public).unwrap().is_none());
+        assert_eq!(*retired.open_reader_part(&mk).unwrap().unwrap(), *reader);
+        // The writer part is bound to the slot: tampering with it fails for the client.
+        let mut flipped = bytes.clone();
+        flipped[200] ^= 1;
+        assert!(KeySlot::decode(&flipped).unwrap().open_as_writer(&public).is_err());
+    }
+
     #[test]
     fn a_clear_label_of_an_older_slot_still_reads() {
         let mk = MasterKey::random().unwrap();
@@ -663,8 +704,18 @@ mod tests {
         flipped[200] ^= 0x40; // inside the ciphertext
         let slot = KeySlot::decode(&flipped).unwrap();
         assert!(slot.unlock(&Credential::SecretKey(Box::new(secret.clone()))).unwrap().is_none());
-        let mut write_only = bytes;
+        // A full slot relabelled write-only opens nothing for anyone.
+        let mut write_only = bytes.clone();
         write_only[51] = Access::WriteOnly as u8;
-        assert!(KeySlot::decode(&write_only).unwrap_err().to_string().contains("access 1"));
+        if let Ok(slot) = KeySlot::decode(&write_only) {
+            assert!(
+                slot.unlock(&Credential::SecretKey(Box::new(secret.clone()))).unwrap().is_none()
+            );
+            assert!(!matches!(slot.open_as_writer(&secret.public()), Ok(Some(_))));
+            assert!(!matches!(slot.open_reader_part(&mk), Ok(Some(_))));
+        }
+        let mut unknown = bytes;
+        unknown[51] = 2;
+        assert!(KeySlot::decode(&unknown).unwrap_err().to_string().contains("access 2"));
     }
 }
