@@ -35,6 +35,15 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-upgrade "${need[@]}"
 fi
+# Headless Chromium: the HTML compliance report must render in a real browser from its file.
+if ! command -v chromium >/dev/null; then
+    if [ "$(id -u)" != 0 ]; then
+        echo "missing tool (install as root): chromium" >&2; exit 1
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-upgrade --no-install-recommends chromium
+fi
 if [ "$(id -u)" != 0 ]; then
     echo "the suite must run as root: it tests devices, owners, trusted.* xattrs and mounts" >&2
     exit 1

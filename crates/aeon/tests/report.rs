@@ -70,3 +70,46 @@ fn the_report_tells_what_is_protected_retention_checks_keys_and_audit_state() {
     let md = env.run_ok(&["report"]);
     assert!(md.contains("TAMPERED"), "{md}");
 }
+
+/// The HTML report opens in a real browser straight from the file (no server, nothing fetched)
+/// and shows what the report says, escaped.
+#[test]
+fn the_html_report_renders_in_headless_chromium_from_the_file() {
+    let browser = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
+        .into_iter()
+        .find(|p| std::path::Path::new(p).exists())
+        .expect(
+            "chromium is not installed: scripts/test-all.sh installs it (apt-get install chromium)",
+        );
+    let env = Env::new();
+    let docs = env.path("docs");
+    generate_tree(&docs, 4, 5, 10_000);
+    env.run_ok(&["backup", "--host", "<beta&>", docs.to_str().unwrap()]);
+    env.run_ok(&["check"]);
+    let page = env.path("report.html");
+    env.run_ok(&["report", "--format", "html", "--output", page.to_str().unwrap()]);
+    let profile = env.path("chromium-profile");
+    let out = std::process::Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            // Nothing may be fetched: every host name fails to resolve.
+            "--host-resolver-rules=MAP * ~NOTFOUND",
+            &format!("--user-data-dir={}", profile.display()),
+            "--dump-dom",
+            &format!("file://{}", page.display()),
+        ])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("chromium runs");
+    assert!(out.status.success(), "chromium failed: {}", String::from_utf8_lossy(&out.stderr));
+    let dom = String::from_utf8_lossy(&out.stdout);
+    // The browser parsed the page into a document with the report's sections and figures.
+    assert!(dom.contains("<body") && dom.contains("</table>"), "{dom}");
+    assert!(dom.contains("What is protected"), "{dom}");
+    assert!(dom.contains("&lt;beta&amp;&gt;"), "the host name is text, not markup: {dom}");
+    assert!(!dom.contains("<beta"), "{dom}");
+    assert!(dom.contains("intact"), "the audit state: {dom}");
+}

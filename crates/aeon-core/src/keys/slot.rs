@@ -452,7 +452,8 @@ fn make_write_only(
         Cipher::new(&secret.settings_key()).seal(&out, &format::to_cbor(&settings))?;
     out.extend_from_slice(&(writer_part.len() as u32).to_le_bytes());
     out.extend_from_slice(&writer_part);
-    let mut reader_part = Zeroizing::new(pair.decapsulation_seed.to_vec());
+    let mut reader_part = Zeroizing::new(Vec::with_capacity(64));
+    reader_part.extend_from_slice(pair.decapsulation_seed.as_ref());
     reader_part.extend_from_slice(secret.bytes());
     let sealed = Cipher::new(&reader_key(master)).seal(&out, &reader_part)?;
     out.extend_from_slice(&sealed);
