@@ -144,7 +144,7 @@ impl WriterRun {
         let shared = Zeroizing::new(shared);
         let mut envelope = Vec::with_capacity(ENVELOPE_LEN);
         envelope.extend_from_slice(fingerprint);
-        envelope.extend_from_slice(&ciphertext.to_vec());
+        envelope.extend_from_slice(&ciphertext);
         let cipher = Cipher::for_format(&run_key(&shared, fingerprint), format_version)
             .with_envelope(&envelope);
         Ok(WriterRun { cipher })

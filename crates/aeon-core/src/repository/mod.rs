@@ -207,9 +207,13 @@ pub struct Repository<S = Indexed> {
     /// Nothing is deleted or replaced ([`Repository::set_append_only`]).
     append_only: bool,
     /// With write-only slots: the keys of each pack read so far (`None`: the repository's).
-    pack_keys: Arc<std::sync::Mutex<HashMap<Id, Option<(Cipher, IdHasher)>>>>,
+    pack_keys: Arc<std::sync::Mutex<KnownPackKeys>>,
     state: std::marker::PhantomData<S>,
 }
+
+/// The keys of each pack met so far in a repository with write-only slots (`None`: the
+/// repository's own).
+type KnownPackKeys = HashMap<Id, Option<(Cipher, IdHasher)>>;
 
 /// The cipher and id hasher that open a pack's blobs.
 pub type PackKeys<'a> = (std::borrow::Cow<'a, Cipher>, std::borrow::Cow<'a, IdHasher>);
