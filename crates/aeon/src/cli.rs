@@ -109,6 +109,20 @@ pub struct GlobalOpts {
     #[arg(long, global = true)]
     pub no_lock: bool,
 
+    /// Configuration file with profiles (default: ~/.config/aeon/aeon.toml, else
+    /// /etc/aeon/aeon.toml, if one exists)
+    #[arg(long, env = "AEON_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Profile of the configuration file to use (default: [default], if there is one); its
+    /// keys fill in what flags and environment variables do not give
+    #[arg(long, env = "AEON_PROFILE", global = true, value_name = "NAME")]
+    pub profile: Option<String>,
+
+    /// The profile's literal `password`, when it has one (not a flag).
+    #[arg(skip)]
+    pub profile_password: Option<String>,
+
     /// Print the version and exit
     #[arg(long = "version", short = 'V', action = clap::ArgAction::SetTrue)]
     pub version: bool,
@@ -174,6 +188,39 @@ pub enum Command {
     /// A compliance report: per host and path what is protected and since when, retention
     /// adherence, the last check and scrub coverage, protected points, keys, quota, audit state
     Report(ReportArgs),
+    /// Check the configuration file (line-numbered errors) or show a profile as resolved
+    Config(ConfigArgs),
+    /// Print a shell completion script: `aeon completions bash > /etc/bash_completion.d/aeon`
+    Completions(CompletionsArgs),
+    /// Write man pages (aeon.1, aeon-backup.1, …) into a folder
+    Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ConfigArgs {
+    #[command(subcommand)]
+    pub action: ConfigAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ConfigAction {
+    /// Validate the configuration file: syntax, unknown keys, values, inheritance (exit 1 with
+    /// `FILE:LINE: problem` lines)
+    Check,
+    /// Show the profile in use (--profile) with what it inherits filled in
+    Show,
+}
+
+#[derive(Args, Debug)]
+pub struct CompletionsArgs {
+    #[arg(value_parser = ["bash", "zsh", "fish", "elvish", "powershell"])]
+    pub shell: String,
+}
+
+#[derive(Args, Debug)]
+pub struct ManArgs {
+    /// Folder to write the pages into (created if missing)
+    pub dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -659,8 +706,9 @@ pub enum RepairWhat {
 
 #[derive(Args, Debug)]
 pub struct BackupArgs {
-    /// Files and directories to back up (with --stdin-from-command: the command and its arguments, after --)
-    #[arg(required_unless_present_any = ["stdin", "files_from"], value_name = "PATH")]
+    /// Files and directories to back up (default: the profile's `sources`; with
+    /// --stdin-from-command: the command and its arguments, after --)
+    #[arg(value_name = "PATH")]
     pub paths: Vec<PathBuf>,
     /// Back up standard input as one file (named by --stdin-filename)
     #[arg(long, conflicts_with = "stdin_from_command")]

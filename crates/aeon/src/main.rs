@@ -2,8 +2,10 @@
 
 mod cli;
 mod commands;
+mod config;
 mod password;
 mod progress;
+mod schedule;
 mod timefmt;
 
 use std::io::IsTerminal;
@@ -201,7 +203,26 @@ fn tune_allocator() {
 
 fn main() -> ExitCode {
     tune_allocator();
-    let cli = Cli::parse_from(version_aware_args());
+    let mut cli = Cli::parse_from(version_aware_args());
+    // The profile fills in what flags and environment variables leave open; `config` reports
+    // the file's problems itself.
+    if !matches!(cli.command, Command::Config(_) | Command::Completions(_) | Command::Man(_)) {
+        match config::active_profile(&cli.global) {
+            Ok(Some((_, profile))) => {
+                config::apply_global(&mut cli.global, &profile);
+                match &mut cli.command {
+                    Command::Backup(a) => config::apply_backup(a, &profile),
+                    Command::Forget(a) => config::apply_forget(a, &profile),
+                    _ => {}
+                }
+            }
+            Ok(None) => {}
+            Err(e) => {
+                eprintln!("aeon: error: {}", one_line(&e));
+                return ExitCode::from(exit::ERROR);
+            }
+        }
+    }
     let operation = operation_name(&cli.command);
     let ctx = Ctx { global: cli.global, operation };
     if ctx.global.no_lock && writes_data(&cli.command) {
@@ -262,6 +283,9 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Key(a) => commands::key::run(ctx, a),
         Command::Audit(a) => commands::audit::run(ctx, a),
         Command::Report(a) => commands::report::run(ctx, a),
+        Command::Config(a) => commands::config::run(ctx, a),
+        Command::Completions(a) => commands::config::completions(&a.shell),
+        Command::Man(a) => commands::config::man_pages(&a.dir),
     }
 }
 
@@ -309,6 +333,9 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Key(_) => "key",
         Command::Audit(_) => "audit",
         Command::Report(_) => "report",
+        Command::Config(_) => "config",
+        Command::Completions(_) => "completions",
+        Command::Man(_) => "man",
     }
 }
 

@@ -2,6 +2,7 @@ pub mod audit;
 pub mod backup;
 pub mod cat;
 pub mod check;
+pub mod config;
 pub mod copy;
 pub mod diff;
 pub mod dump;
