@@ -475,6 +475,38 @@ pub fn apply_global(g: &mut crate::cli::GlobalOpts, p: &Profile) {
     }
 }
 
+/// Lowers this process's CPU and IO priority as the profile's `limits.nice` and
+/// `limits.ionice` ask (a backup that must not slow the machine down). Best effort: a refusal
+/// is a warning.
+pub fn apply_priorities(p: &Profile) {
+    if let Some(nice) = &p.limits.nice {
+        // SAFETY: setpriority has no memory preconditions.
+        if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, *nice.get_ref()) } != 0 {
+            eprintln!(
+                "warning: limits.nice {} not applied: {}",
+                nice.get_ref(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+    if let Some(class) = &p.limits.ionice {
+        // ioprio_set(IOPRIO_WHO_PROCESS, self, class << 13 | level): class 2 best-effort, 3 idle.
+        let value = match class.get_ref().split_once(':') {
+            None if class.get_ref() == "idle" => 3 << 13,
+            None => (2 << 13) | 4,
+            Some((_, level)) => (2 << 13) | level.parse::<i32>().unwrap_or(4),
+        };
+        // SAFETY: a plain system call with integer arguments.
+        if unsafe { libc::syscall(libc::SYS_ioprio_set, 1, 0, value) } != 0 {
+            eprintln!(
+                "warning: limits.ionice {} not applied: {}",
+                class.get_ref(),
+                std::io::Error::last_os_error()
+            );
+        }
+    }
+}
+
 /// Fills what a backup's flags leave open from the profile: paths (its `sources`), excludes,
 /// tags, host, category, kind, compression.
 pub fn apply_backup(a: &mut crate::cli::BackupArgs, p: &Profile) {

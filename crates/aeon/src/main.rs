@@ -210,6 +210,7 @@ fn main() -> ExitCode {
         match config::active_profile(&cli.global) {
             Ok(Some((_, profile))) => {
                 config::apply_global(&mut cli.global, &profile);
+                config::apply_priorities(&profile);
                 match &mut cli.command {
                     Command::Backup(a) => config::apply_backup(a, &profile),
                     Command::Forget(a) => config::apply_forget(a, &profile),
