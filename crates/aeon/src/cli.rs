@@ -188,12 +188,34 @@ pub enum Command {
     /// A compliance report: per host and path what is protected and since when, retention
     /// adherence, the last check and scrub coverage, protected points, keys, quota, audit state
     Report(ReportArgs),
+    /// Run the configuration file's schedules (backups, forget + prune, checks) until SIGTERM;
+    /// `aeon agent status` shows each job's last and next run
+    Agent(AgentArgs),
     /// Check the configuration file (line-numbered errors) or show a profile as resolved
     Config(ConfigArgs),
     /// Print a shell completion script: `aeon completions bash > /etc/bash_completion.d/aeon`
     Completions(CompletionsArgs),
     /// Write man pages (aeon.1, aeon-backup.1, …) into a folder
     Man(ManArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct AgentArgs {
+    #[command(subcommand)]
+    pub action: Option<AgentAction>,
+    /// Where the agent keeps what it knows of each job (default: $XDG_STATE_HOME/aeon or
+    /// ~/.local/state/aeon)
+    #[arg(long, value_name = "DIR", global = true)]
+    pub state_dir: Option<PathBuf>,
+    /// Log lines as JSON objects (`json`) or text (`text`, the default), on stderr
+    #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AgentAction {
+    /// Each scheduled job: last start, outcome and success, failures in a row, next run
+    Status,
 }
 
 #[derive(Args, Debug)]

@@ -1,5 +1,6 @@
 //! `aeon`: the command-line front end of aeon-core.
 
+mod agent;
 mod cli;
 mod commands;
 mod config;
@@ -206,7 +207,11 @@ fn main() -> ExitCode {
     let mut cli = Cli::parse_from(version_aware_args());
     // The profile fills in what flags and environment variables leave open; `config` reports
     // the file's problems itself.
-    if !matches!(cli.command, Command::Config(_) | Command::Completions(_) | Command::Man(_)) {
+    let own_config = matches!(
+        cli.command,
+        Command::Agent(_) | Command::Config(_) | Command::Completions(_) | Command::Man(_)
+    );
+    if !own_config {
         match config::active_profile(&cli.global) {
             Ok(Some((_, profile))) => {
                 config::apply_global(&mut cli.global, &profile);
@@ -284,6 +289,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Key(a) => commands::key::run(ctx, a),
         Command::Audit(a) => commands::audit::run(ctx, a),
         Command::Report(a) => commands::report::run(ctx, a),
+        Command::Agent(a) => agent::run(ctx, a),
         Command::Config(a) => commands::config::run(ctx, a),
         Command::Completions(a) => commands::config::completions(&a.shell),
         Command::Man(a) => commands::config::man_pages(&a.dir),
@@ -334,6 +340,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Key(_) => "key",
         Command::Audit(_) => "audit",
         Command::Report(_) => "report",
+        Command::Agent(_) => "agent",
         Command::Config(_) => "config",
         Command::Completions(_) => "completions",
         Command::Man(_) => "man",

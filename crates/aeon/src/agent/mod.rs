@@ -1,0 +1,324 @@
+//! `aeon agent`: runs the configuration file's schedules (backups, forget + prune, checks).
+//!
+//! Each run is a child `aeon --profile NAME --json …` process: a crash or a leak in one run
+//! cannot take the agent down, the profile's limits apply per run, and a SIGTERM to the agent
+//! reaches the run, which leaves what it stored resumable (the next backup adopts its packs).
+//! The agent keeps what it knows of each job in a state file, so that a restart catches up a
+//! missed run once and `aeon agent status` can tell the last and next runs.
+
+pub mod plan;
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Local};
+use serde_json::json;
+
+use crate::Ctx;
+use crate::cli::{AgentAction, AgentArgs};
+use crate::config::{Config, Profile};
+use plan::{Job, JobKind, JobState};
+
+/// How often the loop looks at signals and finished runs while nothing is due.
+const TICK: Duration = Duration::from_millis(250);
+
+pub fn run(ctx: &Ctx, args: AgentArgs) -> Result<u8> {
+    let state_file = state_file(args.state_dir.as_deref())?;
+    match args.action {
+        Some(AgentAction::Status) => status(ctx, &state_file),
+        None => Agent::start(ctx, state_file, args.log_format.as_deref() == Some("json"))?.run(),
+    }
+}
+
+/// `--state-dir`, else `$XDG_STATE_HOME/aeon`, else `~/.local/state/aeon`: `agent.json` in it.
+fn state_file(given: Option<&Path>) -> Result<PathBuf> {
+    let dir = match given {
+        Some(d) => d.to_path_buf(),
+        None => std::env::var_os("XDG_STATE_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+            .map(|d| d.join("aeon"))
+            .context("no state folder: give --state-dir DIR (or set HOME or XDG_STATE_HOME)")?,
+    };
+    Ok(dir.join("agent.json"))
+}
+
+fn load_states(path: &Path) -> BTreeMap<String, JobState> {
+    std::fs::read(path).ok().and_then(|d| serde_json::from_slice(&d).ok()).unwrap_or_default()
+}
+
+fn save_states(path: &Path, states: &BTreeMap<String, JobState>) -> Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(states)?)?;
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+struct Running {
+    job: Job,
+    child: Child,
+    started: DateTime<Local>,
+}
+
+struct Agent {
+    config_path: PathBuf,
+    jobs: Vec<Job>,
+    profiles: BTreeMap<String, Profile>,
+    states: BTreeMap<String, JobState>,
+    state_file: PathBuf,
+    running: Vec<Running>,
+    json_log: bool,
+    stop: Arc<AtomicBool>,
+    reload: Arc<AtomicBool>,
+}
+
+impl Agent {
+    fn start(ctx: &Ctx, state_file: PathBuf, json_log: bool) -> Result<Agent> {
+        let config_path = Config::locate(ctx.global.config.as_deref()).context(
+            "no configuration file: the agent runs the schedules of its profiles (give --config FILE)",
+        )?;
+        // Absolute: the runs, and a reload, must find the same file wherever they start.
+        let config_path = std::fs::canonicalize(&config_path)
+            .with_context(|| format!("cannot read configuration file {}", config_path.display()))?;
+        let stop = Arc::new(AtomicBool::new(false));
+        let reload = Arc::new(AtomicBool::new(false));
+        for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+            signal_hook::flag::register(signal, stop.clone())?;
+        }
+        signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
+        let mut agent = Agent {
+            config_path,
+            jobs: Vec::new(),
+            profiles: BTreeMap::new(),
+            states: load_states(&state_file),
+            state_file,
+            running: Vec::new(),
+            json_log,
+            stop,
+            reload,
+        };
+        agent.load()?;
+        Ok(agent)
+    }
+
+    /// Reads the configuration: a file with problems is refused (at start) or kept as it was
+    /// (on SIGHUP), with the problem logged.
+    fn load(&mut self) -> Result<()> {
+        let config = Config::read(&self.config_path)?;
+        if let Some(p) = config.problems().first() {
+            anyhow::bail!("{}:{}: {}", self.config_path.display(), p.line, p.message);
+        }
+        let jobs = plan::jobs(&config)?;
+        let mut profiles = BTreeMap::new();
+        for name in config.profiles.keys() {
+            profiles.insert(name.clone(), config.resolve(name)?);
+        }
+        self.log("info", "configuration loaded", json!({"file": self.config_path, "jobs": jobs.iter().map(Job::key).collect::<Vec<_>>()}));
+        self.jobs = jobs;
+        self.profiles = profiles;
+        Ok(())
+    }
+
+    fn log(&self, level: &str, message: &str, fields: serde_json::Value) {
+        let time = Local::now().to_rfc3339();
+        if self.json_log {
+            let mut line = json!({"time": time, "level": level, "message": message});
+            if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
+                line.extend(fields.clone());
+            }
+            eprintln!("{line}");
+        } else {
+            eprintln!("{time} {level} {message} {fields}");
+        }
+    }
+
+    fn run(mut self) -> Result<u8> {
+        loop {
+            if self.reload.swap(false, Ordering::SeqCst)
+                && let Err(e) = self.load()
+            {
+                self.log("error", "configuration not reloaded", json!({"error": e.to_string()}));
+            }
+            self.reap()?;
+            if self.stop.load(Ordering::SeqCst) {
+                return self.shut_down();
+            }
+            let now = Local::now();
+            let busy: Vec<String> = self.running.iter().map(|r| r.job.repository.clone()).collect();
+            let starting: Vec<Job> =
+                plan::to_start(&self.jobs, &self.states, &busy, now).into_iter().cloned().collect();
+            for job in starting {
+                self.launch(job, now)?;
+            }
+            std::thread::sleep(TICK);
+        }
+    }
+
+    /// Runs the before-hook, then starts the job's child process (or records why not).
+    fn launch(&mut self, job: Job, now: DateTime<Local>) -> Result<()> {
+        let key = job.key();
+        let profile = self.profiles.get(&job.profile).cloned().unwrap_or_default();
+        let state = self.states.entry(key.clone()).or_default();
+        state.last_start = Some(now);
+        if job.kind == JobKind::Backup
+            && let Some(before) = &profile.hooks.before
+        {
+            let code = hook(before, &job, None);
+            if code != Some(0) {
+                let outcome = format!("skipped: the before hook failed ({})", describe(code));
+                state.last_outcome = Some(outcome.clone());
+                plan::after_run(state, false, Local::now());
+                self.log("warning", "run skipped", json!({"job": key, "reason": outcome}));
+                return save_states(&self.state_file, &self.states);
+            }
+        }
+        let exe = std::env::current_exe().context("cannot find the aeon binary to run")?;
+        let mut command = Command::new(exe);
+        command
+            .arg("--config")
+            .arg(&self.config_path)
+            .args(["--profile", &job.profile, "--json", "--quiet"])
+            .args(job.kind.arguments())
+            .env_remove("AEON_PROFILE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        let child = command.spawn().context("cannot start a run")?;
+        self.log("info", "run started", json!({"job": key, "pid": child.id()}));
+        self.running.push(Running { job, child, started: now });
+        save_states(&self.state_file, &self.states)
+    }
+
+    /// Records every run that ended, and runs its hooks.
+    fn reap(&mut self) -> Result<()> {
+        let mut i = 0;
+        while i < self.running.len() {
+            let Some(status) = self.running[i].child.try_wait()? else {
+                i += 1;
+                continue;
+            };
+            let mut done = self.running.swap_remove(i);
+            let mut out = String::new();
+            if let Some(mut stdout) = done.child.stdout.take() {
+                let _ = stdout.read_to_string(&mut out);
+            }
+            let summary: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+            let code = status.code();
+            // A backup that could not read some files wrote its point: a success with a warning.
+            let ok = code == Some(0) || (done.job.kind == JobKind::Backup && code == Some(3));
+            let end = Local::now();
+            let key = done.job.key();
+            let state = self.states.entry(key.clone()).or_default();
+            state.last_seconds = Some((end - done.started).num_milliseconds() as f64 / 1000.0);
+            state.last_outcome =
+                Some(if ok { "ok".to_string() } else { format!("failed ({})", describe(code)) });
+            if let Some(point) = summary["snapshot_id"].as_str() {
+                state.last_point = Some(point.to_string());
+            }
+            plan::after_run(state, ok, end);
+            let fields = json!({"job": key, "exit_code": code, "seconds": state.last_seconds,
+                "point": state.last_point, "retry_at": state.retry_at});
+            self.log(if ok { "info" } else { "error" }, "run finished", fields);
+            let profile = self.profiles.get(&done.job.profile).cloned().unwrap_or_default();
+            if done.job.kind == JobKind::Backup {
+                let then = if ok { &profile.hooks.on_success } else { &profile.hooks.on_failure };
+                for h in [then, &profile.hooks.after].into_iter().flatten() {
+                    hook(h, &done.job, Some((ok, code)));
+                }
+            }
+            save_states(&self.state_file, &self.states)?;
+        }
+        Ok(())
+    }
+
+    /// SIGTERM: passes it on to the runs, waits for them, records them, exits 0.
+    fn shut_down(mut self) -> Result<u8> {
+        for r in &self.running {
+            // SAFETY: kill has no memory preconditions; the pid is our own child's.
+            unsafe { libc::kill(r.child.id() as libc::pid_t, libc::SIGTERM) };
+        }
+        while !self.running.is_empty() {
+            self.reap()?;
+            std::thread::sleep(TICK);
+        }
+        self.log("info", "stopped", json!({}));
+        Ok(0)
+    }
+}
+
+/// Runs a hook with the job (and, after a run, its outcome) in `AEON_*` variables; its exit
+/// code (`None`: it could not run, or a signal ended it).
+fn hook(command: &str, job: &Job, outcome: Option<(bool, Option<i32>)>) -> Option<i32> {
+    let mut c = Command::new("sh");
+    c.arg("-c").arg(command).stdin(Stdio::null());
+    c.env("AEON_PROFILE", &job.profile).env("AEON_JOB", job.key());
+    if let Some((ok, code)) = outcome {
+        c.env("AEON_OUTCOME", if ok { "success" } else { "failure" });
+        c.env("AEON_EXIT_CODE", code.map_or_else(|| "signal".to_string(), |c| c.to_string()));
+    }
+    c.status().ok().and_then(|s| s.code())
+}
+
+fn describe(code: Option<i32>) -> String {
+    code.map_or_else(|| "ended by a signal".to_string(), |c| format!("exit code {c}"))
+}
+
+/// `aeon agent status`: each job's last run and when it is next due.
+fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
+    let path = Config::locate(ctx.global.config.as_deref())
+        .context("no configuration file (give --config FILE)")?;
+    let config = Config::read(&path)?;
+    let jobs = plan::jobs(&config)?;
+    let states = load_states(state_file);
+    let now = Local::now();
+    let rows: Vec<serde_json::Value> = jobs
+        .iter()
+        .map(|j| {
+            let s = states.get(&j.key()).cloned().unwrap_or_default();
+            json!({
+                "job": j.key(),
+                "profile": j.profile,
+                "kind": j.kind,
+                "repository": j.repository,
+                "last_start": s.last_start.map(|t| t.to_rfc3339()),
+                "last_outcome": s.last_outcome,
+                "last_seconds": s.last_seconds,
+                "last_point": s.last_point,
+                "last_success": s.last_success.map(|t| t.to_rfc3339()),
+                "failures_in_a_row": s.failures,
+                "next_run": plan::due_at(j, &s, now).to_rfc3339(),
+            })
+        })
+        .collect();
+    if ctx.global.json {
+        ctx.print_json(&rows)?;
+        return Ok(0);
+    }
+    println!(
+        "{:<24} {:<22} {:<22} {:<28} next run",
+        "job", "last start", "last success", "last outcome"
+    );
+    for r in &rows {
+        let short = |v: &serde_json::Value| {
+            v.as_str().map_or("-".to_string(), |t| t.get(..19).unwrap_or(t).replace('T', " "))
+        };
+        println!(
+            "{:<24} {:<22} {:<22} {:<28} {}",
+            r["job"].as_str().unwrap_or_default(),
+            short(&r["last_start"]),
+            short(&r["last_success"]),
+            r["last_outcome"].as_str().unwrap_or("-"),
+            short(&r["next_run"]),
+        );
+    }
+    Ok(0)
+}

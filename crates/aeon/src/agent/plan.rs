@@ -1,0 +1,231 @@
+//! What the agent runs and when: jobs from the profiles' schedules, when each is due (with
+//! catch-up of a missed run, once), retries with backoff, and the order in which jobs of one
+//! repository wait for each other. Pure functions of the time given: tests pass any clock.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Duration, Local};
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Config, Profile};
+use crate::schedule::Schedule;
+
+/// Attempts after a failure before the job waits for its next scheduled time.
+pub const RETRIES: u32 = 3;
+/// The first retry's delay; each further one doubles it.
+pub const FIRST_RETRY: Duration = Duration::minutes(1);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobKind {
+    Backup,
+    Forget,
+    Check,
+}
+
+impl JobKind {
+    /// The `aeon` arguments of the run (after `--profile NAME --json`).
+    pub fn arguments(self) -> &'static [&'static str] {
+        match self {
+            JobKind::Backup => &["backup"],
+            JobKind::Forget => &["forget", "--prune"],
+            JobKind::Check => &["check", "--scrub"],
+        }
+    }
+}
+
+/// One scheduled job: a profile and what to do with it.
+#[derive(Debug, Clone)]
+pub struct Job {
+    pub profile: String,
+    pub kind: JobKind,
+    pub schedules: Vec<Schedule>,
+    /// Jobs of one repository run one at a time.
+    pub repository: String,
+    /// `--category emergency` jumps ahead of a repository's queue.
+    pub urgent: bool,
+}
+
+impl Job {
+    pub fn key(&self) -> String {
+        job_key(&self.profile, self.kind)
+    }
+}
+
+pub fn job_key(profile: &str, kind: JobKind) -> String {
+    format!(
+        "{profile}:{}",
+        serde_json::to_value(kind)
+            .ok()
+            .and_then(|v| v.as_str().map(String::from))
+            .unwrap_or_default()
+    )
+}
+
+/// What the agent remembers of a job between runs (and restarts).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct JobState {
+    pub last_start: Option<DateTime<Local>>,
+    pub last_end: Option<DateTime<Local>>,
+    /// `ok`, `failed: …`, `skipped: …`.
+    pub last_outcome: Option<String>,
+    pub last_seconds: Option<f64>,
+    /// The recovery point the last successful backup wrote.
+    pub last_point: Option<String>,
+    pub last_success: Option<DateTime<Local>>,
+    /// Failures in a row; reset by a success.
+    pub failures: u32,
+    pub retry_at: Option<DateTime<Local>>,
+    pub successes: u64,
+    pub failed_runs: u64,
+}
+
+/// Every job the configuration schedules, in profile order.
+pub fn jobs(config: &Config) -> anyhow::Result<Vec<Job>> {
+    let mut out = Vec::new();
+    for name in config.profiles.keys() {
+        let profile: Profile = config.resolve(name)?;
+        let repository = profile.repository.clone().unwrap_or_default();
+        let urgent = profile.category.as_ref().is_some_and(|c| c.get_ref() == "emergency");
+        for (kind, schedules) in [
+            (JobKind::Backup, &profile.schedule),
+            (JobKind::Forget, &profile.forget_schedule),
+            (JobKind::Check, &profile.check_schedule),
+        ] {
+            let Some(schedules) = schedules else { continue };
+            let parsed = schedules
+                .get_ref()
+                .all()
+                .iter()
+                .map(|s| Schedule::parse(s))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            out.push(Job {
+                profile: name.clone(),
+                kind,
+                schedules: parsed,
+                repository: repository.clone(),
+                urgent,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// When `job` is next due, given what it did before. A run missed while the agent was not
+/// running (its time passed since the last start) is due at once, and only once: the next time
+/// is counted from that run.
+pub fn due_at(job: &Job, state: &JobState, now: DateTime<Local>) -> DateTime<Local> {
+    let scheduled = job
+        .schedules
+        .iter()
+        .map(|s| match (s, state.last_start) {
+            // Never run: an interval runs at once, a cron expression at its next time.
+            (Schedule::Every(_), None) => now,
+            (Schedule::Cron(_), None) => s.next_after(now, None),
+            (_, Some(last)) => s.next_after(last, Some(last)),
+        })
+        .min()
+        .unwrap_or(now + Duration::days(366));
+    match state.retry_at {
+        Some(retry) if retry < scheduled => retry,
+        _ => scheduled,
+    }
+}
+
+/// The state after a run that ended at `end` with `ok`: a failure schedules a retry with
+/// backoff (1, 2, 4 minutes) up to [`RETRIES`] times.
+pub fn after_run(state: &mut JobState, ok: bool, end: DateTime<Local>) {
+    state.last_end = Some(end);
+    if ok {
+        state.failures = 0;
+        state.retry_at = None;
+        state.successes += 1;
+        state.last_success = Some(end);
+    } else {
+        state.failures += 1;
+        state.failed_runs += 1;
+        state.retry_at = (state.failures <= RETRIES)
+            .then(|| end + FIRST_RETRY * 2i32.pow(state.failures.saturating_sub(1)));
+    }
+}
+
+/// The jobs to start now: due, not running, and at most one per repository (none for a
+/// repository already busy); an urgent job first, then the one due longest.
+pub fn to_start<'a>(
+    jobs: &'a [Job],
+    states: &BTreeMap<String, JobState>,
+    running_repositories: &[String],
+    now: DateTime<Local>,
+) -> Vec<&'a Job> {
+    let mut due: Vec<(&Job, DateTime<Local>)> = jobs
+        .iter()
+        .filter(|j| !running_repositories.contains(&j.repository))
+        .map(|j| (j, due_at(j, &states.get(&j.key()).cloned().unwrap_or_default(), now)))
+        .filter(|(_, at)| *at <= now)
+        .collect();
+    due.sort_by_key(|(j, at)| (!j.urgent, *at));
+    let mut taken: Vec<&str> = Vec::new();
+    let mut out = Vec::new();
+    for (job, _) in due {
+        if !taken.contains(&job.repository.as_str()) {
+            taken.push(&job.repository);
+            out.push(job);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(h: u32, m: u32) -> DateTime<Local> {
+        Local.with_ymd_and_hms(2026, 12, 7, h, m, 0).unwrap()
+    }
+
+    fn job(profile: &str, schedule: &str, repository: &str, urgent: bool) -> Job {
+        Job {
+            profile: profile.into(),
+            kind: JobKind::Backup,
+            schedules: vec![Schedule::parse(schedule).unwrap()],
+            repository: repository.into(),
+            urgent,
+        }
+    }
+
+    #[test]
+    fn missed_runs_are_caught_up_once_and_failures_back_off() {
+        let j = job("home", "0 */6 * * *", "/r", false);
+        let mut s = JobState { last_start: Some(at(0, 0)), ..JobState::default() };
+        // The agent was off from 1:00 to 13:00: two runs missed, one is due now.
+        assert_eq!(due_at(&j, &s, at(13, 0)), at(6, 0));
+        s.last_start = Some(at(13, 0));
+        after_run(&mut s, true, at(13, 5));
+        assert_eq!(due_at(&j, &s, at(13, 6)), at(18, 0), "then its schedule again");
+        // Failures: retried after 1, 2, 4 minutes, then only at the schedule.
+        for (n, wait) in [(1, 1), (2, 2), (3, 4)] {
+            after_run(&mut s, false, at(14, 0));
+            assert_eq!(s.failures, n);
+            assert_eq!(due_at(&j, &s, at(14, 0)), at(14, wait));
+        }
+        after_run(&mut s, false, at(14, 0));
+        assert_eq!(due_at(&j, &s, at(14, 0)), at(18, 0));
+        after_run(&mut s, true, at(14, 30));
+        assert_eq!((s.failures, s.retry_at), (0, None));
+    }
+
+    #[test]
+    fn one_run_per_repository_and_emergencies_first() {
+        let jobs = vec![
+            job("regular", "every 6h", "/r", false),
+            job("emergency", "every 1h", "/r", true),
+            job("other", "every 1h", "/s", false),
+        ];
+        let states = BTreeMap::new();
+        let now = at(9, 0);
+        let names = |v: Vec<&Job>| v.iter().map(|j| j.profile.clone()).collect::<Vec<_>>();
+        assert_eq!(names(to_start(&jobs, &states, &[], now)), ["emergency", "other"]);
+        assert_eq!(names(to_start(&jobs, &states, &["/r".into()], now)), ["other"]);
+    }
+}

@@ -1,0 +1,201 @@
+//! `aeon agent` end to end: it runs due jobs (a never-run interval at once, a missed cron run
+//! once), runs hooks with the outcome, skips a run whose before hook fails, reloads on SIGHUP,
+//! stops on SIGTERM, and `aeon agent status` tells the last and next runs. Nothing sleeps a
+//! schedule away: the tests start from states that make a run due, and wait for events.
+
+mod common;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Child;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+struct Agent {
+    child: Child,
+}
+
+impl Agent {
+    fn start(env: &Env, config: &Path, state: &Path) -> Agent {
+        let child = env
+            .cmd()
+            .env_remove("AEON_PASSWORD")
+            .env_remove("AEON_REPOSITORY")
+            .env("AEON_CONFIG", config)
+            .args(["agent", "--log-format", "json", "--state-dir", state.to_str().unwrap()])
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        Agent { child }
+    }
+
+    fn signal(&self, signal: i32) {
+        // SAFETY: kill has no memory preconditions; the pid is our child's.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+    }
+
+    /// SIGTERM, then its exit code and log.
+    fn stop(self) -> (Option<i32>, String) {
+        self.signal(libc::SIGTERM);
+        let out = self.child.wait_with_output().unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+fn status(env: &Env, config: &Path, state: &Path) -> Vec<serde_json::Value> {
+    let out = env
+        .cmd()
+        .env("AEON_CONFIG", config)
+        .args(["--json", "agent", "status", "--state-dir", state.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert_success(&out);
+    serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap().as_array().unwrap().clone()
+}
+
+/// Waits (at most 60 s) until `done` holds for the status of `job`.
+fn wait_for(
+    env: &Env,
+    config: &Path,
+    state: &Path,
+    job: &str,
+    done: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let started = Instant::now();
+    loop {
+        let rows = status(env, config, state);
+        let row = rows.iter().find(|r| r["job"] == job).cloned().unwrap_or_default();
+        if done(&row) {
+            return row;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {job}: {rows:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn setup(env: &Env, profiles: &str) -> (PathBuf, PathBuf) {
+    let password = env.path("password");
+    fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+    let config = env.path("aeon.toml");
+    fs::write(
+        &config,
+        format!(
+            "[default]\nrepository = {:?}\npassword_file = {:?}\n\n{profiles}",
+            env.repo.display(),
+            password.display()
+        ),
+    )
+    .unwrap();
+    (config, env.path("state"))
+}
+
+#[test]
+fn the_agent_runs_due_jobs_with_hooks_and_stops_cleanly() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 8, 10, 20_000);
+    let hooks = env.path("hooks.log");
+    let (config, state) = setup(
+        &env,
+        &format!(
+            "[home]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"every 1h\"\n\
+             hooks = {{ before = \"echo before $AEON_JOB >> {h}\", after = \"echo after $AEON_OUTCOME $AEON_EXIT_CODE >> {h}\" }}\n\n\
+             [nightly]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"0 3 * * *\"\n",
+            h = hooks.display()
+        ),
+    );
+    let agent = Agent::start(&env, &config, &state);
+    // Never run, every hour: it runs at once. The cron job waits for 3:00.
+    let row = wait_for(&env, &config, &state, "home:backup", |r| r["last_outcome"] == "ok");
+    let points = env.json(&["snapshots"]);
+    let points = points.as_array().unwrap();
+    assert_eq!(points.len(), 1);
+    assert_eq!(row["last_point"], points[0]["id"]);
+    let last = chrono::DateTime::parse_from_rfc3339(row["last_start"].as_str().unwrap()).unwrap();
+    let next = chrono::DateTime::parse_from_rfc3339(row["next_run"].as_str().unwrap()).unwrap();
+    assert_eq!(next - last, chrono::Duration::hours(1));
+    let nightly =
+        status(&env, &config, &state).into_iter().find(|r| r["job"] == "nightly:backup").unwrap();
+    assert_eq!(nightly["last_start"], serde_json::Value::Null);
+    assert!(nightly["next_run"].as_str().unwrap().contains("T03:00:00"), "{nightly}");
+
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("\"run finished\"") && l.contains("home:backup")),
+        "{log}"
+    );
+    assert!(
+        log.lines().all(|l| serde_json::from_str::<serde_json::Value>(l).is_ok()),
+        "JSON lines: {log}"
+    );
+    assert_eq!(fs::read_to_string(&hooks).unwrap(), "before home:backup\nafter success 0\n");
+    // A restart does not run it again (it ran within the hour).
+    let agent = Agent::start(&env, &config, &state);
+    std::thread::sleep(Duration::from_millis(1500));
+    let (code, _) = agent.stop();
+    assert_eq!(code, Some(0));
+    assert_eq!(env.json(&["snapshots"]).as_array().unwrap().len(), 1);
+}
+
+#[test]
+fn a_failing_before_hook_skips_the_run_and_a_missed_run_is_caught_up_once() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 9, 5, 10_000);
+    let (config, state) = setup(
+        &env,
+        &format!(
+            "[broken]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"every 1h\"\n\
+             hooks = {{ before = \"exit 7\" }}\n\n\
+             [daily]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"0 3 * * *\"\n"
+        ),
+    );
+    // The daily job last ran three days ago: the agent was off, two runs were missed.
+    fs::create_dir_all(&state).unwrap();
+    let long_ago = (chrono::Local::now() - chrono::Duration::days(3)).to_rfc3339();
+    fs::write(
+        state.join("agent.json"),
+        format!("{{\"daily:backup\": {{\"last_start\": \"{long_ago}\", \"failures\": 0, \"successes\": 1, \"failed_runs\": 0}}}}"),
+    )
+    .unwrap();
+    let agent = Agent::start(&env, &config, &state);
+    let broken =
+        wait_for(&env, &config, &state, "broken:backup", |r| r["last_outcome"].is_string());
+    assert_eq!(broken["last_outcome"], "skipped: the before hook failed (exit code 7)");
+    assert_eq!(broken["failures_in_a_row"], 1);
+    let daily = wait_for(&env, &config, &state, "daily:backup", |r| r["last_outcome"] == "ok");
+    assert!(daily["next_run"].as_str().unwrap().contains("T03:00:00"), "caught up once: {daily}");
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    // One point: the daily catch-up; the broken profile wrote none.
+    let points = env.json(&["snapshots"]);
+    assert_eq!(points.as_array().unwrap().len(), 1, "{points}");
+}
+
+#[test]
+fn sighup_reloads_the_configuration() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 10, 5, 10_000);
+    let (config, state) =
+        setup(&env, &format!("[home]\ninherit = \"default\"\nsources = [{src:?}]\n"));
+    let agent = Agent::start(&env, &config, &state);
+    std::thread::sleep(Duration::from_millis(500));
+    assert!(env.json(&["snapshots"]).as_array().unwrap().is_empty(), "nothing scheduled yet");
+    let text = fs::read_to_string(&config).unwrap() + "schedule = \"every 2h\"\n";
+    fs::write(&config, text).unwrap();
+    agent.signal(libc::SIGHUP);
+    wait_for(&env, &config, &state, "home:backup", |r| r["last_outcome"] == "ok");
+    // A broken file on reload is logged and the agent keeps what it had.
+    fs::write(&config, "[home]\nsourcs = 1\n").unwrap();
+    agent.signal(libc::SIGHUP);
+    std::thread::sleep(Duration::from_millis(800));
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(log.contains("configuration not reloaded") && log.contains("sourcs"), "{log}");
+}
