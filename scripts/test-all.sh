@@ -35,14 +35,18 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-upgrade "${need[@]}"
 fi
-# Headless Chromium: the HTML compliance report must render in a real browser from its file.
-if ! command -v chromium >/dev/null; then
+# Headless Chromium (the HTML compliance report must render in a real browser from its file)
+# and Prometheus with promtool (a real server scrapes the agent; promtool lints the metrics).
+browser_and_metrics=()
+command -v chromium >/dev/null || browser_and_metrics+=(chromium)
+command -v prometheus >/dev/null && command -v promtool >/dev/null || browser_and_metrics+=(prometheus)
+if [ ${#browser_and_metrics[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
-        echo "missing tool (install as root): chromium" >&2; exit 1
+        echo "missing tools (install as root): ${browser_and_metrics[*]}" >&2; exit 1
     fi
     export DEBIAN_FRONTEND=noninteractive
     apt-get update -qq
-    apt-get install -y -qq --no-upgrade --no-install-recommends chromium
+    apt-get install -y -qq --no-upgrade --no-install-recommends "${browser_and_metrics[@]}"
 fi
 if [ "$(id -u)" != 0 ]; then
     echo "the suite must run as root: it tests devices, owners, trusted.* xattrs and mounts" >&2

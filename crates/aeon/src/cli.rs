@@ -191,6 +191,9 @@ pub enum Command {
     /// Run the configuration file's schedules (backups, forget + prune, checks) until SIGTERM;
     /// `aeon agent status` shows each job's last and next run
     Agent(AgentArgs),
+    /// Prometheus metrics of the repository (and of the agent's jobs), printed or written for
+    /// node_exporter's textfile collector
+    Metrics(MetricsArgs),
     /// Check the configuration file (line-numbered errors) or show a profile as resolved
     Config(ConfigArgs),
     /// Print a shell completion script: `aeon completions bash > /etc/bash_completion.d/aeon`
@@ -210,6 +213,20 @@ pub struct AgentArgs {
     /// Log lines as JSON objects (`json`) or text (`text`, the default), on stderr
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
+    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9911)
+    #[arg(long, value_name = "ADDRESS")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[derive(Args, Debug)]
+pub struct MetricsArgs {
+    /// Write the metrics into DIR/aeon.prom (atomically) for node_exporter's textfile
+    /// collector, instead of printing them
+    #[arg(long, value_name = "DIR")]
+    pub textfile: Option<PathBuf>,
+    /// The agent's state folder, for the metrics of its jobs (default: the agent's default)
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<PathBuf>,
 }
 
 #[derive(Subcommand, Debug)]

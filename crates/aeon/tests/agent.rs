@@ -199,3 +199,119 @@ fn sighup_reloads_the_configuration() {
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("configuration not reloaded") && log.contains("sourcs"), "{log}");
 }
+
+/// A free loopback port (bound and released: the test binds it again at once).
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn promtool_accepts(text: &str) {
+    use std::io::Write;
+    let mut child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("promtool is not installed: scripts/test-all.sh installs Debian's prometheus");
+    child.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "promtool: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn metrics_for_the_textfile_collector_pass_promtool() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 12, 5, 10_000);
+    env.run_ok(&["backup", src.to_str().unwrap()]);
+    env.run_ok(&["backup", src.to_str().unwrap()]);
+    env.run_ok(&["quota", "set", "1GiB"]);
+    env.run_ok(&["check"]);
+    let dir = env.path("textfile");
+    env.run_ok(&["metrics", "--textfile", dir.to_str().unwrap()]);
+    let text = fs::read_to_string(dir.join("aeon.prom")).unwrap();
+    promtool_accepts(&text);
+    let line =
+        |name: &str| text.lines().find(|l| l.starts_with(name)).unwrap_or_default().to_string();
+    assert!(line("aeon_points{").ends_with(" 2"), "{text}");
+    assert!(line("aeon_audit_log_intact{").ends_with(" 1"), "{text}");
+    assert!(line("aeon_last_check_success{").ends_with(" 1"), "{text}");
+    assert!(line("aeon_repository_quota_bytes{").ends_with(" 1073741824"), "{text}");
+    assert!(!line("aeon_repository_size_bytes{").ends_with(" 0"), "{text}");
+}
+
+/// A real Prometheus scrapes the agent's /metrics and sees the run the agent made.
+#[test]
+fn prometheus_scrapes_the_agent() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 13, 5, 10_000);
+    let (config, state) = setup(
+        &env,
+        &format!("[home]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"every 1h\"\n"),
+    );
+    let port = free_port();
+    let child = env
+        .cmd()
+        .env_remove("AEON_PASSWORD")
+        .env_remove("AEON_REPOSITORY")
+        .env("AEON_CONFIG", &config)
+        .args([
+            "agent",
+            "--state-dir",
+            state.to_str().unwrap(),
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ])
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let agent = Agent { child };
+    wait_for(&env, &config, &state, "home:backup", |r| r["last_outcome"] == "ok");
+
+    let prom_port = free_port();
+    let prom_dir = env.path("prometheus");
+    fs::create_dir_all(&prom_dir).unwrap();
+    fs::write(
+        prom_dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\nscrape_configs:\n  - job_name: aeon\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
+        ),
+    )
+    .unwrap();
+    let mut prometheus = std::process::Command::new("prometheus")
+        .arg(format!("--config.file={}", prom_dir.join("prometheus.yml").display()))
+        .arg(format!("--storage.tsdb.path={}", prom_dir.join("data").display()))
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("prometheus is not installed: scripts/test-all.sh installs Debian's prometheus");
+    let query = format!(
+        "http://127.0.0.1:{prom_port}/api/v1/query?query=aeon_job_success_total%7Bprofile%3D%22home%22%7D"
+    );
+    let started = Instant::now();
+    let seen = loop {
+        let out = std::process::Command::new("curl").args(["-s", &query]).output().unwrap();
+        let body: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_default();
+        if let Some(v) = body["data"]["result"][0]["value"][1].as_str() {
+            break v.to_string();
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            let _ = prometheus.kill();
+            panic!("Prometheus never saw the metric: {body}");
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    };
+    let _ = prometheus.kill();
+    let _ = prometheus.wait();
+    assert_eq!(seen, "1");
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+}

@@ -3,6 +3,7 @@
 //! last check and scrub coverage, protected points, key slots, quota use and the audit log's
 //! state. Rendered as Markdown, a self-contained HTML page, or JSON by [`render()`].
 
+pub mod metrics;
 pub mod render;
 
 use std::collections::BTreeMap;

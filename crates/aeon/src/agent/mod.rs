@@ -6,6 +6,7 @@
 //! The agent keeps what it knows of each job in a state file, so that a restart catches up a
 //! missed run once and `aeon agent status` can tell the last and next runs.
 
+pub mod metrics;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -32,7 +33,16 @@ pub fn run(ctx: &Ctx, args: AgentArgs) -> Result<u8> {
     let state_file = state_file(args.state_dir.as_deref())?;
     match args.action {
         Some(AgentAction::Status) => status(ctx, &state_file),
-        None => Agent::start(ctx, state_file, args.log_format.as_deref() == Some("json"))?.run(),
+        None => {
+            let mut agent =
+                Agent::start(ctx, state_file, args.log_format.as_deref() == Some("json"))?;
+            if let Some(address) = args.listen {
+                metrics::serve(address, agent.metrics.clone())?;
+                agent.log("info", "serving metrics", json!({"address": address.to_string()}));
+                agent.refresh_reports(None);
+            }
+            agent.run()
+        }
     }
 }
 
@@ -70,6 +80,8 @@ struct Running {
 }
 
 struct Agent {
+    /// The agent's own options: the repositories' reports are opened with them.
+    global: crate::cli::GlobalOpts,
     config_path: PathBuf,
     jobs: Vec<Job>,
     profiles: BTreeMap<String, Profile>,
@@ -79,6 +91,11 @@ struct Agent {
     json_log: bool,
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
+    /// What `/metrics` serves, rebuilt after every change; `None` until `--listen` asks.
+    metrics: metrics::Shared,
+    serving: bool,
+    /// The latest compliance report of each repository (for its metrics).
+    reports: BTreeMap<String, aeon_core::report::ComplianceReport>,
 }
 
 impl Agent {
@@ -96,6 +113,7 @@ impl Agent {
         }
         signal_hook::flag::register(signal_hook::consts::SIGHUP, reload.clone())?;
         let mut agent = Agent {
+            global: ctx.global.clone(),
             config_path,
             jobs: Vec::new(),
             profiles: BTreeMap::new(),
@@ -105,6 +123,9 @@ impl Agent {
             json_log,
             stop,
             reload,
+            metrics: Arc::default(),
+            serving: false,
+            reports: BTreeMap::new(),
         };
         agent.load()?;
         Ok(agent)
@@ -126,6 +147,46 @@ impl Agent {
         self.jobs = jobs;
         self.profiles = profiles;
         Ok(())
+    }
+
+    /// Reads the compliance report of `repository` again (of every repository with `None`),
+    /// through the first profile that names it; then rebuilds the metrics.
+    fn refresh_reports(&mut self, repository: Option<&str>) {
+        self.serving = true;
+        let mut seen = Vec::new();
+        for job in self.jobs.clone() {
+            if seen.contains(&job.repository) || repository.is_some_and(|r| r != job.repository) {
+                continue;
+            }
+            seen.push(job.repository.clone());
+            let Some(profile) = self.profiles.get(&job.profile) else { continue };
+            match metrics::profile_report(&self.global, profile) {
+                Ok(report) => {
+                    self.reports.insert(job.repository.clone(), report);
+                }
+                Err(e) => self.log(
+                    "warning",
+                    "repository metrics not read",
+                    json!({"repository": job.repository, "error": e.to_string()}),
+                ),
+            }
+        }
+        self.rebuild_metrics();
+    }
+
+    fn rebuild_metrics(&self) {
+        if !self.serving {
+            return;
+        }
+        let mut e = aeon_core::report::metrics::Exposition::default();
+        let running: Vec<String> = self.running.iter().map(|r| r.job.key()).collect();
+        metrics::add_jobs(&mut e, &self.jobs, &self.states, &running);
+        for report in self.reports.values() {
+            e.add_report(report);
+        }
+        if let Ok(mut shared) = self.metrics.lock() {
+            *shared = e.render();
+        }
     }
 
     fn log(&self, level: &str, message: &str, fields: serde_json::Value) {
@@ -195,6 +256,7 @@ impl Agent {
         let child = command.spawn().context("cannot start a run")?;
         self.log("info", "run started", json!({"job": key, "pid": child.id()}));
         self.running.push(Running { job, child, started: now });
+        self.rebuild_metrics();
         save_states(&self.state_file, &self.states)
     }
 
@@ -223,6 +285,11 @@ impl Agent {
                 Some(if ok { "ok".to_string() } else { format!("failed ({})", describe(code)) });
             if let Some(point) = summary["snapshot_id"].as_str() {
                 state.last_point = Some(point.to_string());
+                let figure = |k: &str| summary[k].as_u64().unwrap_or(0);
+                state.last_bytes_read = figure("bytes_read");
+                state.last_bytes_added = figure("data_added_stored");
+                state.last_files = figure("total_files");
+                state.last_errors = figure("errors");
             }
             plan::after_run(state, ok, end);
             let fields = json!({"job": key, "exit_code": code, "seconds": state.last_seconds,
@@ -236,6 +303,9 @@ impl Agent {
                 }
             }
             save_states(&self.state_file, &self.states)?;
+            if self.serving && !self.stop.load(Ordering::SeqCst) {
+                self.refresh_reports(Some(&done.job.repository));
+            }
         }
         Ok(())
     }

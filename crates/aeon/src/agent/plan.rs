@@ -74,10 +74,22 @@ pub struct JobState {
     pub last_point: Option<String>,
     pub last_success: Option<DateTime<Local>>,
     /// Failures in a row; reset by a success.
+    #[serde(default)]
     pub failures: u32,
     pub retry_at: Option<DateTime<Local>>,
+    #[serde(default)]
     pub successes: u64,
+    #[serde(default)]
     pub failed_runs: u64,
+    /// Figures of the last backup run (from its summary).
+    #[serde(default)]
+    pub last_bytes_read: u64,
+    #[serde(default)]
+    pub last_bytes_added: u64,
+    #[serde(default)]
+    pub last_files: u64,
+    #[serde(default)]
+    pub last_errors: u64,
 }
 
 /// Every job the configuration schedules, in profile order.
