@@ -35,11 +35,13 @@ if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     apt-get install -y -qq --no-upgrade "${need[@]}"
 fi
-# Headless Chromium (the HTML compliance report must render in a real browser from its file)
-# and Prometheus with promtool (a real server scrapes the agent; promtool lints the metrics).
+# Headless Chromium (the HTML compliance report must render in a real browser from its file),
+# Prometheus with promtool (a real server scrapes the agent; promtool lints the metrics).
 browser_and_metrics=()
 command -v chromium >/dev/null || browser_and_metrics+=(chromium)
 command -v prometheus >/dev/null && command -v promtool >/dev/null || browser_and_metrics+=(prometheus)
+# A real SMTP server for the agent's e-mail notifications.
+command -v aiosmtpd >/dev/null || browser_and_metrics+=(python3-aiosmtpd)
 if [ ${#browser_and_metrics[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing tools (install as root): ${browser_and_metrics[*]}" >&2; exit 1

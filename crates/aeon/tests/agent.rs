@@ -315,3 +315,108 @@ fn prometheus_scrapes_the_agent() {
     let (code, log) = agent.stop();
     assert_eq!(code, Some(0), "{log}");
 }
+
+/// A webhook that answers 500 to its first request and 200 to the next ones; the bodies it got.
+fn flaky_webhook() -> (u16, std::sync::mpsc::Receiver<serde_json::Value>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let status = if n == 0 { "500 Internal Server Error" } else { "200 OK" };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+            if n > 0 {
+                let _ = tx.send(serde_json::from_slice(&body).unwrap_or_default());
+            }
+        }
+    });
+    (port, rx)
+}
+
+/// Failures and lateness reach a webhook (retried past a 500) and a real SMTP server.
+#[test]
+fn failures_and_lateness_are_notified_by_webhook_and_email() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 14, 3, 1_000);
+    let (hook_port, received) = flaky_webhook();
+    let smtp_port = free_port();
+    let maildir = env.path("Maildir");
+    let mut smtp = std::process::Command::new("aiosmtpd")
+        .args(["-n", "-l", &format!("127.0.0.1:{smtp_port}"), "-c", "aiosmtpd.handlers.Mailbox"])
+        .arg(&maildir)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect(
+            "aiosmtpd is not installed: scripts/test-all.sh installs Debian's python3-aiosmtpd",
+        );
+    let started = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", smtp_port)).is_err() {
+        assert!(started.elapsed() < Duration::from_secs(20), "aiosmtpd did not start");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let notify = format!(
+        "notify = {{ webhook = \"http://127.0.0.1:{hook_port}/aeon\", email = [\"ops@example.com\"], smtp = \"127.0.0.1:{smtp_port}\" }}\n"
+    );
+    let (config, state) = setup(
+        &env,
+        &format!(
+            "[broken]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"every 1h\"\n\
+             hooks = {{ before = \"exit 5\" }}\n{notify}\n\
+             [quiet]\ninherit = \"default\"\nsources = [{src:?}]\nschedule = \"0 3 * * *\"\nmax_age = \"2s\"\n{notify}"
+        ),
+    );
+    let agent = Agent::start(&env, &config, &state);
+    let mut events = Vec::new();
+    while events.len() < 2 {
+        let body = received.recv_timeout(Duration::from_secs(60)).expect("a notification");
+        events.push(body);
+    }
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    let failure = events.iter().find(|e| e["event"] == "failure").expect("the failure");
+    assert_eq!(failure["profile"], "broken");
+    assert_eq!(failure["exit_code"], 5);
+    assert!(failure["outcome"].as_str().unwrap().contains("before hook"), "{failure}");
+    let late = events.iter().find(|e| e["event"] == "late").expect("the lateness");
+    assert_eq!(late["profile"], "quiet");
+    // The same two by e-mail.
+    let started = Instant::now();
+    let mails = loop {
+        let mails: Vec<String> = fs::read_dir(maildir.join("new"))
+            .map(|d| d.filter_map(|f| fs::read_to_string(f.ok()?.path()).ok()).collect())
+            .unwrap_or_default();
+        if mails.len() >= 2 || started.elapsed() > Duration::from_secs(30) {
+            break mails;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let _ = smtp.kill();
+    let _ = smtp.wait();
+    assert_eq!(mails.len(), 2, "{mails:?}");
+    assert!(
+        mails.iter().any(|m| m.contains("Subject: [aeon] broken backup: failure")),
+        "{mails:?}"
+    );
+    assert!(mails.iter().any(|m| m.contains("Subject: [aeon] quiet backup: late")), "{mails:?}");
+    assert!(mails.iter().all(|m| m.contains("ops@example.com")));
+}

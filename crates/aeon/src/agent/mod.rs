@@ -7,6 +7,7 @@
 //! missed run once and `aeon agent status` can tell the last and next runs.
 
 pub mod metrics;
+pub mod notify;
 pub mod plan;
 
 use std::collections::BTreeMap;
@@ -96,6 +97,7 @@ struct Agent {
     serving: bool,
     /// The latest compliance report of each repository (for its metrics).
     reports: BTreeMap<String, aeon_core::report::ComplianceReport>,
+    started: DateTime<Local>,
 }
 
 impl Agent {
@@ -126,6 +128,7 @@ impl Agent {
             metrics: Arc::default(),
             serving: false,
             reports: BTreeMap::new(),
+            started: Local::now(),
         };
         agent.load()?;
         Ok(agent)
@@ -190,15 +193,68 @@ impl Agent {
     }
 
     fn log(&self, level: &str, message: &str, fields: serde_json::Value) {
-        let time = Local::now().to_rfc3339();
-        if self.json_log {
-            let mut line = json!({"time": time, "level": level, "message": message});
-            if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
-                line.extend(fields.clone());
+        log_line(self.json_log, level, message, fields);
+    }
+
+    /// Sends `event` about `job` as its profile's `notify` says, in a thread of its own (a slow
+    /// server never holds up the schedule); what fails to go out is logged.
+    fn notify(&self, event: &'static str, job: &Job, outcome: &str, exit_code: Option<i32>) {
+        let Some(profile) = self.profiles.get(&job.profile) else { return };
+        let settings = profile.notify.clone();
+        if settings.webhook.is_none() && settings.email.is_empty() {
+            return;
+        }
+        let state = self.states.get(&job.key()).cloned().unwrap_or_default();
+        let notice = notify::Notice {
+            event,
+            profile: job.profile.clone(),
+            job: job.kind.arguments()[0].to_string(),
+            repository: job.repository.clone(),
+            outcome: outcome.to_string(),
+            exit_code,
+            point: state.last_point,
+            host: aeon_core::lock::this_host(),
+            time: Local::now().to_rfc3339(),
+        };
+        let json_log = self.json_log;
+        std::thread::spawn(move || {
+            for problem in notify::send(&settings, &notice) {
+                log_line(
+                    json_log,
+                    "error",
+                    "notification not delivered",
+                    json!({"problem": problem}),
+                );
             }
-            eprintln!("{line}");
-        } else {
-            eprintln!("{time} {level} {message} {fields}");
+        });
+    }
+
+    /// Reports each backup job whose last success is older than its profile's `max_age` (once
+    /// until it succeeds again; a job never successful counts from the agent's start).
+    fn check_lateness(&mut self, now: DateTime<Local>) {
+        for job in self.jobs.clone() {
+            if job.kind != JobKind::Backup {
+                continue;
+            }
+            let Some(max_age) = self
+                .profiles
+                .get(&job.profile)
+                .and_then(|p| p.max_age.as_ref())
+                .and_then(|a| crate::config::parse_duration(a.get_ref()).ok())
+                .and_then(|a| chrono::Duration::from_std(a).ok())
+            else {
+                continue;
+            };
+            let state = self.states.entry(job.key()).or_default();
+            let since = state.last_success.unwrap_or(self.started);
+            if state.late_notified || now - since <= max_age {
+                continue;
+            }
+            state.late_notified = true;
+            let outcome = format!("no successful backup since {}", since.to_rfc3339());
+            self.log("warning", "late", json!({"job": job.key(), "since": since.to_rfc3339()}));
+            self.notify("late", &job, &outcome, None);
+            let _ = save_states(&self.state_file, &self.states);
         }
     }
 
@@ -214,6 +270,7 @@ impl Agent {
                 return self.shut_down();
             }
             let now = Local::now();
+            self.check_lateness(now);
             let busy: Vec<String> = self.running.iter().map(|r| r.job.repository.clone()).collect();
             let starting: Vec<Job> =
                 plan::to_start(&self.jobs, &self.states, &busy, now).into_iter().cloned().collect();
@@ -239,6 +296,7 @@ impl Agent {
                 state.last_outcome = Some(outcome.clone());
                 plan::after_run(state, false, Local::now());
                 self.log("warning", "run skipped", json!({"job": key, "reason": outcome}));
+                self.notify("failure", &job, &outcome, code);
                 return save_states(&self.state_file, &self.states);
             }
         }
@@ -294,8 +352,18 @@ impl Agent {
             plan::after_run(state, ok, end);
             let fields = json!({"job": key, "exit_code": code, "seconds": state.last_seconds,
                 "point": state.last_point, "retry_at": state.retry_at});
+            let outcome = state.last_outcome.clone().unwrap_or_default();
             self.log(if ok { "info" } else { "error" }, "run finished", fields);
             let profile = self.profiles.get(&done.job.profile).cloned().unwrap_or_default();
+            let event = match (ok, done.job.kind, code) {
+                (false, JobKind::Check, Some(4)) => Some("damage"),
+                (false, _, _) => Some("failure"),
+                (true, _, _) if profile.notify.on_success == Some(true) => Some("success"),
+                (true, _, _) => None,
+            };
+            if let Some(event) = event {
+                self.notify(event, &done.job, &outcome, code);
+            }
             if done.job.kind == JobKind::Backup {
                 let then = if ok { &profile.hooks.on_success } else { &profile.hooks.on_failure };
                 for h in [then, &profile.hooks.after].into_iter().flatten() {
@@ -322,6 +390,19 @@ impl Agent {
         }
         self.log("info", "stopped", json!({}));
         Ok(0)
+    }
+}
+
+fn log_line(json: bool, level: &str, message: &str, fields: serde_json::Value) {
+    let time = Local::now().to_rfc3339();
+    if json {
+        let mut line = json!({"time": time, "level": level, "message": message});
+        if let (Some(line), Some(fields)) = (line.as_object_mut(), fields.as_object()) {
+            line.extend(fields.clone());
+        }
+        eprintln!("{line}");
+    } else {
+        eprintln!("{time} {level} {message} {fields}");
     }
 }
 

@@ -90,6 +90,9 @@ pub struct JobState {
     pub last_files: u64,
     #[serde(default)]
     pub last_errors: u64,
+    /// Lateness was reported and no success came since (reported once per episode).
+    #[serde(default)]
+    pub late_notified: bool,
 }
 
 /// Every job the configuration schedules, in profile order.
@@ -153,6 +156,7 @@ pub fn after_run(state: &mut JobState, ok: bool, end: DateTime<Local>) {
         state.retry_at = None;
         state.successes += 1;
         state.last_success = Some(end);
+        state.late_notified = false;
     } else {
         state.failures += 1;
         state.failed_runs += 1;
