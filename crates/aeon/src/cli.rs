@@ -812,6 +812,12 @@ pub struct BackupArgs {
     /// Protect the new recovery point: forget never removes it
     #[arg(long)]
     pub protect: bool,
+    /// Only the paths listed in FILE (one per line) changed since the parent: folders none of
+    /// them is in or below are carried over from the parent without being listed or read. For
+    /// the agent's continuous protection (`watch = true`), which knows them from the kernel; a
+    /// change not listed is not seen
+    #[arg(long, value_name = "FILE")]
+    pub changed_paths: Option<PathBuf>,
 }
 
 /// Chooses a recovery point by time instead of by id.

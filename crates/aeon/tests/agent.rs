@@ -420,3 +420,39 @@ fn failures_and_lateness_are_notified_by_webhook_and_email() {
     assert!(mails.iter().any(|m| m.contains("Subject: [aeon] quiet backup: late")), "{mails:?}");
     assert!(mails.iter().all(|m| m.contains("ops@example.com")));
 }
+
+/// Continuous protection: a change is in a recovery point within the delay, and that backup
+/// reads only what changed (the rest of the tree is carried over from the parent).
+#[test]
+fn a_watched_profile_backs_up_a_change_within_its_delay() {
+    let env = Env::new();
+    let src = env.path("src");
+    generate_tree(&src, 15, 200, 4_000);
+    let (config, state) = setup(
+        &env,
+        &format!(
+            "[live]\ninherit = \"default\"\nsources = [{src:?}]\nwatch = true\nwatch_delay = \"1s\"\n"
+        ),
+    );
+    let agent = Agent::start(&env, &config, &state);
+    // At start the watch cannot know what changed before: a normal incremental backup.
+    let first = wait_for(&env, &config, &state, "live:backup", |r| r["last_outcome"] == "ok");
+    let first_point = first["last_point"].as_str().unwrap().to_string();
+    let changed = src.join("written after the watch began");
+    let written = Instant::now();
+    fs::write(&changed, b"protected within seconds").unwrap();
+    let second = wait_for(&env, &config, &state, "live:backup", |r| {
+        r["last_point"].as_str().is_some_and(|p| p != first_point)
+    });
+    let rpo = written.elapsed();
+    let (code, log) = agent.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert!(rpo < Duration::from_secs(20), "{rpo:?}");
+    assert!(log.contains("events may be missing") && log.contains("changes seen"), "{log}");
+    let point = second["last_point"].as_str().unwrap();
+    let shown = env.json(&["cat", "snapshot", point]);
+    assert_eq!(shown["summary"]["bytes_read"], 24, "only the new file was read: {shown}");
+    let out = env.path("out");
+    env.run_ok(&["restore", point, "--target", out.to_str().unwrap()]);
+    assert_trees_equal(&src, &out.join(src.strip_prefix("/").unwrap()));
+}

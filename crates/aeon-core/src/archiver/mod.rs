@@ -78,6 +78,44 @@ pub struct BackupOptions {
     pub protect: bool,
     /// With a quota set: the bytes the repository occupied when the backup began.
     pub quota_used: Option<u64>,
+    /// The only paths that may have changed since the parent (continuous protection): any
+    /// directory none of them is in or below is carried over from the parent unlisted.
+    pub changed: Option<ChangedPaths>,
+}
+
+/// Paths that changed since the parent recovery point, as a file-system watcher saw them.
+#[derive(Debug, Clone, Default)]
+pub struct ChangedPaths {
+    paths: Vec<PathBuf>,
+}
+
+impl ChangedPaths {
+    pub fn new(mut paths: Vec<PathBuf>) -> ChangedPaths {
+        paths.sort();
+        paths.dedup();
+        ChangedPaths { paths }
+    }
+
+    pub fn len(&self) -> usize {
+        self.paths.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.paths.is_empty()
+    }
+
+    /// Whether something at or below `path` may have changed: a changed path is `path`, lies
+    /// below it, or is a directory above it (whose whole contents then count as changed).
+    pub fn touches(&self, path: &std::path::Path) -> bool {
+        // The first changed path not before `path` in order is `path` or one below it, if any.
+        let at = self.paths.partition_point(|p| p.as_path() < path);
+        if self.paths.get(at).is_some_and(|p| p.starts_with(path)) {
+            return true;
+        }
+        path.ancestors()
+            .skip(1)
+            .any(|a| self.paths.binary_search_by(|p| p.as_path().cmp(a)).is_ok())
+    }
 }
 
 impl BackupOptions {
@@ -107,6 +145,7 @@ impl BackupOptions {
             one_file_system: false,
             protect: false,
             quota_used: None,
+            changed: None,
         }
     }
 }
@@ -379,15 +418,18 @@ pub fn backup_after_scan(
     let (blob_tx, blob_rx) = bounded::<Vec<SealedBlob>>(threads * 2);
 
     let parent_trees = &parent::ParentTrees::default();
+    // With the changed paths known, the walk visits only what leads to them: reading the whole
+    // parent or scanning the whole source ahead would cost what it saves.
+    let partial = opts.changed.is_some() && parent_tree.is_some();
     let (root, packer_stats) = std::thread::scope(|s| {
         let shared = &shared;
-        if let Some(root) = parent_tree {
+        if let Some(root) = parent_tree.filter(|_| !partial) {
             spawn_stage(s, "parent-trees", move || parent_trees.read_ahead(repo, root));
         }
         // With a parent, most files are skipped unread and the walk is the backup's pace: a scan
         // ahead warms the caches it reads. The same scan gives a progress bar its totals.
         let mut stop_early_scan = None;
-        if opts.scan_totals || parent_tree.is_some() {
+        if !partial && (opts.scan_totals || parent_tree.is_some()) {
             stop_early_scan = early.as_ref().map(EarlyScan::stopper);
             let sources = &sources;
             let (excludes, one_fs) = (&opts.excludes, opts.one_file_system);
@@ -424,7 +466,7 @@ pub fn backup_after_scan(
 
         {
             let _stop_reading_parent = parent::CloseOnDrop(parent_trees);
-            let ahead = parent_tree.map(|_| parent_trees);
+            let ahead = parent_tree.filter(|_| !partial).map(|_| parent_trees);
             walk::Walker::new(shared, job_tx, item_tx, ahead).run(&sources, parent_tree.as_ref());
         }
         shared.walked.store(true, Ordering::Relaxed);
@@ -1081,6 +1123,53 @@ mod tests {
 
     fn repository(dir: &Path) -> Repository {
         repository_with(dir, ChunkerParams::default())
+    }
+
+    #[test]
+    fn changed_paths_touch_their_ancestors_themselves_and_what_is_below() {
+        let changed = ChangedPaths::new(vec!["/src/a/b/file".into(), "/src/c".into()]);
+        for touched in ["/src", "/src/a", "/src/a/b", "/src/a/b/file", "/src/c", "/src/c/d/e"] {
+            assert!(changed.touches(Path::new(touched)), "{touched}");
+        }
+        for untouched in ["/src/a/b2", "/src/a/bb", "/src/b", "/src/a/b/file2", "/other", "/src/cc"]
+        {
+            assert!(!changed.touches(Path::new(untouched)), "{untouched}");
+        }
+    }
+
+    /// With changed paths, an untouched directory is the parent's (unlisted), a touched one is
+    /// walked: the point equals a full backup's, and the untouched one was not even listed.
+    #[test]
+    fn a_backup_of_changed_paths_carries_the_rest_over_from_the_parent() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut repo = repository(&dir.path().join("repo"));
+        let src = dir.path().join("src");
+        for d in ["same/deep", "touched"] {
+            std::fs::create_dir_all(src.join(d)).unwrap();
+        }
+        std::fs::write(src.join("same/deep/f"), b"unchanged").unwrap();
+        std::fs::write(src.join("touched/g"), b"before").unwrap();
+        let first = backup(&repo, &BackupOptions::new(vec![src.clone()]), &NoProgress).unwrap();
+        repo.reload_index().unwrap();
+        std::fs::write(src.join("touched/g"), b"after, longer").unwrap();
+        // A change the watcher did not report (outside the changed paths) is not seen: the
+        // contract is that every change is reported.
+        std::fs::write(src.join("same/deep/f"), b"unreported").unwrap();
+        let mut opts = BackupOptions::new(vec![src.clone()]);
+        opts.parent = Some(first.snapshot_id);
+        opts.changed = Some(ChangedPaths::new(vec![src.join("touched/g")]));
+        let second = backup(&repo, &opts, &NoProgress).unwrap();
+        let summary = &second.snapshot.summary;
+        assert_eq!((summary.files_changed, summary.files_new), (1, 0), "{summary:?}");
+        assert_eq!(summary.bytes_read, 13, "only the changed file was read: {summary:?}");
+        repo.reload_index().unwrap();
+        let root = repo.load_tree(&second.snapshot.tree).unwrap();
+        let same_then = repo.find_node(&first.snapshot.tree, &src.join("same").to_string_lossy());
+        let same_now = repo.find_node(&second.snapshot.tree, &src.join("same").to_string_lossy());
+        assert_eq!(same_then.unwrap().subtree, same_now.unwrap().subtree, "carried over");
+        let g = repo.find_node(&second.snapshot.tree, &src.join("touched/g").to_string_lossy());
+        assert_eq!(g.unwrap().size, 13);
+        assert!(!root.nodes.is_empty());
     }
 
     fn repository_with(dir: &Path, chunker: ChunkerParams) -> Repository {

@@ -390,6 +390,17 @@ impl<'s, 'a> Walker<'s, 'a> {
         if opts.excludes.matches(path) {
             return;
         }
+        // Continuous protection: a directory nothing changed in since the parent is the parent's,
+        // node and subtree, neither listed nor read (its tree must still be indexed).
+        if let (Some(changed), Some(previous)) = (&opts.changed, parent_node)
+            && previous.kind == NodeKind::Dir
+            && previous.subtree.is_some_and(|t| self.shared.repo.index().contains(&t))
+            && !changed.touches(path)
+        {
+            self.shared.counters.dirs_unchanged.fetch_add(1, Ordering::Relaxed);
+            self.send(Item::Node(previous.clone()));
+            return;
+        }
         let md = match entry.map_or_else(|| std::fs::symlink_metadata(path), |e| e.0.metadata()) {
             Ok(md) => md,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {

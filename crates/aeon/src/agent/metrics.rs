@@ -48,12 +48,14 @@ pub fn add_jobs(
             &l,
             s.failures as f64,
         );
-        e.sample(
-            "aeon_job_next_run_timestamp_seconds",
-            "When the job is next due (Unix time).",
-            &l,
-            plan::due_at(job, &s, now).timestamp() as f64,
-        );
+        if !job.on_changes_only() {
+            e.sample(
+                "aeon_job_next_run_timestamp_seconds",
+                "When the job is next due (Unix time).",
+                &l,
+                plan::due_at(job, &s, now).timestamp() as f64,
+            );
+        }
         if let Some(t) = s.last_success {
             e.sample(
                 "aeon_job_last_success_timestamp_seconds",

@@ -9,6 +9,7 @@
 pub mod metrics;
 pub mod notify;
 pub mod plan;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::io::Read;
@@ -98,6 +99,8 @@ struct Agent {
     /// The latest compliance report of each repository (for its metrics).
     reports: BTreeMap<String, aeon_core::report::ComplianceReport>,
     started: DateTime<Local>,
+    /// The watches of `watch = true` profiles.
+    watches: Vec<watch::Watch>,
 }
 
 impl Agent {
@@ -129,6 +132,7 @@ impl Agent {
             serving: false,
             reports: BTreeMap::new(),
             started: Local::now(),
+            watches: Vec::new(),
         };
         agent.load()?;
         Ok(agent)
@@ -149,6 +153,85 @@ impl Agent {
         self.log("info", "configuration loaded", json!({"file": self.config_path, "jobs": jobs.iter().map(Job::key).collect::<Vec<_>>()}));
         self.jobs = jobs;
         self.profiles = profiles;
+        self.start_watches();
+        Ok(())
+    }
+
+    /// (Re)starts a watch for every profile with `watch = true`.
+    fn start_watches(&mut self) {
+        self.watches.clear();
+        for (name, profile) in self.profiles.clone() {
+            if profile.watch != Some(true) {
+                continue;
+            }
+            let delay = profile
+                .watch_delay
+                .as_ref()
+                .and_then(|d| crate::config::parse_duration(d.get_ref()).ok())
+                .unwrap_or(watch::DEFAULT_DELAY);
+            match watch::Watch::start(&name, &profile.sources(), delay) {
+                Ok(w) => {
+                    self.log(
+                        "info",
+                        "watching",
+                        json!({"profile": name, "delay_seconds": delay.as_secs_f64()}),
+                    );
+                    self.watches.push(w);
+                }
+                Err(e) => self.log(
+                    "error",
+                    "cannot watch",
+                    json!({"profile": name, "error": format!("{e:#}")}),
+                ),
+            }
+        }
+    }
+
+    /// Starts the backups the watches ask for, where their repository is free.
+    fn run_watches(&mut self, now: DateTime<Local>) -> Result<()> {
+        for i in 0..self.watches.len() {
+            self.watches[i].drain();
+            let Some(due) = self.watches[i].take_due() else { continue };
+            let name = self.watches[i].profile.clone();
+            let Some(profile) = self.profiles.get(&name).cloned() else { continue };
+            let repository = profile.repository.clone().unwrap_or_default();
+            if self.running.iter().any(|r| r.job.repository == repository) {
+                self.watches[i].put_back(due);
+                continue;
+            }
+            let job = Job {
+                profile: name.clone(),
+                kind: JobKind::Backup,
+                schedules: Vec::new(),
+                repository,
+                urgent: false,
+            };
+            let extra = match due {
+                watch::Due::Everything(why) => {
+                    self.log(
+                        "warning",
+                        "events may be missing: a full incremental backup",
+                        json!({"profile": name, "why": why}),
+                    );
+                    Vec::new()
+                }
+                watch::Due::Changed(paths) => {
+                    let list = self.state_file.with_file_name(format!("changed-{name}.txt"));
+                    if let Some(dir) = list.parent() {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    let text: String = paths.iter().map(|p| format!("{}\n", p.display())).collect();
+                    std::fs::write(&list, text)?;
+                    self.log(
+                        "info",
+                        "changes seen",
+                        json!({"profile": name, "paths": paths.len()}),
+                    );
+                    vec!["--changed-paths".to_string(), list.display().to_string()]
+                }
+            };
+            self.launch_with(job, now, &extra)?;
+        }
         Ok(())
     }
 
@@ -277,12 +360,18 @@ impl Agent {
             for job in starting {
                 self.launch(job, now)?;
             }
+            self.run_watches(now)?;
             std::thread::sleep(TICK);
         }
     }
 
-    /// Runs the before-hook, then starts the job's child process (or records why not).
     fn launch(&mut self, job: Job, now: DateTime<Local>) -> Result<()> {
+        self.launch_with(job, now, &[])
+    }
+
+    /// Runs the before-hook, then starts the job's child process with `extra` arguments (or
+    /// records why not).
+    fn launch_with(&mut self, job: Job, now: DateTime<Local>, extra: &[String]) -> Result<()> {
         let key = job.key();
         let profile = self.profiles.get(&job.profile).cloned().unwrap_or_default();
         let state = self.states.entry(key.clone()).or_default();
@@ -307,6 +396,7 @@ impl Agent {
             .arg(&self.config_path)
             .args(["--profile", &job.profile, "--json", "--quiet"])
             .args(job.kind.arguments())
+            .args(extra)
             .env_remove("AEON_PROFILE")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -446,7 +536,8 @@ fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
                 "last_point": s.last_point,
                 "last_success": s.last_success.map(|t| t.to_rfc3339()),
                 "failures_in_a_row": s.failures,
-                "next_run": plan::due_at(j, &s, now).to_rfc3339(),
+                "next_run": (!j.on_changes_only()).then(|| plan::due_at(j, &s, now).to_rfc3339()),
+                "on_changes": j.on_changes_only(),
             })
         })
         .collect();
@@ -468,7 +559,7 @@ fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
             short(&r["last_start"]),
             short(&r["last_success"]),
             r["last_outcome"].as_str().unwrap_or("-"),
-            short(&r["next_run"]),
+            if r["on_changes"] == true { "on changes".to_string() } else { short(&r["next_run"]) },
         );
     }
     Ok(0)

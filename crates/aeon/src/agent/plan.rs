@@ -47,6 +47,13 @@ pub struct Job {
 }
 
 impl Job {
+    /// Whether it runs only when its profile's watch sees changes.
+    pub fn on_changes_only(&self) -> bool {
+        self.schedules.is_empty()
+    }
+}
+
+impl Job {
     pub fn key(&self) -> String {
         job_key(&self.profile, self.kind)
     }
@@ -102,17 +109,20 @@ pub fn jobs(config: &Config) -> anyhow::Result<Vec<Job>> {
         let profile: Profile = config.resolve(name)?;
         let repository = profile.repository.clone().unwrap_or_default();
         let urgent = profile.category.as_ref().is_some_and(|c| c.get_ref() == "emergency");
+        let watched = profile.watch == Some(true);
         for (kind, schedules) in [
             (JobKind::Backup, &profile.schedule),
             (JobKind::Forget, &profile.forget_schedule),
             (JobKind::Check, &profile.check_schedule),
         ] {
-            let Some(schedules) = schedules else { continue };
+            // A watched profile's backups run on changes, with or without a schedule.
+            if schedules.is_none() && !(kind == JobKind::Backup && watched) {
+                continue;
+            }
             let parsed = schedules
-                .get_ref()
-                .all()
                 .iter()
-                .map(|s| Schedule::parse(s))
+                .flat_map(|s| s.get_ref().all())
+                .map(Schedule::parse)
                 .collect::<anyhow::Result<Vec<_>>>()?;
             out.push(Job {
                 profile: name.clone(),

@@ -11,7 +11,10 @@ pub fn run(ctx: &Ctx, args: BackupArgs) -> Result<u8> {
     let streaming = args.stdin || args.stdin_from_command;
     let mut opts = options(ctx, &args)?;
     // Listing the sources needs no key: it begins while the repository opens.
-    let early_scan = if streaming { None } else { Some(archiver::EarlyScan::start(&opts)?) };
+    let early_scan = match streaming || opts.changed.is_some() {
+        true => None,
+        false => Some(archiver::EarlyScan::start(&opts)?),
+    };
     let parent = match (&args.parent, args.force || streaming) {
         (_, true) => ParentChoice::None,
         (Some(spec), false) => ParentChoice::Given(spec.clone()),
@@ -151,6 +154,19 @@ fn options(ctx: &Ctx, args: &BackupArgs) -> Result<BackupOptions> {
     opts.time = args.time.as_deref().map(timefmt::parse).transpose()?;
     opts.scan_totals = ctx.progress_visible();
     opts.protect = args.protect;
+    if let Some(list) = &args.changed_paths {
+        if args.force {
+            bail!(
+                "--changed-paths carries unchanged folders over from the parent; --force reads everything: give one"
+            );
+        }
+        let text = std::fs::read_to_string(list)
+            .with_context(|| format!("cannot read the changed paths in {}", list.display()))?;
+        let paths = text.lines().filter(|l| !l.is_empty()).map(std::path::PathBuf::from).collect();
+        opts.changed = Some(archiver::ChangedPaths::new(paths));
+        // The walk is short: a scan for the progress bar's totals would walk everything.
+        opts.scan_totals = false;
+    }
     Ok(opts)
 }
 
