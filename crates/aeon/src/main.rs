@@ -229,6 +229,15 @@ fn main() -> ExitCode {
             }
         }
     }
+    if let Command::Backup(a) = &cli.command
+        && a.paths.is_empty()
+        && a.files_from.is_empty()
+        && !(a.stdin || a.stdin_from_command)
+    {
+        eprintln!("aeon: error: nothing to back up: give the paths");
+        eprintln!("hint: or a profile with `sources` (--profile NAME; see `aeon config show`)");
+        return ExitCode::from(exit::USAGE);
+    }
     let operation = operation_name(&cli.command);
     let ctx = Ctx { global: cli.global, operation };
     if ctx.global.no_lock && writes_data(&cli.command) {
