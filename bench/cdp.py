@@ -37,7 +37,7 @@ def main():
     config = work / "aeon.toml"
     config.write_text(f'[live]\nrepository = "{repo}"\npassword_file = "{work / "pw"}"\n'
                       f'sources = ["{src}"]\nwatch = true\nwatch_delay = "{a.delay}"\n')
-    env = dict(os.environ, AEON_CONFIG=str(config), XDG_CACHE_HOME=str(work / "cache"))
+    env = dict(os.environ, AEON_CONFIG=str(config), AEON_PROFILE="live", XDG_CACHE_HOME=str(work / "cache"))
     env.pop("AEON_PASSWORD", None); env.pop("AEON_REPOSITORY", None)
     subprocess.run([str(AEON), "-q", "init"], env=env, check=True)
     log = open(work / "agent.log", "w")
