@@ -79,6 +79,9 @@ struct Running {
     job: Job,
     child: Child,
     started: DateTime<Local>,
+    /// The run's stdout (its JSON summary), read as it comes: a run whose output filled the
+    /// pipe would otherwise wait for the agent forever.
+    output: std::thread::JoinHandle<String>,
 }
 
 struct Agent {
@@ -401,9 +404,17 @@ impl Agent {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let child = command.spawn().context("cannot start a run")?;
+        let mut child = command.spawn().context("cannot start a run")?;
         self.log("info", "run started", json!({"job": key, "pid": child.id()}));
-        self.running.push(Running { job, child, started: now });
+        let mut stdout = child.stdout.take();
+        let output = std::thread::spawn(move || {
+            let mut out = String::new();
+            if let Some(stdout) = stdout.as_mut() {
+                let _ = stdout.read_to_string(&mut out);
+            }
+            out
+        });
+        self.running.push(Running { job, child, started: now, output });
         self.rebuild_metrics();
         save_states(&self.state_file, &self.states)
     }
@@ -416,11 +427,8 @@ impl Agent {
                 i += 1;
                 continue;
             };
-            let mut done = self.running.swap_remove(i);
-            let mut out = String::new();
-            if let Some(mut stdout) = done.child.stdout.take() {
-                let _ = stdout.read_to_string(&mut out);
-            }
+            let done = self.running.swap_remove(i);
+            let out = done.output.join().unwrap_or_default();
             let summary: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
             let code = status.code();
             // A backup that could not read some files wrote its point: a success with a warning.
