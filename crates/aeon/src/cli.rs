@@ -114,7 +114,7 @@ pub struct GlobalOpts {
     #[arg(long, env = "AEON_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
 
-    /// Profile of the configuration file to use (default: [default], if there is one); its
+    /// Profile of the configuration file to use (default: the `[default]` profile, if there is one); its
     /// keys fill in what flags and environment variables do not give
     #[arg(long, env = "AEON_PROFILE", global = true, value_name = "NAME")]
     pub profile: Option<String>,
