@@ -367,34 +367,15 @@ impl Repository<Open> {
         let cipher = key.cipher(format::FORMAT_VERSION);
         let config = encode_config(&cipher, &repository_id, &settings)?;
         backend.write(FileType::Config, "config", &config)?;
-        let repo = Repository {
-            backend,
-            storage,
-            repository_id,
-            settings,
-            hasher: key.id_hasher(),
-            gear: key.gear(cipher.format_version()),
-            cipher,
-            index: Index::default(),
-            index_state: IndexState::default(),
-            lock: None,
-            lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
-            cache: None,
-            warnings: Vec::new(),
-            observer: Arc::new(NoProgress),
-            read_only: false,
-            mirror: None,
-            stripe: None,
-            append_only: false,
-            pack_keys: Arc::default(),
-            keyring: Arc::new(Keyring {
-                master: Some(key),
-                slot: slot_name,
-                signing_seed: unlocked.signing_seed,
-                append_only: unlocked.append_only,
-            }),
-            state: std::marker::PhantomData,
+        let (hasher, gear) = (key.id_hasher(), key.gear(cipher.format_version()));
+        let keyring = Keyring {
+            master: Some(key),
+            slot: slot_name,
+            signing_seed: unlocked.signing_seed,
+            append_only: unlocked.append_only,
         };
+        let repo =
+            Repository::assemble(storage, repository_id, settings, cipher, hasher, gear, keyring);
         // The log's first record: it registers the first slot's signing key.
         repo.audit(
             crate::audit::Event::new("init").added(FileType::Key, repo.keyring.slot.clone()),
@@ -543,36 +524,24 @@ impl Repository<Open> {
             }
             cipher = cipher.with_openers(Arc::new(writers));
         }
-        let storage = backend;
-        let backend = with_parity(&storage, &settings);
-        Ok(Repository {
+        let (hasher, gear) = (key.id_hasher(), key.gear(cipher.format_version()));
+        let keyring = Keyring {
+            master: Some(key),
+            slot: slot_name,
+            signing_seed: unlocked.signing_seed,
+            append_only: unlocked.append_only,
+        };
+        let mut repo = Repository::assemble(
             backend,
-            storage,
-            repository_id: header.repository_id,
+            header.repository_id,
             settings,
-            hasher: key.id_hasher(),
-            gear: key.gear(cipher.format_version()),
             cipher,
-            index: Index::default(),
-            index_state: IndexState::default(),
-            lock: None,
-            lock_stale_after: crate::lock::DEFAULT_STALE_AFTER,
-            cache: None,
-            warnings: skipped,
-            observer: Arc::new(NoProgress),
-            read_only: false,
-            mirror: None,
-            stripe: None,
-            append_only: false,
-            pack_keys: Arc::default(),
-            keyring: Arc::new(Keyring {
-                master: Some(key),
-                slot: slot_name,
-                signing_seed: unlocked.signing_seed,
-                append_only: unlocked.append_only,
-            }),
-            state: std::marker::PhantomData,
-        })
+            hasher,
+            gear,
+            keyring,
+        );
+        repo.warnings = skipped;
+        Ok(repo)
     }
 
     /// Opens the repository for a write-only client: it writes with its run's key, its own
@@ -602,14 +571,43 @@ impl Repository<Open> {
             parity: None,
             layout: None,
         };
-        Ok(Repository {
-            backend: backend.clone(),
-            storage: backend,
-            repository_id: header.repository_id,
+        let keyring = Keyring {
+            master: None,
+            slot: slot_name,
+            signing_seed: secret.signing_seed(),
+            append_only: true,
+        };
+        let (hasher, gear) = (secret.id_hasher(), secret.gear());
+        Ok(Repository::assemble(
+            backend,
+            header.repository_id,
             settings,
-            hasher: secret.id_hasher(),
-            gear: secret.gear(),
-            cipher: run.cipher,
+            run.cipher,
+            hasher,
+            gear,
+            keyring,
+        ))
+    }
+
+    /// A repository just opened (or made) on `storage`: no lock, no index, no cache, one
+    /// location; small objects get their copies when the settings ask for parity.
+    fn assemble(
+        storage: Arc<dyn Backend>,
+        repository_id: [u8; 32],
+        settings: Settings,
+        cipher: Cipher,
+        hasher: IdHasher,
+        gear: crate::chunker::Gear,
+        keyring: Keyring,
+    ) -> Repository<Open> {
+        Repository {
+            backend: with_parity(&storage, &settings),
+            storage,
+            repository_id,
+            settings,
+            cipher,
+            hasher,
+            gear,
             index: Index::default(),
             index_state: IndexState::default(),
             lock: None,
@@ -622,14 +620,9 @@ impl Repository<Open> {
             stripe: None,
             append_only: false,
             pack_keys: Arc::default(),
-            keyring: Arc::new(Keyring {
-                master: None,
-                slot: slot_name,
-                signing_seed: secret.signing_seed(),
-                append_only: true,
-            }),
+            keyring: Arc::new(keyring),
             state: std::marker::PhantomData,
-        })
+        }
     }
 
     /// Reaches the repository through all its locations (once its config named them);
