@@ -10,6 +10,16 @@ FUZZ_SECONDS="${FUZZ_SECONDS:-10}"
 step() { printf '\n==> %s (%s, %ds in)\n' "$*" "$(date -u +%H:%M:%S)" "$SECONDS"; }
 
 step "tools"
+# A clean build is several GB and the suite writes GBs of test repositories: say what is free,
+# and refuse early rather than fail tests one by one on a full disk.
+df -h . "${TMPDIR:-/tmp}" | sed 's/^/    /'
+free_kib=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}')
+if [ "$free_kib" -lt $((1 * 1024 * 1024)) ]; then
+    echo "less than 8 GiB free under ${TMPDIR:-/tmp}: the suite needs room for its build and test repositories" >&2
+    exit 1
+fi
+# A one-off build gains nothing from incremental state (GBs on disk).
+export CARGO_INCREMENTAL=0
 if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install cargo-nextest --locked
 fi
