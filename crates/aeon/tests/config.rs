@@ -25,21 +25,12 @@ fn a_profile_backs_up_its_sources_and_flags_override_it() {
     let src = env.path("src");
     generate_tree(&src, 5, 6, 5_000);
     fs::write(src.join("scratch.tmp"), b"not wanted").unwrap();
+    let config = env.config_file(&format!(
+        "[home]\ninherit = \"default\"\nsources = [{:?}]\nexclude = [\"*.tmp\"]\n\
+         tags = [\"home\"]\ncategory = \"critical\"\nkeep_last = 1\nschedule = \"every 6h\"\n",
+        src.display()
+    ));
     let password = env.path("password");
-    fs::write(&password, format!("{PASSWORD}\n")).unwrap();
-    let config = env.path("aeon.toml");
-    fs::write(
-        &config,
-        format!(
-            "[default]\nrepository = {:?}\npassword_file = {:?}\n\n\
-             [home]\ninherit = \"default\"\nsources = [{:?}]\nexclude = [\"*.tmp\"]\n\
-             tags = [\"home\"]\ncategory = \"critical\"\nkeep_last = 1\nschedule = \"every 6h\"\n",
-            env.repo.display(),
-            password.display(),
-            src.display()
-        ),
-    )
-    .unwrap();
     let out = with_config(&env, &config, &["config", "check"]);
     assert_success(&out);
 

@@ -240,3 +240,47 @@ pub fn compliance(repo: &Repository) -> Result<ComplianceReport> {
         },
     })
 }
+
+/// What is known of one recovery point's soundness.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PointCondition {
+    /// Every file the backup met is in it.
+    Complete,
+    /// The backup could not read some files: the point lacks them.
+    Partial,
+    /// `repair snapshots` rewrote it without files whose data was lost.
+    Repaired,
+}
+
+/// A recovery point's health: its condition, and when a `check --read-data` that succeeded read
+/// all the data after the point was written, if one did. (A completed scrub pass does not
+/// count: packs written while it ran may lie behind its cursor.)
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PointHealth {
+    pub condition: PointCondition,
+    pub verified_at: Option<DateTime<FixedOffset>>,
+}
+
+/// The health of `point` given the repository's `verification` record.
+pub fn point_health(point: &crate::snapshot::Snapshot, verification: &Verification) -> PointHealth {
+    let condition = if point.tags.iter().any(|t| t == "repaired") {
+        PointCondition::Repaired
+    } else if point.summary.errors > 0 {
+        PointCondition::Partial
+    } else {
+        PointCondition::Complete
+    };
+    let full_check = verification
+        .last_check
+        .as_ref()
+        .filter(|c| c.outcome == "ok" && c.arguments.iter().any(|a| a == "--read-data"))
+        .and_then(|c| {
+            // The record is written when the check ends: it read only what existed when it began.
+            let end = DateTime::parse_from_rfc3339(&c.time).ok()?;
+            let began = end - chrono::Duration::milliseconds((c.seconds? * 1000.0) as i64);
+            (began > point.time).then_some(end)
+        });
+    let verified_at = full_check;
+    PointHealth { condition, verified_at }
+}

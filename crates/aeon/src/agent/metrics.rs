@@ -2,7 +2,6 @@
 //! their compliance reports, refreshed after each run), served at `/metrics` on `--listen`.
 
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use aeon_core::report::metrics::Exposition;
@@ -150,45 +149,3 @@ pub fn run(ctx: &crate::Ctx, args: crate::cli::MetricsArgs) -> Result<u8> {
 
 /// What `/metrics` serves: rebuilt by the agent loop, read by the server.
 pub type Shared = Arc<Mutex<String>>;
-
-/// Serves `GET /metrics` from `shared` on `address` in a thread of its own.
-pub fn serve(address: SocketAddr, shared: Shared) -> Result<()> {
-    let listener = std::net::TcpListener::bind(address)
-        .with_context(|| format!("cannot listen on {address}"))?;
-    listener.set_nonblocking(true)?;
-    std::thread::Builder::new().name("metrics".into()).spawn(move || {
-        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
-            Ok(r) => r,
-            Err(e) => {
-                eprintln!("aeon agent: no runtime for the metrics server: {e}");
-                return;
-            }
-        };
-        runtime.block_on(async move {
-            let app = axum::Router::new().route(
-                "/metrics",
-                axum::routing::get(move || {
-                    let text = shared.lock().map(|t| t.clone()).unwrap_or_default();
-                    async move {
-                        (
-                            [(
-                                axum::http::header::CONTENT_TYPE,
-                                "text/plain; version=0.0.4; charset=utf-8",
-                            )],
-                            text,
-                        )
-                    }
-                }),
-            );
-            match tokio::net::TcpListener::from_std(listener) {
-                Ok(l) => {
-                    if let Err(e) = axum::serve(l, app).await {
-                        eprintln!("aeon agent: the metrics server stopped: {e}");
-                    }
-                }
-                Err(e) => eprintln!("aeon agent: cannot serve metrics: {e}"),
-            }
-        });
-    })?;
-    Ok(())
-}

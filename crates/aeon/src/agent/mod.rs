@@ -6,6 +6,7 @@
 //! The agent keeps what it knows of each job in a state file, so that a restart catches up a
 //! missed run once and `aeon agent status` can tell the last and next runs.
 
+pub mod dashboard;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
@@ -37,10 +38,23 @@ pub fn run(ctx: &Ctx, args: AgentArgs) -> Result<u8> {
         Some(AgentAction::Status) => status(ctx, &state_file),
         None => {
             let mut agent =
-                Agent::start(ctx, state_file, args.log_format.as_deref() == Some("json"))?;
+                Agent::start(ctx, state_file.clone(), args.log_format.as_deref() == Some("json"))?;
             if let Some(address) = args.listen {
-                metrics::serve(address, agent.metrics.clone())?;
-                agent.log("info", "serving metrics", json!({"address": address.to_string()}));
+                let token_file = match &args.token_file {
+                    Some(f) => f.clone(),
+                    None => state_file.with_file_name("dashboard.token"),
+                };
+                let settings = dashboard::Settings {
+                    address,
+                    token: dashboard::token(&token_file)?,
+                    restore_under: args.restore_under.clone(),
+                };
+                dashboard::serve(settings, agent.board.clone(), agent.metrics.clone())?;
+                agent.log(
+                    "info",
+                    "serving metrics and the dashboard",
+                    json!({"url": format!("http://{address}/"), "token_file": token_file}),
+                );
                 agent.refresh_reports(None);
             }
             agent.run()
@@ -96,8 +110,10 @@ struct Agent {
     json_log: bool,
     stop: Arc<AtomicBool>,
     reload: Arc<AtomicBool>,
-    /// What `/metrics` serves, rebuilt after every change; `None` until `--listen` asks.
+    /// What `/metrics` serves, rebuilt after every change (once `--listen` asks).
     metrics: metrics::Shared,
+    /// What the dashboard shows, rewritten with the metrics.
+    board: dashboard::Shared,
     serving: bool,
     /// The latest compliance report of each repository (for its metrics).
     reports: BTreeMap<String, aeon_core::report::ComplianceReport>,
@@ -132,6 +148,7 @@ impl Agent {
             stop,
             reload,
             metrics: Arc::default(),
+            board: Arc::default(),
             serving: false,
             reports: BTreeMap::new(),
             started: Local::now(),
@@ -156,8 +173,27 @@ impl Agent {
         self.log("info", "configuration loaded", json!({"file": self.config_path, "jobs": jobs.iter().map(Job::key).collect::<Vec<_>>()}));
         self.jobs = jobs;
         self.profiles = profiles;
+        self.publish_repositories();
         self.start_watches();
         Ok(())
+    }
+
+    /// Tells the dashboard each repository and how to open it (as the first profile naming it
+    /// says).
+    fn publish_repositories(&self) {
+        let mut repositories = BTreeMap::new();
+        for profile in self.profiles.values() {
+            let Some(repository) = &profile.repository else { continue };
+            repositories.entry(repository.clone()).or_insert_with(|| {
+                let mut global = self.global.clone();
+                crate::config::apply_global(&mut global, profile);
+                global
+            });
+        }
+        let mut board = dashboard::lock(&self.board);
+        board.repositories = repositories;
+        board.config_file = self.config_path.clone();
+        board.started = self.started.to_rfc3339();
     }
 
     /// (Re)starts a watch for every profile with `watch = true`.
@@ -208,6 +244,7 @@ impl Agent {
                 schedules: Vec::new(),
                 repository,
                 urgent: false,
+                jitter: chrono::Duration::zero(),
             };
             let extra = match due {
                 watch::Due::Everything(why) => {
@@ -252,6 +289,8 @@ impl Agent {
             match metrics::profile_report(&self.global, profile) {
                 Ok(report) => {
                     self.reports.insert(job.repository.clone(), report);
+                    let mut board = dashboard::lock(&self.board);
+                    *board.generation.entry(job.repository.clone()).or_default() += 1;
                 }
                 Err(e) => self.log(
                     "warning",
@@ -276,9 +315,20 @@ impl Agent {
         if let Ok(mut shared) = self.metrics.lock() {
             *shared = e.render();
         }
+        let mut board = dashboard::lock(&self.board);
+        board.jobs = job_rows(&self.jobs, &self.states, &running, Local::now());
+        board.reports = self.reports.clone();
     }
 
     fn log(&self, level: &str, message: &str, fields: serde_json::Value) {
+        if level != "info" {
+            let mut notice =
+                json!({"time": Local::now().to_rfc3339(), "level": level, "message": message});
+            if let (Some(n), Some(f)) = (notice.as_object_mut(), fields.as_object()) {
+                n.extend(f.clone());
+            }
+            dashboard::lock(&self.board).push_notice(notice);
+        }
         log_line(self.json_log, level, message, fields);
     }
 
@@ -521,16 +571,15 @@ fn describe(code: Option<i32>) -> String {
     code.map_or_else(|| "ended by a signal".to_string(), |c| format!("exit code {c}"))
 }
 
-/// `aeon agent status`: each job's last run and when it is next due.
-fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
-    let path = Config::locate(ctx.global.config.as_deref())
-        .context("no configuration file (give --config FILE)")?;
-    let config = Config::read(&path)?;
-    let jobs = plan::jobs(&config)?;
-    let states = load_states(state_file);
-    let now = Local::now();
-    let rows: Vec<serde_json::Value> = jobs
-        .iter()
+/// Each job with its last run and when it is next due, as `aeon agent status --json` prints
+/// them (`running` lists the keys of jobs under way).
+fn job_rows(
+    jobs: &[Job],
+    states: &BTreeMap<String, JobState>,
+    running: &[String],
+    now: DateTime<Local>,
+) -> Vec<serde_json::Value> {
+    jobs.iter()
         .map(|j| {
             let s = states.get(&j.key()).cloned().unwrap_or_default();
             json!({
@@ -538,6 +587,7 @@ fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
                 "profile": j.profile,
                 "kind": j.kind,
                 "repository": j.repository,
+                "running": running.contains(&j.key()),
                 "last_start": s.last_start.map(|t| t.to_rfc3339()),
                 "last_outcome": s.last_outcome,
                 "last_seconds": s.last_seconds,
@@ -548,7 +598,16 @@ fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
                 "on_changes": j.on_changes_only(),
             })
         })
-        .collect();
+        .collect()
+}
+
+/// `aeon agent status`: each job's last run and when it is next due.
+fn status(ctx: &Ctx, state_file: &Path) -> Result<u8> {
+    let path = Config::locate(ctx.global.config.as_deref())
+        .context("no configuration file (give --config FILE)")?;
+    let config = Config::read(&path)?;
+    let jobs = plan::jobs(&config)?;
+    let rows = job_rows(&jobs, &load_states(state_file), &[], Local::now());
     if ctx.global.json {
         ctx.print_json(&rows)?;
         return Ok(0);

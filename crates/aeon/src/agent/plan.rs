@@ -44,6 +44,8 @@ pub struct Job {
     pub repository: String,
     /// `--category emergency` jumps ahead of a repository's queue.
     pub urgent: bool,
+    /// Scheduled runs start up to this much after their time (see [`jitter_of`]).
+    pub jitter: Duration,
 }
 
 impl Job {
@@ -110,6 +112,10 @@ pub fn jobs(config: &Config) -> anyhow::Result<Vec<Job>> {
         let repository = profile.repository.clone().unwrap_or_default();
         let urgent = profile.category.as_ref().is_some_and(|c| c.get_ref() == "emergency");
         let watched = profile.watch == Some(true);
+        let jitter = match &profile.jitter {
+            Some(j) => Duration::from_std(crate::config::parse_duration(j.get_ref())?)?,
+            None => Duration::zero(),
+        };
         for (kind, schedules) in [
             (JobKind::Backup, &profile.schedule),
             (JobKind::Forget, &profile.forget_schedule),
@@ -130,6 +136,7 @@ pub fn jobs(config: &Config) -> anyhow::Result<Vec<Job>> {
                 schedules: parsed,
                 repository: repository.clone(),
                 urgent,
+                jitter,
             });
         }
     }
@@ -146,8 +153,8 @@ pub fn due_at(job: &Job, state: &JobState, now: DateTime<Local>) -> DateTime<Loc
         .map(|s| match (s, state.last_start) {
             // Never run: an interval runs at once, a cron expression at its next time.
             (Schedule::Every(_), None) => now,
-            (Schedule::Cron(_), None) => s.next_after(now, None),
-            (_, Some(last)) => s.next_after(last, Some(last)),
+            (Schedule::Cron(_), None) => jitter_of(job, s.next_after(now, None)),
+            (_, Some(last)) => jitter_of(job, s.next_after(last, Some(last))),
         })
         .min()
         .unwrap_or(now + Duration::days(366));
@@ -155,6 +162,22 @@ pub fn due_at(job: &Job, state: &JobState, now: DateTime<Local>) -> DateTime<Loc
         Some(retry) if retry < scheduled => retry,
         _ => scheduled,
     }
+}
+
+/// `time` delayed by the job's jitter: an offset below it drawn from the job and the time, so
+/// that every look at the same scheduled run gives the same answer (no state to keep), while
+/// jobs of different machines and profiles spread out.
+fn jitter_of(job: &Job, time: DateTime<Local>) -> DateTime<Local> {
+    let span = job.jitter.num_milliseconds();
+    if span <= 0 {
+        return time;
+    }
+    let mut h = blake3::Hasher::new();
+    h.update(aeon_core::lock::this_host().as_bytes());
+    h.update(job.key().as_bytes());
+    h.update(&time.timestamp().to_le_bytes());
+    let draw = u64::from_le_bytes(h.finalize().as_bytes()[..8].try_into().unwrap_or_default());
+    time + Duration::milliseconds((draw % span as u64) as i64)
 }
 
 /// The state after a run that ended at `end` with `ok`: a failure schedules a retry with
@@ -217,6 +240,7 @@ mod tests {
             schedules: vec![Schedule::parse(schedule).unwrap()],
             repository: repository.into(),
             urgent,
+            jitter: Duration::zero(),
         }
     }
 
@@ -239,6 +263,30 @@ mod tests {
         assert_eq!(due_at(&j, &s, at(14, 0)), at(18, 0));
         after_run(&mut s, true, at(14, 30));
         assert_eq!((s.failures, s.retry_at), (0, None));
+    }
+
+    #[test]
+    fn jitter_delays_a_run_by_less_than_its_span_and_the_same_on_every_look() {
+        let mut j = job("home", "0 */6 * * *", "/r", false);
+        j.jitter = Duration::minutes(10);
+        let s = JobState { last_start: Some(at(0, 0)), ..JobState::default() };
+        let due = due_at(&j, &s, at(1, 0));
+        assert!(due >= at(6, 0) && due < at(6, 10), "{due}");
+        assert_eq!(due_at(&j, &s, at(2, 0)), due, "stable while waiting");
+        let mut other = j.clone();
+        other.profile = "work".into();
+        let spread: std::collections::BTreeSet<_> = ["a", "b", "c", "d", "e", "f"]
+            .iter()
+            .map(|p| {
+                other.profile = p.to_string();
+                due_at(&other, &s, at(1, 0))
+            })
+            .collect();
+        assert!(spread.len() > 1, "profiles spread out: {spread:?}");
+        // A retry is not delayed by the jitter.
+        let mut failed = s.clone();
+        after_run(&mut failed, false, at(3, 0));
+        assert_eq!(due_at(&j, &failed, at(3, 0)), at(3, 1));
     }
 
     #[test]

@@ -66,7 +66,7 @@ fn kind_name(k: NodeKind) -> &'static str {
     }
 }
 
-fn node_json(path: &str, n: &Node) -> Value {
+pub fn node_json(path: &str, n: &Node) -> Value {
     json!({
         "path": path,
         "name": n.name.to_string_lossy(),

@@ -1,5 +1,6 @@
 use aeon_core::filter::PathFilter;
-use aeon_core::restorer::{self, RestoreOptions};
+use aeon_core::restorer::{self, RestoreOptions, RestoreSummary};
+use aeon_core::snapshot::SnapshotEntry;
 use anyhow::Result;
 use serde_json::json;
 
@@ -19,12 +20,11 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         numeric_owner: args.numeric_owner,
         verify: args.verify,
         privileged: !args.no_privileged,
-        // A whole recovery point: its summary says what is coming.
-        expected_totals: (path.trim_matches('/').is_empty()
-            && args.includes.is_empty()
-            && args.excludes.is_empty()
-            && entry.snapshot.summary.total_files > 0)
-            .then_some((entry.snapshot.summary.total_files, entry.snapshot.summary.total_bytes)),
+        expected_totals: expected_totals(
+            &entry,
+            &path,
+            !args.includes.is_empty() || !args.excludes.is_empty(),
+        ),
     };
     let node_path = format!("/{}", path.trim_matches('/'));
     let bar = Bar::new(ctx.progress_visible(), "files");
@@ -37,24 +37,7 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         eprintln!("error: {e}");
     }
     if ctx.global.json {
-        ctx.print_json(&json!({
-            "snapshot_id": entry.id.to_hex(),
-            "path": node_path,
-            "target": args.target,
-            "files": summary.files,
-            "files_unchanged": summary.files_unchanged,
-            "dirs": summary.dirs,
-            "links": summary.links,
-            "hardlinks": summary.hardlinks,
-            "special": summary.special,
-            "deleted": summary.deleted,
-            "bytes": summary.bytes,
-            "bytes_verified": summary.bytes_verified,
-            "errors": summary.errors,
-            "no_space": summary.no_space,
-            "notes": summary.notes,
-            "duration_seconds": secs,
-        }))?;
+        ctx.print_json(&summary_json(&entry, &node_path, &args.target, &summary, secs))?;
     } else {
         for n in &summary.notes {
             ctx.say(format!("note: {n}"));
@@ -99,4 +82,41 @@ pub fn run(ctx: &Ctx, args: RestoreArgs) -> Result<u8> {
         return Ok(exit::ERROR);
     }
     Ok(0)
+}
+
+/// What a restore of `path` in `entry` will write, when known beforehand: a whole recovery point
+/// without filters (its summary says).
+pub fn expected_totals(entry: &SnapshotEntry, path: &str, filtered: bool) -> Option<(u64, u64)> {
+    let s = &entry.snapshot.summary;
+    (path.trim_matches('/').is_empty() && !filtered && s.total_files > 0)
+        .then_some((s.total_files, s.total_bytes))
+}
+
+/// A restore's summary as `--json` prints it (and the dashboard shows it).
+pub fn summary_json(
+    entry: &SnapshotEntry,
+    node_path: &str,
+    target: &std::path::Path,
+    summary: &RestoreSummary,
+    seconds: f64,
+) -> serde_json::Value {
+    json!({
+        "snapshot_id": entry.id.to_hex(),
+        "path": node_path,
+        "target": target,
+        "files": summary.files,
+        "files_unchanged": summary.files_unchanged,
+        "dirs": summary.dirs,
+        "links": summary.links,
+        "hardlinks": summary.hardlinks,
+        "special": summary.special,
+        "deleted": summary.deleted,
+        "bytes": summary.bytes,
+        "bytes_verified": summary.bytes_verified,
+        "errors": summary.errors,
+        "integrity_errors": summary.integrity_errors,
+        "no_space": summary.no_space,
+        "notes": summary.notes,
+        "duration_seconds": seconds,
+    })
 }

@@ -34,6 +34,22 @@ impl Env {
         Env { dir, repo, run_as: None, extra_env: Vec::new() }
     }
 
+    /// Writes `aeon.toml`: a `[default]` profile with this repository and a password file,
+    /// then `profiles` (TOML). Its path.
+    #[allow(dead_code)]
+    pub fn config_file(&self, profiles: &str) -> PathBuf {
+        let password = self.path("password");
+        std::fs::write(&password, format!("{PASSWORD}\n")).unwrap();
+        let config = self.path("aeon.toml");
+        let default = format!(
+            "[default]\nrepository = {:?}\npassword_file = {:?}\n\n",
+            self.repo.display(),
+            password.display()
+        );
+        std::fs::write(&config, default + profiles).unwrap();
+        config
+    }
+
     pub fn path(&self, rel: &str) -> PathBuf {
         self.dir.path().join(rel)
     }
