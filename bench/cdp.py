@@ -4,7 +4,8 @@
 A copy of the benchmark's 200,000-file tree is watched; a writer changes 1,000 files a minute
 for a few minutes; each write's RPO is the time from the write until the end of the first
 recovery point that started after it (and so contains it). Then the agent idles, and the CPU it
-uses is read from /proc. Usage: bench/cdp.py [--minutes 3] [--delay 10s]; needs bench/run.sh's
+uses is read from /proc. Usage: bench/cdp.py [--minutes 3] [--delay 10s] [--method inotify|fanotify];
+needs bench/run.sh's
 data (bench/work/data/small) and a release build.
 """
 import argparse, json, os, random, shutil, signal, statistics, subprocess, sys, tempfile, time
@@ -27,6 +28,7 @@ def main():
     ap.add_argument("--delay", default="10s")
     ap.add_argument("--rate", type=int, default=1000, help="file changes per minute")
     ap.add_argument("--idle", type=int, default=60, help="seconds of idle measurement")
+    ap.add_argument("--method", default="inotify", choices=["inotify", "fanotify"])
     a = ap.parse_args()
     work = Path(tempfile.mkdtemp(prefix="aeon-cdp-"))
     src, repo, state = work / "src", work / "repo", work / "state"
@@ -36,7 +38,8 @@ def main():
     (work / "pw").write_text("bench\n")
     config = work / "aeon.toml"
     config.write_text(f'[live]\nrepository = "{repo}"\npassword_file = "{work / "pw"}"\n'
-                      f'sources = ["{src}"]\nwatch = true\nwatch_delay = "{a.delay}"\n')
+                      f'sources = ["{src}"]\nwatch = true\nwatch_delay = "{a.delay}"\n'
+                      f'watch_method = "{a.method}"\n')
     env = dict(os.environ, AEON_CONFIG=str(config), AEON_PROFILE="live", XDG_CACHE_HOME=str(work / "cache"))
     env.pop("AEON_PASSWORD", None); env.pop("AEON_REPOSITORY", None)
     subprocess.run([str(AEON), "-q", "init"], env=env, check=True)

@@ -87,6 +87,9 @@ pub struct Profile {
     /// Continuous data protection: back up what changed within `watch_delay` of a change.
     pub watch: Option<bool>,
     pub watch_delay: Option<Spanned<String>>,
+    /// `inotify` (the default: a watch per folder) or `fanotify` (as root: whole file systems,
+    /// no per-folder limit).
+    pub watch_method: Option<Spanned<String>>,
     /// Lateness: no successful backup for longer than this is reported.
     pub max_age: Option<Spanned<String>>,
     #[serde(default)]
@@ -239,7 +242,7 @@ impl Config {
                     say(s.span(), format!("source {:?} is not an absolute path", s.get_ref()));
                 }
             }
-            let checks: [(&Option<Spanned<String>>, Check); 13] = [
+            let checks: [(&Option<Spanned<String>>, Check); 14] = [
                 (&p.category, check_category),
                 (&p.kind, check_kind),
                 (&p.compression, check_compression),
@@ -247,6 +250,7 @@ impl Config {
                 (&p.watch_delay, check_duration),
                 (&p.max_age, check_duration),
                 (&p.jitter, check_duration),
+                (&p.watch_method, check_watch_method),
                 (&p.keep_within, check_span),
                 (&p.keep_within_hourly, check_span),
                 (&p.keep_within_daily, check_span),
@@ -374,6 +378,7 @@ impl Profile {
             jitter: pick(self.jitter, &b.jitter),
             watch: pick(self.watch, &b.watch),
             watch_delay: pick(self.watch_delay, &b.watch_delay),
+            watch_method: pick(self.watch_method, &b.watch_method),
             max_age: pick(self.max_age, &b.max_age),
             hooks: Hooks {
                 before: pick(self.hooks.before, &b.hooks.before),
@@ -648,6 +653,13 @@ fn check_size(v: &str) -> Result<()> {
 
 fn check_duration(v: &str) -> Result<()> {
     parse_duration(v).map(|_| ())
+}
+
+fn check_watch_method(v: &str) -> Result<()> {
+    match v {
+        "inotify" | "fanotify" => Ok(()),
+        _ => anyhow::bail!("watch_method {v:?}: use \"inotify\" or \"fanotify\""),
+    }
 }
 
 fn check_span(v: &str) -> Result<()> {

@@ -413,13 +413,26 @@ fn failures_and_lateness_are_notified_by_webhook_and_email() {
 /// reads only what changed (the rest of the tree is carried over from the parent).
 #[test]
 fn a_watched_profile_backs_up_a_change_within_its_delay() {
+    watched_profile_backs_up_a_change("inotify");
+}
+
+/// The same with fanotify (as root; the suite runs as root): one mark for the whole file
+/// system, events of other paths on it filtered out.
+#[test]
+fn a_profile_watched_with_fanotify_backs_up_a_change_within_its_delay() {
+    assert!(is_root(), "the suite runs as root (scripts/test-all.sh)");
+    watched_profile_backs_up_a_change("fanotify");
+}
+
+fn watched_profile_backs_up_a_change(method: &str) {
     let env = Env::new();
     let src = env.path("src");
     generate_tree(&src, 15, 200, 4_000);
     let (config, state) = setup(
         &env,
         &format!(
-            "[live]\ninherit = \"default\"\nsources = [{src:?}]\nwatch = true\nwatch_delay = \"1s\"\n"
+            "[live]\ninherit = \"default\"\nsources = [{src:?}]\nwatch = true\nwatch_delay = \"1s\"\n\
+             watch_method = \"{method}\"\n"
         ),
     );
     let agent = Agent::start(&env, &config, &state);
@@ -437,6 +450,7 @@ fn a_watched_profile_backs_up_a_change_within_its_delay() {
     assert_eq!(code, Some(0), "{log}");
     assert!(rpo < Duration::from_secs(20), "{rpo:?}");
     assert!(log.contains("events may be missing") && log.contains("changes seen"), "{log}");
+    assert!(log.contains(&format!("\"method\":\"{method}\"")), "{log}");
     let point = second["last_point"].as_str().unwrap();
     let shown = env.json(&["cat", "snapshot", point]);
     assert_eq!(shown["summary"]["bytes_read"], 24, "only the new file was read: {shown}");

@@ -7,6 +7,7 @@
 //! missed run once and `aeon agent status` can tell the last and next runs.
 
 pub mod dashboard;
+mod fanotify;
 pub mod metrics;
 pub mod notify;
 pub mod plan;
@@ -208,12 +209,13 @@ impl Agent {
                 .as_ref()
                 .and_then(|d| crate::config::parse_duration(d.get_ref()).ok())
                 .unwrap_or(watch::DEFAULT_DELAY);
-            match watch::Watch::start(&name, &profile.sources(), delay) {
+            let method = profile.watch_method.as_ref().map_or("inotify", |m| m.get_ref().as_str());
+            match watch::Watch::start(&name, &profile.sources(), delay, method) {
                 Ok(w) => {
                     self.log(
                         "info",
                         "watching",
-                        json!({"profile": name, "delay_seconds": delay.as_secs_f64()}),
+                        json!({"profile": name, "delay_seconds": delay.as_secs_f64(), "method": method}),
                     );
                     self.watches.push(w);
                 }

@@ -1,5 +1,6 @@
 //! Continuous data protection: the sources of a `watch = true` profile are watched (inotify,
-//! through `notify`), and `watch_delay` after the first change a backup of the changed paths
+//! through `notify`, or with `watch_method = "fanotify"` their whole file systems, as root), and
+//! `watch_delay` after the first change a backup of the changed paths
 //! runs (`backup --changed-paths`: the rest is carried over from the parent, not walked). When
 //! events may have been lost (a queue overflow, a watcher error, the agent's own start) the
 //! next run is a normal incremental backup instead, and the log says so.
@@ -10,17 +11,31 @@ use std::sync::mpsc::{Receiver, channel};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use notify::{RecursiveMode, Watcher};
+use notify::{RecursiveMode, Watcher as _};
 
 /// The default `watch_delay`.
 pub const DEFAULT_DELAY: Duration = Duration::from_secs(60);
+
+/// What a watcher reports.
+pub enum Event {
+    /// These paths changed.
+    Paths(Vec<PathBuf>),
+    /// Events may have been lost, for this reason.
+    Lost(String),
+}
+
+/// How the sources are watched (held, not read: dropping it stops the watch).
+enum Watcher {
+    Inotify { _watcher: notify::RecommendedWatcher },
+    Fanotify { _watch: super::fanotify::FanotifyWatch },
+}
 
 pub struct Watch {
     pub profile: String,
     pub delay: Duration,
     // Kept alive: dropping it stops the watch.
-    _watcher: notify::RecommendedWatcher,
-    events: Receiver<notify::Result<notify::Event>>,
+    _watcher: Watcher,
+    events: Receiver<Event>,
     changed: BTreeSet<PathBuf>,
     first_change: Option<Instant>,
     /// Why the next run must walk everything, if it must.
@@ -36,20 +51,40 @@ pub enum Due {
 }
 
 impl Watch {
-    pub fn start(profile: &str, sources: &[PathBuf], delay: Duration) -> Result<Watch> {
+    /// Watches `sources` with `method` (`inotify` or `fanotify`).
+    pub fn start(
+        profile: &str,
+        sources: &[PathBuf],
+        delay: Duration,
+        method: &str,
+    ) -> Result<Watch> {
         let (tx, events) = channel();
-        let mut watcher = notify::recommended_watcher(move |e| {
-            let _ = tx.send(e);
-        })
-        .context("cannot start a file-system watcher")?;
-        for source in sources {
-            watcher.watch(source, RecursiveMode::Recursive).with_context(|| {
-                format!(
-                    "cannot watch {} (fs.inotify.max_user_watches may be too low)",
-                    source.display()
-                )
-            })?;
-        }
+        let watcher = if method == "fanotify" {
+            Watcher::Fanotify { _watch: super::fanotify::start(sources, tx)? }
+        } else {
+            let mut watcher =
+                notify::recommended_watcher(move |e: notify::Result<notify::Event>| {
+                    let _ = tx.send(match e {
+                        Ok(e) if e.need_rescan() => {
+                            Event::Lost("the kernel's event queue overflowed".into())
+                        }
+                        Ok(e) if e.kind.is_access() => return,
+                        Ok(e) => Event::Paths(e.paths),
+                        Err(e) => Event::Lost(format!("the watcher failed: {e}")),
+                    });
+                })
+                .context("cannot start a file-system watcher")?;
+            for source in sources {
+                watcher.watch(source, RecursiveMode::Recursive).with_context(|| {
+                    format!(
+                        "cannot watch {} (fs.inotify.max_user_watches may be too low; \
+                         watch_method = \"fanotify\" watches whole file systems, as root)",
+                        source.display()
+                    )
+                })?;
+            }
+            Watcher::Inotify { _watcher: watcher }
+        };
         Ok(Watch {
             profile: profile.to_string(),
             delay,
@@ -66,19 +101,13 @@ impl Watch {
     pub fn drain(&mut self) {
         while let Ok(event) = self.events.try_recv() {
             match event {
-                Ok(e) if e.need_rescan() => {
-                    self.lost = Some("the kernel's event queue overflowed".into());
-                }
-                Ok(e) => {
-                    if e.kind.is_access() {
-                        continue;
-                    }
-                    if !e.paths.is_empty() && self.first_change.is_none() {
+                Event::Lost(why) => self.lost = Some(why),
+                Event::Paths(paths) => {
+                    if !paths.is_empty() && self.first_change.is_none() {
                         self.first_change = Some(Instant::now());
                     }
-                    self.changed.extend(e.paths);
+                    self.changed.extend(paths);
                 }
-                Err(e) => self.lost = Some(format!("the watcher failed: {e}")),
             }
         }
     }
