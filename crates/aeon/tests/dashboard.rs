@@ -165,6 +165,8 @@ fn the_dashboard_shows_a_new_point_and_restores_it_in_a_real_browser() {
     assert!(seen["point_row"].as_str().unwrap().contains(&point[..8]), "{seen}");
     assert!(seen["restore"].as_str().unwrap().contains("finished"), "{seen}");
     assert!(seen["audit_first"].as_str().unwrap().contains("restore"), "{seen}");
+    assert_eq!(seen["password_restore_refused"], true);
+    assert!(!env.path("restored-by-password").exists());
 
     // What the browser restored is the source, byte for byte and with its metadata.
     assert_trees_equal(&src, &target.join(src.strip_prefix("/").unwrap()));

@@ -119,6 +119,13 @@ def main():
         page2.click("#login-button")
         expect(page2.locator("#repositories .card").first).to_contain_text("healthy")
         seen["password_login"] = True
+        # ...but such a session restores only beneath --restore-under (not given here).
+        page2.click("nav a[data-view=restore]")
+        expect(page2.locator("#restore-point")).to_have_value(POINT)
+        page2.fill("#restore-target", TARGET + "-by-password")
+        page2.click("#restore-button")
+        expect(page2.locator("#restore-error")).to_contain_text("--restore-under")
+        seen["password_restore_refused"] = True
         browser.close()
         assert not errors, f"errors in the page: {errors}"
     print(json.dumps(seen))

@@ -175,6 +175,18 @@ pub async fn start(
         Ok(g) => g,
         Err(r) => return r,
     };
+    // The token is readable only where the agent runs, with its rights; a repository password
+    // may be known to others (every client of the repository), who could store any file in a
+    // point and have the agent, often root, write it anywhere. Such a session restores only
+    // beneath --restore-under, and without privileges (no set-id bits, devices, capabilities).
+    let by_password = session.repositories.is_some();
+    if by_password && s.restore_under.is_none() {
+        return problem(
+            StatusCode::FORBIDDEN,
+            "a session opened with a repository password may restore only when the agent runs \
+             with --restore-under DIR; log in with the agent's token to restore anywhere",
+        );
+    }
     let target = PathBuf::from(request.target.trim());
     if let Err(message) = check_target(&target, s.restore_under.as_deref()) {
         return problem(StatusCode::BAD_REQUEST, message);
@@ -205,7 +217,7 @@ pub async fn start(
     let worker = run.clone();
     let spawned =
         std::thread::Builder::new().name(format!("restore-{}", run.id)).spawn(move || {
-            let outcome = match restore(&worker, global, overwrite) {
+            let outcome = match restore(&worker, global, overwrite, !by_password) {
                 Ok((state, summary)) => (state, summary),
                 Err(e) => ("failed", json!({"error": format!("{e:#}")})),
             };
@@ -222,6 +234,7 @@ fn restore(
     run: &RestoreRun,
     global: crate::cli::GlobalOpts,
     overwrite: Overwrite,
+    privileged: bool,
 ) -> anyhow::Result<(&'static str, Value)> {
     let ctx = Ctx { global, operation: "restore" };
     let repo = ctx.open_with_index()?;
@@ -231,6 +244,7 @@ fn restore(
         threads: ctx.threads(),
         overwrite,
         expected_totals: crate::commands::restore::expected_totals(&entry, &run.path, false),
+        privileged,
         ..RestoreOptions::default()
     };
     let started = std::time::Instant::now();
