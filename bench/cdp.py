@@ -95,7 +95,7 @@ def main():
     cdp_points = ps[1:]
     durations = [e - s for s, e, _ in cdp_points]
     result = {
-        "files": len(files), "writes": len(writes), "delay": a.delay, "points": len(ps),
+        "files": len(files), "writes": len(writes), "delay": a.delay, "method": a.method, "points": len(ps),
         "rpo_median_s": round(statistics.median(rpos), 2), "rpo_p95_s": round(sorted(rpos)[int(len(rpos) * 0.95) - 1], 2),
         "rpo_max_s": round(max(rpos), 2),
         "cdp_backup_median_s": round(statistics.median(durations), 2) if durations else None,

@@ -14,8 +14,8 @@ step "tools"
 # and refuse early rather than fail tests one by one on a full disk.
 df -h . "${TMPDIR:-/tmp}" | sed 's/^/    /'
 free_kib=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print $4}')
-if [ "$free_kib" -lt $((1 * 1024 * 1024)) ]; then
-    echo "less than 8 GiB free under ${TMPDIR:-/tmp}: the suite needs room for its build and test repositories" >&2
+if [ "$free_kib" -lt $((3 * 1024 * 1024)) ]; then
+    echo "less than 3 GiB free under ${TMPDIR:-/tmp}: the suite needs room for its build and test repositories" >&2
     exit 1
 fi
 # A one-off build gains nothing from incremental state (GBs on disk).
