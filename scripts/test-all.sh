@@ -31,9 +31,11 @@ fi
 # faketime (a writer in another PID namespace, on another host with a slow clock).
 need=()
 # Real storage servers: OpenSSH's sshd (SFTP tests; the ssh client drives the SFTP backend),
-# curl (creates S3 buckets), python3-venv (for SeaweedFS below).
+# curl (creates S3 buckets), python3-venv (for SeaweedFS below); fuse3 (fusermount3, for
+# `aeon mount`).
 for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount unshare:util-linux faketime:faketime \
-    /usr/sbin/sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client curl:curl; do
+    /usr/sbin/sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client curl:curl \
+    fusermount3:fuse3; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)

@@ -43,6 +43,7 @@ pub mod stats;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod tree;
+pub mod vfs;
 
 pub use error::{Error, Result};
 pub use id::Id;

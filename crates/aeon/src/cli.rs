@@ -138,6 +138,13 @@ pub enum Command {
     Snapshots(SnapshotsArgs),
     /// Restore a recovery point, a directory or one file
     Restore(RestoreArgs),
+    /// Mount every recovery point as a read-only file system (FUSE), until Ctrl-C
+    ///
+    /// The mount shows snapshots/<time>_<id>/ (and snapshots/latest), hosts/<host>/…,
+    /// tags/<tag>/…, and at/<YYYY-MM-DD>[T<HH:MM>] for the newest point at or before a time.
+    /// Files are read, verified, from the repository as they are opened; new points appear
+    /// without remounting. Unmount with Ctrl-C or `fusermount3 -u DIR`.
+    Mount(MountArgs),
     /// List files in a recovery point
     Ls(LsArgs),
     /// Print repository objects, decrypted, as JSON (for debugging)
@@ -858,6 +865,20 @@ pub struct SnapshotsArgs {
     /// Group the list by host, paths and/or tags (comma separated)
     #[arg(long, value_name = "FIELDS")]
     pub group_by: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct MountArgs {
+    /// An empty folder to mount on
+    #[arg(value_name = "DIR")]
+    pub mountpoint: PathBuf,
+    /// Let other users (and root) read the mount; needs root or user_allow_other in
+    /// /etc/fuse.conf. Permissions recorded in the points still apply.
+    #[arg(long)]
+    pub allow_other: bool,
+    /// MiB of file data kept in memory
+    #[arg(long, value_name = "MIB", default_value = "256")]
+    pub cache_size: Option<usize>,
 }
 
 #[derive(Args, Debug)]

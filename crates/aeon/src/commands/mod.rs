@@ -12,6 +12,7 @@ pub mod init;
 pub mod key;
 pub mod locations;
 pub mod ls;
+pub mod mount;
 pub mod parity;
 pub mod policy;
 pub mod protect;

@@ -8,6 +8,8 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
+pub mod torture;
+
 pub const PASSWORD: &str = "correct horse battery staple";
 
 pub struct Env {
