@@ -17,6 +17,7 @@ pub mod copy;
 pub mod crypto;
 pub mod diff;
 pub mod direct_io;
+pub mod drill;
 pub mod dump;
 pub mod error;
 pub mod filter;

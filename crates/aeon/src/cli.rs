@@ -195,6 +195,8 @@ pub enum Command {
     /// A compliance report: per host and path what is protected and since when, retention
     /// adherence, the last check and scrub coverage, protected points, keys, quota, audit state
     Report(ReportArgs),
+    /// Disaster recovery: `dr plan` (a runbook) and `dr drill` (a measured, proven restore)
+    Dr(DrArgs),
     /// Run the configuration file's schedules (backups, forget + prune, checks) until SIGTERM;
     /// `aeon agent status` shows each job's last and next run
     Agent(AgentArgs),
@@ -275,6 +277,44 @@ pub struct CompletionsArgs {
 pub struct ManArgs {
     /// Folder to write the pages into (created if missing)
     pub dir: PathBuf,
+}
+
+#[derive(Args, Debug)]
+pub struct DrArgs {
+    #[command(subcommand)]
+    pub action: DrAction,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum DrAction {
+    /// A runbook: for each host and paths, the newest sound point, the locations holding it and
+    /// their health, the keys that open it, the commands to restore and prove it, and the
+    /// estimated recovery time from measured throughput (Markdown; JSON with --json)
+    Plan {
+        /// Write the runbook to this file instead of standard output
+        #[arg(long, short = 'o', value_name = "FILE")]
+        output: Option<PathBuf>,
+    },
+    /// Restore the newest point (or a sample of its files) into a scratch folder, prove every
+    /// byte and attribute against the point, measure the recovery time, and record it in the
+    /// audit log; exit 4 on any difference
+    Drill {
+        /// Only points of this host
+        #[arg(long, value_name = "HOST")]
+        host: Option<String>,
+        /// Only points that back up PATH, and only PATH of them
+        #[arg(long, value_name = "PATH")]
+        path: Option<String>,
+        /// Restore N files picked at random instead of everything
+        #[arg(long, value_name = "N")]
+        sample: Option<usize>,
+        /// Where to restore (must not exist or be empty) [default: a new folder in $TMPDIR]
+        #[arg(long, value_name = "DIR")]
+        scratch: Option<PathBuf>,
+        /// Keep the restored files (default: removed after the drill)
+        #[arg(long)]
+        keep: bool,
+    },
 }
 
 #[derive(Args, Debug)]

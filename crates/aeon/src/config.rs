@@ -81,6 +81,8 @@ pub struct Profile {
     pub forget_schedule: Option<Spanned<Schedules>>,
     /// When the agent checks the repository (a rolling scrub).
     pub check_schedule: Option<Spanned<Schedules>>,
+    /// When the agent runs a disaster-recovery drill (`dr drill`).
+    pub drill_schedule: Option<Spanned<Schedules>>,
     /// Scheduled runs start up to this much later than their time (`"10m"`), so that many
     /// machines on one schedule do not reach their storage at the same second.
     pub jitter: Option<Spanned<String>>,
@@ -275,8 +277,9 @@ impl Config {
             {
                 say(nice.span(), format!("limits.nice {} is outside 0 to 19", nice.get_ref()));
             }
-            for schedules in
-                [&p.schedule, &p.forget_schedule, &p.check_schedule].into_iter().flatten()
+            for schedules in [&p.schedule, &p.forget_schedule, &p.check_schedule, &p.drill_schedule]
+                .into_iter()
+                .flatten()
             {
                 for s in schedules.get_ref().all() {
                     if let Err(e) = crate::schedule::Schedule::parse(s) {
@@ -375,6 +378,7 @@ impl Profile {
             schedule: pick(self.schedule, &b.schedule),
             forget_schedule: pick(self.forget_schedule, &b.forget_schedule),
             check_schedule: pick(self.check_schedule, &b.check_schedule),
+            drill_schedule: pick(self.drill_schedule, &b.drill_schedule),
             jitter: pick(self.jitter, &b.jitter),
             watch: pick(self.watch, &b.watch),
             watch_delay: pick(self.watch_delay, &b.watch_delay),

@@ -85,8 +85,10 @@ pub struct RetentionStatus {
 pub struct Verification {
     /// The last `check` the audit log records: when, its outcome and whether it read all data.
     pub last_check: Option<CheckRecord>,
-    /// The last restore (drill) the audit log records, with its measured time.
+    /// The last restore the audit log records, with its measured time.
     pub last_restore: Option<CheckRecord>,
+    /// The last disaster-recovery drill (`aeon dr drill`): its outcome and measured figures.
+    pub last_drill: Option<CheckRecord>,
     /// The rolling scrub: when the current pass began and how much of the data it has read.
     pub scrub_pass_started: Option<DateTime<FixedOffset>>,
     pub scrub_pass_bytes: u64,
@@ -100,6 +102,9 @@ pub struct CheckRecord {
     pub outcome: String,
     pub arguments: Vec<String>,
     pub seconds: Option<f64>,
+    /// Every figure the record carries (bytes, files, bytes_per_second, …).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub figures: BTreeMap<String, f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -183,6 +188,7 @@ pub fn compliance(repo: &Repository) -> Result<ComplianceReport> {
             outcome: e.body.outcome.clone(),
             arguments: e.body.arguments.clone(),
             seconds: e.body.figures.get("seconds").copied(),
+            figures: e.body.figures.clone(),
         })
     };
     let (scrub, _) = crate::check::scrub::load_state(repo)?;
@@ -191,6 +197,7 @@ pub fn compliance(repo: &Repository) -> Result<ComplianceReport> {
     let verification = Verification {
         last_check: last_of("check"),
         last_restore: last_of("restore"),
+        last_drill: last_of("drill"),
         scrub_pass_started: scrub.as_ref().map(|s| s.pass_started),
         scrub_pass_bytes: scrub.as_ref().map_or(0, |s| s.pass_bytes),
         scrub_coverage_percent: scrub

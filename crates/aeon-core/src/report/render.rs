@@ -119,6 +119,13 @@ fn tables(r: &ComplianceReport) -> Vec<Table> {
     check_row.extend(record(&v.last_check));
     let mut restore_row = vec!["last restore".to_string()];
     restore_row.extend(record(&v.last_restore));
+    let mut drill_row = vec!["last recovery drill".to_string()];
+    drill_row.extend(record(&v.last_drill));
+    if let Some(rate) = v.last_drill.as_ref().and_then(|d| d.figures.get("bytes_per_second"))
+        && let Some(detail) = drill_row.last_mut()
+    {
+        detail.push_str(&format!(", {:.1} MiB/s", rate / (1024.0 * 1024.0)));
+    }
     let scrub_row = vec![
         "rolling scrub".to_string(),
         time(v.scrub_pass_started),
@@ -130,7 +137,7 @@ fn tables(r: &ComplianceReport) -> Vec<Table> {
         title: "Verification",
         note: None,
         head: vec!["what", "when", "outcome", "detail"],
-        rows: vec![check_row, restore_row, scrub_row],
+        rows: vec![check_row, restore_row, drill_row, scrub_row],
     });
     out.push(Table {
         title: "Protected recovery points",

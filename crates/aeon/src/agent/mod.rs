@@ -506,7 +506,7 @@ impl Agent {
             self.log(if ok { "info" } else { "error" }, "run finished", fields);
             let profile = self.profiles.get(&done.job.profile).cloned().unwrap_or_default();
             let event = match (ok, done.job.kind, code) {
-                (false, JobKind::Check, Some(4)) => Some("damage"),
+                (false, JobKind::Check | JobKind::Drill, Some(4)) => Some("damage"),
                 (false, _, _) => Some("failure"),
                 (true, _, _) if profile.notify.on_success == Some(true) => Some("success"),
                 (true, _, _) => None,

@@ -21,6 +21,8 @@ pub enum JobKind {
     Backup,
     Forget,
     Check,
+    /// A disaster-recovery drill (`dr drill`): a measured, proven restore.
+    Drill,
 }
 
 impl JobKind {
@@ -30,6 +32,7 @@ impl JobKind {
             JobKind::Backup => &["backup"],
             JobKind::Forget => &["forget", "--prune"],
             JobKind::Check => &["check", "--scrub"],
+            JobKind::Drill => &["dr", "drill"],
         }
     }
 }
@@ -120,6 +123,7 @@ pub fn jobs(config: &Config) -> anyhow::Result<Vec<Job>> {
             (JobKind::Backup, &profile.schedule),
             (JobKind::Forget, &profile.forget_schedule),
             (JobKind::Check, &profile.check_schedule),
+            (JobKind::Drill, &profile.drill_schedule),
         ] {
             // A watched profile's backups run on changes, with or without a schedule.
             if schedules.is_none() && !(kind == JobKind::Backup && watched) {

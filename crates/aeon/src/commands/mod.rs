@@ -5,6 +5,7 @@ pub mod check;
 pub mod config;
 pub mod copy;
 pub mod diff;
+pub mod dr;
 pub mod dump;
 pub mod find;
 pub mod forget;
