@@ -35,10 +35,12 @@ need=()
 # `aeon mount`).
 for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount unshare:util-linux faketime:faketime \
     /usr/sbin/sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client curl:curl \
-    fusermount3:fuse3; do
+    fusermount3:fuse3 sqlite3:sqlite3; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+# A real PostgreSQL server (throwaway clusters in the database tests: pg_dump, pg_basebackup).
+ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 if [ ${#need[@]} -gt 0 ]; then
     if [ "$(id -u)" != 0 ]; then
         echo "missing tools (install as root): ${need[*]}" >&2; exit 1
