@@ -184,8 +184,7 @@ fn a_pg_dump_stream_restores_into_a_fresh_cluster_with_the_same_rows() {
     let before = pg.fingerprint();
     assert!(before.contains("pgbench_accounts|100000|"), "{before}");
     let pg_dump = pg.bin.join("pg_dump");
-    let mut args =
-        vec!["backup", "--stdin-from-command", "--stdin-filename", "postgres.dump"];
+    let mut args = vec!["backup", "--stdin-from-command", "--stdin-filename", "postgres.dump"];
     args.extend(["--kind", "database", "--tag", "pg_dump", "--", pg_dump.to_str().unwrap(), "-Fc"]);
     let conn = pg.connection();
     args.extend(conn.iter().map(String::as_str));

@@ -83,8 +83,13 @@ struct Known {
     lookups: u64,
 }
 
+/// A folder's entries as listed to the kernel (see [`AeonFs::listing`]).
+type Listing = Arc<Vec<(u64, u64, Vec<u8>, Option<Entry>)>>;
+
 struct AeonFs {
     vfs: Arc<Vfs>,
+    /// Open folders' listings, by handle.
+    dirs: Mutex<HashMap<u64, Listing>>,
     inodes: Mutex<HashMap<u64, Known>>,
     files: Mutex<HashMap<u64, Arc<OpenFile>>>,
     next_handle: AtomicU64,
@@ -106,6 +111,7 @@ impl AeonFs {
         AeonFs {
             vfs,
             inodes: Mutex::new(inodes),
+            dirs: Mutex::default(),
             files: Mutex::default(),
             next_handle: AtomicU64::new(1),
             uid,
@@ -192,6 +198,41 @@ impl AeonFs {
                     flags: 0,
                 }
             }
+        }
+    }
+
+    /// The entries of folder `ino`: (next offset, inode number, name, entry; `None` for `.` and
+    /// `..`). Made once per opening of the folder: the kernel reads it in many pieces.
+    fn listing(&self, ino: INodeNo) -> Result<Listing, Errno> {
+        let dir = self.entry(ino).ok_or(Errno::ENOENT)?;
+        if !dir.is_dir() {
+            return Err(Errno::ENOTDIR);
+        }
+        if matches!(dir, Entry::Virtual(_)) {
+            self.vfs
+                .refresh()
+                .map_err(|e| self.failed("reading the list of recovery points", e))?;
+        }
+        let children = self.vfs.children(&dir).map_err(|e| self.failed("listing a folder", e))?;
+        let dots = [(u64::from(ino), b".".to_vec()), (1, b"..".to_vec())];
+        let listed = dots.into_iter().map(|(i, n)| (i, n, None)).chain(
+            children
+                .into_iter()
+                .map(|(name, entry)| (self.ino_of(ino.into(), &name, &entry), name, Some(entry))),
+        );
+        Ok(Arc::new(
+            listed
+                .enumerate()
+                .map(|(i, (child, name, entry))| ((i + 1) as u64, child, name, entry))
+                .collect(),
+        ))
+    }
+
+    /// The listing the folder handle `fh` was opened with (or a new one).
+    fn listing_of(&self, ino: INodeNo, fh: FileHandle) -> Result<Listing, Errno> {
+        match lock(&self.dirs).get(&u64::from(fh)) {
+            Some(l) => Ok(l.clone()),
+            None => self.listing(ino),
         }
     }
 
@@ -344,37 +385,109 @@ impl fuser::Filesystem for AeonFs {
         reply.ok();
     }
 
+    fn init(&mut self, _req: &Request, config: &mut fuser::KernelConfig) -> std::io::Result<()> {
+        // Listings carry each entry's attributes: `ls -l` of a large folder needs no lookup per
+        // entry (the kernel falls back to plain listings when it sees no use for them).
+        let _ = config.add_capabilities(
+            fuser::InitFlags::FUSE_DO_READDIRPLUS | fuser::InitFlags::FUSE_READDIRPLUS_AUTO,
+        );
+        Ok(())
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        match self.listing(ino) {
+            Ok(listing) => {
+                let fh = self.next_handle.fetch_add(1, Ordering::Relaxed);
+                lock(&self.dirs).insert(fh, listing);
+                reply.opened(FileHandle(fh), FopenFlags::empty());
+            }
+            Err(e) => reply.error(e),
+        }
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: fuser::ReplyEmpty,
+    ) {
+        lock(&self.dirs).remove(&u64::from(fh));
+        reply.ok();
+    }
+
     fn readdir(
         &self,
         _req: &Request,
         ino: INodeNo,
-        _fh: FileHandle,
+        fh: FileHandle,
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        let Some(dir) = self.entry(ino) else { return reply.error(Errno::ENOENT) };
-        if !dir.is_dir() {
-            return reply.error(Errno::ENOTDIR);
-        }
-        if matches!(dir, Entry::Virtual(_))
-            && offset == 0
-            && let Err(e) = self.vfs.refresh()
-        {
-            return reply.error(self.failed("reading the list of recovery points", e));
-        }
-        let children = match self.vfs.children(&dir) {
-            Ok(c) => c,
-            Err(e) => return reply.error(self.failed("listing a folder", e)),
+        let listed = match self.listing_of(ino, fh) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
         };
-        let dots =
-            [(ino.into(), FileType::Directory, b".".as_slice()), (1, FileType::Directory, b"..")];
-        let listed = dots.into_iter().map(|(i, t, n)| (i, t, n.to_vec())).chain(
-            children.iter().map(|(name, entry)| {
-                (self.ino_of(ino.into(), name, entry), entry_type(entry), name.clone())
-            }),
-        );
-        for (i, (child_ino, kind, name)) in listed.enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(child_ino), (i + 1) as u64, kind, OsStr::from_bytes(&name)) {
+        for (i, child_ino, name, entry) in listed.iter().skip(offset as usize) {
+            let kind = entry.as_ref().map_or(FileType::Directory, entry_type);
+            if reply.add(INodeNo(*child_ino), *i, kind, OsStr::from_bytes(name)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: fuser::ReplyDirectoryPlus,
+    ) {
+        let listed = match self.listing_of(ino, fh) {
+            Ok(l) => l,
+            Err(e) => return reply.error(e),
+        };
+        for (i, child_ino, name, entry) in listed.iter().skip(offset as usize) {
+            let (i, child_ino) = (*i, *child_ino);
+            let full = match entry {
+                Some(entry) => {
+                    let attr = self.attr(child_ino, entry);
+                    let full = reply.add(
+                        INodeNo(child_ino),
+                        i,
+                        OsStr::from_bytes(name),
+                        &TTL,
+                        &attr,
+                        Generation(0),
+                    );
+                    if !full {
+                        // The kernel counts an entry it was given as a lookup.
+                        let mut inodes = lock(&self.inodes);
+                        let known = inodes
+                            .entry(child_ino)
+                            .or_insert(Known { entry: entry.clone(), lookups: 0 });
+                        known.entry = entry.clone();
+                        known.lookups += 1;
+                    }
+                    full
+                }
+                // `.` and `..`: the kernel takes no lookup for them.
+                None => {
+                    let attr = self.attr(child_ino, &Entry::Virtual(Virtual::Root));
+                    reply.add(
+                        INodeNo(child_ino),
+                        i,
+                        OsStr::from_bytes(name),
+                        &Duration::ZERO,
+                        &attr,
+                        Generation(0),
+                    )
+                }
+            };
+            if full {
                 break;
             }
         }
