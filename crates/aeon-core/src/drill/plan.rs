@@ -151,11 +151,18 @@ fn measured_throughput(v: &report::Verification) -> Option<(f64, String)> {
     let of = |r: &CheckRecord, what: &str| {
         let bytes = r.figures.get("bytes").copied()?;
         let seconds = r.seconds.filter(|s| *s > 0.0)?;
-        (bytes > 0.0).then(|| (bytes / seconds, format!("{what} of {}", r.time)))
+        (bytes > 0.0).then(|| (bytes / seconds, format!("{what} of {}", short_time(&r.time))))
     };
     v.last_drill.as_ref().filter(|d| d.outcome == "ok").and_then(|d| of(d, "the drill")).or_else(
         || v.last_restore.as_ref().filter(|r| r.outcome == "ok").and_then(|r| of(r, "the restore")),
     )
+}
+
+/// An RFC 3339 time to the second, as people read it.
+fn short_time(text: &str) -> String {
+    DateTime::parse_from_rfc3339(text)
+        .map(|t| t.format("%Y-%m-%d %H:%M:%S %:z").to_string())
+        .unwrap_or_else(|_| text.to_string())
 }
 
 fn bytes(n: f64) -> String {
@@ -171,6 +178,7 @@ fn bytes(n: f64) -> String {
 
 fn duration(seconds: f64) -> String {
     match seconds {
+        s if s < 1.0 => "under a second".to_string(),
         s if s < 90.0 => format!("{s:.0} s"),
         s if s < 5400.0 => format!("{:.0} min", s / 60.0),
         s => format!("{:.1} h", s / 3600.0),
@@ -224,7 +232,7 @@ impl Runbook {
             }
         }
         if let Some(d) = &self.last_drill {
-            let _ = writeln!(m, "Last drill: {} — {}.", d.time, d.outcome);
+            let _ = writeln!(m, "Last drill: {} — {}.", short_time(&d.time), d.outcome);
         }
         let _ = writeln!(m, "\n## Sources\n");
         for s in &self.sources {
