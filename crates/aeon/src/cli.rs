@@ -140,8 +140,8 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Mount every recovery point as a read-only file system (FUSE), until Ctrl-C
     ///
-    /// The mount shows snapshots/<time>_<id>/ (and snapshots/latest), hosts/<host>/…,
-    /// tags/<tag>/…, and at/<YYYY-MM-DD>[T<HH:MM>] for the newest point at or before a time.
+    /// The mount shows `snapshots/TIME_ID/` (and `snapshots/latest`), `hosts/HOST/…`,
+    /// `tags/TAG/…`, and `at/YYYY-MM-DD[THH:MM]` for the newest point at or before a time.
     /// Files are read, verified, from the repository as they are opened; new points appear
     /// without remounting. Unmount with Ctrl-C or `fusermount3 -u DIR`.
     Mount(MountArgs),
