@@ -202,7 +202,21 @@ fn a_damaged_blob_fails_its_file_with_eio_and_nothing_else() {
     // The other point's file reads back whole.
     let kept = inside(first, &safe).join("keep.bin");
     assert!(fs::read(&kept).unwrap() == keep, "the undamaged file reads back exactly");
-    let (code, log) = mount.stop(None);
+    // A mount in use is not torn down by Ctrl-C: it says why and stays until it is free.
+    let mut user = std::process::Command::new("sleep")
+        .arg("60")
+        .current_dir(inside(first, &safe))
+        .spawn()
+        .unwrap();
+    let pid = mount.child.as_ref().unwrap().id() as libc::pid_t;
+    // SAFETY: kill has no memory preconditions; the pid is our child's.
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    std::thread::sleep(Duration::from_millis(800));
+    assert!(mounted(&mnt), "a busy mount was torn down");
+    user.kill().unwrap();
+    user.wait().unwrap();
+    let (code, log) = mount.stop(Some(libc::SIGINT));
     assert_eq!(code, Some(0), "{log}");
     assert!(log.contains("hit.bin"), "the damaged file is named: {log}");
+    assert!(log.contains("still uses it"), "{log}");
 }

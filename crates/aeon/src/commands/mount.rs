@@ -31,8 +31,10 @@ pub fn run(ctx: &Ctx, args: MountArgs) -> Result<u8> {
     // A shared lock for as long as the mount lives: prune waits, so no pack vanishes under a
     // reader.
     let repo = ctx.open_with_index()?;
-    let options =
-        VfsOptions { cache_bytes: args.cache_size.unwrap_or(256) << 20, ..VfsOptions::default() };
+    let options = VfsOptions {
+        cache_bytes: args.cache_size.unwrap_or(256).saturating_mul(1 << 20),
+        ..VfsOptions::default()
+    };
     let vfs = Arc::new(Vfs::new(repo, options)?);
     let fs = AeonFs::new(vfs);
     let mut config = fuser::Config::default();
@@ -63,17 +65,42 @@ pub fn run(ctx: &Ctx, args: MountArgs) -> Result<u8> {
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, stop.clone())?;
     }
-    while !stop.load(Ordering::SeqCst) && !session.guard.is_finished() {
+    // Until unmounted from outside (fusermount3 -u, umount) or asked to stop; a mount still in
+    // use is not torn down under its users: the request is refused and waiting goes on.
+    while !session.guard.is_finished() {
+        if stop.swap(false, Ordering::SeqCst)
+            && let Err(e) = unmount(&args.mountpoint)
+        {
+            eprintln!(
+                "aeon mount: cannot unmount {} ({e}): a process still uses it; close it and press \
+                 Ctrl-C again (or `fusermount3 -uz {}` detaches it now)",
+                args.mountpoint.display(),
+                args.mountpoint.display()
+            );
+        }
         std::thread::sleep(Duration::from_millis(100));
     }
-    if session.guard.is_finished() {
-        // Unmounted from outside (fusermount3 -u, umount).
-        session.join().context("the mount ended with an error")?;
-    } else {
-        session.umount_and_join().context("cannot unmount")?;
-    }
+    session.join().context("the mount ended with an error")?;
     ctx.say(format!("unmounted {}", args.mountpoint.display()));
     Ok(0)
+}
+
+/// Unmounts `dir`: with fusermount3 (which a user may run), else the system call (root).
+fn unmount(dir: &std::path::Path) -> Result<()> {
+    match std::process::Command::new("fusermount3").arg("-u").arg(dir).output() {
+        Ok(out) if out.status.success() => Ok(()),
+        Ok(out) => anyhow::bail!("{}", String::from_utf8_lossy(&out.stderr).trim()),
+        Err(_) => {
+            use std::os::unix::ffi::OsStrExt;
+            let c = std::ffi::CString::new(dir.as_os_str().as_bytes())?;
+            // SAFETY: a valid C string for the duration of the call.
+            if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+                Ok(())
+            } else {
+                Err(std::io::Error::last_os_error().into())
+            }
+        }
+    }
 }
 
 /// What the kernel knows by an inode number.
