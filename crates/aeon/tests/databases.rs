@@ -103,24 +103,16 @@ impl Cluster {
         Cluster { bin, data, port }
     }
 
+    /// Runs the client `program` of this server's version against it with `args`.
+    fn client(&self, program: &str, args: &[&str]) -> String {
+        let connection = self.connection();
+        let mut all: Vec<&str> = connection.iter().map(String::as_str).collect();
+        all.extend(args);
+        sh(&self.bin.join(program), &all)
+    }
+
     fn psql(&self, sql: &str) -> String {
-        let port = self.port.to_string();
-        sh(
-            &self.bin.join("psql"),
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-At",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-c",
-                sql,
-            ],
-        )
+        self.client("psql", &["-At", "-v", "ON_ERROR_STOP=1", "-c", sql])
     }
 
     /// Row counts and a checksum of every row of pgbench's four tables.
@@ -164,16 +156,8 @@ impl Drop for Cluster {
 /// A source cluster with pgbench's tables (scale 1: 100,000 accounts) and some transactions.
 fn source(env: &Env) -> Cluster {
     let pg = Cluster::start(&env.path("pg-source"), true);
-    let port = pg.port.to_string();
-    let pgbench = pg.bin.join("pgbench");
-    sh(
-        &pgbench,
-        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-i", "-s", "1", "-q", "postgres"],
-    );
-    sh(
-        &pgbench,
-        &["-h", "127.0.0.1", "-p", &port, "-U", "postgres", "-t", "200", "-n", "postgres"],
-    );
+    pg.client("pgbench", &["-i", "-s", "1", "-q", "postgres"]);
+    pg.client("pgbench", &["-t", "200", "-n", "postgres"]);
     pg
 }
 
@@ -198,22 +182,7 @@ fn a_pg_dump_stream_restores_into_a_fresh_cluster_with_the_same_rows() {
     assert_success(&dump);
     let file = env.path("postgres.dump");
     fs::write(&file, &dump.stdout).unwrap();
-    let port = fresh.port.to_string();
-    sh(
-        &fresh.bin.join("pg_restore"),
-        &[
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-U",
-            "postgres",
-            "-d",
-            "postgres",
-            "--exit-on-error",
-            file.to_str().unwrap(),
-        ],
-    );
+    fresh.client("pg_restore", &["-d", "postgres", "--exit-on-error", file.to_str().unwrap()]);
     assert_eq!(fresh.fingerprint(), before);
     let shown = env.json(&["snapshots"]);
     assert_eq!(shown[0]["kind"], "database");
@@ -225,13 +194,8 @@ fn a_pg_basebackup_folder_restores_and_starts_as_a_server_with_the_same_rows() {
     let pg = source(&env);
     let before = pg.fingerprint();
     let base = env.path("basebackup");
-    let mut args =
-        vec!["-D".to_string(), base.to_str().unwrap().into(), "-Fp".into(), "-Xs".into()];
     // A fast checkpoint: the default spreads it over minutes.
-    args.extend(["-c".to_string(), "fast".into()]);
-    args.extend(pg.connection());
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    sh(&pg.bin.join("pg_basebackup"), &args);
+    pg.client("pg_basebackup", &["-D", base.to_str().unwrap(), "-Fp", "-Xs", "-c", "fast"]);
     let point = env.json(&["backup", base.to_str().unwrap(), "--kind", "database"]);
     let point = point["snapshot_id"].as_str().unwrap().to_string();
     fs::remove_dir_all(&base).unwrap();

@@ -165,15 +165,9 @@ fn short_time(text: &str) -> String {
         .unwrap_or_else(|_| text.to_string())
 }
 
+/// Bytes as people read them (the report's units).
 fn bytes(n: f64) -> String {
-    let units = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n;
-    let mut i = 0;
-    while v >= 1024.0 && i < units.len() - 1 {
-        v /= 1024.0;
-        i += 1;
-    }
-    if i == 0 { format!("{v:.0} {}", units[i]) } else { format!("{v:.1} {}", units[i]) }
+    report::render::human_bytes(n.max(0.0) as u64)
 }
 
 fn duration(seconds: f64) -> String {

@@ -199,7 +199,7 @@ fn tables(r: &ComplianceReport) -> Vec<Table> {
 }
 
 /// Bytes in binary units, as people read them.
-fn human_bytes(n: u64) -> String {
+pub(crate) fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 6] = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
     let mut v = n as f64;
     let mut unit = 0;

@@ -113,11 +113,10 @@ struct Agent {
     reload: Arc<AtomicBool>,
     /// What `/metrics` serves, rebuilt after every change (once `--listen` asks).
     metrics: metrics::Shared,
-    /// What the dashboard shows, rewritten with the metrics.
+    /// What the dashboard shows, rewritten with the metrics; it also holds the latest
+    /// compliance report of each repository, which the metrics are made from.
     board: dashboard::Shared,
     serving: bool,
-    /// The latest compliance report of each repository (for its metrics).
-    reports: BTreeMap<String, aeon_core::report::ComplianceReport>,
     started: DateTime<Local>,
     /// The watches of `watch = true` profiles.
     watches: Vec<watch::Watch>,
@@ -151,7 +150,6 @@ impl Agent {
             metrics: Arc::default(),
             board: Arc::default(),
             serving: false,
-            reports: BTreeMap::new(),
             started: Local::now(),
             watches: Vec::new(),
         };
@@ -290,8 +288,8 @@ impl Agent {
             let Some(profile) = self.profiles.get(&job.profile) else { continue };
             match metrics::profile_report(&self.global, profile) {
                 Ok(report) => {
-                    self.reports.insert(job.repository.clone(), report);
                     let mut board = dashboard::lock(&self.board);
+                    board.reports.insert(job.repository.clone(), report);
                     *board.generation.entry(job.repository.clone()).or_default() += 1;
                 }
                 Err(e) => self.log(
@@ -311,15 +309,14 @@ impl Agent {
         let mut e = aeon_core::report::metrics::Exposition::default();
         let running: Vec<String> = self.running.iter().map(|r| r.job.key()).collect();
         metrics::add_jobs(&mut e, &self.jobs, &self.states, &running);
-        for report in self.reports.values() {
+        let mut board = dashboard::lock(&self.board);
+        for report in board.reports.values() {
             e.add_report(report);
         }
         if let Ok(mut shared) = self.metrics.lock() {
             *shared = e.render();
         }
-        let mut board = dashboard::lock(&self.board);
         board.jobs = job_rows(&self.jobs, &self.states, &running, Local::now());
-        board.reports = self.reports.clone();
     }
 
     fn log(&self, level: &str, message: &str, fields: serde_json::Value) {
