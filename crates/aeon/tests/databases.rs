@@ -24,23 +24,34 @@ fn pg_bin() -> PathBuf {
     versions.pop().expect("no PostgreSQL server in /usr/lib/postgresql")
 }
 
+/// Runs `program`, killed after 3 minutes: a client that waits forever fails the test with its
+/// name instead of holding the suite.
 fn sh(program: &Path, args: &[&str]) -> String {
-    let out = Command::new(program).args(args).output().unwrap();
+    let out = Command::new("timeout")
+        .args(["--kill-after=10", "180"])
+        .arg(program)
+        .args(args)
+        .env("PGCONNECT_TIMEOUT", "30")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
     assert!(
         out.status.success(),
-        "{} {args:?}: {}",
+        "{} {args:?}{}: {}",
         program.display(),
+        if out.status.code() == Some(124) { " timed out" } else { "" },
         String::from_utf8_lossy(&out.stderr)
     );
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// A throwaway cluster on a free loopback port, run by the `postgres` user (the server refuses
-/// root); stopped when dropped.
+/// A throwaway cluster run by the `postgres` user (the server refuses root), reached through a
+/// Unix socket in its own folder only: no TCP port another test's server could also pick.
+/// Stopped when dropped.
 struct Cluster {
     bin: PathBuf,
     data: PathBuf,
-    port: u16,
+    sock: PathBuf,
 }
 
 impl Cluster {
@@ -82,9 +93,8 @@ impl Cluster {
         } else {
             sh(Path::new("chmod"), &["0700", data.to_str().unwrap()]);
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
         let options = format!(
-            "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c full_page_writes=off",
+            "-p 5432 -k {} -c listen_addresses='' -c fsync=off -c full_page_writes=off",
             sock.display()
         );
         let pg_ctl = bin.join("pg_ctl");
@@ -92,6 +102,7 @@ impl Cluster {
         let started = Command::new("runuser")
             .args(["-u", "postgres", "--", pg_ctl.to_str().unwrap(), "-D", data.to_str().unwrap()])
             .args(["-l", log.to_str().unwrap(), "-w", "-t", "60", "-o", &options, "start"])
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .status()
             .unwrap();
@@ -100,7 +111,7 @@ impl Cluster {
             "postgres did not start: {}",
             fs::read_to_string(&log).unwrap_or_default()
         );
-        Cluster { bin, data, port }
+        Cluster { bin, data, sock }
     }
 
     /// Runs the client `program` of this server's version against it with `args`.
@@ -128,9 +139,8 @@ impl Cluster {
     }
 
     fn connection(&self) -> Vec<String> {
-        ["-h", "127.0.0.1", "-p", &self.port.to_string(), "-U", "postgres"]
-            .map(String::from)
-            .to_vec()
+        let sock = self.sock.to_string_lossy().into_owned();
+        ["-h", &sock, "-p", "5432", "-U", "postgres"].map(String::from).to_vec()
     }
 }
 

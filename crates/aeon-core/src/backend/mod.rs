@@ -17,6 +17,7 @@ pub use append_only::AppendOnly;
 pub use limiter::RateLimited;
 pub use local::LocalBackend;
 pub use memory::MemoryBackend;
+pub(crate) use mirror::is_location_failure;
 pub use mirror::{Location, MirrorBackend};
 pub use remote::{RemoteBackend, RemoteOptions, is_remote, open_location};
 pub use stripe::StripeBackend;

@@ -48,7 +48,8 @@ pub struct RepairOptions {
 #[derive(Debug, Clone, Serialize)]
 pub struct Finding {
     pub location: String,
-    /// `pack`, `index`, `snapshots`, `labels`, `keys`, `parity`.
+    /// `pack`, `index`, `snapshots`, `labels`, `keys`, `parity`, or `location` (one that did
+    /// not answer: `name` is its URL).
     pub kind: &'static str,
     pub name: String,
     /// `missing`, `truncated`, `damaged`, `unprotected`, `leftover`.
@@ -91,6 +92,10 @@ impl RepairReport {
     }
     pub fn is_healthy(&self) -> bool {
         self.findings.iter().all(|f| f.healed)
+    }
+    /// Locations that did not answer, so were not repaired.
+    pub fn unreachable(&self) -> impl Iterator<Item = &Finding> {
+        self.findings.iter().filter(|f| f.kind == "location")
     }
 }
 
@@ -188,6 +193,21 @@ pub fn heal_storage(
         .collect();
     let listing = ParityListing::from_listing(storage, &parity_listing, &HashSet::new())?;
     let mut handled: HashSet<(FileType, String)> = HashSet::new();
+    // A listed shard whose head could not be read (a server answering badly just after a
+    // restart, say) hides its group: repair cannot say that group is whole.
+    for (name, why) in &listing.unreadable {
+        if !scan.damaged.contains_key(&(FileType::Parity, name.clone())) {
+            handled.insert((FileType::Parity, name.clone()));
+            findings.push(finding(
+                FileType::Parity,
+                name,
+                format!("unreadable ({why})"),
+                "its group was not examined: run `aeon repair` again once it reads".into(),
+                false,
+                false,
+            ));
+        }
+    }
     // A damaged parity object's head is not trusted, but where it still names a shard its group
     // lacks, the finding can name the object itself.
     let mut damaged_shards: HashMap<(parity::GroupId, u32, u8), String> = HashMap::new();
@@ -544,11 +564,32 @@ pub fn repair(
         }
         (None, None) => vec![(repo.storage().location(), repo.storage().clone())],
     };
+    let mut unreachable: Vec<(String, String)> = Vec::new();
     for (url, store) in &stores {
-        let (findings, scan) = heal_storage(store.as_ref(), url, opts, progress)?;
-        report.objects_checked += scan.listed.len() as u64;
-        report.bytes_read += scan.bytes_read;
-        report.findings.extend(findings);
+        let down = repo.mirror().and_then(|m| m.locations().iter().find(|l| l.url == *url));
+        if let Some(l) = down.filter(|l| l.is_down()) {
+            // Found away already (opening the repository): not waited on a second time.
+            unreachable.push((url.clone(), l.why_down().unwrap_or_else(|| "no answer".into())));
+            continue;
+        }
+        match heal_storage(store.as_ref(), url, opts, progress) {
+            Ok((findings, scan)) => {
+                report.objects_checked += scan.listed.len() as u64;
+                report.bytes_read += scan.bytes_read;
+                report.findings.extend(findings);
+            }
+            // One mirror location away: the others are still healed, and it is named below.
+            Err(e) if stores.len() > 1 && crate::backend::is_location_failure(&e) => {
+                // Marked down, so the steps below do not wait on it again.
+                if let Some(l) =
+                    repo.mirror().and_then(|m| m.locations().iter().find(|l| l.url == *url))
+                {
+                    l.mark_down(&e);
+                }
+                unreachable.push((url.clone(), e.to_string()));
+            }
+            Err(e) => return Err(e),
+        }
     }
     let mirror = match repo.stripe() {
         Some(s) => Some(s.mirror().as_ref()),
@@ -611,6 +652,28 @@ pub fn repair(
         report.packs_protected = protected.packs_protected;
         report.parity_bytes_written = protected.parity_bytes;
         report.copies_written = protected.copies_written;
+    }
+    // A location that did not answer was neither examined nor healed: saying "no damage" would
+    // be a lie (in a stripe, its parity shards are what names the packs the others lack).
+    let locations = match repo.stripe() {
+        Some(s) => Some(s.mirror().locations()),
+        None => repo.mirror().map(|m| m.locations()),
+    };
+    for l in locations.unwrap_or_default().iter().filter(|l| l.is_down()) {
+        if !unreachable.iter().any(|(url, _)| *url == l.url) {
+            unreachable.push((l.url.clone(), l.why_down().unwrap_or_else(|| "no answer".into())));
+        }
+    }
+    for (url, why) in unreachable {
+        report.findings.push(Finding {
+            location: url.clone(),
+            kind: "location",
+            name: url,
+            problem: format!("unreachable ({why})"),
+            action: "not examined: run `aeon repair` again once it answers".into(),
+            healed: false,
+            lost: false,
+        });
     }
     let lost_packs: HashSet<Id> = report
         .findings

@@ -51,9 +51,18 @@ pub fn run(ctx: &Ctx, args: RepairArgs) -> Result<u8> {
 
 fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
     // Exit 4 when something is lost, and in a dry run that found damage (not mere missing parity).
-    let damage = report.findings.iter().any(|f| f.problem != "unprotected");
+    let damage = report.findings.iter().any(|f| f.problem != "unprotected" && f.kind != "location");
     let lost = report.findings.iter().any(|f| f.lost);
-    let code = if lost || (report.dry_run && damage) { exit::DAMAGE } else { 0 };
+    let unreachable = report.unreachable().count();
+    // Neither healed nor lost: left for a later run (a location or object that did not answer).
+    let left = report.findings.iter().filter(|f| !f.healed && !f.lost).count();
+    let code = if lost || (report.dry_run && damage) {
+        exit::DAMAGE
+    } else if left > 0 && !report.dry_run {
+        exit::INCOMPLETE
+    } else {
+        0
+    };
     if ctx.global.json {
         ctx.print_json(report)?;
         return Ok(code);
@@ -93,7 +102,9 @@ fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
     }
     let lost_count = report.findings.iter().filter(|f| f.lost).count();
     let healed = report.findings.iter().filter(|f| f.healed && f.problem != "unprotected").count();
-    if !damage {
+    if !damage && unreachable > 0 {
+        ctx.say("no damage found in the locations that answered");
+    } else if !damage {
         ctx.say("no damage found");
     } else if report.dry_run {
         ctx.say(format!(
@@ -105,6 +116,14 @@ fn render(ctx: &Ctx, report: &RepairReport) -> Result<u8> {
     }
     if lost {
         eprintln!("aeon: error: {lost_count} object(s) cannot be rebuilt");
+    } else if unreachable > 0 {
+        eprintln!(
+            "aeon: error: {unreachable} location(s) did not answer and were not repaired; run `aeon repair` again once they do"
+        );
+    } else if left > 0 && !report.dry_run {
+        eprintln!(
+            "aeon: error: {left} problem(s) could not be dealt with now; run `aeon repair` again"
+        );
     }
     Ok(code)
 }
