@@ -177,6 +177,19 @@ pub enum Command {
     Quota(QuotaArgs),
     /// Copy recovery points from another repository into this one (re-encrypted, deduplicated)
     Copy(CopyArgs),
+    /// Bring the history of a restic or Borg repository over: every snapshot or archive
+    /// becomes a recovery point
+    ///
+    /// Each keeps its time, host, user, paths and tags (a Borg archive's name becomes a tag),
+    /// and its files with their attributes; contents are deduplicated as they arrive. Run it
+    /// again to import only what is new (imported points are recognised by their source id).
+    ///
+    /// Examples:
+    ///   AEON_FROM_PASSWORD=… aeon import restic /srv/restic-repo --dry-run
+    ///   aeon import restic s3:http://minio:9000/bucket/restic --from-password-file pw.txt
+    ///   BORG_PASSPHRASE=… aeon import borg /srv/borg-repo
+    ///   aeon import borg /srv/borg-repo::laptop-2026-12-01
+    Import(ImportArgs),
     /// Health and gaps of the locations of a multi-location repository; fill the gaps
     Locations(LocationsArgs),
     /// Reed-Solomon parity over packs: show, set or turn off
@@ -465,6 +478,58 @@ pub struct CopyArgs {
     pub ids: Vec<String>,
     #[command(flatten)]
     pub filter: PointFilter,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    #[command(subcommand)]
+    pub from: ImportFrom,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum ImportFrom {
+    /// A restic repository (format 1 or 2): a local path or an s3:, sftp: or webdav: URL
+    Restic(ImportResticArgs),
+    /// A Borg 1.x repository, REPO or REPO::ARCHIVE (read through the installed borg)
+    Borg(ImportBorgArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct ImportResticArgs {
+    /// The restic repository
+    #[arg(value_name = "REPO")]
+    pub source: String,
+    /// Only these snapshots (ids or id prefixes); all when none are given
+    #[arg(long = "snapshot", value_name = "ID")]
+    pub snapshots: Vec<String>,
+    #[command(flatten)]
+    pub common: ImportCommon,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportBorgArgs {
+    /// The Borg repository, or one archive of it as REPO::ARCHIVE
+    #[arg(value_name = "REPO")]
+    pub source: String,
+    /// The borg program to read the repository with
+    #[arg(long, env = "AEON_BORG", value_name = "PATH", default_value = "borg")]
+    pub borg: String,
+    #[command(flatten)]
+    pub common: ImportCommon,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportCommon {
+    /// Password file of the source repository (or AEON_FROM_PASSWORD; Borg also honours
+    /// BORG_PASSPHRASE)
+    #[arg(long, env = "AEON_FROM_PASSWORD_FILE", value_name = "FILE")]
+    pub from_password_file: Option<PathBuf>,
+    /// A command that prints the source repository's password
+    #[arg(long, env = "AEON_FROM_PASSWORD_COMMAND", value_name = "COMMAND")]
+    pub from_password_command: Option<String>,
+    /// List what would be imported; write nothing
+    #[arg(long)]
+    pub dry_run: bool,
 }
 
 /// Which recovery points a command considers.

@@ -293,6 +293,7 @@ fn run_command(ctx: &Ctx, command: Command) -> Result<u8> {
         Command::Policy(a) => commands::policy::run(ctx, a),
         Command::Quota(a) => commands::policy::run_quota(ctx, a),
         Command::Copy(a) => commands::copy::run(ctx, a),
+        Command::Import(a) => commands::import::run(ctx, a),
         Command::Locations(a) => commands::locations::run(ctx, a),
         Command::Parity(a) => commands::parity::run(ctx, a),
         Command::Repair(a) => commands::repair::run(ctx, a),
@@ -347,6 +348,7 @@ fn operation_name(c: &Command) -> &'static str {
         Command::Policy(_) => "policy",
         Command::Quota(_) => "quota",
         Command::Copy(_) => "copy",
+        Command::Import(_) => "import",
         Command::Locations(_) => "locations",
         Command::Parity(_) => "parity",
         Command::Repair(_) => "repair",
@@ -391,6 +393,7 @@ fn writes_data(c: &Command) -> bool {
             | Command::Unprotect(_)
             | Command::Tag(_)
             | Command::Copy(_)
+            | Command::Import(_)
             | Command::Unlock(_)
     )
 }

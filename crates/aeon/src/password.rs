@@ -49,18 +49,7 @@ pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<Password> {
         return from_file(file);
     }
     if let Some(cmd) = &opts.password_command {
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(cmd)
-            .stderr(std::process::Stdio::inherit())
-            .output()
-            .with_context(|| format!("cannot run password command {cmd:?}"))?;
-        if !out.status.success() {
-            bail!("password command {cmd:?} failed with {}", out.status);
-        }
-        let text =
-            String::from_utf8(out.stdout).context("password command printed non-UTF-8 output")?;
-        return non_empty(trim_line_end(text), &format!("password command {cmd:?}"));
+        return from_command(cmd);
     }
     if std::io::stdin().is_terminal() {
         let p = non_empty(
@@ -83,11 +72,22 @@ pub fn get(opts: &GlobalOpts, confirm: bool) -> Result<Password> {
 /// The password of a second repository (the source of `copy`): AEON_FROM_PASSWORD, a file, or
 /// a prompt on a terminal.
 pub fn get_source(file: Option<&std::path::Path>) -> Result<Password> {
+    get_source_or_command(file, None)
+}
+
+/// [`get_source`], or the first line a command prints (`import`'s --from-password-command).
+pub fn get_source_or_command(
+    file: Option<&std::path::Path>,
+    command: Option<&str>,
+) -> Result<Password> {
     if let Ok(p) = std::env::var("AEON_FROM_PASSWORD") {
         return non_empty(p, "AEON_FROM_PASSWORD");
     }
     if let Some(file) = file {
         return from_file(file);
+    }
+    if let Some(cmd) = command {
+        return from_command(cmd);
     }
     if std::io::stdin().is_terminal() {
         let p = rpassword::prompt_password("password of the source repository: ")?;
@@ -116,4 +116,20 @@ pub fn get_new(file: Option<&std::path::Path>) -> Result<Password> {
     bail!(
         "no new password given: set AEON_NEW_PASSWORD or --new-password-file, or run on a terminal"
     )
+}
+
+/// The first line `cmd` (run by `sh -c`) prints.
+fn from_command(cmd: &str) -> Result<Password> {
+    let out = std::process::Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .with_context(|| format!("cannot run password command {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("password command {cmd:?} failed with {}", out.status);
+    }
+    let text =
+        String::from_utf8(out.stdout).context("password command printed non-UTF-8 output")?;
+    non_empty(trim_line_end(text), &format!("password command {cmd:?}"))
 }

@@ -679,6 +679,7 @@ fn commit(
         summary,
         protected: opts.protect,
         original: None,
+        imported: None,
     };
     // Written last: every blob it references is already durable and indexed.
     let snapshot_id = repo.save_snapshot(&snapshot)?;

@@ -13,12 +13,12 @@ use std::io::Read;
 
 use serde::Serialize;
 
-use crate::blob::{self, BlobType};
-use crate::chunker::Chunker;
+use crate::blob::BlobType;
 use crate::error::Result;
 use crate::id::Id;
+use crate::ingest::Ingest;
 use crate::progress::Progress;
-use crate::repository::{Packer, Repository};
+use crate::repository::Repository;
 use crate::snapshot::SnapshotEntry;
 use crate::tree::NodeKind;
 
@@ -48,40 +48,27 @@ pub fn copy(
     let mut report = CopyReport::default();
     let (existing, _) = target.list_snapshots()?;
     let present: HashSet<Id> = existing.iter().map(origin).collect();
-    let mut copier = Copier {
-        source,
-        target,
-        trees: HashMap::new(),
-        files: HashMap::new(),
-        queued: HashSet::new(),
-        progress,
-        bytes_read: 0,
-    };
-    let mut used = match target.settings().quota {
-        Some(_) => Some(target.storage_used()?),
-        None => None,
-    };
+    let mut copier =
+        Copier { source, ingest: Ingest::new(target, progress)?, trees: HashMap::new() };
     for p in points {
         if present.contains(&origin(p)) {
             report.already_present.push(p.id.to_hex());
             continue;
         }
-        let mut packer = target.packer_within_quota(used);
-        let root = copier.tree(&p.snapshot.tree, 0, &mut packer)?;
-        let stats = packer.finish()?;
-        used = used.map(|u| u + stats.stored_bytes);
-        report.blobs_added += stats.blobs_written;
-        report.bytes_stored += stats.stored_bytes;
+        let root = copier.tree(&p.snapshot.tree, 0)?;
         let mut s = p.snapshot.clone();
         s.tree = root;
         s.original = Some(origin(p));
         // Parents are ids of the source repository: meaningless in the target.
         s.parent = None;
-        let id = target.save_snapshot(&s)?;
+        let id = copier.ingest.commit(&s)?;
         report.copied.push((p.id.to_hex(), id.to_hex()));
         progress.add(1, 0);
     }
-    report.bytes_read = copier.bytes_read;
+    let stats = copier.ingest.stats;
+    report.bytes_read = stats.bytes_read;
+    report.blobs_added = stats.blobs_added;
+    report.bytes_stored = stats.bytes_stored;
     let mut event = crate::audit::Event::new("copy").arg(source.storage().location());
     for (_, id) in &report.copied {
         event = event.added(crate::backend::FileType::Snapshot, id);
@@ -95,34 +82,13 @@ pub fn copy(
 
 struct Copier<'a> {
     source: &'a Repository,
-    target: &'a Repository,
+    ingest: Ingest<'a>,
     /// Source tree id -> target tree id.
     trees: HashMap<Id, Id>,
-    /// Source content list -> target content list.
-    files: HashMap<Vec<Id>, Vec<Id>>,
-    /// Blobs added in this run (the target's loaded index does not know them).
-    queued: HashSet<Id>,
-    progress: &'a dyn Progress,
-    bytes_read: u64,
 }
 
 impl Copier<'_> {
-    fn has(&self, id: &Id) -> bool {
-        self.target.index().contains(id) || self.queued.contains(id)
-    }
-
-    fn store(&mut self, t: BlobType, id: Id, data: &[u8], packer: &mut Packer) -> Result<()> {
-        if self.has(&id) {
-            return Ok(());
-        }
-        let compression = self.target.settings().compression;
-        let sealed = blob::seal_blob(self.target.cipher(), t, &id, data, compression)?;
-        packer.add(t, id, &sealed, data.len() as u32)?;
-        self.queued.insert(id);
-        Ok(())
-    }
-
-    fn tree(&mut self, source_id: &Id, depth: usize, packer: &mut Packer) -> Result<Id> {
+    fn tree(&mut self, source_id: &Id, depth: usize) -> Result<Id> {
         if let Some(id) = self.trees.get(source_id) {
             return Ok(*id);
         }
@@ -131,47 +97,28 @@ impl Copier<'_> {
         for node in &mut tree.nodes {
             match node.kind {
                 NodeKind::File if !node.content.is_empty() => {
-                    node.content = self.file(&node.content, packer)?;
+                    let identity = node.content.iter().flat_map(|id| id.0).collect();
+                    let mut stream = BlobStream {
+                        repo: self.source,
+                        ids: &node.content,
+                        next: 0,
+                        buf: Vec::new(),
+                        pos: 0,
+                    };
+                    node.content = self.ingest.file(Some(identity), &mut stream)?.0;
                 }
                 NodeKind::Dir => {
                     if let Some(sub) = node.subtree {
-                        node.subtree = Some(self.tree(&sub, depth + 1, packer)?);
+                        node.subtree = Some(self.tree(&sub, depth + 1)?);
                     }
                 }
                 _ => {}
             }
         }
-        let bytes = tree.encode();
-        let id = self.target.hasher().hash(&bytes);
-        self.store(BlobType::Tree, id, &bytes, packer)?;
+        // The source's order is kept: it is the order its writer chose, and sorted already.
+        let id = self.ingest.tree_as_is(&tree)?;
         self.trees.insert(*source_id, id);
         Ok(id)
-    }
-
-    fn file(&mut self, content: &[Id], packer: &mut Packer) -> Result<Vec<Id>> {
-        if let Some(ids) = self.files.get(content) {
-            return Ok(ids.clone());
-        }
-        let stream =
-            BlobStream { repo: self.source, ids: content, next: 0, buf: Vec::new(), pos: 0 };
-        let settings = self.target.settings().chunker;
-        let mut out = Vec::new();
-        for chunk in Chunker::new(stream, settings, self.target.gear().clone()) {
-            let data = chunk.map_err(|e| match e.into_inner() {
-                Some(inner) => match inner.downcast::<crate::Error>() {
-                    Ok(core) => *core,
-                    Err(other) => crate::Error::InvalidInput(other.to_string()),
-                },
-                None => crate::Error::InvalidInput("reading the source repository".into()),
-            })?;
-            self.bytes_read += data.len() as u64;
-            self.progress.add(0, data.len() as u64);
-            let id = self.target.hasher().hash(&data);
-            self.store(BlobType::Data, id, &data, packer)?;
-            out.push(id);
-        }
-        self.files.insert(content.to_vec(), out.clone());
-        Ok(out)
     }
 }
 

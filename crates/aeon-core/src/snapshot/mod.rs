@@ -68,6 +68,28 @@ pub struct Snapshot {
     /// that protect/unprotect rewrote before labels kept ids for life (see [`Labels`]).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub original: Option<Id>,
+    /// Where an imported recovery point came from (`aeon import`); `original` then holds the
+    /// source's own id of it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub imported: Option<Imported>,
+}
+
+/// The source of an imported recovery point: what `aeon import` recognises it by when run
+/// again, and what a person needs to trace it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Imported {
+    /// `restic` or `borg`.
+    pub format: String,
+    /// The source repository's id (restic's config id, Borg's repository id).
+    pub repository: String,
+    /// The snapshot's or archive's id there, in hex.
+    pub id: String,
+    /// Borg's archive name (restic snapshots have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// The program that wrote it, as the source recorded it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub program: Option<String>,
 }
 
 impl Snapshot {
@@ -101,6 +123,7 @@ impl Snapshot {
             summary: Summary::default(),
             protected: false,
             original: None,
+            imported: None,
         }
     }
 }

@@ -9,6 +9,7 @@ pub mod dr;
 pub mod dump;
 pub mod find;
 pub mod forget;
+pub mod import;
 pub mod init;
 pub mod key;
 pub mod locations;

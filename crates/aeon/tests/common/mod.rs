@@ -396,6 +396,7 @@ impl Crafter {
             summary: aeon_core::snapshot::Summary::default(),
             protected: false,
             original: None,
+            imported: None,
         };
         self.repo.save_snapshot(&snap).expect("save").to_hex()
     }
