@@ -32,10 +32,10 @@ fi
 need=()
 # Real storage servers: OpenSSH's sshd (SFTP tests; the ssh client drives the SFTP backend),
 # curl (creates S3 buckets), python3-venv (for SeaweedFS below); fuse3 (fusermount3, for
-# `aeon mount`).
+# `aeon mount`); restic and Borg (the peers whose repositories `aeon import` reads).
 for tool in setfacl:acl rsync:rsync setpriv:util-linux tar:tar mkfifo:coreutils mount:mount unshare:util-linux faketime:faketime \
     /usr/sbin/sshd:openssh-server ssh:openssh-client ssh-keygen:openssh-client curl:curl \
-    fusermount3:fuse3 sqlite3:sqlite3; do
+    fusermount3:fuse3 sqlite3:sqlite3 restic:restic borg:borgbackup; do
     command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
 done
 python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)

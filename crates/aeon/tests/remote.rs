@@ -601,3 +601,37 @@ fn a_write_only_client_backs_up_to_s3_and_the_full_key_restores() {
     assert_eq!(admin.json(&["snapshots"]).as_array().unwrap().len(), 2);
     assert_eq!(admin.run(&["audit", "verify"]).status.code(), Some(0));
 }
+
+/// `aeon import restic` from a restic repository on S3 (SeaweedFS): restic writes it, Aeon
+/// reads it through its own S3 backend, and the imported point restores the tree.
+#[test]
+fn a_restic_repository_on_s3_is_imported() {
+    let s3 = servers::Seaweed::start();
+    s3.create_bucket("restic");
+    let mut env = Env::new();
+    env.extra_env = s3_credentials().iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+    env.extra_env.push(("AEON_FROM_PASSWORD".into(), "restic secret".into()));
+    let src = env.path("src");
+    generate_tree(&src, 77, 40, 1 << 20);
+    let url = s3.s3_url("restic", "repo");
+    for args in
+        [vec!["init", "-q", "-r", &url], vec!["backup", "-q", "-r", &url, src.to_str().unwrap()]]
+    {
+        let out = std::process::Command::new("restic")
+            .args(&args)
+            .envs(s3_credentials())
+            .env("RESTIC_PASSWORD", "restic secret")
+            .env("RESTIC_CACHE_DIR", env.path("restic-cache"))
+            .output()
+            .expect("restic is installed by scripts/test-all.sh");
+        assert!(out.status.success(), "restic {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    let report = env.json(&["import", "restic", &url]);
+    assert_eq!(report["imported"], 1, "{report}");
+    let id = report["points"][0]["recovery_point"].as_str().unwrap().to_string();
+    let target = env.path("restored");
+    env.run_ok(&["restore", &id, "--target", target.to_str().unwrap()]);
+    assert_trees_equal(&src, &target.join(src.strip_prefix("/").unwrap()));
+    let again = env.json(&["import", "restic", &url]);
+    assert_eq!(again["already_imported"], 1, "{again}");
+}

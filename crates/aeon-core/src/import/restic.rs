@@ -299,7 +299,8 @@ impl Converter<'_> {
         };
         let m = &n.meta;
         let mut node = Node::new(RawName(n.name().as_bytes().to_vec()), kind);
-        node.mode = unix_permissions(m.mode.unwrap_or(0o644));
+        // restic writes its JSON with Go's `omitempty`: no mode is mode 0 (a file chmod 000).
+        node.mode = unix_permissions(m.mode.unwrap_or(0));
         node.uid = m.uid.unwrap_or(0);
         node.gid = m.gid.unwrap_or(0);
         node.user = m.user.clone().filter(|u| !u.is_empty());

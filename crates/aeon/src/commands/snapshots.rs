@@ -42,6 +42,7 @@ pub fn run(ctx: &Ctx, args: SnapshotsArgs) -> Result<u8> {
                         "program_version": s.program_version,
                         "protected": s.protected,
                         "original": s.original.map(|o| o.to_hex()),
+                        "imported": s.imported,
                         "summary": s.summary,
                     })
                 })
