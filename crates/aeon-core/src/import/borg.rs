@@ -14,7 +14,9 @@ use std::process::{Child, ChildStdout, Command, Stdio};
 
 use serde::Deserialize;
 
-use super::{ImportOptions, ImportReport, SourcePoint, already_imported, count, original_of};
+use super::{
+    ImportOptions, ImportReport, SourcePoint, Totals, already_imported, count, original_of,
+};
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -266,7 +268,7 @@ impl Assembly {
         path: &[u8],
         ingest: &mut Ingest,
         depth: usize,
-        totals: &mut (u64, u64, u64),
+        totals: &mut Totals,
     ) -> Result<Id> {
         crate::tree::ensure_depth(
             depth,
@@ -277,10 +279,10 @@ impl Assembly {
             let Some(mut node) = self.nodes.remove(&child) else { continue };
             if node.kind == NodeKind::Dir {
                 node.subtree = Some(self.build(&child, ingest, depth + 1, totals)?);
-                totals.1 += 1;
+                totals.dirs += 1;
             } else {
-                totals.0 += 1;
-                totals.2 += node.size;
+                totals.files += 1;
+                totals.bytes += node.size;
             }
             if node.inode != 0 {
                 node.links = self.link_counts.get(&node.inode).copied().unwrap_or(1);
@@ -344,8 +346,8 @@ pub fn import(
         let start = chrono::Local::now().fixed_offset();
         let read_before = ingest.stats.bytes_read;
         let (tree, totals, entries) = archive_tree(source, a, &mut ingest, &mut notes)?;
-        report.files += entries.0;
-        report.dirs += entries.1;
+        report.files += entries.files;
+        report.dirs += entries.dirs;
         let snapshot = Snapshot {
             time,
             tree,
@@ -361,12 +363,12 @@ pub fn import(
             kind: None,
             program_version: format!("aeon {}", crate::VERSION),
             summary: Summary {
-                files_new: totals.0,
-                dirs_new: totals.1,
-                total_files: totals.0,
-                total_dirs: totals.1,
+                files_new: totals.files,
+                dirs_new: totals.dirs,
+                total_files: totals.files,
+                total_dirs: totals.dirs,
                 bytes_read: ingest.stats.bytes_read - read_before,
-                total_bytes: totals.2,
+                total_bytes: totals.bytes,
                 backup_start: Some(start),
                 backup_end: Some(chrono::Local::now().fixed_offset()),
                 ..Default::default()
@@ -410,13 +412,13 @@ fn paths_of(command_line: &[String]) -> Vec<String> {
 }
 
 /// Reads archive `a` item by item, storing contents as they arrive, then its trees. Returns
-/// the root tree, its totals (files, dirs, bytes) and the entries read (files, dirs).
+/// the root tree, its totals and the entries read (files and dirs).
 fn archive_tree(
     source: &BorgSource,
     a: &BorgArchive,
     ingest: &mut Ingest,
     notes: &mut Vec<String>,
-) -> Result<(Id, (u64, u64, u64), (u64, u64))> {
+) -> Result<(Id, Totals, Totals)> {
     let mut child: Child =
         source.reader(&["items", &source.repo, &a.name]).stdout(Stdio::piped()).spawn().map_err(
             |e| Error::InvalidInput(format!("cannot run {}: {e}", source.python.display())),
@@ -436,13 +438,13 @@ fn archive_tree(
         return Err(reader_failure(&format!("{}::{}", source.repo, a.name), &stderr));
     }
     let mut assembly = result?;
-    let (mut files, mut dirs) = (0, 0);
+    let mut entries = Totals::default();
     for n in assembly.nodes.values() {
-        count(std::slice::from_ref(n), &mut files, &mut dirs);
+        count(std::slice::from_ref(n), &mut entries.files, &mut entries.dirs);
     }
-    let mut totals = (0, 0, 0);
+    let mut totals = Totals::default();
     let root = assembly.build(b"", ingest, 0, &mut totals)?;
-    Ok((root, totals, (files, dirs)))
+    Ok((root, totals, entries))
 }
 
 fn read_items(

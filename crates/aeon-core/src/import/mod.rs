@@ -110,3 +110,19 @@ pub(crate) fn count(nodes: &[Node], files: &mut u64, dirs: &mut u64) {
         }
     }
 }
+
+/// Everything below a directory: what a recovery point's summary reports.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Totals {
+    pub files: u64,
+    pub dirs: u64,
+    pub bytes: u64,
+}
+
+impl Totals {
+    pub(crate) fn add(&mut self, o: Totals) {
+        self.files += o.files;
+        self.dirs += o.dirs;
+        self.bytes += o.bytes;
+    }
+}

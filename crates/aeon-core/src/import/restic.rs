@@ -2,7 +2,7 @@
 //! maintained Rust implementation of restic's format: it decrypts, authenticates and parses
 //! config, keys, index, snapshots, trees and blobs; Aeon only maps its nodes to Aeon's.
 //!
-//! rustic reads through [`Storage`], which serves restic's layout from Aeon's own storage
+//! rustic reads through `Storage`, which serves restic's layout from Aeon's own storage
 //! backends (restic's layout is Aeon's: `config`, `keys/`, `snapshots/`, `index/`,
 //! `data/xx/`), so a local path and every `s3:`/`sftp:`/`webdav:` URL Aeon opens (retries,
 //! timeouts and credentials included) works as a source.
@@ -21,7 +21,9 @@ use rustic_core::{
     RusticResult, TreeId, WriteBackend,
 };
 
-use super::{ImportOptions, ImportReport, SourcePoint, already_imported, count, original_of};
+use super::{
+    ImportOptions, ImportReport, SourcePoint, Totals, already_imported, count, original_of,
+};
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::id::Id;
@@ -117,7 +119,7 @@ impl WriteBackend for Storage {
 }
 
 /// rustic's error as one line naming the restic repository.
-fn restic_error(location: &str, e: Box<RusticError>) -> Error {
+fn restic_error(location: &str, e: &RusticError) -> Error {
     if e.is_incorrect_password() {
         return Error::InvalidInput(format!(
             "wrong password for the restic repository at {location} (AEON_FROM_PASSWORD, --from-password-file or --from-password-command)"
@@ -147,7 +149,7 @@ impl ResticSource {
         }
         let backends = RepositoryBackends::new(Arc::new(Storage(storage)), None);
         let opts = RepositoryOptions::default().no_cache(true);
-        let err = |e| restic_error(&location, e);
+        let err = |e: Box<RusticError>| restic_error(&location, &e);
         let repo = rustic_core::Repository::new(&opts, &backends).map_err(err)?;
         let repo = repo.open(&Credentials::password(password)).map_err(err)?;
         let version = repo.config().version;
@@ -163,8 +165,9 @@ impl ResticSource {
 
     /// Its snapshots, oldest first.
     fn snapshots(&self) -> Result<Vec<SnapshotFile>> {
-        let mut all = self.repo.get_all_snapshots().map_err(|e| restic_error(&self.location, e))?;
-        all.sort_by(|a, b| a.time.timestamp().cmp(&b.time.timestamp()));
+        let mut all =
+            self.repo.get_all_snapshots().map_err(|e| restic_error(&self.location, &e))?;
+        all.sort_by_key(|a| a.time.timestamp());
         Ok(all)
     }
 }
@@ -230,7 +233,7 @@ impl Read for Content<'_> {
             self.buf = self
                 .repo
                 .get_blob_cached(&BlobId::from(**id), ResticBlobType::Data)
-                .map_err(|e| std::io::Error::other(restic_error(self.location, e)))?;
+                .map_err(|e| std::io::Error::other(restic_error(self.location, &e)))?;
             self.pos = 0;
             self.next += 1;
         }
@@ -238,22 +241,6 @@ impl Read for Content<'_> {
         out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
-    }
-}
-
-/// Everything below a directory: what a recovery point's summary reports.
-#[derive(Debug, Default, Clone, Copy)]
-struct Totals {
-    files: u64,
-    dirs: u64,
-    bytes: u64,
-}
-
-impl Totals {
-    fn add(&mut self, o: Totals) {
-        self.files += o.files;
-        self.dirs += o.dirs;
-        self.bytes += o.bytes;
     }
 }
 
@@ -275,7 +262,7 @@ impl Converter<'_> {
         }
         crate::tree::ensure_depth(depth, &format_args!("restic tree {}", hex(id)))?;
         let restic_tree =
-            self.source.repo.get_tree(id).map_err(|e| restic_error(&self.source.location, e))?;
+            self.source.repo.get_tree(id).map_err(|e| restic_error(&self.source.location, &e))?;
         let mut tree = Tree::default();
         let mut totals = Totals::default();
         for n in &restic_tree.nodes {

@@ -46,6 +46,8 @@ pub struct Ingest<'a> {
     files: HashMap<Vec<u8>, (Vec<Id>, u64)>,
     pending: Vec<(Id, Vec<u8>)>,
     pending_bytes: usize,
+    /// The start of the file being read, kept across files (see [`Ingest::file`]).
+    head: Vec<u8>,
     /// With a quota: the bytes the repository occupies so far.
     used: Option<u64>,
     pub stats: IngestStats,
@@ -65,6 +67,7 @@ impl<'a> Ingest<'a> {
             files: HashMap::new(),
             pending: Vec::new(),
             pending_bytes: 0,
+            head: Vec::new(),
             used,
             stats: IngestStats::default(),
         })
@@ -119,7 +122,25 @@ impl<'a> Ingest<'a> {
         let mut ids = Vec::new();
         let mut size = 0u64;
         let target = self.target;
-        for chunk in Chunker::new(source, target.settings().chunker, target.gear().clone()) {
+        let params = target.settings().chunker;
+        // Most files are smaller than one chunk window: read whole into a buffer kept across
+        // files and cut in place. A Chunker per file would allocate and zero a window of the
+        // largest chunk size each time (most of an import's time, in the kernel).
+        let mut head = std::mem::take(&mut self.head);
+        head.clear();
+        let max = params.max_size as u64;
+        source.take(max).read_to_end(&mut head).map_err(source_error)?;
+        let chunks: Box<dyn Iterator<Item = std::io::Result<Vec<u8>>>> = if (head.len() as u64)
+            < max
+        {
+            Box::new(
+                crate::chunker::chunk_slice(&head, params, target.gear()).map(|c| Ok(c.to_vec())),
+            )
+        } else {
+            let whole = std::io::Cursor::new(&head[..]).chain(source);
+            Box::new(Chunker::new(whole, params, target.gear().clone()))
+        };
+        for chunk in chunks {
             let data = chunk.map_err(source_error)?;
             size += data.len() as u64;
             self.stats.bytes_read += data.len() as u64;
@@ -136,6 +157,7 @@ impl<'a> Ingest<'a> {
                 self.flush()?;
             }
         }
+        self.head = head;
         if let Some(k) = identity {
             self.files.insert(k, (ids.clone(), size));
         }
