@@ -9,11 +9,9 @@
 //! id recorded in `original`).
 
 use std::collections::{HashMap, HashSet};
-use std::io::Read;
 
 use serde::Serialize;
 
-use crate::blob::BlobType;
 use crate::error::Result;
 use crate::id::Id;
 use crate::ingest::Ingest;
@@ -98,13 +96,7 @@ impl Copier<'_> {
             match node.kind {
                 NodeKind::File if !node.content.is_empty() => {
                     let identity = node.content.iter().flat_map(|id| id.0).collect();
-                    let mut stream = BlobStream {
-                        repo: self.source,
-                        ids: &node.content,
-                        next: 0,
-                        buf: Vec::new(),
-                        pos: 0,
-                    };
+                    let mut stream = crate::dump::ContentReader::new(self.source, node);
                     node.content = self.ingest.file(Some(identity), &mut stream)?.0;
                 }
                 NodeKind::Dir => {
@@ -119,29 +111,5 @@ impl Copier<'_> {
         let id = self.ingest.tree_as_is(&tree)?;
         self.trees.insert(*source_id, id);
         Ok(id)
-    }
-}
-
-/// A file's content, read blob by blob from the source repository (authenticated on the way).
-struct BlobStream<'a> {
-    repo: &'a Repository,
-    ids: &'a [Id],
-    next: usize,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for BlobStream<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            let Some(id) = self.ids.get(self.next) else { return Ok(0) };
-            self.buf = self.repo.read_blob(BlobType::Data, id).map_err(std::io::Error::other)?;
-            self.pos = 0;
-            self.next += 1;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
     }
 }

@@ -20,7 +20,7 @@ use super::{
 use crate::backend::FileType;
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, Pieces};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::{Imported, Snapshot, Summary};
@@ -204,31 +204,6 @@ impl Frames {
     }
 }
 
-/// The content frames that follow an item, as one stream.
-struct ItemContent<'f> {
-    frames: &'f mut Frames,
-    buf: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ItemContent<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            let (tag, len) = self.frames.header()?;
-            if tag != b'D' {
-                self.frames.next = Some((tag, len));
-                return Ok(0);
-            }
-            self.buf = self.frames.body(len)?;
-            self.pos = 0;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// Entries of one archive by path, assembled into trees at the end.
 #[derive(Default)]
 struct Assembly {
@@ -300,13 +275,7 @@ pub fn import(
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-    let mut report = ImportReport {
-        format: "borg",
-        source: source.repo.clone(),
-        source_repository: source.repository_id.clone(),
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
+    let mut report = ImportReport::new("borg", &source.repo, &source.repository_id, opts.dry_run);
     if let Some(wanted) = opts.only.first()
         && !source.archives.iter().any(|a| a.name == *wanted)
     {
@@ -519,7 +488,15 @@ fn read_items(
         }
         match kind {
             NodeKind::File if item.has_content => {
-                let mut content = ItemContent { frames, buf: Vec::new(), pos: 0 };
+                // The content frames that follow the item; the next frame of another kind
+                // is kept for the loop.
+                let mut content = Pieces::new(|| match frames.header()? {
+                    (b'D', len) => frames.body(len).map(Some),
+                    other => {
+                        frames.next = Some(other);
+                        Ok(None)
+                    }
+                });
                 let (ids, size) = ingest.file(None, &mut content)?;
                 // Any file with content may be the first of a hard-link group (archives of
                 // Borg before 1.1 do not mark it): kept until a later item links to it.

@@ -65,6 +65,19 @@ pub struct ImportReport {
     pub notes: Vec<String>,
 }
 
+impl ImportReport {
+    /// An empty report of an import from `source` (repository id `source_repository`).
+    fn new(format: &'static str, source: &str, source_repository: &str, dry_run: bool) -> Self {
+        ImportReport {
+            format,
+            source: source.to_string(),
+            source_repository: source_repository.to_string(),
+            dry_run,
+            ..Default::default()
+        }
+    }
+}
+
 /// Which source points to import.
 #[derive(Debug, Default, Clone)]
 pub struct ImportOptions {

@@ -8,7 +8,6 @@
 //! timeouts and credentials included) works as a source.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::os::unix::ffi::OsStrExt;
 use std::sync::Arc;
 
@@ -16,7 +15,7 @@ use rustic_core::repofile::{
     BlobType as ResticBlobType, Node as ResticNode, NodeType, SnapshotFile,
 };
 use rustic_core::{
-    BlobId, BytesList, Credentials, DataId, ErrorKind, FileType as ResticFileType, Id as ResticId,
+    BlobId, BytesList, Credentials, ErrorKind, FileType as ResticFileType, Id as ResticId,
     IndexedFullStatus, ReadBackend, RepositoryBackends, RepositoryOptions, RusticError,
     RusticResult, TreeId, WriteBackend,
 };
@@ -27,7 +26,7 @@ use super::{
 use crate::backend::{Backend, FileType};
 use crate::error::{Error, Result};
 use crate::id::Id;
-use crate::ingest::Ingest;
+use crate::ingest::{Ingest, Pieces};
 use crate::progress::Progress;
 use crate::repository::Repository;
 use crate::snapshot::{Imported, Snapshot, Summary};
@@ -216,34 +215,6 @@ fn unix_permissions(go_mode: u32) -> u32 {
     mode
 }
 
-/// A file's content, blob by blob from the restic repository (each authenticated by rustic).
-struct Content<'a> {
-    repo: &'a ResticRepository,
-    ids: &'a [DataId],
-    next: usize,
-    buf: bytes::Bytes,
-    pos: usize,
-    location: &'a str,
-}
-
-impl Read for Content<'_> {
-    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
-        while self.pos == self.buf.len() {
-            let Some(id) = self.ids.get(self.next) else { return Ok(0) };
-            self.buf = self
-                .repo
-                .get_blob_cached(&BlobId::from(**id), ResticBlobType::Data)
-                .map_err(|e| std::io::Error::other(restic_error(self.location, &e)))?;
-            self.pos = 0;
-            self.next += 1;
-        }
-        let n = out.len().min(self.buf.len() - self.pos);
-        out[..n].copy_from_slice(&self.buf[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
-}
-
 /// Builds Aeon trees from restic trees, remembering each restic tree it converted (the trees
 /// two snapshots share are converted once).
 struct Converter<'a> {
@@ -311,14 +282,16 @@ impl Converter<'_> {
             NodeType::File => {
                 let ids = n.content.as_deref().unwrap_or_default();
                 let identity = ids.iter().flat_map(|id| id.to_hex().as_bytes().to_vec()).collect();
-                let mut content = Content {
-                    repo: &self.source.repo,
-                    ids,
-                    next: 0,
-                    buf: bytes::Bytes::new(),
-                    pos: 0,
-                    location: &self.source.location,
-                };
+                // Blob by blob, each authenticated by rustic.
+                let (repo, location) = (&self.source.repo, &self.source.location);
+                let mut blobs = ids.iter();
+                let mut content = Pieces::new(|| {
+                    blobs
+                        .next()
+                        .map(|id| repo.get_blob_cached(&BlobId::from(**id), ResticBlobType::Data))
+                        .transpose()
+                        .map_err(|e| std::io::Error::other(restic_error(location, &e)))
+                });
                 let (blobs, size) = self.ingest.file(Some(identity), &mut content)?;
                 node.content = blobs;
                 node.size = size;
@@ -361,13 +334,8 @@ pub fn import(
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport> {
-    let mut report = ImportReport {
-        format: "restic",
-        source: source.location.clone(),
-        source_repository: source.repository_id.clone(),
-        dry_run: opts.dry_run,
-        ..Default::default()
-    };
+    let mut report =
+        ImportReport::new("restic", &source.location, &source.repository_id, opts.dry_run);
     let before = already_imported(target, "restic")?;
     let snapshots: Vec<SnapshotFile> =
         source.snapshots()?.into_iter().filter(|s| opts.wants(&hex(&s.id), None)).collect();

@@ -207,6 +207,40 @@ impl<'a> Ingest<'a> {
     }
 }
 
+/// A stream made of pieces fetched one after another (a source repository's blobs, a pipe's
+/// frames): `next` gives the next piece, or `None` at the end.
+pub struct Pieces<B, F> {
+    next: F,
+    piece: Option<B>,
+    pos: usize,
+}
+
+impl<B: AsRef<[u8]>, F: FnMut() -> std::io::Result<Option<B>>> Pieces<B, F> {
+    pub fn new(next: F) -> Self {
+        Pieces { next, piece: None, pos: 0 }
+    }
+}
+
+impl<B: AsRef<[u8]>, F: FnMut() -> std::io::Result<Option<B>>> Read for Pieces<B, F> {
+    fn read(&mut self, out: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            if let Some(piece) = &self.piece {
+                let rest = &piece.as_ref()[self.pos..];
+                if !rest.is_empty() {
+                    let n = out.len().min(rest.len());
+                    out[..n].copy_from_slice(&rest[..n]);
+                    self.pos += n;
+                    return Ok(n);
+                }
+            }
+            match (self.next)()? {
+                Some(p) => (self.piece, self.pos) = (Some(p), 0),
+                None => return Ok(0),
+            }
+        }
+    }
+}
+
 impl Drop for Ingest<'_> {
     fn drop(&mut self) {
         self.abandon();
